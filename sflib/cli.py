@@ -1,0 +1,46 @@
+"""Command line: ``python -m sflib <command> ...``, one command per pipeline stage.
+
+Each stage module provides ``add_cli(subparsers)`` which registers its command(s) and sets
+``func`` to a function taking the parsed arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# modules that register commands, in pipeline order; a module that is absent is skipped
+STAGE_MODULES = [
+    "sflib.convert", "sflib.generate", "sflib.ratings", "sflib.rankings", "sflib.consistency",
+    "sflib.reward_model", "sflib.best_of_n", "sflib.evaluation",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sflib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in STAGE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        if hasattr(module, "add_cli"):
+            module.add_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,63 @@
+"""The judge interface: one request in, one completion out, never raising for a per-item failure.
+
+Judges are pluggable by name (``sflib.judges.get_judge("openai:gpt-4o-mini")``,
+``"local:smollm2"``, ``"recorded:<file>"``). A judge turns chat messages into text; *what* is asked
+(templates) and how replies are read (parsing) live in ``sflib.ratings`` / ``sflib.rankings`` /
+``sflib.parsing``, and caching, resuming and accounting live in ``sflib.store`` / ``sflib.annotate``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+
+@dataclass
+class Request:
+    """One thing to ask a judge.
+
+    ``messages`` is an OpenAI-style chat (``[{"role": ..., "content": ...}]``). ``meta`` carries
+    what a judge that does not call a model needs to answer (the recorded judge looks up
+    ``meta["kind"]`` = "rating"/"ranking" and the texts in it); it is never sent to an API.
+    """
+
+    messages: list[dict[str, str]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Completion:
+    """What came back for one request: ``text`` on success, ``error`` (a short message) on failure."""
+
+    text: str | None = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+class Judge:
+    """Base class. Subclasses set ``name`` (e.g. ``openai:gpt-4o-mini``), ``model`` and ``params``
+    (decoding parameters; part of the cache key) and implement :meth:`complete`.
+    """
+
+    name: str = "judge"
+    model: str = ""
+    params: dict[str, Any] = {}
+    #: how many requests the engine should keep in flight (1 for local judges)
+    concurrency: int = 1
+
+    def complete(self, requests: Iterable[Request]) -> Iterator[tuple[int, Completion]]:
+        """Yield ``(index, completion)`` for every request, in any order, exactly once each.
+
+        A failure of one request is a ``Completion(error=...)``, not an exception; an exception is
+        reserved for configuration errors (no API key, unknown model) found before any request.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - optional
+        pass
