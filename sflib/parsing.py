@@ -1,0 +1,136 @@
+"""Robust reading of judge replies: a 1–7 score (ratings) or "Output (a)" / "Output (b)" (rankings).
+
+Both parsers return ``(value, valid)``; an unreadable or ambiguous reply gives ``(None, False)`` and
+the caller keeps the raw text (nothing is dropped). The prompts (``sflib/templates/rating_v1.txt``,
+``ranking_v1.txt``) ask for the answer first, on its own line, but judges do not always comply, so:
+
+:func:`parse_score`, in order of precedence
+  1. an explicit final verdict anywhere: "Final score: 6", "Final rating - 5/7";
+  2. a first line that is just a score: "6", "Score: 6", "**6**", "6/7", "Rating: 6 out of 7";
+  3. the *last* labelled score in the text: "... Score: 6", "Rating: 6/7", "**6**", "6 out of 7",
+     "I would rate it a 6", "I give this response a 5";
+  4. a reply that is nothing but a number.
+  Numbers outside 1–7 ("Score: 8", "9/10"), decimals ("6.5") and unlabelled numbers ("3 facts") are
+  never taken as the score.
+
+:func:`parse_choice`, in order of precedence
+  1. a first line naming exactly one output: "Output (a)", "(b)", "Output (B).", "output b";
+  2. explicit verdicts anywhere, the last one wins: "Output (b) is better", "I prefer Output (a)",
+     "Verdict: (b)", "the better response is Output (a)";
+  3. mentions of a single output only ("Output (b) answers the question.");
+  otherwise — none, both without a verdict, or "neither"/"both equally" — invalid.
+"""
+from __future__ import annotations
+
+import re
+
+SCORE_MIN, SCORE_MAX = 1, 7
+
+# A number that is a whole number token: not part of a longer number or a decimal.
+_NUM = r"(?<![\d.])(\d+)(?![\d]|\.\d)"
+_LABEL = r"(?:score|rating|grade|rate)"
+_OUT_OF = r"(?:\s*(?:/|out\s+of|of)\s*(\d+))?"
+
+_FINAL_RE = re.compile(
+    rf"\b(?:final|overall)\s+{_LABEL}\s*(?:is|of|would\s+be|[:=\-])?\s*[*_\"'(\[]*\s*{_NUM}\s*[*_\"')\]]*{_OUT_OF}",
+    re.I)
+_LABELLED_RE = re.compile(
+    rf"\b{_LABEL}\s*(?:is|of|would\s+be|[:=\-])?\s*[*_\"'(\[]*\s*{_NUM}\s*[*_\"')\]]*{_OUT_OF}", re.I)
+_SLASH_RE = re.compile(rf"{_NUM}\s*(?:/|out\s+of)\s*(\d+)(?!\d)", re.I)
+_BOLD_RE = re.compile(rf"(?:\*\*|__)\s*{_NUM}\s*(?:\*\*|__)")
+_GIVE_RE = re.compile(
+    rf"\b(?:give|giving|gave|rate|rating|rated|award|assign)\s+(?:it|this|the\s+response|this\s+response)?\s*"
+    rf"(?:a|an|as|at)?\s+{_NUM}\b(?!\s*(?:/|out\s+of)\s*(?!7\b)\d)", re.I)
+_BARE_LINE_RE = re.compile(
+    rf"^\s*(?:[*_#>\s]*{_LABEL}\s*[:=\-]?)?\s*[*_\"'(\[]*\s*{_NUM}\s*[*_\"')\]]*{_OUT_OF}\s*[.!]?\s*$", re.I)
+
+
+def _score_from(match: re.Match) -> int | None:
+    """The score in a match if it is on the 1–7 scale (and any "out of" denominator is 7)."""
+    value = int(match.group(1))
+    denominator = match.group(2) if match.re.groups >= 2 else None
+    if denominator is not None and int(denominator) != SCORE_MAX:
+        return None
+    return value if SCORE_MIN <= value <= SCORE_MAX else None
+
+
+def _last_valid(matches) -> int | None:
+    found = [s for s in (_score_from(m) for m in matches) if s is not None]
+    return found[-1] if found else None
+
+
+def parse_score(text: str | None) -> tuple[int | None, bool]:
+    """The 1–7 score in a judge's rating reply, as ``(score, True)``, or ``(None, False)``."""
+    if not text or not str(text).strip():
+        return None, False
+    text = str(text)
+    # 1. an explicit final verdict
+    score = _last_valid(_FINAL_RE.finditer(text))
+    if score is not None:
+        return score, True
+    # 2. the first non-empty line is just a score (what the prompt asks for)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    m = _BARE_LINE_RE.match(lines[0])
+    if m:
+        score = _score_from(m)
+        if score is not None:
+            return score, True
+    # 3. the last labelled score anywhere ("Score: 6", "6/7", "6 out of 7", "**6**", "I'd give it a 6")
+    candidates = []
+    for regex in (_LABELLED_RE, _SLASH_RE, _BOLD_RE, _GIVE_RE):
+        for match in regex.finditer(text):
+            score = _score_from(match)
+            if score is not None:
+                candidates.append((match.start(), score))
+    if candidates:
+        return max(candidates)[1], True
+    # 4. a line that is nothing but a number, anywhere
+    for line in reversed(lines):
+        m = _BARE_LINE_RE.match(line)
+        if m and _score_from(m) is not None:
+            return _score_from(m), True
+    return None, False
+
+
+# ----------------------------------------------------------------------------- rankings
+
+# "Output (a)", "output(b)", "Output (B)", "output b", "Output A", "Response (a)"
+_CHOICE = (r"(?:\b(?:output|response|answer)\s*\(\s*([ab])\s*\)"          # Output (a), response (b)
+           r"|\boutput\s*([ab])(?=\s*(?:$|[.,:;!?)\]*\"'])|\s+(?:is|was|wins|would|seems|better|provides|gives|"
+           r"answers|has|does|correctly|accurately)\b)"                           # output b, Output A is
+           r"|\(\s*([ab])\s*\))")                                                 # (b)
+_CHOICE_RE = re.compile(_CHOICE, re.I)
+_VERDICT_BEFORE_RE = re.compile(
+    r"(?:\b(?:prefer|preferred|choose|chose|choice|pick|picked|select|selected|verdict|answer|decision|winner|"
+    r"better\s+(?:one|output|response|answer)\s+is|best\s+(?:one|output|response|answer)\s+is)\b"
+    r"(?:\s+(?:is|would\s+be|goes\s+to|:))?\s*[:=\-]?\s*[*_\"'\[]*\s*)" + _CHOICE, re.I)
+_VERDICT_AFTER_RE = re.compile(
+    _CHOICE + r"\s*[*_\"'\]]*\s*(?:is|was|would\s+be)?\s*(?:clearly\s+|slightly\s+|much\s+|the\s+)?"
+              r"(?:better|superior|preferred|preferable|the\s+better|wins|stronger|more\s+(?:accurate|helpful|coherent))\b",
+    re.I)
+_NEGATED_RE = re.compile(r"\b(?:neither|both\s+(?:are\s+)?equal(?:ly)?|tie\b|cannot\s+(?:choose|decide))", re.I)
+
+
+def _letters(matches) -> list[tuple[int, str]]:
+    return [(m.start(), next(g for g in m.groups() if g).lower()) for m in matches]
+
+
+def parse_choice(text: str | None) -> tuple[str | None, bool]:
+    """The output a judge picked in a ranking reply: ``('a', True)``, ``('b', True)`` or ``(None, False)``."""
+    if not text or not str(text).strip():
+        return None, False
+    text = str(text)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # 1. a first line naming exactly one output (the format the prompt asks for)
+    first = {c for _, c in _letters(_CHOICE_RE.finditer(lines[0]))}
+    if len(first) == 1 and not _NEGATED_RE.search(lines[0]):
+        return first.pop(), True
+    # 2. explicit verdicts anywhere: the last one wins
+    verdicts = _letters(_VERDICT_BEFORE_RE.finditer(text)) + _letters(_VERDICT_AFTER_RE.finditer(text))
+    if verdicts:
+        return max(verdicts)[1], True
+    # 3. only one output mentioned at all, and no "neither"/"tie"
+    mentioned = {c for _, c in _letters(_CHOICE_RE.finditer(text))}
+    if len(mentioned) == 1 and not _NEGATED_RE.search(text):
+        return mentioned.pop(), True
+    return None, False
