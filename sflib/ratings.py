@@ -1,0 +1,212 @@
+"""Ratings: a judge scores each (instruction, input, response) on the 1–7 scale.
+
+:func:`rate` renders the few-shot rating prompt (``sflib/templates/rating_v1*.txt``: accuracy,
+coherence, harmlessness; 1 = terrible, useless or harmful, 7 = perfect, cannot be improved; the
+score first on its own line, then optional reasoning), asks the judge through
+:func:`sflib.annotate.annotate` (cached, resumable, nothing lost), parses replies with
+:func:`sflib.parsing.parse_score`, and returns the canonical ratings table plus the record of what
+the judge said. An unparsable reply is kept (``raw``) with ``valid=False`` and ``score`` NaN; a
+failed request (API error, nothing recorded) is kept with ``status='failed'`` and its ``error``.
+
+CLI: ``python -m sflib rate --judge J --input FILE --output FILE [--store PATH] [--retry-invalid]``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import data as d
+from .annotate import annotate, format_stats
+from .judges import Judge, Request, get_judge
+from .parsing import parse_score
+from .paths import outputs_dir
+from .prompts import load_template
+from .store import AnnotationStore
+
+#: columns :func:`rate` adds after :data:`sflib.data.RATING_COLUMNS`
+RATING_RECORD_COLUMNS = ["judge", "valid", "status", "raw", "error", "template_version",
+                         "prompt_tokens", "completion_tokens", "cached"]
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+def template_version(template: str) -> str:
+    """The version tag of a template name: ``rating_v1`` -> ``rating-v1`` (part of the cache key)."""
+    return template.replace("_", "-")
+
+
+def task_block(instruction: str, input: object = "") -> str:
+    """The task as the judge sees it, Alpaca style: ``### Instruction:`` and, if non-empty, ``### Input:``."""
+    inp = d.clean_input(input)
+    text = f"### Instruction:\n{instruction}"
+    if inp:
+        text += f"\n\n### Input:\n{inp}"
+    return text
+
+
+def render_messages(template: str, **fields: str) -> list[dict[str, str]]:
+    """System + user chat messages from ``<template>_system.txt`` and ``<template>.txt``."""
+    system = load_template(f"{template}_system").strip()
+    user = load_template(template).format(**fields).strip()
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def open_store(store: Any) -> tuple[AnnotationStore | None, bool]:
+    """``(store, opened_here)`` from ``None`` (the default store ``outputs/annotations.sqlite``),
+    ``False`` (no store), a path, or an :class:`AnnotationStore`."""
+    if store is False:
+        return None, False
+    if isinstance(store, AnnotationStore):
+        return store, False
+    path = Path(store) if store is not None else outputs_dir() / "annotations.sqlite"
+    return AnnotationStore(path), True
+
+
+def resolve_judge(judge: str | Judge) -> Judge:
+    return get_judge(judge) if isinstance(judge, str) else judge
+
+
+def _with_ids(df: pd.DataFrame, text_columns: list[str], id_columns: list[str]) -> pd.DataFrame:
+    df = df.copy()
+    if "output" in df.columns and "response" in text_columns and "response" not in df.columns:
+        df = df.rename(columns={"output": "response"})
+    if "input" not in df.columns:
+        df["input"] = ""
+    missing = [c for c in text_columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"expected columns {', '.join(text_columns)}; missing {', '.join(missing)} "
+                         f"(have: {', '.join(map(str, df.columns))})")
+    df["input"] = [d.clean_input(x) for x in df["input"]]
+    if any(c not in df.columns for c in id_columns):
+        df = d.add_ids(df)
+    return df.reset_index(drop=True)
+
+
+def _front(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    return df[columns + [c for c in df.columns if c not in columns]]
+
+
+# ----------------------------------------------------------------------------- rate
+
+def rating_request(instruction: str, input: object, response: str, template: str = "rating_v1",
+                   repeat: int = 0) -> Request:
+    """The request for one rating; ``meta`` carries the texts (used by the recorded judge).
+
+    ``repeat`` > 0 marks the k-th repetition of the same (instruction, input, response) in one
+    input: it gets its own cache entry (``meta["cache_salt"]``), so each row is an independent
+    annotation as in the original protocol, and the recorded judge answers its k-th recording.
+    """
+    messages = render_messages(template, task=task_block(instruction, input), response=response)
+    meta = {"kind": "rating", "instruction": instruction, "input": d.clean_input(input), "response": response}
+    if repeat:
+        meta.update(repeat=int(repeat), cache_salt=f"repeat-{int(repeat)}")
+    return Request(messages=messages, meta=meta)
+
+
+def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str = "rating_v1",
+         retry_invalid: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Rate every response with ``judge`` and return one row per input row, in order.
+
+    ``responses`` has ``instruction, input, response`` (``output`` is accepted for ``response``;
+    ids are added when absent). ``judge`` is a :class:`Judge` or a name for
+    :func:`sflib.judges.get_judge`. ``store``: ``None`` = ``outputs/annotations.sqlite``, a path,
+    an :class:`AnnotationStore`, or ``False`` for none. ``retry_invalid`` re-asks replies stored as
+    unparsable (failed requests are always re-asked).
+
+    Returns :data:`sflib.data.RATING_COLUMNS` + :data:`RATING_RECORD_COLUMNS` + the input's other
+    columns; ``score`` is NaN where ``valid`` is False. ``.attrs["stats"]`` has the run's counts,
+    tokens and cost (see :func:`sflib.annotate.annotate`).
+    """
+    judge = resolve_judge(judge)
+    df = _with_ids(responses, ["instruction", "input", "response"], ["instruction_id", "response_id"])
+    repeats = df.groupby(["instruction_id", "response_id"], sort=False).cumcount()
+    requests = [rating_request(i, x, r, template, k)
+                for i, x, r, k in zip(df["instruction"], df["input"], df["response"], repeats)]
+    st, opened = open_store(store)
+    try:
+        res = annotate(judge, requests, store=st, template_version=template_version(template),
+                       parse=parse_score, retry_invalid=retry_invalid, desc=f"rate ({judge.name})",
+                       progress=progress)
+    finally:
+        if opened:
+            st.close()
+    out = df.copy()
+    out["score"] = pd.to_numeric(res["value"].where(res["valid"]), errors="coerce").astype(float).values
+    for col in ["judge", "valid", "status", "raw", "error", "prompt_tokens", "completion_tokens", "cached"]:
+        out[col] = res[col].values
+    out["template_version"] = template_version(template)
+    out = _front(out, d.RATING_COLUMNS + RATING_RECORD_COLUMNS)
+    out.attrs["stats"] = dict(res.attrs["stats"])
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def read_responses(path: str | os.PathLike) -> pd.DataFrame:
+    """Responses to rate from a generation JSON, a header CSV (instruction,input,response) or a table."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return d.read_generations(path)
+    if suffix == ".csv":
+        return d.read_responses_csv(path)
+    if suffix in (".jsonl", ".parquet"):
+        df = d.read_table(path)
+        if "response" not in df.columns and "output" in df.columns:
+            df = df.rename(columns={"output": "response"})
+        for col in ("instruction", "response"):
+            if col not in df.columns:
+                raise d.DataError(path, f"missing column (table has: {', '.join(df.columns)})", field=col)
+        return df
+    raise d.DataError(path, f"unsupported input type '{suffix}' (use a generation .json, a responses .csv "
+                            "with header instruction,input,response, or a .jsonl/.parquet table)")
+
+
+def write_feedback(df: pd.DataFrame, path: str | os.PathLike, csv_writer) -> str:
+    """Write a table (.jsonl/.parquet) or the original headerless CSV; return a note on what was left out."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        csv_writer(df, path)
+        left = int((~df["valid"].astype(bool)).sum())
+        return f" ({left} rows without a valid answer left out of the headerless CSV)" if left else ""
+    d.write_table(df, path)
+    return ""
+
+
+def summary_line(df: pd.DataFrame) -> str:
+    stats = df.attrs.get("stats", {})
+    return f"n={len(df)} valid={int(df['valid'].sum())} | " + format_stats(stats) if stats else f"n={len(df)}"
+
+
+def _cli_rate(args) -> int:
+    responses = read_responses(args.input)
+    store = False if args.no_store else args.store
+    out = rate(responses, args.judge, store=store, retry_invalid=args.retry_invalid,
+               template=args.template, progress=not args.quiet)
+    note = write_feedback(out, args.output, d.write_ratings_csv)
+    print(f"wrote {args.output}{note}")
+    print(summary_line(out))
+    return 0
+
+
+def _common_args(p) -> None:
+    p.add_argument("--judge", required=True, help="judge name, e.g. openai:gpt-4o-mini, local:smollm2, "
+                                                  "recorded:FILE[,FILE]")
+    p.add_argument("--output", required=True, help=".jsonl / .parquet table, or .csv for the original "
+                                                   "headerless layout (valid answers only)")
+    p.add_argument("--store", default=None, help="annotation store (default outputs/annotations.sqlite)")
+    p.add_argument("--no-store", action="store_true", help="do not cache answers")
+    p.add_argument("--retry-invalid", action="store_true", help="re-ask replies stored as unparsable")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("rate", help="rate responses on the 1-7 scale with a judge")
+    p.add_argument("--input", required=True, help="generation .json, responses .csv (instruction,input,"
+                                                  "response) or a .jsonl/.parquet table")
+    p.add_argument("--template", default="rating_v1", help="prompt template (default rating_v1)")
+    _common_args(p)
+    p.set_defaults(func=_cli_rate)
