@@ -71,13 +71,13 @@ def convert_original(original: Path | str | None = None, out: Path | str | None 
     for name, (layout, rel, extra) in _ORIGINALS.items():
         df = READERS[layout](original / rel)
         for col, value in extra.items():
-            if col not in df or (df[col] == "").all():
-                df[col] = value
+            df[col] = value
         n_read = len(df)
         dropped = 0
         if layout == "generations":
             # the same response text twice for one instruction is one response (same id)
             df, dropped = d.dedupe(df, ["response_id"])
+            df = df.drop(columns=["dataset"])  # the sample has no per-record dataset; `source` says it
         target = out / f"{name}.jsonl"
         d.write_table(df, target)
         rows.append({"table": target.name, "layout": layout, "source": f"original/{rel}", "rows_read": n_read,
