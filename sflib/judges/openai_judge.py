@@ -1,0 +1,263 @@
+"""A judge behind any OpenAI-compatible chat endpoint (OpenAI, Azure's v1 API, vLLM, Ollama, llama.cpp).
+
+``OpenAIJudge("gpt-4o-mini")`` talks to api.openai.com with ``OPENAI_API_KEY``;
+``OpenAIJudge("my-model", base_url="http://localhost:8000/v1")`` (or ``OPENAI_BASE_URL``) talks to a
+local server, where any key will do.
+
+How it stays fast and loses nothing:
+
+- ``concurrency`` requests in flight at once (a pool of asyncio workers on one ``AsyncOpenAI``
+  client, which runs in a worker thread so :meth:`complete` works inside Jupyter too);
+- optional ``rpm`` / ``tpm`` budgets (``aiolimiter`` leaky buckets; tokens estimated as prompt
+  characters / 4 + ``max_tokens``, as OpenAI counts them), so a run stays under its tier;
+- the openai client's own retries (``max_retries``, exponential backoff, honours ``Retry-After``)
+  for 408/409/429/5xx, connection errors and timeouts (``timeout`` seconds per attempt);
+- on top of that: a 429 that outlasts the client's retries is retried after its ``Retry-After``
+  for up to ``rate_limit_patience`` seconds (a quota that is exhausted, ``insufficient_quota``, is
+  not), and a reply whose body is not valid JSON is asked again up to ``max_retries`` times;
+- whatever still fails comes back as ``Completion(error=...)`` — the engine stores it as a
+  visible failure and the next run retries it.
+
+The API key is read from the argument or ``OPENAI_API_KEY`` when requests start, kept only inside
+the client, never put into a ``Completion``, a log line or ``repr``, and scrubbed from error text.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from typing import Any, Iterable, Iterator
+
+from .base import Completion, Judge, Request
+
+log = logging.getLogger(__name__)
+
+OPENAI_URL = "https://api.openai.com/v1"
+#: key sent to custom endpoints that need none (vLLM, llama.cpp, Ollama accept anything)
+DUMMY_KEY = "sk-no-key-required"
+
+
+class ConfigurationError(ValueError):
+    """The judge cannot start (no API key for api.openai.com, bad option)."""
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``retry-after`` (numeric forms), or None."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            continue
+        if 0 <= seconds < 3600:
+            return seconds
+    return None
+
+
+class OpenAIJudge(Judge):
+    """Chat-completions judge; see the module docstring. ``extra_params`` (e.g. ``top_p``, ``seed``)
+    go to every request and, with ``temperature`` and ``max_tokens``, into the cache key."""
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
+                 timeout: float = 60, max_retries: int = 6, temperature: float = 0.0,
+                 max_tokens: int = 512, rate_limit_patience: float = 300.0, **extra_params: Any):
+        if not model:
+            raise ConfigurationError("OpenAIJudge needs a model name, e.g. 'gpt-4o-mini'")
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
+        for label, value in (("rpm", rpm), ("tpm", tpm)):
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"{label} must be > 0 or None, got {value}")
+        self.model = model
+        self.name = f"openai:{model}"
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/") or None
+        self.__api_key = api_key  # name-mangled; never in repr, params or completions
+        self.concurrency = int(concurrency)
+        self.rpm, self.tpm = rpm, tpm
+        self.timeout, self.max_retries = float(timeout), int(max_retries)
+        self.rate_limit_patience = float(rate_limit_patience)
+        self.params = {"temperature": temperature, "max_tokens": max_tokens, **extra_params}
+
+    def __repr__(self) -> str:
+        return (f"OpenAIJudge({self.model!r}, base_url={self.base_url or OPENAI_URL!r}, "
+                f"concurrency={self.concurrency}, rpm={self.rpm}, tpm={self.tpm})")
+
+    # ------------------------------------------------------------------------------ config
+    def _official(self) -> bool:
+        return self.base_url is None or "api.openai.com" in self.base_url
+
+    def _key(self) -> str:
+        key = self.__api_key or os.environ.get("OPENAI_API_KEY")
+        if key:
+            return key
+        if self._official():
+            raise ConfigurationError(
+                f"judge {self.name}: no API key. Set the OPENAI_API_KEY environment variable "
+                "(e.g. `export OPENAI_API_KEY=...` before starting Jupyter), or pass base_url= / "
+                "set OPENAI_BASE_URL to use a local OpenAI-compatible server instead.")
+        return DUMMY_KEY
+
+    def check(self) -> None:
+        """Raise :class:`ConfigurationError` now if requests could not start."""
+        self._key()
+
+    # ------------------------------------------------------------------------------ public
+    def complete(self, requests: Iterable[Request]) -> Iterator[tuple[int, Completion]]:
+        """Yield ``(index, Completion)`` as answers arrive (any order, each index once)."""
+        requests = list(requests)
+        key = self._key()  # configuration error before any request
+        if not requests:
+            return
+        out: queue.Queue = queue.Queue()
+        state: dict[str, Any] = {"stop": False}
+
+        def emit(item):
+            if not state["stop"]:
+                out.put(("item", item))
+
+        def runner():
+            try:
+                loop = asyncio.new_event_loop()
+                state["loop"] = loop
+                task = loop.create_task(self._run(requests, key, emit, state))
+                state["task"] = task
+                loop.run_until_complete(task)
+            except asyncio.CancelledError:
+                pass
+            except BaseException as e:  # surfaced in the consumer's thread
+                out.put(("error", e))
+            finally:
+                try:
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
+                except Exception:  # pragma: no cover - best effort
+                    pass
+                out.put(("done", None))
+
+        thread = threading.Thread(target=runner, name=f"{self.name}-requests", daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    kind, payload = out.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if kind == "done":
+                    break
+                if kind == "error":
+                    raise payload
+                yield payload
+        finally:
+            state["stop"] = True
+            loop, task = state.get("loop"), state.get("task")
+            if thread.is_alive() and loop is not None and task is not None:
+                try:
+                    loop.call_soon_threadsafe(task.cancel)
+                except RuntimeError:  # loop already closed
+                    pass
+            thread.join(timeout=10)
+
+    # ------------------------------------------------------------------------------- async
+    async def _run(self, requests: list[Request], key: str, emit, state: dict) -> None:
+        from aiolimiter import AsyncLimiter
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(api_key=key, base_url=self.base_url or OPENAI_URL,
+                             timeout=self.timeout, max_retries=self.max_retries)
+        limits = []
+        if self.rpm:
+            period = max(1.0, 60.0 / self.rpm)  # burst: about one second's worth of requests
+            limits.append(("rpm", AsyncLimiter(self.rpm * period / 60.0, period)))
+        if self.tpm:
+            limits.append(("tpm", AsyncLimiter(self.tpm, 60.0)))
+        pending = iter(range(len(requests)))
+
+        async def worker():
+            for index in pending:  # shared iterator: each index taken by one worker
+                if state["stop"]:
+                    return
+                completion = await self._one(client, requests[index], limits, key)
+                emit((index, completion))
+
+        try:
+            n_workers = min(self.concurrency, len(requests))
+            await asyncio.gather(*(worker() for _ in range(n_workers)))
+        finally:
+            await client.close()
+
+    def _estimate_tokens(self, request: Request) -> int:
+        chars = sum(len(str(m.get("content", ""))) for m in request.messages)
+        return chars // 4 + int(self.params.get("max_tokens") or 0) + 4 * len(request.messages)
+
+    def _scrub(self, text: str, key: str) -> str:
+        return text.replace(key, "***") if key and key != DUMMY_KEY else text
+
+    async def _one(self, client, request: Request, limits, key: str) -> Completion:
+        import openai
+
+        start = time.perf_counter()
+        attempts, bad_bodies = 0, 0
+        estimate = self._estimate_tokens(request)
+
+        def failed(message: str) -> Completion:
+            return Completion(error=self._scrub(message, key)[:500], attempts=attempts,
+                              latency_s=time.perf_counter() - start)
+
+        while True:
+            for label, limiter in limits:
+                await limiter.acquire(min(estimate, self.tpm) if label == "tpm" else 1)
+            sent = False
+            try:
+                raw = await client.chat.completions.with_raw_response.create(
+                    model=self.model, messages=request.messages, **self.params)
+                attempts += getattr(raw, "retries_taken", 0) + 1
+                sent = True
+                response = raw.parse()
+                choice = response.choices[0]
+                text = choice.message.content
+            except openai.RateLimitError as e:
+                attempts += self.max_retries + 1
+                if getattr(e, "code", None) == "insufficient_quota":
+                    return failed(f"RateLimitError 429 insufficient_quota: {e.message}")
+                if time.perf_counter() - start > self.rate_limit_patience:
+                    return failed(f"RateLimitError 429 for longer than {self.rate_limit_patience:.0f}"
+                                  f" s: {e.message}")
+                wait = _retry_after(getattr(e.response, "headers", None)) or 1.0
+                await asyncio.sleep(wait * (1 + 0.25 * random.random()))
+                continue
+            except openai.APIStatusError as e:
+                retried = e.status_code in (408, 409) or e.status_code >= 500
+                attempts += self.max_retries + 1 if retried else 1
+                return failed(f"{type(e).__name__} {e.status_code}: {e.message}")
+            except openai.APIConnectionError as e:  # includes APITimeoutError, after the retries
+                attempts += self.max_retries + 1
+                return failed(f"{type(e).__name__}: {e}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a body that is not valid JSON / not a chat completion
+                attempts += 0 if sent else 1
+                bad_bodies += 1
+                if bad_bodies > self.max_retries:
+                    return failed(f"malformed reply ({type(e).__name__}: {e})")
+                await asyncio.sleep(min(8.0, 0.25 * 2 ** bad_bodies) * random.random())
+                continue
+            usage = getattr(response, "usage", None)
+            prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+            completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+            latency = time.perf_counter() - start
+            if text is None:
+                return Completion(error=f"reply has no text (finish_reason={choice.finish_reason})",
+                                  prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                  latency_s=latency, attempts=attempts)
+            return Completion(text=text, prompt_tokens=prompt_tokens,
+                              completion_tokens=completion_tokens, latency_s=latency,
+                              attempts=attempts)

@@ -1,0 +1,292 @@
+"""A fake OpenAI-compatible chat server for tests and benchmarks (real HTTP on 127.0.0.1).
+
+In a test::
+
+    from fake_openai import FakeOpenAI          # tests/ is on sys.path under pytest
+
+    with FakeOpenAI(latency=0.01) as server:     # random free port, served from a thread
+        judge = OpenAIJudge("gpt-4o-mini", base_url=server.url, api_key="sk-test")
+        ...
+        server.requests                          # requests received (every attempt counts)
+        server.outcomes                          # Counter: ok / 429 / 500 / garbled / truncated / hang
+        server.max_in_flight                     # highest number of requests handled at once
+        server.times                             # arrival time (time.monotonic()) of every request
+        server.prompts                           # Counter of last user messages answered "ok"
+
+Or use the pytest fixtures ``fake_openai`` / ``fake_openai_factory`` from tests/conftest.py.
+
+Options of :class:`FakeOpenAI` (all keyword):
+
+- ``latency``: seconds each request takes (float);
+- ``rpm``: requests per minute enforced with a token bucket (``burst`` requests at most at once,
+  default one second's worth); a request over budget gets ``429`` with ``Retry-After`` (seconds,
+  fractional) and ``retry-after-ms``, like the real API;
+- ``fault_rate`` + ``fault_kinds``: that fraction of requests (seeded by ``seed``) fails with one
+  of the kinds, drawn uniformly: ``"429"`` (with ``Retry-After: retry_after``), ``"500"``,
+  ``"garbled"`` (200 with a body that is not JSON), ``"truncated"`` (200 whose body stops early:
+  the connection closes before ``Content-Length`` bytes), ``"hang"`` (sleeps ``hang_s`` before
+  answering: longer than a client's timeout);
+- ``schedule``: a list of outcomes used for the first requests in arrival order (``"ok"`` or a
+  fault kind), or a callable ``(n, prompt) -> outcome`` deciding every request;
+- ``retry_after``: the Retry-After value sent with scheduled/random 429s (seconds).
+
+Replies (deterministic, from a hash of the prompt): a prompt mentioning ``1 to 7`` or ``score``
+gets ``"Score: N\\nReasoning: ..."`` (N in 1..7); one mentioning ``Output (a)`` gets
+``"Output (a)"`` or ``"Output (b)"``; anything else an echo ``"echo: <first 40 chars>"``.
+``usage`` counts ~4 characters per token.
+
+Standalone (for the benchmark; serves until killed)::
+
+    python tests/fake_openai.py PORT LATENCY [RPM]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+FAULT_KINDS = ("429", "500", "garbled", "truncated", "hang")
+
+
+def _digest(text: str) -> int:
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16)
+
+
+def reply_for(prompt: str) -> str:
+    """The deterministic answer to a prompt (see the module docstring)."""
+    low = prompt.lower()
+    h = _digest(prompt)
+    if "output (a)" in low:
+        return "Output (a)" if h % 2 == 0 else "Output (b)"
+    if "1 to 7" in low or "score" in low:
+        return f"Score: {h % 7 + 1}\nReasoning: a deterministic fake judgment."
+    return "echo: " + prompt[:40]
+
+
+class _TokenBucket:
+    def __init__(self, rpm: float, burst: float | None):
+        self.rate = rpm / 60.0
+        self.capacity = burst if burst is not None else max(1.0, self.rate)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> float:
+        """0 when a request may go now, else the seconds until one may."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return 0.0
+            return (1.0 - self.tokens) / self.rate
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):  # a client that gave up (timeout): fine
+        pass
+
+
+class FakeOpenAI:
+    """The server; see the module docstring for options and counters."""
+
+    def __init__(self, latency: float = 0.0, *, rpm: float | None = None, burst: float | None = None,
+                 fault_rate: float = 0.0, fault_kinds: tuple[str, ...] = FAULT_KINDS,
+                 schedule: list[str] | Callable[[int, str], str] | None = None,
+                 retry_after: float = 0.05, hang_s: float = 3.0, seed: int = 0,
+                 host: str = "127.0.0.1", port: int = 0):
+        unknown = set(fault_kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        self.latency, self.fault_rate, self.fault_kinds = latency, fault_rate, tuple(fault_kinds)
+        self.schedule, self.retry_after, self.hang_s = schedule, retry_after, hang_s
+        self.bucket = _TokenBucket(rpm, burst) if rpm else None
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.outcomes: Counter = Counter()
+        self.prompts: Counter = Counter()
+        self.times: list[float] = []
+        self.auth_headers: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._server = _QuietServer((host, port), _handler(self))
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------ lifecycle
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """The base_url to give an OpenAI client: ``http://127.0.0.1:PORT/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> "FakeOpenAI":
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def __enter__(self) -> "FakeOpenAI":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests = 0
+            self.outcomes.clear()
+            self.prompts.clear()
+            self.times.clear()
+            self.max_in_flight = self.in_flight
+
+    # -------------------------------------------------------------------------------- logic
+    def _decide(self, n: int, prompt: str) -> str:
+        if callable(self.schedule):
+            return self.schedule(n, prompt)
+        if self.schedule is not None and n < len(self.schedule):
+            return self.schedule[n]
+        if self.fault_rate and self._rng.random() < self.fault_rate:
+            return self._rng.choice(self.fault_kinds)
+        return "ok"
+
+
+def _handler(server: FakeOpenAI):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, status: int, body: bytes, headers: dict | None = None,
+                  length: int | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+
+        def _error(self, status: int, message: str, kind: str, headers: dict | None = None):
+            body = json.dumps({"error": {"message": message, "type": kind, "code": None}}).encode()
+            self._send(status, body, headers)
+
+        def do_POST(self):  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+                self._error(404, f"no route {self.path}", "invalid_request_error")
+                return
+            try:
+                payload = json.loads(raw)
+                messages = payload["messages"]
+                prompt = "\n".join(str(m.get("content", "")) for m in messages)
+                last = str(messages[-1].get("content", ""))
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+                self._error(400, "body must be JSON with a messages list", "invalid_request_error")
+                return
+            with server._lock:
+                n = server.requests
+                server.requests += 1
+                server.times.append(time.monotonic())
+                server.auth_headers.append(self.headers.get("Authorization", ""))
+                server.in_flight += 1
+                server.max_in_flight = max(server.max_in_flight, server.in_flight)
+            try:
+                self._answer(n, payload, prompt, last)
+            finally:
+                with server._lock:
+                    server.in_flight -= 1
+
+        def _answer(self, n: int, payload: dict, prompt: str, last: str) -> None:
+            wait = server.bucket.take() if server.bucket else 0.0
+            if wait > 0:
+                with server._lock:
+                    server.outcomes["429"] += 1
+                self._error(429, "Rate limit reached for requests", "requests",
+                            {"Retry-After": f"{wait:.3f}", "retry-after-ms": str(int(wait * 1000) + 1)})
+                return
+            outcome = server._decide(n, prompt)
+            with server._lock:
+                server.outcomes[outcome] += 1
+            if outcome == "hang":
+                time.sleep(server.hang_s)
+            elif server.latency:
+                time.sleep(server.latency)
+            if outcome == "429":
+                ra = server.retry_after
+                self._error(429, "Rate limit reached (injected)", "requests",
+                            {"Retry-After": f"{ra:.3f}", "retry-after-ms": str(int(ra * 1000))})
+                return
+            if outcome == "500":
+                self._error(500, "The server had an error (injected)", "server_error")
+                return
+            text = reply_for(prompt)
+            body = json.dumps({
+                "id": f"chatcmpl-fake{n}", "object": "chat.completion", "created": int(time.time()),
+                "model": payload.get("model", "fake"),
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": max(1, len(prompt) // 4),
+                          "completion_tokens": max(1, len(text) // 4),
+                          "total_tokens": max(1, len(prompt) // 4) + max(1, len(text) // 4)},
+            }).encode()
+            if outcome == "garbled":
+                self._send(200, b'{"id": "chatcmpl-x", "choices": [{"mess' + b"\x00garbage}", None)
+                return
+            if outcome == "truncated":
+                self._send(200, body[: len(body) // 2], length=len(body))
+                self.close_connection = True
+                return
+            with server._lock:
+                server.prompts[last] += 1
+            self._send(200, body)
+
+    return Handler
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (2, 3):
+        print(__doc__.split("Standalone")[1].strip(), file=sys.stderr)
+        return 2
+    port, latency = int(argv[0]), float(argv[1])
+    rpm = float(argv[2]) if len(argv) == 3 else None
+    server = FakeOpenAI(latency, rpm=rpm, port=port)
+    print(f"fake OpenAI server on {server.url} (latency {latency}s, rpm {rpm})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
