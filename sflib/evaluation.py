@@ -299,11 +299,11 @@ def align_outputs(policy_outputs: pd.DataFrame | os.PathLike | str,
         "input": ref["input"].to_numpy(),
         "dataset": [d or pol_by_key["dataset"].get(k, "") for d, k in zip(ref["dataset"], ref["key"])],
         "reference_output": ref["output"].to_numpy(),
-        "policy_output": [pol_by_key["output"].get(k) for k in ref["key"]],
+        "policy_output": pd.Series([pol_by_key["output"].get(k) for k in ref["key"]], dtype=object),
     })
     reasons = []
     for p, r in zip(items["policy_output"], items["reference_output"]):
-        if p is None:
+        if not isinstance(p, str):
             reasons.append("no policy output")
         elif not p.strip():
             reasons.append("empty policy output")
@@ -371,14 +371,11 @@ def _judgment_frame(df: pd.DataFrame | pd.Series, value: str, who: str, ignored:
 
 
 def _invalid_reason(row: pd.Series | None, who: str) -> str:
-    status = ""
-    if row is not None:
-        for col in ("status", "error"):
-            if col in row and isinstance(row[col], str) and row[col] and row[col] != "ok":
-                status = row[col]
-                break
-    status = status.splitlines()[0][:60] if status else ""
-    return f"{who} judgment invalid" + (f" ({status})" if status else "")
+    """'<who> judgment failed' (no answer: API error, not recorded ...) or '... invalid' (unparsable)."""
+    status = row["status"] if row is not None and "status" in row else None
+    if isinstance(status, str) and status in ("failed", "invalid"):
+        return f"{who} judgment {status}"
+    return f"{who} judgment invalid"
 
 
 def _text_matches(judged: object, expected: object) -> bool:
