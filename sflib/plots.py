@@ -81,7 +81,7 @@ def plot_winrates(table, *, ax=None, title: str | None = None):
         ax.bar(pos, np.nan_to_num(vals), width, yerr=np.nan_to_num(errs), capsize=4, label=f"{proto} protocol")
         for xi, v, n in zip(pos, vals, ns):
             label = f"n={n}" if n else "n=0\n(no judgments)"
-            ax.text(xi, (0 if np.isnan(v) else v) + 2, label, ha="center", va="bottom", fontsize=8)
+            ax.text(xi, 2, label, ha="center", va="bottom", fontsize=8, color="white" if n else "black")
     ax.axhline(50, color="grey", lw=1, ls="--")
     ax.set_xticks(x, policies)
     ax.set_ylim(0, 110)
@@ -117,7 +117,7 @@ def plot_winrates_by_dataset(by_dataset, *, title: str | None = None):
             pos = x - 0.4 + width * (k + 0.5)
             ax.bar(pos, np.nan_to_num(vals), width, yerr=np.nan_to_num(errs), capsize=3, label=pol)
             for xi, v, n in zip(pos, vals, ns):
-                ax.text(xi, (0 if np.isnan(v) else v) + 2, f"{n}", ha="center", va="bottom", fontsize=7)
+                ax.text(xi, 2, f"{n}", ha="center", va="bottom", fontsize=7, color="white" if n else "black")
         ax.axhline(50, color="grey", lw=1, ls="--")
         ax.set_xticks(x, datasets)
         ax.set_ylim(0, 115)
