@@ -25,7 +25,7 @@ Options of :class:`FakeOpenAI` (all keyword):
   of the kinds, drawn uniformly: ``"429"`` (with ``Retry-After: retry_after``), ``"500"``,
   ``"garbled"`` (200 with a body that is not JSON), ``"truncated"`` (200 whose body stops early:
   the connection closes before ``Content-Length`` bytes), ``"hang"`` (sleeps ``hang_s`` before
-  answering: longer than a client's timeout);
+  answering: longer than a client's timeout); ``"401"`` (an auth error echoing the key it got);
 - ``schedule``: a list of outcomes used for the first requests in arrival order (``"ok"`` or a
   fault kind), or a callable ``(n, prompt) -> outcome`` deciding every request;
 - ``retry_after``: the Retry-After value sent with scheduled/random 429s (seconds).
@@ -53,6 +53,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 FAULT_KINDS = ("429", "500", "garbled", "truncated", "hang")
+#: also accepted in a schedule: "401", an auth error whose message echoes the Authorization header
+#: (as a careless proxy might), to check that clients scrub the key from error text
+ALL_OUTCOMES = ("ok", "401") + FAULT_KINDS
 
 
 def _digest(text: str) -> int:
@@ -105,9 +108,9 @@ class FakeOpenAI:
                  schedule: list[str] | Callable[[int, str], str] | None = None,
                  retry_after: float = 0.05, hang_s: float = 3.0, seed: int = 0,
                  host: str = "127.0.0.1", port: int = 0):
-        unknown = set(fault_kinds) - set(FAULT_KINDS)
+        unknown = set(fault_kinds) - set(ALL_OUTCOMES)
         if unknown:
-            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {ALL_OUTCOMES}")
         self.latency, self.fault_rate, self.fault_kinds = latency, fault_rate, tuple(fault_kinds)
         self.schedule, self.retry_after, self.hang_s = schedule, retry_after, hang_s
         self.bucket = _TokenBucket(rpm, burst) if rpm else None
@@ -239,6 +242,11 @@ def _handler(server: FakeOpenAI):
                 ra = server.retry_after
                 self._error(429, "Rate limit reached (injected)", "requests",
                             {"Retry-After": f"{ra:.3f}", "retry-after-ms": str(int(ra * 1000))})
+                return
+            if outcome == "401":
+                self._error(401, "Incorrect API key provided: "
+                            + self.headers.get("Authorization", "").removeprefix("Bearer "),
+                            "invalid_request_error")
                 return
             if outcome == "500":
                 self._error(500, "The server had an error (injected)", "server_error")

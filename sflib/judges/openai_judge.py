@@ -66,6 +66,9 @@ class OpenAIJudge(Judge):
     """Chat-completions judge; see the module docstring. ``extra_params`` (e.g. ``top_p``, ``seed``)
     go to every request and, with ``temperature`` and ``max_tokens``, into the cache key."""
 
+    #: the tokens-per-minute budget is a bucket holding ``tpm * tpm_window / 60`` tokens
+    tpm_window: float = 60.0
+
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
                  timeout: float = 60, max_retries: int = 6, temperature: float = 0.0,
@@ -177,15 +180,16 @@ class OpenAIJudge(Judge):
         if self.rpm:
             period = max(1.0, 60.0 / self.rpm)  # burst: about one second's worth of requests
             limits.append(("rpm", AsyncLimiter(self.rpm * period / 60.0, period)))
+        tpm_capacity = (self.tpm or 0) * self.tpm_window / 60.0
         if self.tpm:
-            limits.append(("tpm", AsyncLimiter(self.tpm, 60.0)))
+            limits.append(("tpm", AsyncLimiter(tpm_capacity, self.tpm_window)))
         pending = iter(range(len(requests)))
 
         async def worker():
             for index in pending:  # shared iterator: each index taken by one worker
                 if state["stop"]:
                     return
-                completion = await self._one(client, requests[index], limits, key)
+                completion = await self._one(client, requests[index], limits, key, tpm_capacity)
                 emit((index, completion))
 
         try:
@@ -201,7 +205,8 @@ class OpenAIJudge(Judge):
     def _scrub(self, text: str, key: str) -> str:
         return text.replace(key, "***") if key and key != DUMMY_KEY else text
 
-    async def _one(self, client, request: Request, limits, key: str) -> Completion:
+    async def _one(self, client, request: Request, limits, key: str,
+                   tpm_capacity: float = 0.0) -> Completion:
         import openai
 
         start = time.perf_counter()
@@ -214,7 +219,7 @@ class OpenAIJudge(Judge):
 
         while True:
             for label, limiter in limits:
-                await limiter.acquire(min(estimate, self.tpm) if label == "tpm" else 1)
+                await limiter.acquire(min(estimate, tpm_capacity) if label == "tpm" else 1)
             sent = False
             try:
                 raw = await client.chat.completions.with_raw_response.create(

@@ -1,0 +1,171 @@
+"""OpenAIJudge against a real HTTP fake server: retries, Retry-After, timeouts, garbled bodies,
+concurrency and rate budgets, configuration errors, and the API key never landing in the store."""
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from sflib.annotate import annotate
+from sflib.judges import get_judge
+from sflib.judges.base import Request
+from sflib.judges.openai_judge import DUMMY_KEY, ConfigurationError, OpenAIJudge
+from sflib.parsing import parse_score
+from sflib.store import AnnotationStore
+
+
+def reqs(n, text="Rate the response on a scale of 1 to 7. Item"):
+    return [Request([{"role": "user", "content": f"{text} {i}"}]) for i in range(n)]
+
+
+def judge_for(server, **kw):
+    kw.setdefault("api_key", "sk-test")
+    kw.setdefault("timeout", 2)
+    return OpenAIJudge("gpt-4o-mini", base_url=server.url, **kw)
+
+
+def test_answers_tokens_params_and_registry(fake_openai):
+    judge = get_judge("openai:gpt-4o-mini", base_url=fake_openai.url, api_key="sk-test", seed=3)
+    assert isinstance(judge, OpenAIJudge) and judge.name == "openai:gpt-4o-mini"
+    assert judge.params == {"temperature": 0.0, "max_tokens": 512, "seed": 3}
+    assert "sk-test" not in repr(judge)
+    results = dict(judge.complete(reqs(5) + reqs(1, "Which is better, Output (a) or Output (b)?")))
+    assert sorted(results) == list(range(6))
+    assert all(c.ok and c.attempts == 1 and c.prompt_tokens > 0 for c in results.values())
+    assert results[0].text.startswith("Score: ") and results[5].text in ("Output (a)", "Output (b)")
+    assert fake_openai.requests == 6
+
+
+def test_concurrency_bound_is_respected(fake_openai_factory):
+    server = fake_openai_factory(latency=0.05)
+    results = list(judge_for(server, concurrency=4).complete(reqs(24)))
+    assert len(results) == 24 and server.max_in_flight == 4
+
+
+def test_retry_after_is_honoured_and_attempts_counted(fake_openai_factory):
+    server = fake_openai_factory(schedule=["429", "429", "500", "ok"], retry_after=0.3)
+    [(i, c)] = list(judge_for(server, concurrency=1).complete(reqs(1)))
+    assert c.ok and c.attempts == 4 and server.requests == 4
+    gaps = [b - a for a, b in zip(server.times, server.times[1:])]
+    assert gaps[0] >= 0.27 and gaps[1] >= 0.27  # waited the server's Retry-After
+
+
+def test_garbled_and_truncated_bodies_are_asked_again(fake_openai_factory):
+    server = fake_openai_factory(schedule=["garbled", "truncated", "ok"])
+    [(i, c)] = list(judge_for(server, concurrency=1).complete(reqs(1)))
+    assert c.ok and c.text.startswith("Score:") and server.requests == 3
+
+
+def test_persistent_errors_become_failures_not_exceptions(fake_openai_factory):
+    server = fake_openai_factory(schedule=lambda n, prompt: "500" if "0" in prompt[-2:] else "ok",
+                                 retry_after=0.01)
+    results = dict(judge_for(server, concurrency=2, max_retries=1).complete(reqs(3)))
+    assert not results[0].ok and "500" in results[0].error and results[0].attempts == 2
+    assert results[1].ok and results[2].ok
+
+
+def test_hang_past_timeout_is_a_stored_failure_then_retried(fake_openai_factory, tmp_path):
+    server = fake_openai_factory(schedule=["hang", "hang"], hang_s=1.0)
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    judge = judge_for(server, concurrency=1, timeout=0.3, max_retries=1)
+    df = annotate(judge, reqs(1), store=store, template_version="v1", parse=parse_score, progress=False)
+    assert df["status"].iloc[0] == "failed" and "Timeout" in df["error"].iloc[0]
+    assert list(store.failures()["key"]) == list(df["key"])
+    df2 = annotate(judge, reqs(1), store=store, template_version="v1", parse=parse_score, progress=False)
+    assert df2["status"].iloc[0] == "ok" and store.count("failed") == 0 and server.requests == 3
+
+
+def test_mixed_faults_lose_nothing_and_rerun_completes(fake_openai_factory, tmp_path):
+    server = fake_openai_factory(fault_rate=0.35, seed=7, hang_s=0.8, retry_after=0.02)
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    judge = judge_for(server, concurrency=16, timeout=0.4, max_retries=1)
+    items = reqs(80)
+    df = annotate(judge, items, store=store, template_version="v1", parse=parse_score, progress=False)
+    assert len(df) == 80 and store.count() == 80  # every request is stored: ok or a visible failure
+    assert set(df["status"]) <= {"ok", "failed"} and (df["status"] == "ok").sum() > 40
+    assert df.loc[df.status == "failed", "error"].notna().all()
+    assert sum(server.outcomes[k] for k in ("429", "500", "garbled", "truncated", "hang")) > 0
+    failed = int((df["status"] == "failed").sum())
+    server.fault_rate = 0.0
+    before = server.requests
+    df2 = annotate(judge, items, store=store, template_version="v1", parse=parse_score, progress=False)
+    assert df2.attrs["stats"]["called"] == failed and server.requests - before == failed
+    assert (df2["status"] == "ok").all() and list(df2["key"]) == list(df["key"])
+    # the same replies as a fault-free server would give: parsing matches the served score
+    assert df2["value"].between(1, 7).all()
+
+
+def test_server_rate_limit_429s_are_absorbed(fake_openai_factory):
+    server = fake_openai_factory(rpm=600, burst=3)  # 10 requests/s, 429 + Retry-After beyond
+    results = dict(judge_for(server, concurrency=8).complete(reqs(20)))
+    assert all(c.ok for c in results.values()) and server.outcomes["429"] > 0
+    assert server.outcomes["ok"] == 20
+
+
+def test_client_rpm_budget_is_respected(fake_openai_factory):
+    server = fake_openai_factory()
+    list(judge_for(server, concurrency=8, rpm=240).complete(reqs(12)))  # 4/s, burst of 4
+    times = sorted(server.times)
+    assert len(times) == 12 and server.outcomes["429"] == 0
+    assert times[-1] - times[0] >= (12 - 4) / 4 * 0.9
+    # no 1-second window holds more than burst + rate requests
+    assert max(sum(1 for t in times if s <= t < s + 1.0) for s in times) <= 8
+
+
+def test_client_tpm_budget_is_respected(fake_openai_factory):
+    server = fake_openai_factory()
+    judge = judge_for(server, concurrency=8, tpm=6000, max_tokens=40)  # ~60 tokens/request estimate
+    judge.tpm_window = 1.0  # a 100-token bucket refilled at 100 tokens/s: ~1.7 requests/s
+    list(judge.complete(reqs(6)))
+    times = sorted(server.times)
+    assert times[-1] - times[0] >= 1.5
+
+
+def test_missing_key_for_openai_is_a_configuration_error(monkeypatch, fake_openai):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    judge = OpenAIJudge("gpt-4o-mini")
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
+        judge.check()
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
+        annotate(judge, reqs(2), store=None, template_version="v", parse=parse_score, progress=False)
+    # a custom endpoint needs no key: a dummy one is sent
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.url)
+    local = OpenAIJudge("local-model")
+    assert all(c.ok for _, c in local.complete(reqs(1)))
+    assert fake_openai.auth_headers == [f"Bearer {DUMMY_KEY}"]
+    with pytest.raises(ConfigurationError):
+        OpenAIJudge("m", concurrency=0)
+
+
+def test_api_key_never_lands_in_the_store(monkeypatch, fake_openai_factory, tmp_path):
+    secret = "sk-FAKE-secret-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    server = fake_openai_factory(schedule=["401", "ok", "ok"])
+    path = tmp_path / "s.sqlite"
+    store = AnnotationStore(path)
+    judge = OpenAIJudge("gpt-4o-mini", base_url=server.url, concurrency=1, max_retries=0)
+    df = annotate(judge, reqs(3), store=store, template_version="v1", parse=parse_score, progress=False)
+    assert server.auth_headers[0] == f"Bearer {secret}"  # the key was really used...
+    assert list(df["status"]) == ["failed", "ok", "ok"] and "***" in df["error"].iloc[0]
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("s.sqlite")]
+    assert any(p.name.endswith("-wal") for p in files)
+    for p in files:  # ...and appears in no byte of the database, WAL included
+        assert secret.encode() not in p.read_bytes(), p
+    assert secret not in df.to_string() and secret not in str(df.attrs)
+
+
+def test_complete_works_inside_a_running_event_loop(fake_openai):
+    judge = judge_for(fake_openai)
+
+    async def notebook_cell():  # Jupyter runs cells inside an event loop
+        return list(judge.complete(reqs(3)))
+
+    assert len(asyncio.run(notebook_cell())) == 3
+
+
+def test_closing_the_generator_early_stops_the_requests(fake_openai_factory):
+    server = fake_openai_factory(latency=0.05)
+    gen = judge_for(server, concurrency=2).complete(reqs(40))
+    next(gen)
+    gen.close()
+    assert server.requests < 10
