@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 
 INSTRUCTION_COLUMNS = ["id", "instruction", "input", "source"]
@@ -102,17 +103,36 @@ def make_response_id(instruction_id: str, response: str) -> str:
     return _hash(instruction_id, _normalise_newlines(str(response)))
 
 
+def _per_distinct(fn, *columns: pd.Series) -> list:
+    """``[fn(*row) for row in zip(*columns)]``, computed once per distinct row of text values.
+
+    Feedback tables repeat each instruction and response many times (10 pairs per instruction), so
+    hashing distinct values only is several times faster at 100k rows. Columns that are not all
+    text fall back to the plain per-row loop, so the result is always the same."""
+    if len(columns[0]) == 0 or not all(pd.api.types.is_string_dtype(c) for c in columns):
+        return [fn(*row) for row in zip(*columns)]
+    codes = pd.factorize(columns[0], use_na_sentinel=False)[0]
+    for col in columns[1:]:
+        c = pd.factorize(col, use_na_sentinel=False)[0]
+        codes = pd.factorize(codes.astype("int64") * (int(c.max()) + 1) + c)[0]
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    values = [col.to_numpy(object)[first] for col in columns]
+    distinct = np.empty(len(first), dtype=object)
+    distinct[:] = [fn(*row) for row in zip(*values)]
+    return distinct[inverse.ravel()].tolist()
+
+
 def add_ids(df: pd.DataFrame) -> pd.DataFrame:
     """Add ``instruction_id`` and the response id column(s) a frame's text columns call for."""
     df = df.copy()
-    df["input"] = [clean_input(x) for x in df["input"]]
-    df["instruction"] = [_normalise_newlines(str(x)) for x in df["instruction"]]
-    df["instruction_id"] = [make_id(i, x) for i, x in zip(df["instruction"], df["input"])]
+    df["input"] = _per_distinct(clean_input, df["input"])
+    df["instruction"] = _per_distinct(lambda x: _normalise_newlines(str(x)), df["instruction"])
+    df["instruction_id"] = _per_distinct(make_id, df["instruction"], df["input"])
     if "response" in df:
-        df["response_id"] = [make_response_id(i, r) for i, r in zip(df["instruction_id"], df["response"])]
+        df["response_id"] = _per_distinct(make_response_id, df["instruction_id"], df["response"])
     if "response1" in df:
-        df["response_id_1"] = [make_response_id(i, r) for i, r in zip(df["instruction_id"], df["response1"])]
-        df["response_id_2"] = [make_response_id(i, r) for i, r in zip(df["instruction_id"], df["response2"])]
+        df["response_id_1"] = _per_distinct(make_response_id, df["instruction_id"], df["response1"])
+        df["response_id_2"] = _per_distinct(make_response_id, df["instruction_id"], df["response2"])
     return df
 
 
