@@ -95,124 +95,145 @@ def _with_ids(df: pd.DataFrame, where, kind: str) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- comparing
 
-def _prepare_ratings(ratings: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict]:
-    ratings = _with_ids(ratings, name, "ratings")
+def _scores(ratings: pd.DataFrame, name: str) -> np.ndarray:
+    """Scores as floats (NaN = no valid score: an unparsable judge reply); anything else off the scale raises."""
     if "score" not in ratings.columns:
         raise DataError(name, f"ratings table has no 'score' column (it has: {', '.join(map(str, ratings.columns))})",
                         field="score")
-    score = pd.to_numeric(ratings["score"], errors="coerce")
+    score = pd.to_numeric(ratings["score"], errors="coerce").astype(np.float64)
     bad = ratings["score"].notna() & score.isna()
     bad |= score.notna() & ((score < data.SCORE_MIN) | (score > data.SCORE_MAX) | (score != score.round()))
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         value = ratings["score"].iloc[i]
         value = value.item() if isinstance(value, np.generic) else value
-        raise DataError(name, f"score {value!r} is not an integer on the "
-                              f"{data.SCORE_MIN}-{data.SCORE_MAX} scale", row=i + 1, field="score")
-    valid = score.notna().to_numpy()
-    r = pd.DataFrame({"instruction_id": ratings["instruction_id"].to_numpy()[valid],
-                      "response_id": ratings["response_id"].to_numpy()[valid],
-                      "score": score.to_numpy()[valid].astype(np.int64)})
-    dup = r.duplicated(["instruction_id", "response_id"], keep="first").to_numpy()
-    first = r.loc[~dup]
-    # duplicates whose score differs from the kept (first) one
-    kept = r.loc[dup].merge(first, on=["instruction_id", "response_id"], suffixes=("", "_first"))
-    stats = {"n_ratings": len(ratings), "n_invalid_ratings": int((~valid).sum()),
-             "n_duplicate_ratings": int(dup.sum()),
-             "n_conflicting_duplicate_ratings": int((kept["score"] != kept["score_first"]).sum())}
-    return first.reset_index(drop=True), stats
+        raise DataError(name, f"score {value!r} is not an integer on the {data.SCORE_MIN}-{data.SCORE_MAX} scale",
+                        row=i + 1, field="score")
+    return score.to_numpy()
 
 
 def _decision_codes(values: pd.Series, name: str) -> np.ndarray:
-    """Decision codes a=0, b=1, equal=2, -1 for no decision (NaN/None); unknown labels raise."""
-    present = values.notna().to_numpy()
-    labels = values.astype("string").str.strip().str.lower()
-    canon = labels.map(data._LABELS)
-    unknown = present & canon.isna().to_numpy()
-    if unknown.any():
-        i = int(np.flatnonzero(unknown)[0])
-        found = sorted(set(values[unknown].astype(str)))[:5]
-        raise DataError(name, f"unknown decision label {values.iloc[i]!r} ({int(unknown.sum())} rows; labels found: "
-                              f"{', '.join(map(repr, found))}); expected a / b / equal (or the original (a) / (b) / equal)",
+    """Decision codes a=0, b=1, equal=2, -1 for no decision (NaN/None); unknown labels raise.
+
+    Labels are normalised once per distinct value (``pd.factorize``), not once per row."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    canon = [data._LABELS.get(str(u).strip().lower()) for u in uniques]
+    unknown = [j for j, c in enumerate(canon) if c is None]
+    if unknown:
+        rows = np.isin(codes, unknown)
+        i = int(np.flatnonzero(rows)[0])
+        found = ", ".join(repr(str(uniques[j])) for j in unknown[:5])
+        raise DataError(name, f"unknown decision label {str(values.iloc[i])!r} ({int(rows.sum())} rows; unknown labels: "
+                              f"{found}); expected a / b / equal (or the original (a) / (b) / equal)",
                         row=i + 1, field="decision")
-    codes = canon.map(_CODE)
-    return codes.fillna(-1).astype(np.int64).to_numpy()
+    table = np.array([_CODE[c] for c in canon] + [-1], dtype=np.int64)  # index -1 -> no decision
+    return table[codes]
+
+
+def _first_occurrence(keys: np.ndarray) -> np.ndarray:
+    """For every row, the position of the first row with the same key."""
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first[inverse.ravel()]
 
 
 def _compare(ratings: pd.DataFrame, rankings: pd.DataFrame, *, ratings_name: str = "ratings",
              rankings_name: str = "rankings", warn: bool = True) -> tuple[pd.DataFrame, dict]:
-    """The vectorised comparison; returns the compared pairs and the counts of what was left out."""
-    first_ratings, stats = _prepare_ratings(ratings, ratings_name)
+    """The vectorised comparison; returns the compared pairs and the counts of what was left out.
+
+    Every response is turned into one integer key (instruction id x response id, factorised over
+    both tables); duplicates, first occurrences and score lookups are then sorts and array lookups."""
+    ratings = _with_ids(ratings, ratings_name, "ratings")
     rankings = _with_ids(rankings, rankings_name, "rankings")
     if "decision" not in rankings.columns:
         raise DataError(rankings_name, "rankings table has no 'decision' column "
                                        f"(it has: {', '.join(map(str, rankings.columns))})", field="decision")
-    if len(first_ratings) == 0:
-        raise DataError(ratings_name, f"no valid ratings to compare ({stats['n_ratings']} rows, "
+    score = _scores(ratings, ratings_name)
+    valid = ~np.isnan(score)
+    stats = {"n_ratings": len(ratings), "n_invalid_ratings": int((~valid).sum()), "n_rankings": len(rankings)}
+    if not valid.any():
+        raise DataError(ratings_name, f"no valid ratings to compare ({len(ratings)} rows, "
                                       f"{stats['n_invalid_ratings']} without a valid score)")
     if len(rankings) == 0:
         raise DataError(rankings_name, "no rankings to compare (the table is empty)")
-    codes = _decision_codes(rankings["decision"], rankings_name)
+    code = _decision_codes(rankings["decision"], rankings_name)
 
-    keys = ["instruction_id", "response_id_1", "response_id_2"]
-    k = rankings.assign(_row=np.arange(len(rankings)), _code=codes)
-    dup = k.duplicated(keys, keep="first").to_numpy()
-    stats["n_rankings"] = len(rankings)
-    stats["n_duplicate_rankings"] = int(dup.sum())
-    kd, kf = k.loc[dup, keys + ["_code"]], k.loc[~dup, keys + ["_code"]]
-    both = kd.merge(kf, on=keys, suffixes=("", "_first"))
-    stats["n_conflicting_duplicate_rankings"] = int((both["_code"] != both["_code_first"]).sum())
-    k = k.loc[~dup]
+    n_r, n_k = len(ratings), len(rankings)
+    inst, inst_names = pd.factorize(np.concatenate([ratings["instruction_id"].to_numpy(object),
+                                                    rankings["instruction_id"].to_numpy(object)]))
+    resp, resp_names = pd.factorize(np.concatenate([ratings["response_id"].to_numpy(object),
+                                                    rankings["response_id_1"].to_numpy(object),
+                                                    rankings["response_id_2"].to_numpy(object)]))
+    width = np.int64(len(resp_names))
+    key_r = inst[:n_r].astype(np.int64) * width + resp[:n_r]
+    key_1 = inst[n_r:].astype(np.int64) * width + resp[n_r:n_r + n_k]
+    key_2 = inst[n_r:].astype(np.int64) * width + resp[n_r + n_k:]
 
-    shared = np.intersect1d(k["instruction_id"].unique(), first_ratings["instruction_id"].unique())
-    if len(shared) == 0:
-        ex_r, ex_k = _example_instruction(ratings), _example_instruction(rankings)
-        raise DataError(rankings_name, f"the ratings ({ratings_name}: {first_ratings['instruction_id'].nunique()} "
-                                       f"instructions) and the rankings ({k['instruction_id'].nunique()} instructions) "
-                                       "share no instruction, so no pair can be compared. Are both files from the same "
-                                       f"run? (a rated instruction: {ex_r}; a ranked one: {ex_k})")
+    # ratings: valid scores only, first occurrence of each response wins
+    vr = np.flatnonzero(valid)
+    first = vr[_first_occurrence(key_r[vr])]
+    dup_r = first != vr
+    stats["n_duplicate_ratings"] = int(dup_r.sum())
+    stats["n_conflicting_duplicate_ratings"] = int((score[vr][dup_r] != score[first][dup_r]).sum())
+    kept = vr[~dup_r]
+    order = np.argsort(key_r[kept], kind="stable")
+    rated_keys, rated_scores = key_r[kept][order], score[kept][order]
 
-    # the two score lookups: a hash join on (instruction_id, response_id), first rating wins
-    lookup = first_ratings.set_index(["instruction_id", "response_id"])["score"]
-    s1 = lookup.reindex(pd.MultiIndex.from_arrays([k["instruction_id"], k["response_id_1"]])).to_numpy()
-    s2 = lookup.reindex(pd.MultiIndex.from_arrays([k["instruction_id"], k["response_id_2"]])).to_numpy()
+    # rankings: first occurrence of each ordered pair wins
+    _, c1 = np.unique(key_1, return_inverse=True)
+    _, c2 = np.unique(key_2, return_inverse=True)
+    pair = c1.ravel().astype(np.int64) * (int(c2.max()) + 1) + c2.ravel()
+    first_k = _first_occurrence(pair)
+    dup_k = first_k != np.arange(n_k)
+    stats["n_duplicate_rankings"] = int(dup_k.sum())
+    stats["n_conflicting_duplicate_rankings"] = int((code[dup_k] != code[first_k[dup_k]]).sum())
+
+    rated_inst = np.unique(inst[:n_r][kept])
+    ranked_inst = np.unique(inst[n_r:][~dup_k])
+    if len(np.intersect1d(rated_inst, ranked_inst, assume_unique=True)) == 0:
+        raise DataError(rankings_name, f"the ratings ({ratings_name}: {len(rated_inst)} instructions) and the rankings "
+                                       f"({len(ranked_inst)} instructions) share no instruction, so no pair can be "
+                                       "compared. Are both files from the same run? (a rated instruction: "
+                                       f"{_example_instruction(ratings)}; a ranked one: {_example_instruction(rankings)})")
+
+    def lookup(keys):
+        pos = np.minimum(np.searchsorted(rated_keys, keys), len(rated_keys) - 1)
+        return np.where(rated_keys[pos] == keys, rated_scores[pos], np.nan)
+
+    rows = np.flatnonzero(~dup_k)
+    s1, s2 = lookup(key_1[rows]), lookup(key_2[rows])
     rated = ~(np.isnan(s1) | np.isnan(s2))
-    decided = k["_code"].to_numpy() >= 0
+    decided = code[rows] >= 0
     stats["n_skipped_missing_rating"] = int((~rated).sum())
     stats["n_skipped_no_decision"] = int((rated & ~decided).sum())
     use = rated & decided
     stats["n_compared"] = int(use.sum())
     if stats["n_compared"] == 0:
-        raise DataError(rankings_name, f"none of the {len(k)} ranked pairs can be compared: "
+        raise DataError(rankings_name, f"none of the {len(rows)} ranked pairs can be compared: "
                                        f"{stats['n_skipped_missing_rating']} reference a response that has no rating in "
                                        f"{ratings_name}, {stats['n_skipped_no_decision']} have no decision. The rankings "
                                        "must be of the same responses (same instruction, input and text) as the ratings.")
     if warn and stats["n_skipped_missing_rating"]:
         i = int(np.flatnonzero(~rated)[0])
-        row = k.iloc[i]
         which = "response1" if np.isnan(s1[i]) else "response2"
-        text = str(row.get(which, row["response_id_1" if which == "response1" else "response_id_2"]))
-        warnings.warn(f"{stats['n_skipped_missing_rating']} of {len(k)} ranked pairs skipped: a response has no rating "
-                      f"in {ratings_name} (first: {rankings_name} row {int(row['_row']) + 1}, {which} "
-                      f"{text[:60]!r})", ConsistencyWarning, stacklevel=3)
+        col = which if which in rankings.columns else ("response_id_1" if which == "response1" else "response_id_2")
+        text = str(rankings[col].iloc[rows[i]])
+        warnings.warn(f"{stats['n_skipped_missing_rating']} of {len(rows)} ranked pairs skipped: a response has no "
+                      f"rating in {ratings_name} (first: {rankings_name} row {rows[i] + 1}, {which} {text[:60]!r})",
+                      ConsistencyWarning, stacklevel=3)
     if warn and stats["n_skipped_no_decision"]:
         warnings.warn(f"{stats['n_skipped_no_decision']} ranked pairs skipped: no decision in {rankings_name}",
                       ConsistencyWarning, stacklevel=3)
 
-    k = k.loc[use]
-    s1, s2 = s1[use].astype(np.int64), s2[use].astype(np.int64)
+    rows, s1, s2 = rows[use], s1[use].astype(np.int64), s2[use].astype(np.int64)
     r_code = np.where(s1 > s2, _CODE["a"], np.where(s1 < s2, _CODE["b"], _EQUAL))
-    out = pd.DataFrame({
-        "row": k["_row"].to_numpy() + 1,
-        "instruction_id": k["instruction_id"].to_numpy(),
-        "response_id_1": k["response_id_1"].to_numpy(),
-        "response_id_2": k["response_id_2"].to_numpy(),
-        "score1": s1, "score2": s2, "gap": np.abs(s1 - s2),
-        "ratings_decision": np.asarray(DECISIONS, dtype=object)[r_code],
-        "rankings_decision": np.asarray(DECISIONS, dtype=object)[k["_code"].to_numpy()],
-    })
-    out["agree"] = out["ratings_decision"] == out["rankings_decision"]
-    source = _sources(rankings, ratings, k)
+    k_code = code[rows]
+    out = rankings[["instruction_id", "response_id_1", "response_id_2"]].iloc[rows].reset_index(drop=True)
+    out.insert(0, "row", rows + 1)
+    out["score1"], out["score2"], out["gap"] = s1, s2, np.abs(s1 - s2)
+    out["ratings_decision"] = pd.Categorical.from_codes(r_code, categories=list(DECISIONS))
+    out["rankings_decision"] = pd.Categorical.from_codes(k_code, categories=list(DECISIONS))
+    out["agree"] = r_code == k_code
+    source = _sources(rankings, ratings, rows)
     if source is not None:
         out["source"] = source
     return out, stats
@@ -224,15 +245,15 @@ def _example_instruction(df: pd.DataFrame) -> str:
     return repr(str(df["instruction_id"].iloc[0])) if len(df) else "none"
 
 
-def _sources(rankings: pd.DataFrame, ratings: pd.DataFrame, k: pd.DataFrame) -> np.ndarray | None:
+def _sources(rankings: pd.DataFrame, ratings: pd.DataFrame, rows: np.ndarray) -> np.ndarray | None:
     """The source dataset of each compared pair: the rankings' ``source``/``dataset`` column, else the ratings'."""
     for col in ("source", "dataset"):
-        if col in k.columns:
-            return k[col].fillna("").astype(str).to_numpy()
+        if col in rankings.columns:
+            return rankings[col].iloc[rows].fillna("").astype(str).to_numpy()
     for col in ("source", "dataset"):
         if col in ratings.columns:
             m = ratings.drop_duplicates("instruction_id").set_index("instruction_id")[col]
-            return m.reindex(k["instruction_id"]).fillna("").astype(str).to_numpy()
+            return m.reindex(rankings["instruction_id"].iloc[rows]).fillna("").astype(str).to_numpy()
     return None
 
 
@@ -253,11 +274,20 @@ def compare(ratings: pd.DataFrame, rankings: pd.DataFrame, *, ratings_name: str 
 
 # ----------------------------------------------------------------------------- statistics
 
+def _codes(values: pd.Series) -> np.ndarray:
+    if isinstance(values.dtype, pd.CategoricalDtype) and list(values.cat.categories) == list(DECISIONS):
+        return values.cat.codes.to_numpy(np.int64)
+    return values.astype(str).map(_CODE).to_numpy(np.int64)
+
+
+def _cells(pairs: pd.DataFrame) -> np.ndarray:
+    """Cell index 3 * ratings code + rankings code (a, b, equal order) of every compared pair."""
+    return 3 * _codes(pairs["ratings_decision"]) + _codes(pairs["rankings_decision"])
+
+
 def agreement_matrix(pairs: pd.DataFrame) -> pd.DataFrame:
     """3x3 counts: rows 'ratings says a/b/equal', columns 'rankings says a/b/equal'."""
-    r = pairs["ratings_decision"].map(_CODE).to_numpy(dtype=np.int64)
-    k = pairs["rankings_decision"].map(_CODE).to_numpy(dtype=np.int64)
-    counts = np.bincount(3 * r + k, minlength=9).reshape(3, 3)
+    counts = np.bincount(_cells(pairs), minlength=9).reshape(3, 3)
     return pd.DataFrame(counts, index=RATINGS_INDEX.copy(), columns=RANKINGS_COLUMNS.copy())
 
 
@@ -309,18 +339,22 @@ def _bootstrap(cells: np.ndarray, n_boot: int, rng: np.random.Generator, level: 
 
 
 def _breakdown(pairs: pd.DataFrame, by: str, n_boot: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Consistency per value of ``by`` (one 3x3 table per group, counted in one ``bincount``)."""
+    groups, names = pd.factorize(pairs[by], sort=True)
+    cells = np.bincount(groups * 9 + _cells(pairs), minlength=9 * len(names)).reshape(len(names), 9)
+    st = _stats(cells)
+    m = cells.reshape(-1, 3, 3)
+    n = cells.sum(axis=1)
+    rankings_share = m.sum(axis=1) / n[:, None]
     rows = []
-    for value, g in pairs.groupby(by, sort=True):
-        cells = agreement_matrix(g).to_numpy().ravel()
-        st = {k: float(v) for k, v in _stats(cells).items()}
-        ci = _bootstrap(cells, n_boot, rng)
-        r = g["rankings_decision"].value_counts(normalize=True)
-        rows.append({by: value, "n": len(g), "agree": int(g["agree"].sum()),
-                     "consistency": st["consistency"],
-                     "ci_low": ci["consistency"][0], "ci_high": ci["consistency"][1],
-                     "consistency_excluding_ties": st["consistency_excluding_ties"],
-                     "rankings_a": float(r.get("a", 0.0)), "rankings_b": float(r.get("b", 0.0)),
-                     "rankings_equal": float(r.get("equal", 0.0))})
+    for g, value in enumerate(names):
+        ci = _bootstrap(cells[g], n_boot, rng)["consistency"]
+        rows.append({by: value.item() if isinstance(value, np.generic) else value, "n": int(n[g]),
+                     "agree": int(np.trace(m[g])), "consistency": float(st["consistency"][g]),
+                     "ci_low": ci[0], "ci_high": ci[1],
+                     "consistency_excluding_ties": float(st["consistency_excluding_ties"][g]),
+                     "rankings_a": float(rankings_share[g, 0]), "rankings_b": float(rankings_share[g, 1]),
+                     "rankings_equal": float(rankings_share[g, 2])})
     return pd.DataFrame(rows)
 
 
