@@ -417,14 +417,11 @@ def winrate_from_ratings(policy_scores: pd.DataFrame | pd.Series, reference_scor
         rs.append(float(r["score"]) if r is not None and pd.notna(r["score"]) else float("nan"))
         reason = rec.reason
         if not reason:
-            if p is None:
-                reason = "no policy judgment"
-            elif r is None:
-                reason = "no reference judgment"
-            elif math.isnan(ps[-1]):
-                reason = _invalid_reason(p, "policy")
-            elif math.isnan(rs[-1]):
-                reason = _invalid_reason(r, "reference")
+            p_problem = "no policy judgment" if p is None else _invalid_reason(p, "policy") if math.isnan(ps[-1]) else ""
+            r_problem = ("no reference judgment" if r is None else _invalid_reason(r, "reference")
+                         if math.isnan(rs[-1]) else "")
+            if p_problem or r_problem:
+                reason = " and ".join(x for x in (p_problem, r_problem) if x)
             elif "response" in pol.columns and not _text_matches(p["response"], getattr(rec, "policy_output", None)):
                 reason = "policy judgment is of a different output"
             elif "response" in ref.columns and not _text_matches(r["response"], getattr(rec, "reference_output", None)):

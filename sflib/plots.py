@@ -59,11 +59,12 @@ def plot_length_distributions(lengths, kind, clip_quantile=0.99, title=None):
 
 # ----------------------------------------------------------------------------- evaluation (stage 8)
 
-def plot_winrates(table, *, ax=None, title: str | None = None):
+def plot_winrates(table, *, ax=None, title: str | None = None, min_n: int = 0):
     """Grouped win-rate bars (policy × protocol) with 1.96·SEM error bars and n on each bar.
 
     ``table``: :func:`sflib.evaluation.results_table` (columns policy, protocol, winrate, ci_sem, n).
-    A bar with n = 0 is left empty and labelled so (nothing could be counted).
+    A bar with n = 0 is left empty and labelled so (nothing could be counted); bars with
+    n < ``min_n`` are drawn faint and hatched (too few judgments to mean anything).
     """
     import numpy as np
 
@@ -78,10 +79,14 @@ def plot_winrates(table, *, ax=None, title: str | None = None):
         errs = [rows["ci_sem"].get(p, np.nan) if p in rows.index else np.nan for p in policies]
         ns = [int(rows["n"].get(p, 0)) if p in rows.index else 0 for p in policies]
         pos = x - 0.4 + width * (k + 0.5)
-        ax.bar(pos, np.nan_to_num(vals), width, yerr=np.nan_to_num(errs), capsize=4, label=f"{proto} protocol")
+        bars = ax.bar(pos, np.nan_to_num(vals), width, yerr=np.nan_to_num(errs), capsize=4, label=f"{proto} protocol")
+        for bar, n in zip(bars, ns):
+            if 0 < n < min_n:
+                bar.set_alpha(0.35)
+                bar.set_hatch("//")
         for xi, v, n in zip(pos, vals, ns):
-            label = f"n={n}" if n else "n=0\n(no judgments)"
-            ax.text(xi, 2, label, ha="center", va="bottom", fontsize=8, color="white" if n else "black")
+            label = (f"n={n}" + ("\n(too few)" if n < min_n else "")) if n else "n=0\n(no judgments)"
+            ax.text(xi, 2, label, ha="center", va="bottom", fontsize=8, color="white" if n >= max(min_n, 1) else "black")
     ax.axhline(50, color="grey", lw=1, ls="--")
     ax.set_xticks(x, policies)
     ax.set_ylim(0, 110)

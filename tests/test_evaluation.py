@@ -46,7 +46,7 @@ def test_rating_protocol_reports_missing_and_invalid_judgments():
     r = ev.winrate_from_ratings(pol, ref, items=items)
     assert r.n == 1 and r.wins == 1                       # only q1 (6 > 5; the duplicate 1 is ignored)
     assert r.dropped == {"policy judgment invalid": 1, "no reference judgment": 1,
-                         "no policy judgment": 2}
+                         "no policy judgment and no reference judgment": 1, "no policy judgment": 1}
     assert r.n + r.n_dropped == r.n_items == 5
     assert r.ignored == {"duplicate policy judgment of an instruction (first kept)": 1}
     assert set(r.items.loc[r.items["win"].isna(), "instruction"]) == {"q2", "q3", "q4", "q5"}
