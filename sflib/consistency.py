@@ -50,7 +50,7 @@ _EQUAL = _CODE["equal"]
 
 __all__ = [
     "ConsistencyReport", "ConsistencyWarning", "compare", "report", "compare_annotators",
-    "cohen_kappa", "load_ratings", "load_rankings", "add_cli",
+    "cohen_kappa", "agreement_matrix", "load_ratings", "load_rankings", "load_vendored", "add_cli",
 ]
 
 
@@ -78,6 +78,38 @@ def load_rankings(path: os.PathLike | str) -> pd.DataFrame:
         return data.read_rankings_csv(path)
     df = data.read_table(path, required=["decision"])
     return _with_ids(df, path, "rankings")
+
+
+VENDORED = {
+    "sample": ("sample_ratings.jsonl", "sample_rankings.jsonl"),
+    "evaluation": (("eval_ratings_reference.jsonl", "eval_ratings_ratings_rm.jsonl"),
+                   "eval_rankings_reference_vs_ratings_rm.jsonl"),
+}
+
+
+def load_vendored(which: str = "sample") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's recorded GPT-3.5-Turbo feedback from ``data/canonical/`` as ``(ratings, rankings)``.
+
+    - ``"sample"``: ratings of 20 SuperNI instructions x 5 Alpaca-7B responses (99 rows) and the
+      rankings of their pairs (118 of 200 pairs); source ``superni``.
+    - ``"evaluation"``: ratings of text-davinci-003 reference outputs and of the ratings-RM policy's
+      outputs on AlpacaEval instructions, and rankings of reference (a) vs policy (b) — partial
+      recordings; ``source`` is the AlpacaEval dataset of each instruction.
+    """
+    from .paths import data_dir
+
+    if which not in VENDORED:
+        raise ValueError(f"unknown vendored feedback {which!r}; choose one of: {', '.join(VENDORED)}")
+    folder = data_dir() / "canonical"
+    rat, rank = VENDORED[which]
+    rat = (rat,) if isinstance(rat, str) else rat
+    ratings = pd.concat([load_ratings(folder / f) for f in rat], ignore_index=True)
+    rankings = load_rankings(folder / rank)
+    if which == "evaluation":
+        ref = data.read_table(folder / "eval_reference_outputs.jsonl", required=["instruction", "dataset"])
+        dataset = ref.drop_duplicates("instruction").set_index("instruction")["dataset"]
+        rankings["source"] = rankings["instruction"].map(dataset).fillna("").to_numpy()
+    return ratings, rankings
 
 
 def _with_ids(df: pd.DataFrame, where, kind: str) -> pd.DataFrame:
@@ -353,6 +385,8 @@ def _breakdown(pairs: pd.DataFrame, by: str, n_boot: int, rng: np.random.Generat
                      "agree": int(np.trace(m[g])), "consistency": float(st["consistency"][g]),
                      "ci_low": ci[0], "ci_high": ci[1],
                      "consistency_excluding_ties": float(st["consistency_excluding_ties"][g]),
+                     "opposite": float((m[g, 0, 1] + m[g, 1, 0]) / n[g]),
+                     "one_side_equal": float((m[g, 2, :2].sum() + m[g, :2, 2].sum()) / n[g]),
                      "rankings_a": float(rankings_share[g, 0]), "rankings_b": float(rankings_share[g, 1]),
                      "rankings_equal": float(rankings_share[g, 2])})
     return pd.DataFrame(rows)
@@ -393,6 +427,8 @@ class ConsistencyReport:
         rows = [
             row("consistency", "consistency", self.consistency),
             row("disagreement", None, 1 - self.consistency),
+            row("  opposite preferences (a vs b)", None, self.opposite_rate),
+            row("  one side says equal, the other prefers", None, self.one_side_equal_rate),
             row("consistency excluding ties", "consistency_excluding_ties", self.consistency_excluding_ties),
             row("Cohen's kappa", "kappa", self.kappa),
             row("ratings tie rate (equal scores)", "ratings_tie_rate", self.ratings_tie_rate),
@@ -408,6 +444,18 @@ class ConsistencyReport:
             row("ratings without a valid score", None, self.counts.get("n_invalid_ratings", 0)),
         ]
         return pd.DataFrame(rows).set_index("quantity")
+
+    @property
+    def opposite_rate(self) -> float:
+        """Share of compared pairs where ratings and rankings prefer opposite responses."""
+        m = self.matrix.to_numpy()
+        return float((m[0, 1] + m[1, 0]) / m.sum())
+
+    @property
+    def one_side_equal_rate(self) -> float:
+        """Share of compared pairs where exactly one side says equal."""
+        m = self.matrix.to_numpy()
+        return float((m[2, :2].sum() + m[:2, 2].sum()) / m.sum())
 
     def headline(self) -> str:
         lo, hi = self.ci.get("consistency", (np.nan, np.nan))

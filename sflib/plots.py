@@ -173,3 +173,106 @@ def plot_length_analysis(lengths, buckets, *, title: str | None = None):
 
 
 __all__ += ["plot_winrates", "plot_winrates_by_dataset", "plot_length_analysis"]
+
+
+# ----------------------------------------------------------------------------- consistency (stage 5)
+
+_DECISION_TICKS = ["a (response1)", "b (response2)", "equal"]
+
+
+def plot_consistency_matrices(report, *, title: str | None = None):
+    """Heatmaps of a :class:`sflib.consistency.ConsistencyReport`'s 3x3 agreement matrix: counts
+    (left) and row-normalised (right: of the pairs the ratings call X, the share the rankings call
+    Y). The outlined diagonal is agreement."""
+    import numpy as np
+    import seaborn as sns
+    from matplotlib.patches import Rectangle
+
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    panels = [(report.matrix, "d", "Blues", "counts"),
+              (report.matrix_normalised.fillna(0), ".0%", "Purples", "row-normalised (share of each ratings row)")]
+    for ax, (m, fmt, cmap, name) in zip(axes, panels):
+        sns.heatmap(np.asarray(m, dtype=float) if fmt != "d" else np.asarray(m), annot=True, fmt=fmt, cmap=cmap,
+                    cbar=False, ax=ax, square=True, linewidths=0.5, linecolor="white",
+                    vmin=0, vmax=1 if fmt != "d" else None, annot_kws={"fontsize": 11},
+                    xticklabels=_DECISION_TICKS, yticklabels=_DECISION_TICKS)
+        for i in range(3):
+            ax.add_patch(Rectangle((i, i), 1, 1, fill=False, edgecolor="darkorange", lw=2.5))
+        ax.set_xlabel("rankings decision")
+        ax.set_ylabel("ratings say (higher score wins)")
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(axis="y", labelrotation=0)
+    lo, hi = report.ci.get("consistency", (np.nan, np.nan))
+    ci = f", 95% CI {100 * lo:.0f}–{100 * hi:.0f}%" if not np.isnan(lo) else ""
+    fig.suptitle(title or (f"Ratings vs rankings agree on {100 * report.consistency:.0f}% of {report.n_compared} "
+                           f"pairs{ci} (outlined diagonal); kappa {report.kappa:.2f}"))
+    fig.tight_layout()
+    return fig
+
+
+def plot_consistency_by_gap(by_gap, *, overall: float | None = None, title: str | None = None):
+    """Consistency by rating gap |score1 − score2| (left, bars with 95% bootstrap CIs and n) and what
+    the disagreements are (right: opposite preferences vs one side saying equal)."""
+    import numpy as np
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.5, 4), gridspec_kw={"width_ratios": [1.1, 1]})
+    x = np.arange(len(by_gap))
+    labels = [str(g) for g in by_gap["gap"]]
+    cons = 100 * by_gap["consistency"].to_numpy()
+    err = np.vstack([cons - 100 * by_gap["ci_low"].to_numpy(), 100 * by_gap["ci_high"].to_numpy() - cons])
+    a1.bar(x, cons, color="tab:blue", alpha=0.8)
+    a1.errorbar(x, cons, yerr=np.nan_to_num(err), fmt="none", ecolor="black", capsize=4, lw=1)
+    for xi, n in zip(x, by_gap["n"]):
+        a1.text(xi, 2, f"n={n}", ha="center", va="bottom", fontsize=8, color="white")
+    if overall is not None:
+        a1.axhline(100 * overall, color="darkorange", ls="--", lw=1.5, label=f"overall {100 * overall:.0f}%")
+        a1.legend(loc="upper left", fontsize=8)
+    a1.set_xticks(x, labels)
+    a1.set_xlabel("rating gap |score1 − score2|  (0 = ratings tie)")
+    a1.set_ylabel("consistency (%)")
+    a1.set_ylim(0, 105)
+    a1.set_title("Agreement by rating gap", fontsize=10)
+    parts = [("agree", 100 * by_gap["consistency"], "tab:green"),
+             ("one side says equal", 100 * by_gap["one_side_equal"], "tab:gray"),
+             ("opposite preference", 100 * by_gap["opposite"], "tab:red")]
+    bottom = np.zeros(len(by_gap))
+    for name, v, color in parts:
+        a2.bar(x, v, bottom=bottom, label=name, color=color, alpha=0.8)
+        bottom += v.to_numpy()
+    a2.set_xticks(x, labels)
+    a2.set_xlabel("rating gap |score1 − score2|")
+    a2.set_ylabel("share of pairs (%)")
+    a2.set_ylim(0, 100)
+    a2.legend(fontsize=8, loc="lower right")
+    a2.set_title("What the pairs are", fontsize=10)
+    fig.suptitle(title or "Consistency by rating gap")
+    fig.tight_layout()
+    return fig
+
+
+def plot_consistency_by_group(table, *, label: str | None = None, title: str | None = None):
+    """Horizontal bars of consistency with 95% CIs per group — a ``by_source`` table (label column
+    ``source``) or :func:`sflib.consistency.compare_annotators`' table (annotators in the index)."""
+    import numpy as np
+
+    t = table.reset_index() if label is None and table.index.name else table
+    label = label or (table.index.name if table.index.name else "source")
+    n = t["n"] if "n" in t else t["n_compared"]
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(t) + 1.6))
+    y = np.arange(len(t))
+    cons = 100 * t["consistency"].to_numpy()
+    err = np.vstack([cons - 100 * t["ci_low"].to_numpy(), 100 * t["ci_high"].to_numpy() - cons])
+    ax.barh(y, cons, color="tab:blue", alpha=0.8)
+    ax.errorbar(cons, y, xerr=np.nan_to_num(err), fmt="none", ecolor="black", capsize=4, lw=1)
+    for yi, c, k in zip(y, cons, n):
+        ax.text(1, yi, f"{c:.0f}%  (n={k})", va="center", fontsize=8, color="white")
+    ax.set_yticks(y, [str(v) for v in t[label]])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("consistency: ratings and rankings agree (%)")
+    ax.set_title(title or f"Consistency by {label}")
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["plot_consistency_matrices", "plot_consistency_by_gap", "plot_consistency_by_group"]
