@@ -66,6 +66,11 @@ def open_store(store: Any) -> tuple[AnnotationStore | None, bool]:
 
 
 def resolve_judge(judge: str | Judge) -> Judge:
+    """A :class:`Judge` from a judge or a name; ``"recorded"`` alone is the paper's vendored GPT-3.5 feedback."""
+    if isinstance(judge, str) and judge.strip() == "recorded":
+        from .judges.recorded import RecordedJudge
+
+        return RecordedJudge.vendored()
     return get_judge(judge) if isinstance(judge, str) else judge
 
 
@@ -112,7 +117,7 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
 
     ``responses`` has ``instruction, input, response`` (``output`` is accepted for ``response``;
     ids are added when absent). ``judge`` is a :class:`Judge` or a name for
-    :func:`sflib.judges.get_judge`. ``store``: ``None`` = ``outputs/annotations.sqlite``, a path,
+    :func:`sflib.judges.get_judge` (``"recorded"`` alone: the paper's vendored GPT-3.5 feedback). ``store``: ``None`` = ``outputs/annotations.sqlite``, a path,
     an :class:`AnnotationStore`, or ``False`` for none. ``retry_invalid`` re-asks replies stored as
     unparsable (failed requests are always re-asked).
 
@@ -194,7 +199,7 @@ def _cli_rate(args) -> int:
 
 def _common_args(p) -> None:
     p.add_argument("--judge", required=True, help="judge name, e.g. openai:gpt-4o-mini, local:smollm2, "
-                                                  "recorded:FILE[,FILE]")
+                                                  "recorded:FILE[,FILE], or recorded (the paper's GPT-3.5 feedback)")
     p.add_argument("--output", required=True, help=".jsonl / .parquet table, or .csv for the original "
                                                    "headerless layout (valid answers only)")
     p.add_argument("--store", default=None, help="annotation store (default outputs/annotations.sqlite)")

@@ -77,6 +77,30 @@ def _short(text: str, n: int = 50) -> str:
     return repr(text if len(text) <= n else text[: n - 3] + "...")
 
 
+#: the paper's released GPT-3.5 feedback: canonical table name -> original CSV (relative to data/)
+VENDORED = {
+    "sample_ratings": "alpaca_generation/feedback_ratings_sample_generation.csv",
+    "sample_rankings": "alpaca_generation/feedback_rankings_sample_generation.csv",
+    "eval_ratings_reference": "inference_model_outputs/feedback_ratings_davinci_for_llm_eval.csv",
+    "eval_ratings_ratings_rm": "inference_model_outputs/feedback_ratings_ratings_for_llm_eval.csv",
+    "eval_rankings_reference_vs_ratings_rm": "inference_model_outputs/feedback_rankings_davincivsratings_for_llm_eval.csv",
+}
+#: the name of the judge that replays them
+PAPER_JUDGE = "recorded:gpt-3.5-turbo (paper)"
+
+
+def vendored_feedback_files(which: Iterable[str] | None = None) -> list[Path]:
+    """The vendored recorded feedback files: ``data/canonical/<name>.jsonl`` where present, else the
+    original CSV under ``data/original``. ``which`` picks names from :data:`VENDORED` (default all)."""
+    from ..paths import data_dir
+
+    files = []
+    for name in (which or VENDORED):
+        canonical = data_dir() / "canonical" / f"{name}.jsonl"
+        files.append(canonical if canonical.exists() else data_dir() / "original" / VENDORED[name])
+    return files
+
+
 class RecordedJudge(Judge):
     """Answer rating and ranking requests from recorded feedback files (see the module docs)."""
 
@@ -211,6 +235,12 @@ class RecordedJudge(Judge):
     def complete(self, requests: Iterable[Request]) -> Iterator[tuple[int, Completion]]:
         for index, request in enumerate(requests):
             yield index, self.answer(request)
+
+    @classmethod
+    def vendored(cls, which: Iterable[str] | None = None) -> "RecordedJudge":
+        """The paper's released GPT-3.5 feedback (see :func:`vendored_feedback_files`), named
+        :data:`PAPER_JUDGE`. ``get_judge``-style names accept ``"recorded"`` alone for this."""
+        return cls(vendored_feedback_files(which), name=PAPER_JUDGE)
 
     def __repr__(self) -> str:
         return (f"RecordedJudge({self._where()}: {sum(map(len, self.ratings.values()))} ratings, "
