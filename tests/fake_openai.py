@@ -11,6 +11,7 @@ In a test::
         server.outcomes                          # Counter: ok / 429 / 500 / garbled / truncated / hang
         server.max_in_flight                     # highest number of requests handled at once
         server.times                             # arrival time (time.monotonic()) of every request
+        server.ok_times                          # time each successful reply was sent
         server.prompts                           # Counter of last user messages answered "ok"
 
 Or use the pytest fixtures ``fake_openai`` / ``fake_openai_factory`` from tests/conftest.py.
@@ -120,6 +121,7 @@ class FakeOpenAI:
         self.outcomes: Counter = Counter()
         self.prompts: Counter = Counter()
         self.times: list[float] = []
+        self.ok_times: list[float] = []
         self.auth_headers: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -161,6 +163,7 @@ class FakeOpenAI:
             self.outcomes.clear()
             self.prompts.clear()
             self.times.clear()
+            self.ok_times.clear()
             self.max_in_flight = self.in_flight
 
     # -------------------------------------------------------------------------------- logic
@@ -270,6 +273,7 @@ def _handler(server: FakeOpenAI):
                 return
             with server._lock:
                 server.prompts[last] += 1
+                server.ok_times.append(time.monotonic())
             self._send(200, body)
 
     return Handler

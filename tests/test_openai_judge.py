@@ -52,7 +52,7 @@ def test_retry_after_is_honoured_and_attempts_counted(fake_openai_factory):
 def test_garbled_and_truncated_bodies_are_asked_again(fake_openai_factory):
     server = fake_openai_factory(schedule=["garbled", "truncated", "ok"])
     [(i, c)] = list(judge_for(server, concurrency=1).complete(reqs(1)))
-    assert c.ok and c.text.startswith("Score:") and server.requests == 3
+    assert c.ok and c.text.startswith("Score:") and server.requests == 3 and c.attempts == 3
 
 
 def test_persistent_errors_become_failures_not_exceptions(fake_openai_factory):

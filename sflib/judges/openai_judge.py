@@ -9,7 +9,10 @@ How it stays fast and loses nothing:
 - ``concurrency`` requests in flight at once (a pool of asyncio workers on one ``AsyncOpenAI``
   client, which runs in a worker thread so :meth:`complete` works inside Jupyter too);
 - optional ``rpm`` / ``tpm`` budgets (``aiolimiter`` leaky buckets; tokens estimated as prompt
-  characters / 4 + ``max_tokens``, as OpenAI counts them), so a run stays under its tier;
+  characters / 4 + ``max_tokens``, as OpenAI counts them), so a run stays under its tier; the
+  ``rpm`` budget is spent by every HTTP attempt, the client's own retries included;
+- after a 429 with ``Retry-After`` every worker holds off until then (the client alone would
+  only delay the one request that got the 429);
 - the openai client's own retries (``max_retries``, exponential backoff, honours ``Retry-After``)
   for 408/409/429/5xx, connection errors and timeouts (``timeout`` seconds per attempt);
 - on top of that: a 429 that outlasts the client's retries is retried after its ``Retry-After``
@@ -24,6 +27,7 @@ the client, never put into a ``Completion``, a log line or ``repr``, and scrubbe
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import queue
@@ -37,6 +41,9 @@ from .base import Completion, Judge, Request
 log = logging.getLogger(__name__)
 
 OPENAI_URL = "https://api.openai.com/v1"
+#: per-task counter of HTTP attempts (set by ``_one``, incremented by the request hook)
+_ATTEMPTS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("sflib_openai_attempts")
+
 #: key sent to custom endpoints that need none (vLLM, llama.cpp, Ollama accept anything)
 DUMMY_KEY = "sk-no-key-required"
 
@@ -172,24 +179,48 @@ class OpenAIJudge(Judge):
     # ------------------------------------------------------------------------------- async
     async def _run(self, requests: list[Request], key: str, emit, state: dict) -> None:
         from aiolimiter import AsyncLimiter
-        from openai import AsyncOpenAI
+        import openai
 
-        client = AsyncOpenAI(api_key=key, base_url=self.base_url or OPENAI_URL,
-                             timeout=self.timeout, max_retries=self.max_retries)
-        limits = []
+        loop = asyncio.get_running_loop()
+        rpm_limiter = None
         if self.rpm:
             period = max(1.0, 60.0 / self.rpm)  # burst: about one second's worth of requests
-            limits.append(("rpm", AsyncLimiter(self.rpm * period / 60.0, period)))
+            rpm_limiter = AsyncLimiter(self.rpm * period / 60.0, period)
         tpm_capacity = (self.tpm or 0) * self.tpm_window / 60.0
-        if self.tpm:
-            limits.append(("tpm", AsyncLimiter(tpm_capacity, self.tpm_window)))
+        tpm_limiter = AsyncLimiter(tpm_capacity, self.tpm_window) if self.tpm else None
+        paused_until = [0.0]  # set by a 429's Retry-After: every worker holds off until then
+
+        # HTTP hooks run for every attempt, the client's own retries included: they count
+        # attempts, apply the shared 429 pause and spend the requests-per-minute budget
+        async def on_request(_request) -> None:
+            counter = _ATTEMPTS.get(None)
+            if counter is not None:
+                counter[0] += 1
+            wait = paused_until[0] - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if rpm_limiter is not None:
+                await rpm_limiter.acquire()
+
+        async def on_response(response) -> None:
+            if response.status_code == 429:
+                wait = _retry_after(response.headers)
+                if wait:
+                    paused_until[0] = max(paused_until[0], loop.time() + wait)
+
+        http_client = openai.DefaultAsyncHttpxClient(
+            event_hooks={"request": [on_request], "response": [on_response]})
+        client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url or OPENAI_URL,
+                                    timeout=self.timeout, max_retries=self.max_retries,
+                                    http_client=http_client)
         pending = iter(range(len(requests)))
 
         async def worker():
             for index in pending:  # shared iterator: each index taken by one worker
                 if state["stop"]:
                     return
-                completion = await self._one(client, requests[index], limits, key, tpm_capacity)
+                completion = await self._one(client, requests[index], tpm_limiter, tpm_capacity,
+                                             key)
                 emit((index, completion))
 
         try:
@@ -205,32 +236,29 @@ class OpenAIJudge(Judge):
     def _scrub(self, text: str, key: str) -> str:
         return text.replace(key, "***") if key and key != DUMMY_KEY else text
 
-    async def _one(self, client, request: Request, limits, key: str,
-                   tpm_capacity: float = 0.0) -> Completion:
+    async def _one(self, client, request: Request, tpm_limiter, tpm_capacity: float,
+                   key: str) -> Completion:
         import openai
 
         start = time.perf_counter()
-        attempts, bad_bodies = 0, 0
-        estimate = self._estimate_tokens(request)
+        counter = [0]  # HTTP attempts, counted by the on_request hook (this task only)
+        _ATTEMPTS.set(counter)
+        bad_bodies = 0
 
         def failed(message: str) -> Completion:
-            return Completion(error=self._scrub(message, key)[:500], attempts=attempts,
+            return Completion(error=self._scrub(message, key)[:500], attempts=counter[0],
                               latency_s=time.perf_counter() - start)
 
         while True:
-            for label, limiter in limits:
-                await limiter.acquire(min(estimate, tpm_capacity) if label == "tpm" else 1)
-            sent = False
+            if tpm_limiter is not None:
+                await tpm_limiter.acquire(min(self._estimate_tokens(request), tpm_capacity))
             try:
                 raw = await client.chat.completions.with_raw_response.create(
                     model=self.model, messages=request.messages, **self.params)
-                attempts += getattr(raw, "retries_taken", 0) + 1
-                sent = True
                 response = raw.parse()
                 choice = response.choices[0]
                 text = choice.message.content
-            except openai.RateLimitError as e:
-                attempts += self.max_retries + 1
+            except openai.RateLimitError as e:  # still 429 after the client's retries
                 if getattr(e, "code", None) == "insufficient_quota":
                     return failed(f"RateLimitError 429 insufficient_quota: {e.message}")
                 if time.perf_counter() - start > self.rate_limit_patience:
@@ -239,17 +267,13 @@ class OpenAIJudge(Judge):
                 wait = _retry_after(getattr(e.response, "headers", None)) or 1.0
                 await asyncio.sleep(wait * (1 + 0.25 * random.random()))
                 continue
-            except openai.APIStatusError as e:
-                retried = e.status_code in (408, 409) or e.status_code >= 500
-                attempts += self.max_retries + 1 if retried else 1
+            except openai.APIStatusError as e:  # 4xx, or 5xx after the client's retries
                 return failed(f"{type(e).__name__} {e.status_code}: {e.message}")
             except openai.APIConnectionError as e:  # includes APITimeoutError, after the retries
-                attempts += self.max_retries + 1
                 return failed(f"{type(e).__name__}: {e}")
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a body that is not valid JSON / not a chat completion
-                attempts += 0 if sent else 1
                 bad_bodies += 1
                 if bad_bodies > self.max_retries:
                     return failed(f"malformed reply ({type(e).__name__}: {e})")
@@ -262,7 +286,7 @@ class OpenAIJudge(Judge):
             if text is None:
                 return Completion(error=f"reply has no text (finish_reason={choice.finish_reason})",
                                   prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                  latency_s=latency, attempts=attempts)
+                                  latency_s=latency, attempts=counter[0])
             return Completion(text=text, prompt_tokens=prompt_tokens,
                               completion_tokens=completion_tokens, latency_s=latency,
-                              attempts=attempts)
+                              attempts=counter[0])
