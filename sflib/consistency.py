@@ -422,7 +422,8 @@ class ConsistencyReport:
         """One row per quantity: value, 95% CI, and the counts of what was compared and left out."""
         def row(name, key, value):
             lo, hi = self.ci.get(key, (np.nan, np.nan)) if key else (np.nan, np.nan)
-            return {"quantity": name, "value": value, "ci_low": lo, "ci_high": hi}
+            value = int(value) if isinstance(value, (int, np.integer)) else round(float(value), 4)
+            return {"quantity": name, "value": value, "ci_low": round(lo, 4), "ci_high": round(hi, 4)}
 
         rows = [
             row("consistency", "consistency", self.consistency),
@@ -443,7 +444,11 @@ class ConsistencyReport:
             row("  of which with a different decision", None, self.counts.get("n_conflicting_duplicate_rankings", 0)),
             row("ratings without a valid score", None, self.counts.get("n_invalid_ratings", 0)),
         ]
-        return pd.DataFrame(rows).set_index("quantity")
+        out = pd.DataFrame(rows).set_index("quantity")
+        out["value"] = pd.Series([r["value"] for r in rows], index=out.index, dtype=object)  # counts stay integers
+        lo, hi = self.ci.get("consistency", (np.nan, np.nan))
+        out.loc["disagreement", ["ci_low", "ci_high"]] = [round(1 - hi, 4), round(1 - lo, 4)]
+        return out
 
     @property
     def opposite_rate(self) -> float:

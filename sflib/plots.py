@@ -250,13 +250,15 @@ def plot_consistency_by_gap(by_gap, *, overall: float | None = None, title: str 
     return fig
 
 
-def plot_consistency_by_group(table, *, label: str | None = None, title: str | None = None):
+def plot_consistency_by_group(table, *, label: str | None = None, title: str | None = None,
+                              reference: float | None = None, reference_label: str = "reference"):
     """Horizontal bars of consistency with 95% CIs per group — a ``by_source`` table (label column
-    ``source``) or :func:`sflib.consistency.compare_annotators`' table (annotators in the index)."""
+    ``source``) or :func:`sflib.consistency.compare_annotators`' table (annotators in the index).
+    ``reference`` draws a dashed line at that consistency (e.g. 0.4: the paper's ~60% disagreement)."""
     import numpy as np
 
-    t = table.reset_index() if label is None and table.index.name else table
-    label = label or (table.index.name if table.index.name else "source")
+    label = label or table.index.name or "source"
+    t = table.reset_index() if label not in table.columns and table.index.name == label else table
     n = t["n"] if "n" in t else t["n_compared"]
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(t) + 1.6))
     y = np.arange(len(t))
@@ -264,8 +266,11 @@ def plot_consistency_by_group(table, *, label: str | None = None, title: str | N
     err = np.vstack([cons - 100 * t["ci_low"].to_numpy(), 100 * t["ci_high"].to_numpy() - cons])
     ax.barh(y, cons, color="tab:blue", alpha=0.8)
     ax.errorbar(cons, y, xerr=np.nan_to_num(err), fmt="none", ecolor="black", capsize=4, lw=1)
-    for yi, c, k in zip(y, cons, n):
-        ax.text(1, yi, f"{c:.0f}%  (n={k})", va="center", fontsize=8, color="white")
+    for yi, c, k, top in zip(y, cons, n, np.nan_to_num(100 * t["ci_high"].to_numpy(), nan=0.0)):
+        ax.text(max(c, top) + 1.5, yi, f"{c:.0f}%  (n={k})", va="center", fontsize=8)
+    if reference is not None:
+        ax.axvline(100 * reference, color="darkorange", ls="--", lw=1.5, label=reference_label)
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_yticks(y, [str(v) for v in t[label]])
     ax.invert_yaxis()
     ax.set_xlim(0, 100)

@@ -339,3 +339,31 @@ def test_canonical_jsonl_tables_load(tmp_path):
         a = consistency.report(consistency.load_ratings(tmp_path / "ratings.jsonl"),
                                consistency.load_rankings(tmp_path / "rankings.parquet"), bootstrap=0)
     assert a.matrix.to_numpy().tolist() == oracle_from_csv(SAMPLE_RATINGS, SAMPLE_RANKINGS)["matrix"]
+
+
+def test_disagreement_kinds_add_up_and_summary():
+    rep = fast_from_csv(SAMPLE_RATINGS, SAMPLE_RANKINGS, bootstrap=50)
+    assert rep.opposite_rate + rep.one_side_equal_rate == pytest.approx(1 - rep.consistency)
+    s = rep.summary()
+    assert s.loc["pairs compared", "value"] == rep.n_compared and isinstance(s.loc["pairs compared", "value"], int)
+    lo, hi = rep.ci["consistency"]
+    assert s.loc["disagreement", "ci_low"] == pytest.approx(1 - hi, abs=1e-4)
+
+
+def test_plots_render(tmp_path):
+    from sflib import plots
+
+    rep = fast_from_csv(SAMPLE_RATINGS, SAMPLE_RANKINGS, bootstrap=50)
+    ratings, rankings = consistency.load_vendored("evaluation")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", consistency.ConsistencyWarning)
+        table = consistency.compare_annotators({"sample": rep, "evaluation": (ratings, rankings)}, bootstrap=50)
+    assert set(table.attrs["reports"]["evaluation"].by_source["source"]) == {"helpful_base"}
+    figs = {"m": plots.plot_consistency_matrices(rep),
+            "g": plots.plot_consistency_by_gap(rep.by_gap, overall=rep.consistency),
+            "a": plots.plot_consistency_by_group(table, label="annotator", reference=0.4)}
+    for name, fig in figs.items():
+        paths = plots.save_figure(fig, name, tmp_path)
+        assert all(p.stat().st_size > 1000 for p in paths)
+        plots.plt.close(fig)
+    assert len(figs["m"].axes) == 2 and len(figs["g"].axes) == 2
