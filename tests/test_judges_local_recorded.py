@@ -161,3 +161,17 @@ def test_local_judge_through_rate_and_store(tiny_model, tmp_path):
     assert out["raw"].notna().all() and (out["prompt_tokens"] > 100).all()
     again = rate(df, judge, store=tmp_path / "s.sqlite", progress=False)
     assert again.attrs["stats"]["called"] == 0 and again["raw"].tolist() == out["raw"].tolist()
+
+
+def test_recorded_alone_means_the_vendored_paper_feedback():
+    from sflib.judges.recorded import PAPER_JUDGE, vendored_feedback_files
+    from sflib.ratings import resolve_judge
+
+    judge = resolve_judge("recorded")
+    assert judge.name == PAPER_JUDGE and judge.files == vendored_feedback_files()
+    assert all(f.exists() for f in judge.files) and len(judge.files) == 5
+    # the evaluation judgments are answered too: davinci-003 vs ratings-RM rankings (46 recorded)
+    evals = d.read_rankings_csv(data_dir() / "original" / "inference_model_outputs" /
+                                "feedback_rankings_davincivsratings_for_llm_eval.csv")
+    out = rank(evals.drop(columns="decision"), judge, store=False, progress=False)
+    assert out["decision"].tolist() == evals["decision"].tolist()
