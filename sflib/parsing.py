@@ -9,7 +9,8 @@ the caller keeps the raw text (nothing is dropped). The prompts (``sflib/templat
   2. a first line that is just a score: "6", "Score: 6", "**6**", "6/7", "Rating: 6 out of 7";
   3. the *last* labelled score in the text: "... Score: 6", "Rating: 6/7", "**6**", "6 out of 7",
      "I would rate it a 6", "I give this response a 5";
-  4. a reply that is nothing but a number.
+  4. a line that is nothing but a number;
+  5. a reply starting with the score and a dash or colon: "6 - clear and correct" (not "1." — a list).
   Numbers outside 1–7 ("Score: 8", "9/10"), decimals ("6.5") and unlabelled numbers ("3 facts") are
   never taken as the score.
 
@@ -43,6 +44,8 @@ _GIVE_RE = re.compile(
     rf"(?:a|an|as|at)?\s+{_NUM}\b(?!\s*(?:/|out\s+of)\s*(?!7\b)\d)", re.I)
 _BARE_LINE_RE = re.compile(
     rf"^\s*(?:[*_#>\s]*{_LABEL}\s*[:=\-]?)?\s*[*_\"'(\[]*\s*{_NUM}\s*[*_\"')\]]*{_OUT_OF}\s*[.!]?\s*$", re.I)
+
+_LEADING_RE = re.compile(r"^\s*[*_]*([1-7])[*_]*\s*(?:[-–—:]|\)\s)(?!\s*\d)")
 
 
 def _score_from(match: re.Match) -> int | None:
@@ -89,6 +92,10 @@ def parse_score(text: str | None) -> tuple[int | None, bool]:
         m = _BARE_LINE_RE.match(line)
         if m and _score_from(m) is not None:
             return _score_from(m), True
+    # 5. a reply that starts with the score and a dash or colon ("6 - good answer"); not "1." (a list)
+    m = _LEADING_RE.match(lines[0])
+    if m:
+        return int(m.group(1)), True
     return None, False
 
 

@@ -25,7 +25,12 @@ SCORES = [
     ("score - 7", 7),
     ("SCORE: 1", 1),
     ("Rating = 3", 3),
-    # invalid: out of range, other scales, decimals, unrelated numbers, nothing
+    ("6 - Clear and correct.", 6),
+    ("5: mostly right", 5),
+    ("Here is my evaluation.\n4\nThe response misses one step.", 4),
+    # invalid: out of range, other scales, decimals, unrelated numbers, numbered lists, nothing
+    ("1. Accuracy: fine\n2. Coherence: fine", None),
+    ("3-4 sentences would have been better.", None),
     ("Score: 8", None),
     ("Score: 10", None),
     ("9/10", None),
@@ -73,6 +78,9 @@ CHOICES = [
     ("", None),
     (None, None),
     ("output a list of numbers", None),
+    ("Answer: (b)", "b"),
+    ("The answer is Output (b).", "b"),
+    ("Output (a) is better than Output (b).", "a"),
 ]
 
 
