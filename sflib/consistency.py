@@ -14,7 +14,8 @@ The definition is that of the original consistency script, made explicit:
   twice in the same order keeps its first decision. ``(r1, r2)`` and ``(r2, r1)`` are different rows;
 - a pair is **skipped** when either response has no (valid) rating; skipped pairs are counted
   (``n_skipped_missing_rating``) and a warning names one of them; ratings with no valid score
-  (an unparsable judge reply stored as NaN) count as missing;
+  (an unparsable judge reply stored as NaN) count as missing and are set aside *before* the first
+  occurrence is picked (a failed first attempt does not hide a later valid rating);
 - a rankings row with no decision (NaN / None: the judge failed) is skipped and counted too;
   a decision that is not ``a`` / ``b`` / ``equal`` (or the original ``(a)`` / ``(b)``) is an error.
 
