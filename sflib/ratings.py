@@ -176,7 +176,7 @@ def write_feedback(df: pd.DataFrame, path: str | os.PathLike, csv_writer) -> str
     if path.suffix.lower() == ".csv":
         csv_writer(df, path)
         left = int((~df["valid"].astype(bool)).sum())
-        return f" ({left} rows without a valid answer left out of the headerless CSV)" if left else ""
+        return f" ({left} row(s) without a valid answer left out of the headerless CSV)" if left else ""
     d.write_table(df, path)
     return ""
 

@@ -159,3 +159,20 @@ def test_cli_rank_end_to_end(tmp_path, capsys):
     assert "decisions: a=1, b=1, equal=1" in out and "orders disagree on 0.33 of 3 pairs" in out
     back = d.read_rankings_csv(tmp_path / "rankings.csv")
     assert back["decision"].tolist() == ["a", "equal", "b"]
+
+
+def test_rank_through_openai_judge_against_fake_server(tmp_path):
+    fake_openai = pytest.importorskip("fake_openai")
+    from sflib.judges import get_judge
+
+    with fake_openai.FakeOpenAI(latency=0.0) as server:
+        judge = get_judge("openai:gpt-4o-mini", base_url=server.url, api_key="sk-test-not-a-secret")
+        out = rank(_pairs(), judge, store=tmp_path / "s.sqlite", progress=False)
+        # pairs 1 and 2 are one pair in swapped orders: 4 distinct prompts among the 6 requests
+        assert server.requests == 4 and out.attrs["stats"]["requests"] == 6 and out.attrs["stats"]["called"] == 4
+        assert out["verdict_12"].iloc[0] == out["verdict_21"].iloc[1]
+        assert out["valid"].all() and out["raw_12"].isin(["Output (a)", "Output (b)"]).all()
+        expected = [combine_verdicts(a, b) for a, b in zip(out["verdict_12"], out["verdict_21"])]
+        assert out["decision"].tolist() == expected
+        rank(_pairs(), judge, store=tmp_path / "s.sqlite", progress=False)
+        assert server.requests == 4  # all cached
