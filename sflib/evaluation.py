@@ -169,6 +169,8 @@ class WinRate:
                     f"n={self.n} of {self.n_items}, W/T/L {self.wins}/{self.ties}/{self.losses}")
         if self.dropped:
             body += "; dropped " + ", ".join(f"{k}: {v}" for k, v in self.dropped.items())
+        if self.ignored:
+            body += "; ignored " + ", ".join(f"{k}: {v}" for k, v in self.ignored.items())
         return head + body
 
 
@@ -879,7 +881,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--reference", required=True, metavar="R.json", help="reference model_outputs JSON")
     p.add_argument("--judge", help="judge name, e.g. openai:gpt-4o-mini, local:smollm2, recorded:<files>")
     p.add_argument("--protocol", choices=["rating", "ranking", "both"], default="both")
-    p.add_argument("--store", help="annotation store (SQLite) the judge's answers are cached in")
+    p.add_argument("--store", help="annotation store (SQLite) the judge's answers are cached in "
+                                   "(default outputs/annotations.sqlite)")
+    p.add_argument("--no-store", action="store_true", help="do not cache the judge's answers")
     p.add_argument("--datasets", nargs="*", default=None,
                    help=f"only these reference datasets (default: all; the paper's: {' '.join(PAPER_DATASETS)})")
     p.add_argument("--limit", type=int, help="judge only the first N instructions (each policy)")
@@ -903,13 +907,7 @@ def _cli(args) -> int:
     out: dict[str, Any] = {"reference": str(args.reference), "policies": {}}
     per_policy: dict[str, dict[str, WinRate]] = {}
     if args.judge:
-        store = args.store
-        if store is not None:
-            try:
-                from .store import open_store  # type: ignore[attr-defined]
-                store = open_store(store)
-            except ImportError:
-                pass
+        store = False if args.no_store else args.store   # None: outputs/annotations.sqlite
         for path in args.policy:
             ev = evaluate(path, args.reference, args.judge, protocols, store=store, datasets=args.datasets,
                           limit=args.limit, n_boot=args.n_boot, seed=args.seed)

@@ -250,6 +250,8 @@ def test_evaluate_with_a_fake_judge_both_protocols_both_orders():
     assert sum(m["kind"] == "rating" for m in judge.asked) == 2 * 3
     assert list(ranking.items["decision"][:3]) == ["b", "a", "equal"]
     assert e.table().shape[0] == 2 and e.summary()["results"]["rating"]["n"] == 3
+    assert json.loads(json.dumps(e.summary()))["results"]["ranking"]["dropped"] == {"empty policy output": 1}
+    assert set(ranking.items.columns) >= {"verdict_12", "verdict_21", "decision", "win", "reason"}
     only = ev.evaluate(pol, ref, FakeJudge(), protocols=("ranking",), store=False, limit=1, n_boot=50,
                        progress=False)
     assert list(only.results) == ["ranking"] and only.results["ranking"].n == 1
