@@ -829,6 +829,13 @@ def evaluate(policy_outputs: pd.DataFrame | os.PathLike | str, reference_outputs
     pairs = al.pairs
     jname = getattr(judge, "name", str(judge))
     results, all_stats = {}, {}
+    if not len(pairs):   # nothing to ask the judge: every instruction is dropped, with its reason
+        empty = pd.DataFrame({"instruction": pd.Series(dtype=str), "score": pd.Series(dtype=float),
+                              "decision": pd.Series(dtype=object)})
+        results = {"rating": winrate_from_ratings(empty, empty, items=al, judge=jname, n_boot=n_boot, seed=seed),
+                   "ranking": winrate_from_rankings(empty, items=al, judge=jname, n_boot=n_boot, seed=seed)}
+        return Evaluation(policy=al.policy, reference=al.reference, judge=jname, alignment=al,
+                          results={p: results[p] for p in protocols}, stats={})
     if "rating" in protocols:
         from .ratings import rate
         asked = pd.DataFrame({

@@ -252,6 +252,8 @@ def test_evaluate_with_a_fake_judge_both_protocols_both_orders():
     assert e.table().shape[0] == 2 and e.summary()["results"]["rating"]["n"] == 3
     assert json.loads(json.dumps(e.summary()))["results"]["ranking"]["dropped"] == {"empty policy output": 1}
     assert set(ranking.items.columns) >= {"verdict_12", "verdict_21", "decision", "win", "reason"}
+    nothing = ev.evaluate(_outputs([("zz", "x", "")]), ref, FakeJudge(), store=False, n_boot=10, progress=False)
+    assert nothing.results["rating"].n == 0 and nothing.results["ranking"].dropped == {"no policy output": 4}
     only = ev.evaluate(pol, ref, FakeJudge(), protocols=("ranking",), store=False, limit=1, n_boot=50,
                        progress=False)
     assert list(only.results) == ["ranking"] and only.results["ranking"].n == 1
