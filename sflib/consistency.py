@@ -356,19 +356,42 @@ def cohen_kappa(matrix: pd.DataFrame | np.ndarray) -> float:
     return float("nan") if pe >= 1 else float((po - pe) / (1 - pe))
 
 
-def _bootstrap(cells: np.ndarray, n_boot: int, rng: np.random.Generator, level: float = 0.95) -> dict[str, tuple]:
-    """Percentile intervals of every statistic from ``n_boot`` multinomial resamples of the cells."""
-    n = int(cells.sum())
-    if n_boot <= 0 or n == 0:
-        return {k: (np.nan, np.nan) for k in _stats(cells)}
-    draws = rng.multinomial(n, cells / n, size=n_boot)
-    st = _stats(draws)
+def _percentiles(draws: np.ndarray, level: float = 0.95) -> dict[str, tuple]:
+    """Percentile intervals of every statistic over bootstrap replicates of the cells (n_boot x 9)."""
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     out = {}
-    for key, values in st.items():
+    for key, values in _stats(draws).items():
         v = values[~np.isnan(values)]
         out[key] = (float(np.percentile(v, lo)), float(np.percentile(v, hi))) if len(v) else (np.nan, np.nan)
     return out
+
+
+def _bootstrap(cells: np.ndarray, n_boot: int, rng: np.random.Generator, level: float = 0.95) -> dict[str, tuple]:
+    """Percentile intervals from ``n_boot`` resamples of the pairs (multinomial draws of the 9 cells)."""
+    n = int(cells.sum())
+    if n_boot <= 0 or n == 0:
+        return {k: (np.nan, np.nan) for k in _stats(cells)}
+    return _percentiles(rng.multinomial(n, cells / n, size=n_boot), level)
+
+
+def _cluster_bootstrap(pairs: pd.DataFrame, n_boot: int, rng: np.random.Generator,
+                       level: float = 0.95) -> dict[str, tuple]:
+    """Percentile intervals from ``n_boot`` resamples of whole instructions (all their pairs together).
+
+    The pairs of one instruction share responses, so they are not independent; resampling
+    instructions gives honest (wider) intervals when agreement clusters by instruction."""
+    inst, names = pd.factorize(pairs["instruction_id"])
+    if n_boot <= 0 or len(names) == 0:
+        return {k: (np.nan, np.nan) for k in _stats(np.zeros(9))}
+    per = np.bincount(inst * 9 + _cells(pairs), minlength=9 * len(names)).reshape(len(names), 9)
+    draws = np.empty((n_boot, 9), dtype=np.int64)
+    chunk = max(1, 2_000_000 // len(names))
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        idx = rng.integers(0, len(names), size=(b, len(names))) + len(names) * np.arange(b)[:, None]
+        weights = np.bincount(idx.ravel(), minlength=b * len(names)).reshape(b, len(names))  # times drawn
+        draws[start:start + b] = weights @ per
+    return _percentiles(draws, level)
 
 
 def _breakdown(pairs: pd.DataFrame, by: str, n_boot: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -418,6 +441,7 @@ class ConsistencyReport:
     pairs: pd.DataFrame | None = field(default=None, repr=False)
     bootstrap: int = 0
     seed: int | None = 0
+    resample: str = "pairs"
 
     def summary(self) -> pd.DataFrame:
         """One row per quantity: value, 95% CI, and the counts of what was compared and left out."""
@@ -474,7 +498,7 @@ class ConsistencyReport:
         return {
             "consistency": self.consistency, "consistency_excluding_ties": self.consistency_excluding_ties,
             "kappa": self.kappa, "ratings_tie_rate": self.ratings_tie_rate, "rankings_tie_rate": self.rankings_tie_rate,
-            "ci95": {k: list(v) for k, v in self.ci.items()}, "bootstrap": self.bootstrap, "seed": self.seed,
+            "ci95": {k: list(v) for k, v in self.ci.items()}, "bootstrap": self.bootstrap, "seed": self.seed, "resample": self.resample,
             "n_compared": self.n_compared, "n_agree": self.n_agree, "n_excluding_ties": self.n_excluding_ties,
             "n_skipped_missing_rating": self.n_skipped_missing_rating,
             "n_skipped_no_decision": self.n_skipped_no_decision, "n_duplicates": self.n_duplicates,
@@ -486,24 +510,32 @@ class ConsistencyReport:
         }
 
 
+RESAMPLE = ("pairs", "instructions")
+
+
 def report(ratings: pd.DataFrame, rankings: pd.DataFrame, *, bootstrap: int = 1000, seed: int | None = 0,
-           ratings_name: str = "ratings", rankings_name: str = "rankings") -> ConsistencyReport:
+           resample: str = "pairs", ratings_name: str = "ratings", rankings_name: str = "rankings") -> ConsistencyReport:
     """The full consistency report of a ratings table against a rankings table (canonical frames,
     e.g. from :func:`load_ratings` / :func:`load_rankings` or :func:`sflib.data.read_ratings_csv`).
 
     ``bootstrap`` resamples (0 = no intervals) with a numpy generator seeded by ``seed`` — the same
-    seed gives the same intervals.
+    seed gives the same intervals. ``resample="pairs"`` (default) treats compared pairs as
+    independent; ``"instructions"`` resamples whole instructions for the overall intervals (pairs of
+    one instruction share responses; the by-gap / by-source intervals always resample pairs).
     """
+    if resample not in RESAMPLE:
+        raise ValueError(f"resample must be one of {', '.join(RESAMPLE)}, not {resample!r}")
     pairs, counts = _compare(ratings, rankings, ratings_name=ratings_name, rankings_name=rankings_name)
-    return _report_from_pairs(pairs, counts, bootstrap=bootstrap, seed=seed)
+    return _report_from_pairs(pairs, counts, bootstrap=bootstrap, seed=seed, resample=resample)
 
 
-def _report_from_pairs(pairs: pd.DataFrame, counts: dict, *, bootstrap: int, seed: int | None) -> ConsistencyReport:
+def _report_from_pairs(pairs: pd.DataFrame, counts: dict, *, bootstrap: int, seed: int | None,
+                       resample: str = "pairs") -> ConsistencyReport:
     matrix = agreement_matrix(pairs)
     cells = matrix.to_numpy().ravel()
     st = {k: float(v) for k, v in _stats(cells).items()}
     rng = np.random.default_rng(seed)
-    ci = _bootstrap(cells, bootstrap, rng)
+    ci = _bootstrap(cells, bootstrap, rng) if resample == "pairs" else _cluster_bootstrap(pairs, bootstrap, rng)
     by_gap = _breakdown(pairs, "gap", bootstrap, rng)
     by_source = _breakdown(pairs, "source", bootstrap, rng) if "source" in pairs.columns else None
     row_sums = matrix.sum(axis=1).replace(0, np.nan)
@@ -516,11 +548,12 @@ def _report_from_pairs(pairs: pd.DataFrame, counts: dict, *, bootstrap: int, see
         consistency=st["consistency"], consistency_excluding_ties=st["consistency_excluding_ties"],
         n_excluding_ties=int(matrix.to_numpy()[:2, :2].sum()),
         ratings_tie_rate=st["ratings_tie_rate"], rankings_tie_rate=st["rankings_tie_rate"], kappa=st["kappa"],
-        ci=ci, by_gap=by_gap, by_source=by_source, counts=counts, pairs=pairs, bootstrap=bootstrap, seed=seed)
+        ci=ci, by_gap=by_gap, by_source=by_source, counts=counts, pairs=pairs, bootstrap=bootstrap, seed=seed,
+        resample=resample)
 
 
 def compare_annotators(annotators: Mapping[str, tuple[pd.DataFrame, pd.DataFrame] | ConsistencyReport], *,
-                       bootstrap: int = 1000, seed: int | None = 0) -> pd.DataFrame:
+                       bootstrap: int = 1000, seed: int | None = 0, resample: str = "pairs") -> pd.DataFrame:
     """Side-by-side consistency for several annotators (or judges, or feedback sets).
 
     ``annotators`` maps a name to ``(ratings, rankings)`` frames (each annotator's own ratings and
@@ -539,7 +572,7 @@ def compare_annotators(annotators: Mapping[str, tuple[pd.DataFrame, pd.DataFrame
                 ratings, rankings = value
             except (TypeError, ValueError):
                 raise ValueError(f"annotator {name!r}: expected a (ratings, rankings) pair of frames") from None
-            rep = report(ratings, rankings, bootstrap=bootstrap, seed=seed,
+            rep = report(ratings, rankings, bootstrap=bootstrap, seed=seed, resample=resample,
                          ratings_name=f"{name} ratings", rankings_name=f"{name} rankings")
         reports[name] = rep
         rows.append({"annotator": name, "n_compared": rep.n_compared, "consistency": rep.consistency,
@@ -559,7 +592,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     rankings = load_rankings(args.rankings)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConsistencyWarning)
-        rep = report(ratings, rankings, bootstrap=args.bootstrap, seed=args.seed,
+        rep = report(ratings, rankings, bootstrap=args.bootstrap, seed=args.seed, resample=args.resample,
                      ratings_name=str(args.ratings), rankings_name=str(args.rankings))
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
@@ -599,4 +632,6 @@ def add_cli(subparsers) -> None:
     p.add_argument("--json", default=None, help="also write the report as JSON here")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (0 = none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resample", choices=RESAMPLE, default="pairs",
+                   help="bootstrap unit for the overall CIs: pairs (default) or whole instructions")
     p.set_defaults(func=_run_cli)

@@ -367,3 +367,26 @@ def test_plots_render(tmp_path):
         assert all(p.stat().st_size > 1000 for p in paths)
         plots.plt.close(fig)
     assert len(figs["m"].axes) == 2 and len(figs["g"].axes) == 2
+
+
+def test_instruction_bootstrap_widens_when_agreement_clusters():
+    """20 instructions x 10 pairs; half the instructions agree on every pair, half on none."""
+    rows_r, rows_k = [], []
+    for i in range(20):
+        for j in range(5):
+            rows_r.append((f"task {i}", "", f"r{j}", j + 1))  # response j scores j+1: response1 < response2 below
+        for a in range(5):
+            for b in range(a + 1, 5):
+                rows_k.append((f"task {i}", "", f"r{a}", f"r{b}", "b" if i < 10 else "a"))
+    ratings, rankings = _frames(rows_r, rows_k)
+    pairs_rep = consistency.report(ratings, rankings, bootstrap=2000, seed=1)
+    inst_rep = consistency.report(ratings, rankings, bootstrap=2000, seed=1, resample="instructions")
+    assert pairs_rep.consistency == inst_rep.consistency == 0.5
+    width = {r.resample: r.ci["consistency"][1] - r.ci["consistency"][0] for r in (pairs_rep, inst_rep)}
+    assert width["instructions"] > 2 * width["pairs"], width
+    lo, hi = inst_rep.ci["consistency"]
+    assert lo <= 0.5 <= hi
+    again = consistency.report(ratings, rankings, bootstrap=2000, seed=1, resample="instructions")
+    assert again.ci == inst_rep.ci
+    with pytest.raises(ValueError, match="resample must be one of"):
+        consistency.report(ratings, rankings, resample="responses")
