@@ -95,8 +95,11 @@ def bootstrap_ci(values: Sequence[float], *, n_boot: int = N_BOOT, seed: int = 0
         return float("nan"), float("nan")
     if np.all(v == v[0]):
         return float(v[0]), float(v[0])
-    res = stats.bootstrap((v,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
-                          vectorized=True, rng=np.random.default_rng(seed))
+    kwargs = dict(n_resamples=n_boot, confidence_level=level, method="percentile", vectorized=True)
+    try:
+        res = stats.bootstrap((v,), np.mean, rng=np.random.default_rng(seed), **kwargs)
+    except TypeError:  # scipy < 1.15 names the generator random_state
+        res = stats.bootstrap((v,), np.mean, random_state=np.random.default_rng(seed), **kwargs)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
