@@ -243,7 +243,7 @@ def plot_consistency_by_gap(by_gap, *, overall: float | None = None, title: str 
     a2.set_xlabel("rating gap |score1 − score2|")
     a2.set_ylabel("share of pairs (%)")
     a2.set_ylim(0, 100)
-    a2.legend(fontsize=8, loc="lower right")
+    a2.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     a2.set_title("What the pairs are", fontsize=10)
     fig.suptitle(title or "Consistency by rating gap")
     fig.tight_layout()
