@@ -21,7 +21,7 @@ Options of :class:`FakeOpenAI` (all keyword):
 - ``latency``: seconds each request takes (float);
 - ``rpm``: requests per minute enforced with a token bucket (``burst`` requests at most at once,
   default one second's worth); a request over budget gets ``429`` with ``Retry-After`` (seconds,
-  fractional) and ``retry-after-ms``, like the real API;
+  fractional), ``retry-after-ms`` and ``x-ratelimit-limit-requests``, like the real API;
 - ``fault_rate`` + ``fault_kinds``: that fraction of requests (seeded by ``seed``) fails with one
   of the kinds, drawn uniformly: ``"429"`` (with ``Retry-After: retry_after``), ``"500"``,
   ``"garbled"`` (200 with a body that is not JSON), ``"truncated"`` (200 whose body stops early:
@@ -36,7 +36,8 @@ gets ``"Score: N\\nReasoning: ..."`` (N in 1..7); one mentioning ``Output (a)`` 
 ``"Output (a)"`` or ``"Output (b)"``; anything else an echo ``"echo: <first 40 chars>"``.
 ``usage`` counts ~4 characters per token.
 
-Standalone (for the benchmark; serves until killed)::
+Standalone (for the benchmark; serves until killed; fault-free, asyncio-based so it costs the
+benchmarked client little CPU)::
 
     python tests/fake_openai.py PORT LATENCY [RPM]
 """
@@ -96,6 +97,7 @@ class _TokenBucket:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default listen backlog (5) drops bursts of new connections
 
     def handle_error(self, request, client_address):  # a client that gave up (timeout): fine
         pass
@@ -232,7 +234,8 @@ def _handler(server: FakeOpenAI):
                 with server._lock:
                     server.outcomes["429"] += 1
                 self._error(429, "Rate limit reached for requests", "requests",
-                            {"Retry-After": f"{wait:.3f}", "retry-after-ms": str(int(wait * 1000) + 1)})
+                            {"Retry-After": f"{wait:.3f}", "retry-after-ms": str(int(wait * 1000) + 1),
+                             "x-ratelimit-limit-requests": f"{server.bucket.rate * 60:g}"})
                 return
             outcome = server._decide(n, prompt)
             with server._lock:
@@ -254,16 +257,7 @@ def _handler(server: FakeOpenAI):
             if outcome == "500":
                 self._error(500, "The server had an error (injected)", "server_error")
                 return
-            text = reply_for(prompt)
-            body = json.dumps({
-                "id": f"chatcmpl-fake{n}", "object": "chat.completion", "created": int(time.time()),
-                "model": payload.get("model", "fake"),
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": max(1, len(prompt) // 4),
-                          "completion_tokens": max(1, len(text) // 4),
-                          "total_tokens": max(1, len(prompt) // 4) + max(1, len(text) // 4)},
-            }).encode()
+            body = _completion_body(n, payload.get("model", "fake"), prompt)
             if outcome == "garbled":
                 self._send(200, b'{"id": "chatcmpl-x", "choices": [{"mess' + b"\x00garbage}", None)
                 return
@@ -285,16 +279,76 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _completion_body(n: int, model: str, prompt: str) -> bytes:
+    text = reply_for(prompt)
+    return json.dumps({
+        "id": f"chatcmpl-fake{n}", "object": "chat.completion", "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": max(1, len(prompt) // 4),
+                  "completion_tokens": max(1, len(text) // 4),
+                  "total_tokens": max(1, len(prompt) // 4) + max(1, len(text) // 4)},
+    }).encode()
+
+
+async def serve_async(port: int, latency: float, rpm: float | None = None) -> None:
+    """The standalone server: the same replies and rate limit, on asyncio instead of threads, so
+    that under a benchmark the server costs little CPU (a real API costs the client none)."""
+    import asyncio
+
+    bucket = _TokenBucket(rpm, None) if rpm else None
+    counter = [0]
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                payload = json.loads(await reader.readexactly(length)) if length else {}
+                messages = payload.get("messages") or [{"content": ""}]
+                prompt = "\n".join(str(m.get("content", "")) for m in messages)
+                wait = bucket.take() if bucket else 0.0
+                if wait > 0:
+                    status, extra = "429 Too Many Requests", (
+                        f"Retry-After: {wait:.3f}\r\nretry-after-ms: {int(wait * 1000) + 1}\r\n"
+                        f"x-ratelimit-limit-requests: {rpm:g}\r\n")
+                    body = json.dumps({"error": {"message": "Rate limit reached for requests",
+                                                 "type": "requests", "code": None}}).encode()
+                else:
+                    await asyncio.sleep(latency)
+                    status, extra = "200 OK", ""
+                    body = _completion_body(counter[0], payload.get("model", "fake"), prompt)
+                counter[0] += 1
+                writer.write(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: {len(body)}\r\n{extra}\r\n".encode() + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    print(f"fake OpenAI server on http://127.0.0.1:{port}/v1 (latency {latency}s, rpm {rpm})",
+          flush=True)
+    async with server:
+        await server.serve_forever()
+
+
 def main(argv: list[str]) -> int:
+    import asyncio
+
     if len(argv) not in (2, 3):
         print(__doc__.split("Standalone")[1].strip(), file=sys.stderr)
         return 2
     port, latency = int(argv[0]), float(argv[1])
     rpm = float(argv[2]) if len(argv) == 3 else None
-    server = FakeOpenAI(latency, rpm=rpm, port=port)
-    print(f"fake OpenAI server on {server.url} (latency {latency}s, rpm {rpm})", flush=True)
     try:
-        server.serve_forever()
+        asyncio.run(serve_async(port, latency, rpm))
     except KeyboardInterrupt:
         pass
     return 0

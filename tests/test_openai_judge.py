@@ -1,7 +1,7 @@
 """OpenAIJudge against a real HTTP fake server: retries, Retry-After, timeouts, garbled bodies,
 concurrency and rate budgets, configuration errors, and the API key never landing in the store."""
 import asyncio
-from pathlib import Path
+import time
 
 import pytest
 
@@ -163,9 +163,26 @@ def test_complete_works_inside_a_running_event_loop(fake_openai):
     assert len(asyncio.run(notebook_cell())) == 3
 
 
-def test_closing_the_generator_early_stops_the_requests(fake_openai_factory):
-    server = fake_openai_factory(latency=0.05)
-    gen = judge_for(server, concurrency=2).complete(reqs(40))
+def test_unstored_results_never_exceed_concurrency(fake_openai_factory):
+    """A worker starts a new request only once the consumer has taken (and stored) an answer, so
+    a crash loses at most `concurrency` requests: in flight plus handed over but not stored."""
+    server = fake_openai_factory()
+    gen = judge_for(server, concurrency=4).complete(reqs(40))
     next(gen)
+    time.sleep(0.3)  # a slow consumer: the judge must not race ahead
+    assert server.requests == 4
+    next(gen)
+    time.sleep(0.2)
+    assert server.requests == 5
     gen.close()
-    assert server.requests < 10
+    assert server.requests == 5
+
+
+def test_auto_rpm_paces_at_the_limit_a_429_announces(fake_openai_factory):
+    counts = {}
+    for auto in (False, True):
+        server = fake_openai_factory(rpm=1200, burst=2)  # 20/s, announced in x-ratelimit-limit-requests
+        results = dict(judge_for(server, concurrency=16, auto_rpm=auto).complete(reqs(30)))
+        assert all(c.ok for c in results.values())
+        counts[auto] = server.outcomes["429"]
+    assert counts[True] * 3 < counts[False]

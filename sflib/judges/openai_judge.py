@@ -12,7 +12,9 @@ How it stays fast and loses nothing:
   characters / 4 + ``max_tokens``, as OpenAI counts them), so a run stays under its tier; the
   ``rpm`` budget is spent by every HTTP attempt, the client's own retries included;
 - after a 429 with ``Retry-After`` every worker holds off until then (the client alone would
-  only delay the one request that got the 429);
+  only delay the one request that got the 429); and when no ``rpm`` was given, the first 429
+  that announces ``x-ratelimit-limit-requests`` (as OpenAI's do) sets the ``rpm`` budget to it
+  (``auto_rpm=False`` turns that off);
 - the openai client's own retries (``max_retries``, exponential backoff, honours ``Retry-After``)
   for 408/409/429/5xx, connection errors and timeouts (``timeout`` seconds per attempt);
 - on top of that: a 429 that outlasts the client's retries is retried after its ``Retry-After``
@@ -79,7 +81,8 @@ class OpenAIJudge(Judge):
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
                  timeout: float = 60, max_retries: int = 6, temperature: float = 0.0,
-                 max_tokens: int = 512, rate_limit_patience: float = 300.0, **extra_params: Any):
+                 max_tokens: int = 512, rate_limit_patience: float = 300.0, auto_rpm: bool = True,
+                 **extra_params: Any):
         if not model:
             raise ConfigurationError("OpenAIJudge needs a model name, e.g. 'gpt-4o-mini'")
         if concurrency < 1:
@@ -95,6 +98,7 @@ class OpenAIJudge(Judge):
         self.rpm, self.tpm = rpm, tpm
         self.timeout, self.max_retries = float(timeout), int(max_retries)
         self.rate_limit_patience = float(rate_limit_patience)
+        self.auto_rpm = bool(auto_rpm)
         self.params = {"temperature": temperature, "max_tokens": max_tokens, **extra_params}
 
     def __repr__(self) -> str:
@@ -166,6 +170,12 @@ class OpenAIJudge(Judge):
                 if kind == "error":
                     raise payload
                 yield payload
+                # the consumer asked for more, so it has stored this one: a worker may start
+                # another request (in flight + handed over but unstored <= concurrency)
+                try:
+                    state["loop"].call_soon_threadsafe(state["credits"].release)
+                except RuntimeError:  # the loop has finished: nothing left to start
+                    pass
         finally:
             state["stop"] = True
             loop, task = state.get("loop"), state.get("task")
@@ -182,10 +192,12 @@ class OpenAIJudge(Judge):
         import openai
 
         loop = asyncio.get_running_loop()
-        rpm_limiter = None
-        if self.rpm:
-            period = max(1.0, 60.0 / self.rpm)  # burst: about one second's worth of requests
-            rpm_limiter = AsyncLimiter(self.rpm * period / 60.0, period)
+
+        def rpm_bucket(rpm: float) -> AsyncLimiter:
+            period = max(1.0, 60.0 / rpm)  # burst: about one second's worth of requests
+            return AsyncLimiter(rpm * period / 60.0, period)
+
+        rpm_limiter = [rpm_bucket(self.rpm) if self.rpm else None]
         tpm_capacity = (self.tpm or 0) * self.tpm_window / 60.0
         tpm_limiter = AsyncLimiter(tpm_capacity, self.tpm_window) if self.tpm else None
         paused_until = [0.0]  # set by a 429's Retry-After: every worker holds off until then
@@ -199,14 +211,25 @@ class OpenAIJudge(Judge):
             wait = paused_until[0] - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            if rpm_limiter is not None:
-                await rpm_limiter.acquire()
+            if rpm_limiter[0] is not None:
+                await rpm_limiter[0].acquire()
 
         async def on_response(response) -> None:
-            if response.status_code == 429:
-                wait = _retry_after(response.headers)
-                if wait:
-                    paused_until[0] = max(paused_until[0], loop.time() + wait)
+            if response.status_code != 429:
+                return
+            wait = _retry_after(response.headers)
+            if wait:
+                paused_until[0] = max(paused_until[0], loop.time() + wait)
+            if rpm_limiter[0] is None and self.auto_rpm:
+                # no budget given and the server is refusing: pace at the limit it announces
+                try:
+                    limit = float(response.headers.get("x-ratelimit-limit-requests") or 0)
+                except ValueError:
+                    limit = 0.0
+                if limit > 0:
+                    rpm_limiter[0] = rpm_bucket(limit)
+                    log.info("%s: rate limited; pacing at the server's %g requests/minute",
+                             self.name, limit)
 
         http_client = openai.DefaultAsyncHttpxClient(
             event_hooks={"request": [on_request], "response": [on_response]})
@@ -214,10 +237,13 @@ class OpenAIJudge(Judge):
                                     timeout=self.timeout, max_retries=self.max_retries,
                                     http_client=http_client)
         pending = iter(range(len(requests)))
+        credits = state["credits"] = asyncio.Semaphore(self.concurrency)
 
         async def worker():
-            for index in pending:  # shared iterator: each index taken by one worker
-                if state["stop"]:
+            while True:
+                await credits.acquire()  # released by the consumer, see complete()
+                index = next(pending, None)  # shared iterator: each index taken by one worker
+                if index is None or state["stop"]:
                     return
                 completion = await self._one(client, requests[index], tpm_limiter, tpm_capacity,
                                              key)
