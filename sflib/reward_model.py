@@ -714,7 +714,16 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
         data_collator=RewardCollator(tokenizer.pad_token_id, 8 if on_gpu else None), kind=kind, margin=config.margin,
     )
     started = time.time()
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    if not config.progress:
+        hf_logging.disable_progress_bar()  # no "writing shards" bars for every checkpoint
+    try:
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
     meta = {
         "format": "sflib-reward-model", "version": 1, "kind": kind, "prompt_format": PROMPT_FORMAT,
@@ -728,7 +737,8 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     rm = RewardModel(unwrapped, tokenizer, meta)
     if trainer.is_world_process_zero():
-        rm.save(output_dir)
+        with _quiet_transformers():
+            rm.save(output_dir)
     unwrapped.eval()
     return TrainResult(rm=rm, trainer=trainer, counts=counts, log_history=list(trainer.state.log_history))
 
