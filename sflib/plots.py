@@ -281,3 +281,148 @@ def plot_consistency_by_group(table, *, label: str | None = None, title: str | N
 
 
 __all__ += ["plot_consistency_matrices", "plot_consistency_by_gap", "plot_consistency_by_group"]
+
+
+# ----------------------------------------------------------------------------- reward models (stage 6)
+
+def plot_rm_loss_curves(histories: dict, *, title: str | None = None):
+    """Train (line) and held-out (markers) loss per step for each reward model.
+
+    ``histories`` maps a name to ``trainer.state.log_history`` or to
+    :func:`sflib.reward_model.loss_history`'s frame (``step, split, loss``). The two RMs have
+    different losses (squared error vs Bradley–Terry), so each gets its own panel.
+    """
+    import pandas as pd
+
+    from .reward_model import loss_history
+
+    fig, axes = plt.subplots(1, len(histories), figsize=(5 * len(histories), 3.6), squeeze=False)
+    for ax, (name, hist) in zip(axes[0], histories.items()):
+        df = hist if isinstance(hist, pd.DataFrame) else loss_history(hist)
+        tr, ev = df[df["split"] == "train"], df[df["split"] == "eval"]
+        ax.plot(tr["step"], tr["loss"], "-", color="tab:blue", label="train")
+        if len(ev):
+            ax.plot(ev["step"], ev["loss"], "o--", color="tab:orange", label="held-out")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("MSE on sigmoid(reward)" if "rating" in name else "Bradley–Terry loss")
+        ax.set_title(f"{name} RM")
+        ax.legend(fontsize=8)
+    fig.suptitle(title or "Reward-model loss curves")
+    fig.tight_layout()
+    return fig
+
+
+def plot_rewards_by_score(scored, *, reward_columns: list[str] | None = None, title: str | None = None):
+    """Reward distribution per rating score (1–7), one panel per reward model.
+
+    ``scored`` has a ``score`` column and one reward column per model (default: every column whose
+    name ends with ``_reward``); a held-out ``split`` column, when present, colours the points.
+    """
+    import seaborn as sns
+
+    cols = reward_columns or [c for c in scored.columns if str(c).endswith("_reward")]
+    fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 3.8), squeeze=False)
+    order = sorted(scored["score"].dropna().unique())
+    for ax, col in zip(axes[0], cols):
+        sns.boxplot(data=scored, x="score", y=col, order=order, color="lightgray", fliersize=0, ax=ax)
+        hue = "split" if "split" in scored.columns else None
+        sns.stripplot(data=scored, x="score", y=col, order=order, hue=hue, size=4, alpha=0.8, ax=ax,
+                      dodge=False, jitter=0.2)
+        ax.set_xlabel("rating score (1–7)")
+        ax.set_ylabel("reward")
+        ax.set_title(col.replace("_reward", " RM"))
+        if hue:
+            ax.legend(fontsize=8, title=None)
+    fig.suptitle(title or "Rewards per rating score")
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["plot_rm_loss_curves", "plot_rewards_by_score"]
+
+
+# ----------------------------------------------------------------------------- generation (2) and best-of-n (7)
+
+def plot_response_lengths(responses, *, title: str | None = None):
+    """Response length (words): a histogram by finish reason, and each instruction's k samples."""
+    words = responses["response"].fillna("").astype(str).str.split().str.len()
+    df = responses.assign(words=words)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.3]})
+    groups = df.groupby(df["finish_reason"].fillna("unknown") if "finish_reason" in df else [""] * len(df))
+    bins = max(5, min(30, int(df["words"].max() or 1)))
+    ax1.hist([g["words"] for _, g in groups], bins=bins, stacked=True,
+             label=[f"{name} ({len(g)})" for name, g in groups])
+    ax1.set_xlabel("response length (words)")
+    ax1.set_ylabel("responses")
+    if "finish_reason" in df:
+        ax1.legend(title="finish reason", fontsize=8)
+    order = list(dict.fromkeys(df["instruction_id"]))
+    pos = df["instruction_id"].map({iid: i for i, iid in enumerate(order)})
+    ax2.scatter(df["words"], pos, s=18, alpha=0.7)
+    means = df.groupby("instruction_id")["words"].mean().reindex(order)
+    ax2.scatter(means, range(len(order)), marker="|", s=300, color="black", label="mean")
+    labels = df.drop_duplicates("instruction_id").set_index("instruction_id")["instruction"].reindex(order)
+    ax2.set_yticks(range(len(order)), [t[:40] + ("…" if len(t) > 40 else "") for t in labels], fontsize=7)
+    ax2.invert_yaxis()
+    ax2.set_xlabel("response length (words)")
+    ax2.legend(fontsize=8)
+    fig.suptitle(title or f"Lengths of {len(df)} sampled responses ({len(order)} instructions)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_best_of_m(curves, *, title: str | None = None):
+    """Reward vs m (one panel per reward model): the fixed-seed selections (± SEM) and the exact
+    expectation over all m-subsets. ``curves``: ``{name: sflib.best_of_n.best_of_m_curve frame}``."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.6), squeeze=False)
+    for ax, (name, c) in zip(axes[0], curves.items()):
+        ax.errorbar(c["m"], c["selected"], yerr=c["selected_sem"], marker="o", capsize=3, label="selected (fixed subsets)")
+        ax.plot(c["m"], c["expected"], "--", marker=".", color="gray", label="expected over all subsets")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(c["m"]), [str(m) for m in c["m"]])
+        ax.set_xlabel("m (samples per instruction)")
+        ax.set_ylabel(f"{name} reward of the best of m")
+        ax.set_title(name)
+        ax.legend(fontsize=8)
+    fig.suptitle(title or "Best-of-m: reward of the selected response grows with m")
+    fig.tight_layout()
+    return fig
+
+
+def plot_rm_agreement(table, *, names: tuple[str, str] = ("ratings RM", "rankings RM"), title: str | None = None):
+    """Share of instructions where two reward models pick the same sample, vs m, with chance (1/m)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(table["m"], table["same_sample"] * 100, marker="o", label="same sample picked")
+    ax.plot(table["m"], table["chance"] * 100, "--", color="gray", label="chance (1/m)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(table["m"]), [str(m) for m in table["m"]])
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("m (samples per instruction)")
+    ax.set_ylabel("agreement (% of instructions)")
+    ax.set_title(title or f"How often the {names[0]} and the {names[1]} pick the same response")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_length_bias(lengths, *, title: str | None = None):
+    """Mean length (words, ± SEM) of the selected outputs vs m for each selector, against all samples.
+    ``lengths``: :func:`sflib.best_of_n.length_by_m`."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, g in lengths.groupby("selector", sort=False):
+        if name == "all samples":
+            ax.plot(g["m"], g["mean_words"], "--", color="gray", label="all samples")
+        else:
+            ax.errorbar(g["m"], g["mean_words"], yerr=g["sem_words"], marker="o", capsize=3, label=name)
+    ms = sorted(lengths["m"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ms, [str(m) for m in ms])
+    ax.set_xlabel("m (samples per instruction)")
+    ax.set_ylabel("mean length of the output (words)")
+    ax.set_title(title or "Length of the best-of-m output vs all samples")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["plot_response_lengths", "plot_best_of_m", "plot_rm_agreement", "plot_length_bias"]
