@@ -458,12 +458,14 @@ def add_cli(subparsers) -> None:
                     "(.jsonl/.parquet) and in the original generation JSON layout.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--instructions", required=True, help="instructions file (.json/.jsonl/.csv/.parquet)")
-    p.add_argument("--out", required=True, help="responses table to write (.jsonl or .parquet)")
+    p.add_argument("--out", "--output", dest="out", required=True, help="responses table to write (.jsonl or .parquet)")
     p.add_argument("--generations-json", help="also write the original layout [{instruction, input, responses}]")
     p.add_argument("--n-instructions", type=int, help="a random sample of this many instructions (default: all)")
-    p.add_argument("-k", type=int, default=5, help="responses per instruction")
+    p.add_argument("-k", "--k", dest="k", type=int, default=5, help="responses per instruction")
     p.add_argument("--model", default="smollm2", help="local model: 'smollm2' or a Hugging Face causal-LM folder")
     p.add_argument("--openai-model", help="sample from an OpenAI-compatible server with this model name instead")
+    p.add_argument("--policy", help="the policy as one spec: 'openai:<model>' (a server) or a local model "
+                                    "(same as --openai-model / --model)")
     p.add_argument("--base-url", help="server URL, e.g. http://localhost:8000/v1 for `vllm serve` (default: OpenAI)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight (server only)")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -482,6 +484,12 @@ def _cli(args) -> int:
     from .data import read_instructions
 
     instructions = pick_instructions(read_instructions(args.instructions), args.n_instructions, seed=args.seed)
+    if args.policy:
+        prefix, sep, rest = args.policy.partition(":")
+        if sep and prefix == "openai":
+            args.openai_model = rest
+        else:
+            args.model = args.policy
     if args.openai_model:
         from .judges.openai_judge import OpenAIJudge
 

@@ -213,3 +213,18 @@ def test_cli_help(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert "--openai-model" in text and "--prompt-style" in text and "--max-new-tokens" in text
+
+
+def test_cli_generate_against_a_server_writes_both_layouts(fake_openai, tmp_path):
+    from sflib.cli import main
+
+    src = tmp_path / "instructions.json"
+    d.write_instructions_json(g.prepare_instructions(INSTRUCTIONS).rename(columns={"instruction_id": "id"}), src)
+    code = main(["generate", "--instructions", str(src), "--policy", "openai:my-policy", "--base-url", fake_openai.url,
+                 "--k", "2", "--output", str(tmp_path / "r.jsonl"), "--generations-json", str(tmp_path / "r.json"),
+                 "--store", str(tmp_path / "a.sqlite"), "--temperature", "0.8"])
+    assert code == 0 and fake_openai.requests == 8
+    table = d.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
+    assert len(table) == 8 and (table["generator"] == "openai:my-policy").all()
+    assert json.loads(table["params"].iloc[0])["temperature"] == 0.8
+    assert [len(r["responses"]) for r in json.loads((tmp_path / "r.json").read_text())] == [2, 2, 2, 2]
