@@ -118,8 +118,9 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
         bar = tqdm(total=len(todo_requests), desc=desc or f"{judge.name}", unit="req",
                    disable=not progress, dynamic_ncols=True)
         answered: set[int] = set()
+        completions = judge.complete(todo_requests)
         try:
-            for index, completion in judge.complete(todo_requests):
+            for index, completion in completions:
                 if index in answered or not 0 <= index < len(todo_keys):
                     log.warning("judge %s yielded an unexpected index %r; ignored", judge.name, index)
                     continue
@@ -137,6 +138,10 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
             message = "judge returned no completion for this request"
         finally:
             bar.close()
+            # stop the judge now, also on Ctrl-C (a notebook's traceback would keep it running)
+            close = getattr(completions, "close", None)
+            if close is not None:
+                close()
         for index, key in enumerate(todo_keys):
             if index not in answered:
                 record(key, todo_requests[index], Completion(error=message, attempts=0))

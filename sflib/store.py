@@ -67,9 +67,19 @@ CREATE INDEX IF NOT EXISTS annotations_status ON annotations (status);
 _JSON_COLUMNS = ("params", "prompt", "meta", "value")
 
 
+def _json_default(obj: Any) -> Any:
+    """numpy scalars and arrays as plain numbers and lists; anything else as its text."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
 def canonical_json(obj: Any) -> str:
     """Deterministic JSON (sorted keys, no spaces, UTF-8 kept) used for hashing and storage."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_json_default)
 
 
 class AnnotationStore:

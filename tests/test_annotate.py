@@ -175,3 +175,28 @@ def test_judge_registry():
         get_judge("gpt-4o")
     with pytest.raises(ValueError, match="without ':'"):
         register_judge("a:b", lambda rest: judge)
+
+
+def test_interrupt_closes_the_judge_and_keeps_what_was_stored(tmp_path):
+    closed = []
+
+    class Slow(ScriptedJudge):
+        def complete(self, requests):
+            try:
+                for i in range(len(requests)):
+                    yield i, Completion(text=f"Score: {i + 1}")
+            finally:
+                closed.append(True)  # an HTTP judge stops its requests here
+
+    def parse_until_ctrl_c(text):
+        if text == "Score: 2":
+            raise KeyboardInterrupt  # the user presses Ctrl-C while the judge is mid-run
+        return parse_score(text)
+
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    with pytest.raises(KeyboardInterrupt) as info:  # the traceback keeps annotate's frame alive
+        annotate(Slow(), reqs([1, 2, 3]), store=store, template_version="rating-v1",
+                 parse=parse_until_ctrl_c, progress=False)
+    assert info.traceback and closed == [True] and store.count("ok") == 1
+    judge = ScriptedJudge()
+    assert run(judge, reqs([1, 2, 3]), store)["valid"].all() and sorted(judge.calls) == ["2", "3"]

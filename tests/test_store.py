@@ -93,3 +93,12 @@ def test_memory_store_and_many_keys():
     assert store.put_many(rows) == 1234
     got = store.get_many([f"k{i}" for i in range(0, 1234, 2)])
     assert len(got) == 617 and got["k10"]["value"] == 10
+
+
+def test_numpy_values_are_stored_as_plain_numbers(tmp_path):
+    import numpy as np
+
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    _put(store, "k", value=np.int64(6), params={"temperature": np.float32(0.5)})
+    row = store.get("k")
+    assert row["value"] == 6 and isinstance(row["value"], int) and row["params"] == {"temperature": 0.5}
