@@ -181,7 +181,8 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
 
 # ----------------------------------------------------------------------------- reading helpers
 
-def _read_text(path: os.PathLike | str) -> str:
+def _read_checked(path: os.PathLike | str) -> tuple[bytes, str]:
+    """The file's bytes and text, after checking it exists and is UTF-8 (a BOM is allowed)."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
@@ -189,19 +190,23 @@ def _read_text(path: os.PathLike | str) -> str:
         raise DataError(path, "is a folder, expected a file")
     raw = path.read_bytes()
     try:
-        return raw.decode("utf-8-sig")
+        return raw, raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(path, f"not valid UTF-8 (byte {e.start}, line {line}); re-save the file as UTF-8") from None
 
 
+def _read_text(path: os.PathLike | str) -> str:
+    return _read_checked(path)[1]
+
+
 def _read_csv(path: os.PathLike | str, columns: list[str], header: bool) -> pd.DataFrame:
     """Read a CSV of string fields; with ``header`` the named columns must be present (extra ones are kept)."""
-    text = _read_text(path)
+    raw, text = _read_checked(path)
     if not text.strip():
         raise DataError(path, "file is empty")
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, header=0 if header else None,
+    try:  # parsing the bytes is about twice as fast as parsing the decoded text
+        df = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig", dtype=str, keep_default_na=False, header=0 if header else None,
                          names=None if header else columns, engine="c")
     except pd.errors.ParserError as e:
         raise DataError(path, f"malformed CSV: {e} (expected {len(columns)} fields per row: {','.join(columns)})") from None
