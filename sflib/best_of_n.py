@@ -84,6 +84,80 @@ def load_reward_model(rm, kind: str | None = None):
     return RewardModel.load(rm, kind=kind)
 
 
+RM_NAMES = {"ratings": "ratings_rm", "rankings": "rankings_rm"}
+#: the AlpacaEval subsets the paper evaluated on (553 instructions)
+PAPER_DATASETS = ("helpful_base", "koala", "oasst", "vicuna")
+
+
+def evaluation_instructions(path: os.PathLike | str | None = None,
+                            datasets: Sequence[str] | None = PAPER_DATASETS) -> pd.DataFrame:
+    """The unseen evaluation instructions (``id, instruction, input, source``) from an AlpacaEval
+    outputs file (default: the vendored ``davinci003.json``), keeping ``datasets`` (None: all)."""
+    from .paths import data_dir
+
+    path = Path(path) if path is not None else data_dir() / "original" / "inference_model_outputs" / "davinci003.json"
+    outputs = sfdata.read_model_outputs(path)
+    if datasets is not None:
+        unknown = set(datasets) - set(outputs["dataset"])
+        if unknown:
+            raise DataError(path, f"no instructions from dataset(s) {sorted(unknown)} (it has: "
+                                  f"{', '.join(sorted(set(outputs['dataset'])))})", field="dataset")
+        outputs = outputs[outputs["dataset"].isin(datasets)]
+    records = [{"instruction": i, "input": "", "source": s} for i, s in zip(outputs["instruction"], outputs["dataset"])]
+    df = sfdata.instructions_frame(records)
+    if len(df) < len(records):
+        warnings.warn(f"{path}: {len(records) - len(df)} repeated instructions counted once", stacklevel=2)
+    return df
+
+
+def reward_models(folder: os.PathLike | str | None = None, *, train_missing: bool = False,
+                  stand_in_dir: os.PathLike | str | None = None, max_steps: int = 10,
+                  backbone: str = "minilm") -> tuple[dict, pd.DataFrame]:
+    """The ratings RM and the rankings RM as ``{"ratings_rm": rm, "rankings_rm": rm}``, and a table
+    saying where each came from.
+
+    They are loaded from ``<folder>/{ratings,rankings}`` (default ``outputs/reward_models``, where
+    notebook 05 and ``python -m sflib train-rm`` save them). A missing one raises
+    ``FileNotFoundError`` naming what to run, unless ``train_missing=True``: then a small stand-in
+    is trained on the vendored sample feedback (``max_steps`` optimizer steps) into
+    ``stand_in_dir`` (default ``outputs/best_of_n/stand_in_reward_models``; reused when already
+    there), never into ``folder``, and the table says so.
+    """
+    from . import reward_model as R
+    from .paths import data_dir, outputs_dir
+
+    folder = Path(folder) if folder is not None else outputs_dir() / "reward_models"
+    stand_in_dir = Path(stand_in_dir) if stand_in_dir is not None else outputs_dir() / "best_of_n" / "stand_in_reward_models"
+    original = data_dir() / "original" / "alpaca_generation"
+    feedback = {"ratings": original / "feedback_ratings_sample_generation.csv",
+                "rankings": original / "feedback_rankings_sample_generation.csv"}
+    rms, rows = {}, []
+    for kind, name in RM_NAMES.items():
+        path = folder / kind
+        if (path / R.META_NAME).exists():
+            rms[name] = load_reward_model(path, kind=kind)
+            source = "trained by notebook 05 / train-rm"
+        elif train_missing:
+            path = stand_in_dir / kind
+            if (path / R.META_NAME).exists():
+                rms[name] = load_reward_model(path, kind=kind)
+                steps = rms[name].meta.get("config", {}).get("max_steps")
+                source = f"STAND-IN trained earlier ({steps} steps on the vendored sample; no RM in {folder / kind})"
+            else:
+                result = R.train_reward_model(kind, R.read_feedback(feedback[kind], kind), path, backbone=backbone,
+                                              max_steps=max_steps, max_length=128, save_checkpoints=False,
+                                              progress=False, logging_steps=max(1, max_steps // 4))
+                rms[name] = result.rm
+                source = f"STAND-IN: {max_steps} steps on the vendored sample (no RM in {folder / kind})"
+        else:
+            raise FileNotFoundError(f"no {kind} reward model in {path}: run notebook 05 first, or "
+                                    f"`python -m sflib train-rm --kind {kind} --output {path}`")
+        meta = rms[name].meta
+        rows.append({"reward model": name, "kind": meta.get("kind"), "backbone": meta.get("backbone"),
+                     "prompt format": meta.get("prompt_format"), "source": source, "folder": str(path)})
+    return rms, pd.DataFrame(rows).set_index("reward model")
+
+
 def score_samples(responses: pd.DataFrame, rm, *, batch_size: int = 32, column: str = REWARD,
                   progress: bool | None = None) -> pd.DataFrame:
     """A copy of ``responses`` with the reward model's score of each response in ``column``."""

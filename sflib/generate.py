@@ -202,26 +202,23 @@ def _sampler_class():
             if self.temperature <= 0:  # greedy decoding
                 return scores
             probs = (scores / self.temperature).softmax(dim=-1)
-            # Top-p needs the most likely tokens in order; the top 256 nearly always hold the nucleus
-            # (a full sort of the vocabulary is the fallback), which is far cheaper than sorting.
-            top_vals, top_idx = probs.topk(min(256, probs.shape[-1]), dim=-1)
-            tokens = []
-            for r, gen in enumerate(self.generators):
-                u = torch.rand((), generator=gen, dtype=torch.float64)
-                if self.top_p >= 1.0:
-                    vals, idx = probs[r], None
-                else:
-                    vals, idx = top_vals[r], top_idx[r]
-                    if float(vals.sum()) < self.top_p:
-                        vals, idx = torch.sort(probs[r], descending=True)
-                    # keep each token whose better-ranked tokens hold less than top_p of the mass
-                    n_keep = max(1, int(((vals.cumsum(0) - vals) < self.top_p).sum()))
-                    vals, idx = vals[:n_keep], idx[:n_keep]
-                cum = vals.double().cumsum(0)
-                j = min(int(torch.searchsorted(cum, u * cum[-1], right=True)), len(cum) - 1)
-                tokens.append(j if idx is None else int(idx[j]))
+            # one uniform number per row, from that row's own generator
+            u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.generators])
+            if self.top_p >= 1.0:
+                vals, idx = probs, None
+            else:
+                # Top-p needs the most likely tokens in order; the top 256 nearly always hold the
+                # nucleus, which is far cheaper than sorting the vocabulary (the fallback).
+                vals, idx = probs.topk(min(256, probs.shape[-1]), dim=-1)
+                if bool((vals.sum(dim=-1) < self.top_p).any()):
+                    vals, idx = torch.sort(probs, dim=-1, descending=True)
+                # keep each token whose better-ranked tokens hold less than top_p of the mass
+                vals = vals.double().masked_fill((vals.cumsum(dim=-1) - vals) >= self.top_p, 0.0)
+            cum = vals.double().cumsum(dim=-1)
+            j = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(1), right=True).clamp_(max=cum.shape[-1] - 1)
+            tokens = j if idx is None else idx.gather(1, j)
             out = torch.full_like(scores, float("-inf"))
-            return out.scatter_(1, torch.tensor(tokens).unsqueeze(1), 0.0)
+            return out.scatter_(1, tokens, 0.0)
 
     return PerRowSampler
 
