@@ -203,7 +203,7 @@ def _sampler_class():
                 return scores
             probs = (scores / self.temperature).softmax(dim=-1)
             # one uniform number per row, from that row's own generator
-            u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.generators])
+            u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.generators]).to(scores.device)
             if self.top_p >= 1.0:
                 vals, idx = probs, None
             else:
@@ -223,8 +223,12 @@ def _sampler_class():
     return PerRowSampler
 
 
-def load_policy(model: str = "smollm2", dtype=None):
-    """Load a causal LM and its tokenizer (left padding, a pad token) for sampling."""
+def load_policy(model: str = "smollm2", dtype=None, device: str | None = None):
+    """Load a causal LM and its tokenizer (left padding, a pad token) for sampling.
+
+    ``device``: None = the GPU when there is one, else the CPU. ``dtype``: None = bfloat16 on a GPU
+    that supports it, else float32.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -235,7 +239,10 @@ def load_policy(model: str = "smollm2", dtype=None):
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
     lm.eval()
     return lm, tokenizer
 
@@ -275,7 +282,7 @@ def _read_store(path: Path) -> dict[tuple[str, int], dict]:
 def generate_local(instructions: pd.DataFrame, model: str = "smollm2", k: int = 5, temperature: float = 1.0,
                    top_p: float = 0.9, max_new_tokens: int = 128, batch_size: int = 8, seed: int = 0,
                    prompt_style: str = "chat", *, generator: str | None = None,
-                   store: os.PathLike | str | None | bool = None, policy=None,
+                   store: os.PathLike | str | None | bool = None, policy=None, device: str | None = None,
                    progress: bool = True) -> pd.DataFrame:
     """Sample ``k`` responses per instruction from a local causal LM.
 
@@ -284,7 +291,8 @@ def generate_local(instructions: pd.DataFrame, model: str = "smollm2", k: int = 
     ``batch_size``: sequences per forward pass (samples of several instructions share a batch).
     ``store``: the JSONL file finished samples are appended to (None: a file under
     ``outputs/generations`` named by generator and parameters; False: keep nothing on disk).
-    ``policy``: an already loaded ``(model, tokenizer)`` pair (skips loading).
+    ``policy``: an already loaded ``(model, tokenizer)`` pair (skips loading); ``device``: where to
+    load the model (None: the GPU when there is one, in bfloat16 where supported).
 
     Returns the canonical responses table (``instruction_id, response_id, instruction, input,
     response, generator, params``) plus ``sample, n_tokens, finish_reason, source``, ordered by
@@ -309,7 +317,8 @@ def generate_local(instructions: pd.DataFrame, model: str = "smollm2", k: int = 
     rows = [dict(rec) for key, rec in done.items() if key in wanted]
 
     if todo:
-        lm, tok = policy if policy is not None else load_policy(model)
+        lm, tok = policy if policy is not None else load_policy(model, device=device)
+        device = getattr(lm, "device", "cpu")
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -337,6 +346,7 @@ def generate_local(instructions: pd.DataFrame, model: str = "smollm2", k: int = 
                 batch = todo[start:start + batch_size]
                 enc = tok([prompts[iid] for iid, _ in batch], return_tensors="pt", padding=True,
                           add_special_tokens=add_special)
+                enc = {key: value.to(device) for key, value in enc.items()}
                 sampler = Sampler([sample_seed(seed, iid, s) for iid, s in batch], temperature, top_p)
                 with torch.inference_mode():
                     out = lm.generate(**enc, generation_config=gen_config, logits_processor=[sampler])
@@ -469,6 +479,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--top-p", type=float, default=0.9)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (local only)")
+    p.add_argument("--device", help="local model device, e.g. cuda or cpu (default: the GPU when there is one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prompt-style", choices=PROMPT_STYLES, default="chat",
                    help="the model's chat template, or the Alpaca prompt")
@@ -498,7 +509,8 @@ def _cli(args) -> int:
     else:
         df = generate_local(instructions, model=args.model, k=args.k, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                            prompt_style=args.prompt_style, generator=args.generator, store=args.store)
+                            prompt_style=args.prompt_style, generator=args.generator, store=args.store,
+                            device=args.device)
     paths = write_responses(df, args.out, args.generations_json)
     print(f"{len(df)} responses for {df['instruction_id'].nunique()} instructions -> {', '.join(map(str, paths))}")
     return 0
