@@ -291,8 +291,9 @@ def generate_local(instructions: pd.DataFrame, model: str = "smollm2", k: int = 
     ``batch_size``: sequences per forward pass (samples of several instructions share a batch).
     ``store``: the JSONL file finished samples are appended to (None: a file under
     ``outputs/generations`` named by generator and parameters; False: keep nothing on disk).
-    ``policy``: an already loaded ``(model, tokenizer)`` pair (skips loading); ``device``: where to
-    load the model (None: the GPU when there is one, in bfloat16 where supported).
+    ``policy``: an already loaded ``(model, tokenizer)`` pair (skips loading; the default store is
+    still named after ``model``, so pass ``generator`` or ``store`` for another model); ``device``:
+    where to load the model (None: the GPU when there is one, in bfloat16 where supported).
 
     Returns the canonical responses table (``instruction_id, response_id, instruction, input,
     response, generator, params``) plus ``sample, n_tokens, finish_reason, source``, ordered by
