@@ -229,7 +229,8 @@ def main() -> int:
 
     q = args.quick
     results = {"machine": {"python": platform.python_version(), "openai": openai.__version__,
-                           "cpus": os.cpu_count(), "platform": platform.platform()},
+                           "cpus": os.cpu_count(), "platform": platform.platform(),
+                           "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
                "quick": q}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
@@ -248,6 +249,7 @@ def main() -> int:
         results["d_crash"] = bench_crash(tmp, 400 if q else 1000)
         print(json.dumps(results["d_crash"], indent=1), flush=True)
     results["total_wall_s"] = round(time.perf_counter() - t0, 1)
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["all_pass"] = all(v.get("pass") for v in results.values() if isinstance(v, dict)
                               and "pass" in v)
     if not q:  # a quick run is a smoke test: printed, not recorded

@@ -279,9 +279,8 @@ class OpenAIJudge(Judge):
             if tpm_limiter is not None:
                 await tpm_limiter.acquire(min(self._estimate_tokens(request), tpm_capacity))
             try:
-                raw = await client.chat.completions.with_raw_response.create(
+                response = await client.chat.completions.create(
                     model=self.model, messages=request.messages, **self.params)
-                response = raw.parse()
                 choice = response.choices[0]
                 text = choice.message.content
             except openai.RateLimitError as e:  # still 429 after the client's retries
