@@ -36,3 +36,11 @@ def cache_dir() -> Path:
 
 def templates_dir() -> Path:
     return Path(__file__).resolve().parent / "templates"
+
+
+def feedback_path(kind: str) -> Path:
+    """Where notebooks 02 / 03 save the feedback they acquired and 04 / 05 read it with a real judge:
+    ``<outputs>/feedback/ratings.jsonl`` or ``rankings.jsonl``."""
+    if kind not in ("ratings", "rankings"):
+        raise ValueError(f"kind must be 'ratings' or 'rankings', not {kind!r}")
+    return outputs_dir() / "feedback" / f"{kind}.jsonl"

@@ -52,3 +52,29 @@ def test_notebook_runs_in_quick_mode(notebook, shared_outputs, tmp_path):
     assert {p.stem for p in pngs} == {p.stem for p in figures.glob("*.pdf")}, "every figure as PNG and PDF"
     for path in [out, *figures.iterdir()]:
         assert FAKE_KEY.encode() not in path.read_bytes(), f"the API key leaked into {path.name}"
+
+
+@pytest.mark.slow
+def test_real_judge_chain_feeds_consistency(tmp_path, monkeypatch):
+    """With a non-recorded judge, 02 and 03 save fresh feedback that 04 then analyses (not the vendored files).
+
+    The judge is the project's fake OpenAI-compatible server, reached through the real client."""
+    from fake_openai import FakeOpenAI
+
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(tmp_path / "outputs"))
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    with FakeOpenAI(latency=0.0) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        params = {"quick": True, "figures_dir": str(tmp_path / "figures"), "judge": "openai:fake-judge"}
+        for name in ("02_ratings", "03_rankings", "04_consistency"):
+            pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                                parameters=params, cwd=str(ROOT / "notebooks"), kernel_name="python3",
+                                progress_bar=False)
+        assert server.requests > 0
+    feedback = tmp_path / "outputs" / "feedback"
+    assert (feedback / "ratings.jsonl").exists() and (feedback / "rankings.jsonl").exists()
+    executed = (tmp_path / "04_consistency.ipynb").read_text()
+    assert str(feedback / "ratings.jsonl") in executed          # 04 read the fresh feedback
+    assert "ratings.jsonl + rankings.jsonl: " in executed        # its report is labelled with those files
+    for path in [*tmp_path.glob("*.ipynb"), *(tmp_path / "outputs").glob("*.sqlite*")]:
+        assert FAKE_KEY.encode() not in path.read_bytes(), f"the API key leaked into {path.name}"
