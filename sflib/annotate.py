@@ -161,10 +161,13 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
                  cost_usd=float("nan") if cost is None else cost,
                  wall_s=time.perf_counter() - t0)
     out.attrs["stats"] = stats
-    if stats["failed"]:
+    if stats["failed"] and store is not None:
         log.warning("%s: %d of %d requests failed; they are stored with status 'failed' and the "
                     "next run retries them (see store.failures())", judge.name, stats["failed"],
                     len(requests))
+    elif stats["failed"]:
+        log.warning("%s: %d of %d requests failed (no store: they are in the returned rows with "
+                    "status 'failed' and their error)", judge.name, stats["failed"], len(requests))
     log.info("%s: %s", judge.name, stats)
     return out
 
