@@ -28,10 +28,9 @@ import numpy as np
 import pandas as pd
 
 from . import data as d
-from .annotate import annotate
 from .judges import Judge, Request
 from .parsing import parse_choice
-from .ratings import (_common_args, _front, _with_ids, open_store, render_messages, resolve_judge,
+from .ratings import (_common_args, _front, _with_ids, annotate_with_store, render_messages, resolve_judge,
                       summary_line, task_block, template_version, write_feedback)
 
 #: columns :func:`rank` adds after :data:`sflib.data.RANKING_COLUMNS`
@@ -94,14 +93,8 @@ def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template
     requests = [ranking_request(i, x, r1, r2, order, template)
                 for order in orders
                 for i, x, r1, r2 in zip(df["instruction"], df["input"], df["response1"], df["response2"])]
-    st, opened = open_store(store)
-    try:
-        res = annotate(judge, requests, store=st, template_version=template_version(template),
-                       parse=parse_choice, retry_invalid=retry_invalid, desc=f"rank ({judge.name})",
-                       progress=progress)
-    finally:
-        if opened:
-            st.close()
+    res = annotate_with_store(judge, requests, store, template=template, parse=parse_choice,
+                              retry_invalid=retry_invalid, desc=f"rank ({judge.name})", progress=progress)
     n = len(df)
     parts = {order: res.iloc[k * n:(k + 1) * n].reset_index(drop=True) for k, order in enumerate(orders)}
     out = df.copy()

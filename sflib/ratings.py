@@ -65,6 +65,19 @@ def open_store(store: Any) -> tuple[AnnotationStore | None, bool]:
     return AnnotationStore(path), True
 
 
+def annotate_with_store(judge: Judge, requests: list, store: Any, *, template: str, parse, retry_invalid: bool,
+                        desc: str, progress: bool) -> pd.DataFrame:
+    """:func:`sflib.annotate.annotate` with ``store`` given as :func:`open_store` accepts it
+    (a store opened here is closed afterwards)."""
+    st, opened = open_store(store)
+    try:
+        return annotate(judge, requests, store=st, template_version=template_version(template), parse=parse,
+                        retry_invalid=retry_invalid, desc=desc, progress=progress)
+    finally:
+        if opened:
+            st.close()
+
+
 def resolve_judge(judge: str | Judge) -> Judge:
     """A :class:`Judge` from a judge or a name; ``"recorded"`` alone is the paper's vendored GPT-3.5 feedback."""
     if isinstance(judge, str) and judge.strip() == "recorded":
@@ -130,14 +143,8 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
     repeats = df.groupby(["instruction_id", "response_id"], sort=False).cumcount()
     requests = [rating_request(i, x, r, template, k)
                 for i, x, r, k in zip(df["instruction"], df["input"], df["response"], repeats)]
-    st, opened = open_store(store)
-    try:
-        res = annotate(judge, requests, store=st, template_version=template_version(template),
-                       parse=parse_score, retry_invalid=retry_invalid, desc=f"rate ({judge.name})",
-                       progress=progress)
-    finally:
-        if opened:
-            st.close()
+    res = annotate_with_store(judge, requests, store, template=template, parse=parse_score,
+                              retry_invalid=retry_invalid, desc=f"rate ({judge.name})", progress=progress)
     out = df.copy()
     out["score"] = pd.to_numeric(res["value"].where(res["valid"]), errors="coerce").astype(float).values
     for col in ["judge", "valid", "status", "raw", "error", "prompt_tokens", "completion_tokens", "cached"]:
