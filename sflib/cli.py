@@ -12,7 +12,7 @@ import sys
 # modules that register commands, in pipeline order; a module that is absent is skipped
 STAGE_MODULES = [
     "sflib.convert", "sflib.generate", "sflib.ratings", "sflib.rankings", "sflib.consistency",
-    "sflib.reward_model", "sflib.best_of_n", "sflib.evaluation",
+    "sflib.reward_model", "sflib.best_of_n", "sflib.evaluation", "sflib.study.cli",
 ]
 
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
+    from .study.folder import StudyError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -41,6 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (DataError, FileNotFoundError, ValueError) as e:
+    except (DataError, FileNotFoundError, ValueError, StudyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,101 @@
+"""``python -m sflib study plan|status|run STUDY [--only 02,03] [--quick] [-p name value]``.
+
+STUDY is a study YAML file or the name of one in ``studies/`` (default ``paper``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+
+def _table(df: pd.DataFrame, money: list[str]) -> str:
+    df = df.copy()
+    for c in money:
+        df[c] = [("unknown" if v != v else f"${v:,.4f}" if 0 < v < 1 else f"${v:,.2f}") for v in df[c]]
+    for c in df.columns:
+        if df[c].dtype.kind in "iu":
+            df[c] = [f"{v:,}" for v in df[c]]
+        elif df[c].dtype.kind == "f":
+            df[c] = ["" if v != v else f"{v:,.0f}" for v in df[c]]
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 90):
+        return df.to_string(index=False)
+
+
+def _plan(args) -> int:
+    from . import load
+    from .planner import CHARS_PER_TOKEN, JUDGE_REPLY_TOKENS, plan
+
+    study = load(args.study)
+    df = plan(study).drop(columns=["notebook"])
+    print(f"study {study.name} ({study.path}): planned calls, tokens and dollars per stage")
+    print(_table(df, ["usd", "usd_to_pay"]))
+    budget = study.config.budget_usd
+    print(f"\ntokens: characters / {CHARS_PER_TOKEN}; judge replies {JUDGE_REPLY_TOKENS} tokens, policy replies "
+          f"max_new_tokens (upper bound); 'stored': answers already in {study.store_path}")
+    if budget is not None:
+        total = float(df["usd_to_pay"].iloc[-1])
+        verdict = "within" if total <= budget else "OVER"
+        print(f"budget_usd: ${budget:,.2f} — the plan's ${total:,.2f} still to pay is {verdict} it")
+    return 0
+
+
+def _status(args) -> int:
+    from . import load
+    from .planner import status
+
+    study = load(args.study)
+    df = status(study)
+    print(f"study {study.name}: {study.folder}")
+    print(_table(df.drop(columns=["folder"]), ["spent_usd"]))
+    return 0
+
+
+def _value(text: str):
+    from papermill.cli import _resolve_type
+
+    return _resolve_type(text)
+
+
+def _run(args) -> int:
+    from .runner import BudgetExceeded, NotebookFailed, run
+
+    params = {name: _value(value) for name, value in (args.parameters or [])}
+    try:
+        result = run(args.study, only=args.only, quick=args.quick, params=params, progress=not args.no_progress,
+                     log=lambda m: print(m, file=sys.stderr))
+    except (BudgetExceeded, NotebookFailed) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(result.timings.to_string(index=False), file=sys.stderr)
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("study", help="plan, check and run a whole study (a YAML file in studies/)",
+                              description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="study_command", metavar="plan|status|run", required=True)
+    for name, func, text in (("plan", _plan, "calls, tokens and dollars per stage before anything is paid"),
+                             ("status", _status, "per stage: done / seeded / missing / stale, counts, spent"),
+                             ("run", _run, "run the notebooks in order with papermill")):
+        q = sub.add_parser(name, help=text, description=text)
+        q.add_argument("study", nargs="?", default="paper", help="study YAML file or a name in studies/ (default: paper)")
+        if name == "run":
+            q.add_argument("--only", help="only these notebook numbers, e.g. 02,03")
+            q.add_argument("--quick", action="store_true", help="every notebook in its fast smoke mode")
+            q.add_argument("-p", "--parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                           help="a papermill parameter for every notebook (repeatable)")
+            q.add_argument("--no-progress", action="store_true", help="no papermill progress bars")
+        q.set_defaults(func=func)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sflib")
+    add_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

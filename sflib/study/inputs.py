@@ -1,0 +1,72 @@
+"""The study's inputs as tables: the feedback instructions and the evaluation instructions / reference.
+
+Both apply the study file's filters in a fixed order — deduplicate, ``max_chars`` (instruction +
+input), then a random ``sample`` drawn with the study's ``seed`` — so the plan and the notebooks
+see the same rows.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .. import data as d
+from .config import resolve_path
+from .seed import canonical
+
+
+def _base(study) -> Path:
+    return study.path.parent if study.path else Path.cwd()
+
+
+def _filter(df: pd.DataFrame, max_chars: int | None, sample: int | None, seed: int, text: list[str]) -> pd.DataFrame:
+    if max_chars is not None:
+        length = sum(df[c].astype(str).str.len() for c in text)
+        df = df[length <= max_chars]
+    if sample is not None and sample < len(df):
+        df = df.sample(n=sample, random_state=seed)
+    return df.reset_index(drop=True)
+
+
+def available_instructions(study) -> pd.DataFrame:
+    """Every instruction of ``instructions.paths`` (deduplicated, ``max_chars`` applied, not sampled)."""
+    cfg = study.config.instructions
+    if cfg.paths:
+        frames = [d.read_instructions(resolve_path(p, _base(study)), split=cfg.split) for p in cfg.paths]
+        df = pd.concat(frames, ignore_index=True)
+        df, _ = d.dedupe(df, ["id"])
+    else:
+        df = canonical("superni_instructions")
+    return _filter(df, cfg.max_chars, None, study.config.seed, ["instruction", "input"])
+
+
+def instructions(study) -> pd.DataFrame:
+    """The study's feedback instructions: ``id, instruction, input, source``."""
+    df = available_instructions(study)
+    return _filter(df, None, study.config.instructions.sample, study.config.seed, ["instruction"])
+
+
+def reference_outputs(study) -> pd.DataFrame:
+    """The reference outputs (AlpacaEval layout) — ``best_of_n.reference`` or the vendored text-davinci-003."""
+    ref = study.config.best_of_n.reference
+    return d.read_model_outputs(resolve_path(ref, _base(study))) if ref else canonical("eval_reference_outputs")
+
+
+def evaluation_instructions(study) -> pd.DataFrame:
+    """The best-of-n / evaluation instructions with their reference output: ``instruction, output, dataset``.
+
+    From ``best_of_n.instructions`` (AlpacaEval layout) or the reference's own instructions; the
+    ``datasets`` filter, ``max_chars`` and ``sample`` of the ``best_of_n`` section applied.
+    """
+    cfg = study.config.best_of_n
+    ref = reference_outputs(study).drop_duplicates("instruction")
+    if cfg.instructions:
+        asked = d.read_model_outputs(resolve_path(cfg.instructions, _base(study)))[["instruction", "dataset"]]
+        asked = asked.drop_duplicates("instruction")
+        df = asked.merge(ref[["instruction", "output"]], on="instruction", how="left")
+        df["output"] = df["output"].fillna("")
+    else:
+        df = ref[["instruction", "output", "dataset"]]
+    if cfg.datasets is not None:
+        df = df[df["dataset"].isin(cfg.datasets)]
+    return _filter(df, cfg.max_chars, cfg.sample, study.config.seed, ["instruction"])

@@ -1,0 +1,314 @@
+"""What a study will cost before it runs (:func:`plan`), and where it stands (:func:`status`).
+
+Estimates, stated plainly:
+
+- **tokens** are characters / 4, rounded up per stage (OpenAI's rule of thumb for English). A
+  judge call's prompt is the rendered template (system + user message) with the real instruction,
+  input and reference texts; a response that does not exist yet is counted as ``max_new_tokens``
+  x 4 characters (an upper bound). A policy call's prompt is the Alpaca prompt.
+- **replies**: a policy writes ``max_new_tokens`` per call (an upper bound); a judge reply is
+  counted as :data:`JUDGE_REPLY_TOKENS` tokens (a score or a choice plus a short reason), or the
+  judge's ``max_tokens`` when that is smaller.
+- **dollars** from the judge / policy price (USD per 1M input and output tokens); ``local``,
+  ``recorded`` and ``human`` cost nothing; an unknown price gives NaN and says so.
+- **stored**: a stage whose output is written and current has everything stored. Otherwise the
+  annotation store is asked how many answers (ok or invalid) it holds for the same judge and
+  template version, capped at the stage's calls — a cheap approximation that does not check
+  which texts they were about (an upper bound when the store also holds other studies' answers).
+- When ``instructions.sample`` asks for more instructions than the files hold, the plan counts
+  the requested number with the files' mean lengths and says so in ``note``.
+"""
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import numpy as np
+import pandas as pd
+
+from .. import data as d
+from ..prompts import alpaca_prompt
+from ..ratings import render_messages, task_block, template_version
+from .config import STAGES, _resolve
+from .folder import STAGE_INFO
+from .inputs import available_instructions, evaluation_instructions
+
+JUDGE_REPLY_TOKENS = 64
+CHARS_PER_TOKEN = 4
+FREE = {"local": "local model: nothing to pay", "recorded": "recorded answers: nothing to pay",
+        "human": "human annotators: no API cost"}
+PLAN_COLUMNS = ["stage", "notebook", "kind", "name", "calls", "stored", "input_tokens", "output_tokens",
+                "usd", "usd_to_pay", "note"]
+
+
+def _tokens(chars: float) -> int:
+    return int(math.ceil(chars / CHARS_PER_TOKEN))
+
+
+def _msg_chars(messages: list[dict]) -> int:
+    return sum(len(m["content"]) for m in messages)
+
+
+def rating_chars(template: str, instruction: str, input: str, response: str) -> int:
+    return _msg_chars(render_messages(template, task=task_block(instruction, input), response=response))
+
+
+def ranking_chars(template: str, instruction: str, input: str, first: str, second: str) -> int:
+    return _msg_chars(render_messages(template, task=task_block(instruction, input), output_a=first, output_b=second))
+
+
+def _store_counts(study) -> dict[tuple[str, str], int]:
+    """(judge, template_version) -> stored ok/invalid answers, read-only; empty when there is no store."""
+    path = study.store_path
+    if not path.exists():
+        return {}
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT judge, template_version, COUNT(*) FROM annotations "
+                           "WHERE status IN ('ok','invalid') GROUP BY judge, template_version").fetchall()
+    except sqlite3.Error:
+        rows = []
+    finally:
+        con.close()
+    return {(j, t): int(n) for j, t, n in rows}
+
+
+def judge_name(settings: dict, name: str) -> str:
+    """The name a judge is stored under in the annotation store (``provider:model``)."""
+    if settings.get("provider") and settings.get("model") and settings["provider"] != "recorded":
+        return f"{settings['provider']}:{settings['model']}"
+    return name
+
+
+class _Planner:
+    def __init__(self, study):
+        self.study = study
+        self.cfg = study.config
+        self.rows: list[dict] = []
+        self.stored = _store_counts(study)
+
+    def row(self, stage, kind, name, calls, in_chars, out_tokens, template=None, note=""):
+        settings = _resolve(kind, name)
+        provider = settings.get("provider") or name.partition(":")[0]
+        calls = int(calls)
+        in_tok = _tokens(in_chars)
+        out_tok = int(out_tokens)
+        notes = [note] if note else []
+        if self.study.state(stage) in ("done", "seeded"):
+            stored = calls
+        elif template and kind == "judge":
+            stored = min(calls, self.stored.get((judge_name(settings, name), template_version(template)), 0))
+        else:
+            stored = 0
+        if provider in FREE:
+            usd = 0.0
+            notes.append(FREE[provider])
+        else:
+            pin, pout = settings.get("price_input_per_mtok"), settings.get("price_output_per_mtok")
+            if pin is None or pout is None:
+                usd = float("nan")
+                notes.append(f"price of {name} unknown: give it in the judge/policy file or SFLIB_PRICES")
+            else:
+                usd = (in_tok * pin + out_tok * pout) / 1e6
+        to_pay = 0.0 if calls == 0 else usd * (calls - stored) / calls
+        self.rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], kind=kind, name=name, calls=calls,
+                              stored=stored, input_tokens=in_tok, output_tokens=out_tok, usd=usd,
+                              usd_to_pay=to_pay, note="; ".join(notes)))
+
+    def empty(self, stage, note):
+        self.rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], kind="", name="", calls=0, stored=0,
+                              input_tokens=0, output_tokens=0, usd=0.0, usd_to_pay=0.0, note=note))
+
+    def seeded(self, stage) -> bool:
+        if stage in self.cfg.seeded_from_data:
+            self.empty(stage, "seeded from data/canonical (the paper's released data)")
+            return True
+        return False
+
+    def judge_reply(self, name) -> int:
+        max_tokens = _resolve("judge", name).get("max_tokens")
+        return min(JUDGE_REPLY_TOKENS, max_tokens) if max_tokens else JUDGE_REPLY_TOKENS
+
+    # ----------------------------------------------------------------------- feedback
+    def feedback_items(self):
+        """(per-instruction texts, scale, note): the instructions and their responses (or placeholders)."""
+        cfg = self.cfg
+        placeholder = "x" * (cfg.policy.max_new_tokens * CHARS_PER_TOKEN)
+        if self.study.state("responses") in ("done", "seeded"):
+            resp = self.study.read("responses")
+            groups = [(g["instruction"].iloc[0], g["input"].iloc[0], list(g["response"]))
+                      for _, g in resp.drop_duplicates("response_id").groupby("instruction_id", sort=False)]
+            return groups, 1.0, "responses as written by stage responses"
+        df = available_instructions(self.study)
+        sample, note = cfg.instructions.sample, ""
+        if sample is not None and sample < len(df):
+            df = df.sample(n=sample, random_state=cfg.seed)
+        scale = 1.0
+        if sample is not None and sample > len(df):
+            scale = sample / max(len(df), 1)
+            note = f"the instruction files hold {len(df)}; counted {sample} at their mean length"
+        groups = [(i, x, [placeholder] * cfg.policy.k) for i, x in zip(df["instruction"], df["input"])]
+        return groups, scale, note
+
+    def responses(self, groups, scale, note):
+        if self.seeded("responses"):
+            return
+        p = self.cfg.policy
+        n = len(groups) * scale
+        chars = sum(len(alpaca_prompt(i, x)) for i, x, _ in groups) * p.k * scale
+        self.row("responses", "policy", p.name, round(n * p.k), chars, round(n * p.k) * p.max_new_tokens, note=note)
+
+    def ratings(self, groups, scale, note):
+        if self.seeded("ratings"):
+            return
+        fb = self.cfg.feedback
+        calls = sum(len(r) for _, _, r in groups) * scale
+        chars = sum(rating_chars(fb.rating_template, i, x, t) for i, x, rs in groups for t in rs) * scale
+        for judge in [fb.judge, *fb.extra_judges]:
+            self.row("ratings", "judge", judge, round(calls), chars, round(calls) * self.judge_reply(judge),
+                     fb.rating_template, note)
+
+    def rankings(self, groups, scale, note):
+        if self.seeded("rankings"):
+            return
+        fb = self.cfg.feedback
+        orders = 2 if fb.both_orders else 1
+        calls, chars = 0, 0
+        for i, x, rs in groups:
+            for a in range(len(rs)):
+                for b in range(a + 1, len(rs)):
+                    calls += orders
+                    chars += ranking_chars(fb.ranking_template, i, x, rs[a], rs[b])
+                    if orders == 2:
+                        chars += ranking_chars(fb.ranking_template, i, x, rs[b], rs[a])
+        calls, chars = round(calls * scale), chars * scale
+        for judge in [fb.judge, *fb.extra_judges]:
+            self.row("rankings", "judge", judge, calls, chars, calls * self.judge_reply(judge),
+                     fb.ranking_template, note)
+
+    # ----------------------------------------------------------------------- best-of-n and evaluation
+    def best_of_n(self, ev):
+        if self.seeded("best_of_n"):
+            return
+        b = self.cfg.best_of_n
+        name = b.policy or self.cfg.policy.name
+        calls = len(ev) * b.n
+        chars = sum(len(alpaca_prompt(i)) for i in ev["instruction"]) * b.n
+        self.row("best_of_n", "policy", name, calls, chars, calls * b.max_new_tokens,
+                 note=f"{len(ev)} instructions x n={b.n}; reward-model scoring is local")
+
+    def evaluation(self, ev):
+        e, fb = self.cfg.evaluation, self.cfg.feedback
+        if self.cfg.best_of_n.policy == "recorded" or "best_of_n" in self.cfg.seeded_from_data:
+            outputs = self._seeded_outputs(ev)
+        else:
+            outputs = {p: ["x" * (self.cfg.best_of_n.max_new_tokens * CHARS_PER_TOKEN)] * len(ev) for p in e.policies}
+        calls, chars = 0, 0
+        ins, refs = list(ev["instruction"]), list(ev["output"])
+        if "rating" in e.protocols:
+            calls += len(ev) * (len(e.policies) + 1)
+            chars += sum(rating_chars(fb.rating_template, i, "", r) for i, r in zip(ins, refs))
+            chars += sum(rating_chars(fb.rating_template, i, "", o) for p in e.policies
+                         for i, o in zip(ins, outputs[p]))
+        if "ranking" in e.protocols:
+            calls += len(ev) * len(e.policies) * 2
+            chars += sum(ranking_chars(fb.ranking_template, i, "", r, o) + ranking_chars(fb.ranking_template, i, "", o, r)
+                         for p in e.policies for i, r, o in zip(ins, refs, outputs[p]))
+        note = (f"{len(ev)} instructions x {len(e.policies)} policies; rating: policies + reference rated once, "
+                f"ranking: both orders")
+        if "evaluation" in self.cfg.seeded_from_data:
+            note += "; recorded judgments seeded from data/canonical"
+        self.row("evaluation", "judge", e.judge, calls, chars, calls * self.judge_reply(e.judge),
+                 fb.rating_template, note)
+
+    def _seeded_outputs(self, ev) -> dict[str, list[str]]:
+        from .seed import SEED_TABLES, canonical
+
+        out = {}
+        for p in self.cfg.evaluation.policies:
+            src = SEED_TABLES["best_of_n"].get(f"{p}_outputs")
+            texts = (canonical(src).drop_duplicates("instruction").set_index("instruction")["output"]
+                     if src else pd.Series(dtype=str))
+            out[p] = [str(texts.get(i, "")) for i in ev["instruction"]]
+        return out
+
+
+def plan(study, total: bool = True) -> pd.DataFrame:
+    """One row per stage and judge/policy: calls, stored, tokens, dollars (see the module notes)."""
+    p = _Planner(study)
+    groups, scale, note = p.feedback_items()
+    p.responses(groups, scale, note)
+    p.ratings(groups, scale, note)
+    p.rankings(groups, scale, note)
+    p.empty("consistency", "local computation")
+    p.empty("reward_models", f"local training ({study.config.reward_models.backbone})")
+    ev = evaluation_instructions(study)
+    p.best_of_n(ev)
+    p.evaluation(ev)
+    df = pd.DataFrame(p.rows, columns=PLAN_COLUMNS)
+    if total:
+        tot = {c: df[c].sum()  # unknown prices (NaN) are left out of the dollars and named in the note
+               for c in ("calls", "stored", "input_tokens", "output_tokens", "usd", "usd_to_pay")}
+        unknown = sorted(set(df.loc[df["usd"].isna(), "name"]))
+        note = f"plus the calls of {', '.join(unknown)} (price unknown)" if unknown else ""
+        df = pd.concat([df, pd.DataFrame([dict(stage="total", notebook="", kind="", name="", note=note, **tot)])],
+                       ignore_index=True)
+    return df
+
+
+def stage_cost(plan_df: pd.DataFrame, stage: str) -> float:
+    """Dollars still to pay for ``stage`` in a plan (NaN when a price is unknown)."""
+    rows = plan_df[plan_df["stage"] == stage]
+    return float(rows["usd_to_pay"].sum(min_count=1)) if len(rows) else 0.0
+
+
+# ----------------------------------------------------------------------------- status
+
+def spent(study) -> float:
+    """Dollars the annotation store records for the study's judges (tokens x price; unknown prices count 0)."""
+    path = study.store_path
+    if not path.exists():
+        return 0.0
+    cfg = study.config
+    names = {cfg.feedback.judge, cfg.evaluation.judge, *cfg.feedback.extra_judges}
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = dict(((j, (a, b)) for j, a, b in con.execute(
+            "SELECT judge, SUM(prompt_tokens), SUM(completion_tokens) FROM annotations GROUP BY judge")))
+    except sqlite3.Error:
+        rows = {}
+    finally:
+        con.close()
+    total = 0.0
+    for name in names:
+        s = _resolve("judge", name)
+        tokens = rows.get(judge_name(s, name))
+        pin, pout = s.get("price_input_per_mtok"), s.get("price_output_per_mtok")
+        if tokens and pin is not None and pout is not None:
+            total += ((tokens[0] or 0) * pin + (tokens[1] or 0) * pout) / 1e6
+    return total
+
+
+STATUS_COLUMNS = ["stage", "notebook", "state", "n", "valid", "invalid", "failed", "spent_usd", "written", "folder",
+                  "detail"]
+
+
+def status(study) -> pd.DataFrame:
+    """Per stage: state (done / seeded / missing / stale), counts from the manifest, dollars, the folder."""
+    rows = []
+    for stage in STAGES:
+        m = study.manifest(stage) or {}
+        counts = m.get("counts") or {}
+        state = study.state(stage)
+        detail = "; ".join(study.stale_reasons(stage)) if state == "stale" else (m.get("notes") or "")
+        if counts.get("reasons"):
+            detail = (detail + "; " if detail else "") + f"reasons: {counts['reasons']}"
+        rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], state=state,
+                         n=counts.get("n", np.nan), valid=counts.get("valid", np.nan),
+                         invalid=counts.get("invalid", np.nan), failed=counts.get("failed", np.nan),
+                         spent_usd=counts.get("cost_usd", np.nan if state in ("done", "stale") else 0.0), written=m.get("time", ""),
+                         folder=str(study.stage_dir(stage)), detail=detail))
+    rows.append(dict(stage="total", notebook="", state="", n=np.nan, valid=np.nan, invalid=np.nan, failed=np.nan,
+                     spent_usd=spent(study), written="", folder=str(study.folder),
+                     detail=f"spent: the annotation store {study.store_path} for this study's judges"))
+    return pd.DataFrame(rows, columns=STATUS_COLUMNS)

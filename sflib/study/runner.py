@@ -1,0 +1,199 @@
+"""Run a study: the numbered notebooks in order, headlessly, with papermill.
+
+Every notebook gets ``-p study <study file>`` and ``-p quick <bool>`` plus the caller's parameters.
+Executed copies go to ``<outputs>/runs/<stamp>/`` (``<outputs>/runs/latest`` points at the newest
+run, with ``timings.tsv``) and to ``<study folder>/notebooks/`` (the latest executed copy of each).
+With ``SFLIB_OUTPUTS`` set nothing is written under the repository: figures then go to
+``<outputs>/figures`` unless ``SFLIB_FIGURES`` says otherwise.
+
+Before each notebook the budget is checked: dollars already spent on the study's judges (the
+annotation store) + the stage's planned cost must not exceed ``budget_usd``, else the run stops
+before that notebook with :class:`BudgetExceeded`. A failing notebook stops the run with
+:class:`NotebookFailed`, naming its executed copy.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from ..paths import outputs_dir, root
+from .folder import STAGE_INFO, Study, StudyError, load
+from .seed import seed
+
+#: notebook number -> stage key
+NOTEBOOK_STAGE = {info[0][:2]: stage for stage, info in STAGE_INFO.items()}
+SECRET = re.compile(r"key|token|secret|password", re.IGNORECASE)
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+class BudgetExceeded(StudyError):
+    """The next stage's planned cost would take the study over its budget."""
+
+
+class NotebookFailed(StudyError):
+    """A notebook raised; ``.path`` is its executed copy."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    executed: list[Path] = field(default_factory=list)
+    timings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["notebook", "seconds"]))
+
+
+def parse_only(only: str | Iterable[str] | None) -> set[str] | None:
+    """``"02,03"`` or ``["2", "03"]`` -> ``{"02", "03"}``; None: every notebook."""
+    if only is None:
+        return None
+    parts = only.split(",") if isinstance(only, str) else list(only)
+    out = set()
+    for p in parts:
+        p = str(p).strip()
+        if not p:
+            continue
+        if not p.isdigit():
+            raise ValueError(f"--only: expected notebook numbers such as 02,03, got {p!r}")
+        out.add(f"{int(p):02d}")
+    return out
+
+
+def check_params(params: Mapping[str, object]) -> None:
+    """Refuse parameters that look like secrets: parameters are written into the executed notebooks."""
+    for name in params:
+        if SECRET.search(str(name)):
+            raise ValueError(f"refusing parameter {name!r}: secrets come from the environment (e.g. "
+                             "OPENAI_API_KEY), never from parameters, which are saved in executed notebooks")
+
+
+def notebooks(folder: Path | None = None, only=None) -> list[Path]:
+    folder = Path(folder) if folder else root() / "notebooks"
+    wanted = parse_only(only)
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if wanted is not None:
+        unknown = wanted - {p.name[:2] for p in found}
+        if unknown:
+            raise ValueError(f"--only: no notebook numbered {', '.join(sorted(unknown))} in {folder}")
+        found = [p for p in found if p.name[:2] in wanted]
+    return found
+
+
+def _new_run_dir() -> Path:
+    runs = outputs_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, n = runs / stamp, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = runs / f"{stamp}-{n}"
+    run_dir.mkdir()
+    tmp = runs / f".latest.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, runs / "latest")  # relative link: the outputs folder can move
+    return run_dir
+
+
+@contextlib.contextmanager
+def _environment():
+    """The offline variables, and figures under the outputs folder when SFLIB_OUTPUTS is set."""
+    saved = dict(os.environ)
+    for k, v in OFFLINE_ENV.items():
+        os.environ.setdefault(k, v)
+    if os.environ.get("SFLIB_OUTPUTS") and not os.environ.get("SFLIB_FIGURES"):
+        os.environ["SFLIB_FIGURES"] = str(outputs_dir() / "figures")
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def budget_check(study: Study, stage: str | None, plan_df: pd.DataFrame, log=print) -> None:
+    """Raise :class:`BudgetExceeded` if spent + the stage's planned cost exceeds ``budget_usd``."""
+    budget = study.config.budget_usd
+    if budget is None or stage is None:
+        return
+    from .planner import spent, stage_cost
+
+    cost = stage_cost(plan_df, stage)
+    nb = STAGE_INFO[stage][0]
+    if math.isnan(cost):
+        names = ", ".join(sorted(set(plan_df.loc[(plan_df["stage"] == stage) & plan_df["usd"].isna(), "name"])))
+        raise BudgetExceeded(f"study {study.name}: stopping before {nb}: the price of {names} is unknown, so the "
+                             f"budget of ${budget:.2f} cannot be checked; give the price in the judge/policy "
+                             "file or SFLIB_PRICES, or remove budget_usd")
+    already = spent(study)
+    if already + cost > budget + 1e-12:
+        raise BudgetExceeded(f"study {study.name}: stopping before {nb}: spent ${already:.2f} + planned "
+                             f"${cost:.2f} for stage {stage} would exceed budget_usd ${budget:.2f} "
+                             f"(see python -m sflib study plan {study.spec}; raise budget_usd to go on)")
+    if cost > 0:
+        log(f"budget: spent ${already:.2f} + planned ${cost:.2f} for {stage} <= ${budget:.2f}")
+
+
+def run(study: Study | str = "paper", only=None, quick: bool = False, params: Mapping[str, object] | None = None,
+        notebooks_dir: Path | None = None, kernel: str = "python3", progress: bool = True, log=print) -> RunResult:
+    """Run the study's notebooks in order (see the module notes); returns the run folder and timings."""
+    import papermill as pm
+
+    params = dict(params or {})
+    check_params(params)
+    study = study if isinstance(study, Study) else load(study)
+    nbs = notebooks(notebooks_dir, only)
+    cwd = Path(notebooks_dir) if notebooks_dir else root() / "notebooks"
+    with _environment():
+        seeded = seed(study)
+        if seeded:
+            log(f"seeded {', '.join(seeded)} from data/canonical")
+        from .planner import plan
+
+        plan_df = plan(study)
+        result = RunResult(run_dir=_new_run_dir())
+        keep = study.folder / "notebooks"
+        keep.mkdir(parents=True, exist_ok=True)
+        if study.path:
+            shutil.copyfile(study.path, result.run_dir / "study.yaml")
+        timings = result.run_dir / "timings.tsv"
+        timings.write_text("notebook\tseconds\n", encoding="utf-8")
+        rows = []
+        for nb in nbs:
+            stage = NOTEBOOK_STAGE.get(nb.name[:2])
+            budget_check(study, stage, plan_df, log)
+            log(f"== {nb.name} (study={study.name}, quick={quick}) ==")
+            out = result.run_dir / nb.name
+            parameters = {"study": str(study.path or study.name), "quick": bool(quick), **params}
+            t0 = time.perf_counter()
+            error = None
+            try:
+                pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(cwd), kernel_name=kernel,
+                                    progress_bar=progress)
+            except pm.PapermillExecutionError as e:
+                error = f"{e.ename}: {e.evalue}"
+            seconds = time.perf_counter() - t0
+            kept = keep / nb.name
+            if out.exists():
+                shutil.copyfile(out, kept)
+                result.executed.append(kept)
+            rows.append({"notebook": nb.name, "seconds": round(seconds, 1)})
+            with open(timings, "a", encoding="utf-8") as f:
+                f.write(f"{nb.name}\t{seconds:.0f}\n")
+            if error is not None:
+                raise NotebookFailed(f"{nb.name} failed after {seconds:.0f} s ({error}); the executed copy with "
+                                     f"the error is {kept}", kept)
+        result.timings = pd.DataFrame(rows, columns=["notebook", "seconds"])
+        log(f"== done: executed notebooks in {keep} and {result.run_dir} ==")
+        return result

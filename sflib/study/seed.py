@@ -1,0 +1,105 @@
+"""Seeding a study's stages from the paper's released data (``data/canonical/``).
+
+A study that lists a stage in ``seeded_from_data`` gets that stage's output copied from the
+vendored tables instead of computed; its manifest says ``seeded_from``. What each stage gets:
+
+- ``responses``: ``sample_responses`` (20 SuperNI instructions x 5 Alpaca-7B responses, 98 distinct);
+- ``ratings`` / ``rankings``: the recorded GPT-3.5-Turbo feedback on them (``sample_ratings``, ``sample_rankings``);
+- ``best_of_n``: the best-of-64 outputs chosen by each reward model (``ratings_outputs.json``,
+  ``rankings_outputs.json``) and the text-davinci-003 reference (``reference_outputs.json``),
+  AlpacaEval layout; the 64 samples themselves were not released, so there is no ``samples`` table;
+- ``evaluation``: the recorded evaluation judgments (``recorded_ratings_reference``,
+  ``recorded_ratings_ratings_rm``, ``recorded_rankings_reference_vs_ratings_rm``), which notebook
+  07 turns into win rates.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from .. import data as d
+from ..paths import data_dir
+from .config import SEEDABLE
+
+PAPER_JUDGE = "gpt-3.5-turbo (paper)"
+PAPER_POLICY = "alpaca-7b (paper)"
+
+#: stage -> {table name in the study folder: canonical table name}
+SEED_TABLES = {
+    "responses": {"responses": "sample_responses"},
+    "ratings": {"ratings": "sample_ratings"},
+    "rankings": {"rankings": "sample_rankings"},
+    "best_of_n": {"ratings_outputs": "eval_ratings_rm_outputs", "rankings_outputs": "eval_rankings_rm_outputs",
+                  "reference_outputs": "eval_reference_outputs"},
+    "evaluation": {"recorded_ratings_reference": "eval_ratings_reference",
+                   "recorded_ratings_ratings_rm": "eval_ratings_ratings_rm",
+                   "recorded_rankings_reference_vs_ratings_rm": "eval_rankings_reference_vs_ratings_rm"},
+}
+#: tables written in AlpacaEval's model_outputs layout (.json) rather than JSONL
+_JSON_TABLES = {"ratings_outputs", "rankings_outputs", "reference_outputs"}
+_INPUTS = {"responses": [], "ratings": ["responses"], "rankings": ["responses"], "best_of_n": [],
+           "evaluation": ["best_of_n"]}
+
+
+def canonical(name: str):
+    """A vendored canonical table (``data/canonical/<name>.jsonl``)."""
+    path = data_dir() / "canonical" / f"{name}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run `python -m sflib convert-original` to regenerate "
+                                "data/canonical")
+    return d.read_table(path)
+
+
+def seed_stage(study, stage: str, force: bool = False) -> Path | None:
+    """Copy ``stage``'s released output into the study folder (upstream seeded stages first).
+
+    Returns the stage folder, or None when the stage was already written and ``force`` is False.
+    """
+    if stage not in SEEDABLE:
+        raise ValueError(f"stage {stage!r} cannot be seeded from data/ (seedable: {', '.join(SEEDABLE)})")
+    if stage not in study.config.seeded_from_data:
+        raise ValueError(f"study {study.name}: stage {stage!r} is not listed in seeded_from_data")
+    if study.manifest(stage) is not None and not force:
+        return None
+    inputs = [up for up in _INPUTS[stage] if up in study.config.seeded_from_data]
+    for up in inputs:
+        if study.manifest(up) is None:
+            seed_stage(study, up)
+    frames = {name: canonical(src) for name, src in SEED_TABLES[stage].items()}
+    sources = [f"data/canonical/{src}.jsonl" for src in SEED_TABLES[stage].values()]
+    counts = {name: len(df) for name, df in frames.items()}
+    counts["n"] = len(next(iter(frames.values())))
+    if stage in ("ratings", "rankings", "evaluation"):  # recorded answers are all valid; lost ones are absent
+        counts.update(valid=sum(len(df) for df in frames.values()), invalid=0, failed=0)
+    notes = {
+        "responses": "the paper's Alpaca-7B responses (98 distinct of 100)",
+        "ratings": "the paper's recorded GPT-3.5-Turbo ratings (99 of 100 responses)",
+        "rankings": "the paper's recorded GPT-3.5-Turbo rankings (118 of 200 pairs)",
+        "best_of_n": "the paper's best-of-64 Alpaca-7B outputs per reward model and the text-davinci-003 "
+                     "reference; the 64 samples per instruction were not released",
+        "evaluation": "the paper's recorded GPT-3.5-Turbo evaluation judgments (partial)",
+    }[stage]
+    judge = PAPER_JUDGE if stage in ("ratings", "rankings", "evaluation") else None
+    policy = PAPER_POLICY if stage in ("responses", "best_of_n") else None
+    tables = {n: df for n, df in frames.items() if n not in _JSON_TABLES}
+    with tempfile.TemporaryDirectory(prefix=".seed-", dir=_tmp_parent(study)) as tmp:
+        files = []
+        for name, df in frames.items():
+            if name in _JSON_TABLES:
+                files.append(d.write_model_outputs(df, Path(tmp) / f"{name}.json"))
+        return study.save(stage, tables=tables, files=files, counts=counts, inputs=inputs, judge=judge,
+                          policy=policy, notes=notes, seeded_from=sources)
+
+
+def _tmp_parent(study) -> Path:
+    study.folder.mkdir(parents=True, exist_ok=True)
+    return study.folder
+
+
+def seed(study, force: bool = False) -> list[str]:
+    """Seed every stage the study lists in ``seeded_from_data``; returns the stages written."""
+    written = []
+    for stage in SEEDABLE:
+        if stage in study.config.seeded_from_data and seed_stage(study, stage, force=force) is not None:
+            written.append(stage)
+    return written
