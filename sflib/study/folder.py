@@ -235,6 +235,10 @@ class Study:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
             raise
+        hashes = {target.name: _sha(tmp.read_bytes()) for tmp, target in staged}
+        for f in files:  # files the notebook wrote into the stage folder itself (folders are listed only)
+            if Path(f).is_file() and Path(f).name not in hashes:
+                hashes[Path(f).name] = _sha(Path(f).read_bytes())
         mode = 0o666 & ~_umask()
         for tmp, target in staged:
             os.chmod(tmp, mode)  # mkstemp makes 0600; give the file the usual permissions
@@ -247,7 +251,7 @@ class Study:
             "inputs": {up: self.manifest_hash(up) for up in inputs},
             "judge": judge, "policy": policy, "template_version": template_version,
             "sflib_version": _sflib_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "tables": {n: int(len(df)) for n, df in tables.items()}, "files": listed,
+            "tables": {n: int(len(df)) for n, df in tables.items()}, "files": listed, "sha256": hashes,
             "counts": dict(counts or {}), "notes": notes,
         }
         if seeded_from:
@@ -304,8 +308,8 @@ def load(spec: str | os.PathLike = "paper") -> Study:
     path = Path(text)
     if not (path.suffix in (".yaml", ".yml") or path.exists()):
         path = root() / "studies" / f"{text}.yaml"
-    if not path.exists() and not Path(text).exists():
-        known = ", ".join(sorted(p.stem for p in (root() / "studies").glob("*.yaml")))
-        raise StudyConfigError(f"{text}: no such study file, and no studies/{text}.yaml (studies: {known})")
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in (root() / "studies").glob("*.yaml")))
+            raise StudyConfigError(f"{text}: no such study file, and no studies/{text}.yaml (studies: {known})")
     config = load_config(path)
     return Study(config, path.resolve(), spec=text)

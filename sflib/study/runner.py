@@ -14,6 +14,7 @@ before that notebook with :class:`BudgetExceeded`. A failing notebook stops the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -33,6 +34,13 @@ from .seed import seed
 NOTEBOOK_STAGE = {info[0][:2]: stage for stage, info in STAGE_INFO.items()}
 SECRET = re.compile(r"key|token|secret|password", re.IGNORECASE)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+class _QuietUnknownParameters(logging.Filter):
+    """Every notebook gets ``study`` and ``quick``; papermill's warning about a notebook without them is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("Passed unknown parameter")
 
 
 class BudgetExceeded(StudyError):
@@ -150,6 +158,15 @@ def run(study: Study | str = "paper", only=None, quick: bool = False, params: Ma
     """Run the study's notebooks in order (see the module notes); returns the run folder and timings."""
     import papermill as pm
 
+    quiet = _QuietUnknownParameters()
+    logging.getLogger("papermill").addFilter(quiet)
+    try:
+        return _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log)
+    finally:
+        logging.getLogger("papermill").removeFilter(quiet)
+
+
+def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log) -> RunResult:
     params = dict(params or {})
     check_params(params)
     study = study if isinstance(study, Study) else load(study)

@@ -1,0 +1,260 @@
+"""The study: validation, the folder (save / read / atomicity / staleness), paper seeding, the plan."""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import pandas as pd
+import pytest
+
+from sflib import data as d
+from sflib.prompts import alpaca_prompt
+from sflib.rankings import ranking_request
+from sflib.ratings import rating_request
+from sflib.store import AnnotationStore
+from sflib.study import StageMissing, StaleStage, StudyConfigError, load
+from sflib.study.config import SEEDABLE
+from sflib.study.planner import plan, status
+from sflib.study.seed import SEED_TABLES
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(out))
+    monkeypatch.delenv("SFLIB_PRICES", raising=False)
+    return out
+
+
+INSTRUCTIONS = [{"instruction": "Name a colour.", "input": ""},
+                {"instruction": "Add the numbers.", "input": "2 and 3"}]
+REFERENCE = [{"instruction": f"Question {i}?", "output": "Answer " * (i + 1), "generator": "ref", "dataset": "koala"}
+             for i in range(3)]
+
+
+def write_study(folder, text: str, name="tiny.yaml"):
+    (folder / "instructions.jsonl").write_text("\n".join(json.dumps(r) for r in INSTRUCTIONS) + "\n")
+    (folder / "reference.json").write_text(json.dumps(REFERENCE))
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+TINY = """\
+name: tiny
+budget_usd: 1.0
+instructions:
+  paths: [instructions.jsonl]
+policy:
+  name: local:smollm2
+  k: 3
+  max_new_tokens: 10
+feedback:
+  judge: openai:gpt-4o-mini
+best_of_n:
+  n: 4
+  reference: reference.json
+  datasets: null
+  max_new_tokens: 8
+evaluation:
+  judge: openai:gpt-4o-mini
+"""
+
+
+# ----------------------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("change, where, what", [
+    ("feedback:\n  judge: recorded\n  jduge: x\n", "feedback.jduge", "unknown key"),
+    ("policy:\n  k: five\n", "policy.k", "integer"),
+    ("instructions:\n  paths: [missing.jsonl]\n", "instructions.paths[0]", "file not found"),
+    ("feedback:\n  judge: gtp-4o\n", "feedback.judge", "unknown judge 'gtp-4o'"),
+    ("evaluation:\n  protocols: [rating, votes]\n", "evaluation.protocols[1]", "rating"),
+    ("colour: blue\n", "colour", "unknown key"),
+])
+def test_bad_study_file_names_file_and_key(tmp_path, change, where, what):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\n" + change)
+    with pytest.raises(StudyConfigError) as e:
+        load(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: {where}: "), message
+    assert what in message
+    assert "\n" not in message
+
+
+def test_cli_reports_a_bad_study_in_one_line(tmp_path, capsys):
+    from sflib.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nfeedback:\n  judge: gtp-4o\n")
+    assert main(["study", "plan", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: {path}: feedback.judge: unknown judge 'gtp-4o': expected "
+                                        "'openai:<model>', 'local:<model>', 'recorded[:files]' or 'human:<name>'"]
+
+
+def test_the_shipped_studies_are_valid():
+    for name in ("paper", "example", "paper_full_scale"):
+        assert load(name).config.name in ("paper", "example", "paper-full-scale")
+
+
+# ----------------------------------------------------------------------------- the folder
+
+def test_save_read_round_trip_and_manifest(tmp_path, outputs):
+    study = load(write_study(tmp_path, TINY))
+    assert study.folder == outputs / "studies" / "tiny"
+    resp = pd.DataFrame({"instruction_id": ["i1", "i1"], "response_id": ["r1", "r2"], "instruction": ["x", "x"],
+                         "input": ["", ""], "response": ["a", "b"]})
+    study.save("responses", tables={"responses": resp}, counts={"n": 2, "failed": 0}, policy="local:smollm2")
+    pd.testing.assert_frame_equal(study.read("responses"), resp)
+    m = study.manifest("responses")
+    assert m["study_hash"] == study.stage_hash("responses") and m["counts"] == {"n": 2, "failed": 0}
+    assert m["policy"] == "local:smollm2" and m["files"] == ["responses.jsonl"] and m["inputs"] == {}
+    rat = resp.assign(score=[3, 7])
+    study.save("ratings", tables={"ratings": rat}, inputs=["responses"], judge="openai:gpt-4o-mini")
+    assert study.manifest("ratings")["inputs"] == {"responses": study.manifest_hash("responses")}
+    assert study.read("ratings")["score"].tolist() == [3, 7]
+    assert status(study).set_index("stage").loc[["responses", "ratings", "rankings"], "state"].tolist() == [
+        "done", "done", "missing"]
+
+
+def test_a_failing_save_leaves_the_previous_output_intact(tmp_path, outputs, monkeypatch):
+    study = load(write_study(tmp_path, TINY))
+    old = pd.DataFrame({"a": [1, 2]})
+    study.save("consistency", tables={"pairs": old, "extra": old}, counts={"n": 2})
+    before = {p.name: p.read_bytes() for p in study.stage_dir("consistency").iterdir()}
+    real = pd.DataFrame.to_json
+    calls = []
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_json", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        study.save("consistency", tables={"pairs": pd.DataFrame({"a": [9]}), "extra": old}, counts={"n": 1})
+    after = {p.name: p.read_bytes() for p in study.stage_dir("consistency").iterdir()}
+    assert after == before  # no table replaced, manifest unchanged, no temporary file left
+    assert study.read("consistency")["a"].tolist() == [1, 2]
+
+
+def test_stage_missing_names_the_notebook_to_run(tmp_path, outputs):
+    path = write_study(tmp_path, TINY)
+    study = load(path)
+    with pytest.raises(StageMissing) as e:
+        study.read("ratings")
+    assert f"run 02_ratings first (python -m sflib study run {path} --only 02)" in str(e.value)
+    with pytest.raises(StageMissing, match="input responses has no output; run 01_generate first"):
+        study.save("ratings", tables={"ratings": pd.DataFrame({"a": [1]})}, inputs=["responses"])
+
+
+def test_changed_study_section_makes_downstream_stale(tmp_path, outputs):
+    path = write_study(tmp_path, TINY)
+    study = load(path)
+    study.save("responses", tables={"responses": pd.DataFrame({"x": [1]})})
+    study.save("ratings", tables={"ratings": pd.DataFrame({"x": [1]})}, inputs=["responses"])
+    study.save("reward_models", tables={"metrics": pd.DataFrame({"x": [1]})}, inputs=["responses"])
+    path.write_text(path.read_text().replace("judge: openai:gpt-4o-mini\nbest_of_n",
+                                             "judge: openai:gpt-4o\nbest_of_n"))
+    changed = load(path)
+    assert changed.read("responses")["x"].tolist() == [1]        # feedback is not an input of responses
+    with pytest.raises(StaleStage, match=r"stage ratings is stale: the study sections .*feedback.* changed"):
+        changed.read("ratings")
+    assert changed.state("reward_models") == "stale"              # downstream of feedback too
+    # rewriting an input makes the stages that read it stale, even with an unchanged study file
+    study.save("responses", tables={"responses": pd.DataFrame({"x": [2]})})
+    with pytest.raises(StaleStage, match="its input responses was rewritten since; re-run 02_ratings"):
+        study.read("ratings")
+
+
+# ----------------------------------------------------------------------------- paper seeding
+
+def test_paper_seeding_gives_the_canonical_tables(outputs):
+    study = load("paper")
+    assert set(study.config.seeded_from_data) == set(SEEDABLE)
+    for stage, tables in SEED_TABLES.items():
+        for name, src in tables.items():
+            canonical = d.read_table(study_root() / "data" / "canonical" / f"{src}.jsonl")
+            got = study.read(stage, name)          # seeded on first read
+            if name.endswith("_outputs"):
+                canonical = canonical[["instruction", "output", "generator", "dataset"]]
+            pd.testing.assert_frame_equal(got, canonical, check_dtype=False)
+        m = study.manifest(stage)
+        assert m["seeded_from"] == [f"data/canonical/{s}.jsonl" for s in tables.values()]
+        assert study.state(stage) == "seeded"
+    assert study.manifest("ratings")["inputs"] == {"responses": study.manifest_hash("responses")}
+    assert (study.stage_dir("best_of_n") / "ratings_outputs.json").exists()
+    with pytest.raises(StageMissing, match="run 04_consistency first"):
+        study.read("consistency")
+
+
+def study_root():
+    from sflib.paths import root
+
+    return root()
+
+
+# ----------------------------------------------------------------------------- the plan
+
+def test_plan_numbers_of_a_small_study(tmp_path, outputs):
+    study = load(write_study(tmp_path, TINY))
+    with AnnotationStore(outputs / "annotations.sqlite") as store:  # 4 stored rating answers of this judge
+        for i in range(4):
+            store.put(f"k{i}", judge="openai:gpt-4o-mini", model="gpt-4o-mini", template_version="rating-v1",
+                      params={}, messages=[], meta={}, status="ok", raw="Score: 5", value=5, valid=True,
+                      error=None, prompt_tokens=1000, completion_tokens=100, latency_s=0.1, attempts=1)
+    df = plan(study).set_index("stage")
+    tok = lambda chars: math.ceil(chars / 4)  # noqa: E731
+    usd = lambda i, o: (i * 0.15 + o * 0.60) / 1e6  # noqa: E731  gpt-4o-mini list price
+    ph = "x" * 40                                    # a response not yet written: max_new_tokens x 4 characters
+    msgs = lambda r: sum(len(m["content"]) for m in r.messages)  # noqa: E731
+
+    r = df.loc["responses"]
+    assert (r["calls"], r["output_tokens"], r["usd"]) == (6, 60, 0.0)
+    assert r["input_tokens"] == tok(3 * sum(len(alpaca_prompt(x["instruction"], x["input"])) for x in INSTRUCTIONS))
+
+    r = df.loc["ratings"]
+    in_tok = tok(3 * sum(msgs(rating_request(x["instruction"], x["input"], ph)) for x in INSTRUCTIONS))
+    assert (r["calls"], r["stored"], r["input_tokens"], r["output_tokens"]) == (6, 4, in_tok, 6 * 64)
+    assert r["usd"] == pytest.approx(usd(in_tok, 384)) and r["usd_to_pay"] == pytest.approx(usd(in_tok, 384) * 2 / 6)
+
+    r = df.loc["rankings"]                           # 3 pairs x 2 orders per instruction
+    in_tok = tok(6 * sum(msgs(ranking_request(x["instruction"], x["input"], ph, ph)) for x in INSTRUCTIONS))
+    assert (r["calls"], r["stored"], r["input_tokens"], r["output_tokens"]) == (12, 0, in_tok, 12 * 64)
+    assert r["usd"] == pytest.approx(usd(in_tok, 768))
+
+    r = df.loc["best_of_n"]
+    assert (r["calls"], r["output_tokens"]) == (12, 96)
+    assert r["input_tokens"] == tok(4 * sum(len(alpaca_prompt(x["instruction"])) for x in REFERENCE))
+
+    r = df.loc["evaluation"]                         # rating: 2 policies + reference; ranking: 2 x 2 orders
+    out = "x" * 32
+    chars = sum(msgs(rating_request(x["instruction"], "", x["output"])) + 2 * msgs(rating_request(x["instruction"], "", out))
+                + 2 * (msgs(ranking_request(x["instruction"], "", x["output"], out))
+                       + msgs(ranking_request(x["instruction"], "", out, x["output"]))) for x in REFERENCE)
+    assert (r["calls"], r["input_tokens"], r["output_tokens"]) == (21, tok(chars), 21 * 64)
+
+    total = df.loc["total"]
+    assert total["calls"] == 6 + 6 + 12 + 12 + 21
+    assert total["usd"] == pytest.approx(df.drop(index="total")["usd"].sum())
+    assert df.loc[["consistency", "reward_models"], "calls"].tolist() == [0, 0]
+
+
+def test_full_scale_plan_counts_the_papers_calls():
+    df = plan(load("paper_full_scale")).set_index("stage")
+    assert df.loc["responses", "calls"] == 5000 * 5
+    assert df.loc["ratings", "calls"] == 5000 * 5
+    assert df.loc["rankings", "calls"] == 5000 * 10 * 2
+    assert df.loc["best_of_n", "calls"] == 553 * 64
+    assert df.loc["evaluation", "calls"] == 553 * 3 + 553 * 2 * 2
+    assert "counted 5000" in df.loc["ratings", "note"]
+    assert 10 < df.loc["total", "usd"] < load("paper_full_scale").config.budget_usd
+
+
+def test_paper_plan_pays_nothing(outputs):
+    df = plan(load("paper")).set_index("stage")
+    assert df["usd"].sum() == 0
+    assert df.loc[["responses", "ratings", "rankings", "best_of_n"], "calls"].sum() == 0

@@ -1,0 +1,121 @@
+"""The study runner: papermill on throwaway notebooks, executed copies, SFLIB_OUTPUTS, budget, failures."""
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import pytest
+
+from sflib.paths import root
+from sflib.study import load
+from sflib.study.runner import BudgetExceeded, NotebookFailed, check_params, parse_only, run
+
+STUDY = """\
+name: runner-test
+budget_usd: {budget}
+instructions:
+  paths: [instructions.jsonl]
+policy:
+  name: local:smollm2
+  k: 2
+feedback:
+  judge: openai:gpt-4o-mini
+best_of_n:
+  n: 2
+  sample: 2
+evaluation:
+  judge: openai:gpt-4o-mini
+"""
+
+
+def notebook(path, body: str):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('study = "paper"\nquick = False\nvalue = 0')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+WRITE = """\
+import os, json, pathlib
+out = pathlib.Path(os.environ["SFLIB_OUTPUTS"])
+(out / "ran-{name}.json").write_text(json.dumps({{"study": study, "quick": quick, "value": value,
+    "figures": os.environ.get("SFLIB_FIGURES"), "cwd": os.getcwd()}}))
+"""
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(out))
+    monkeypatch.delenv("SFLIB_FIGURES", raising=False)
+    (tmp_path / "instructions.jsonl").write_text(json.dumps({"instruction": "Say hi.", "input": ""}) + "\n")
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    return tmp_path, out, nbs
+
+
+def write_study(tmp_path, budget):
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY.format(budget=budget))
+    return path
+
+
+def test_run_writes_executed_copies_under_sflib_outputs(setup):
+    tmp_path, out, nbs = setup
+    notebook(nbs / "01_first.ipynb", WRITE.format(name="01"))
+    notebook(nbs / "04_second.ipynb", WRITE.format(name="04"))
+    notebook(nbs / "05_skipped.ipynb", "raise RuntimeError('must not run')")
+    path = write_study(tmp_path, "null")
+    runs_in_repo = sorted(os.listdir(root() / "outputs" / "runs")) if (root() / "outputs" / "runs").exists() else []
+    result = run(path, only="01,4", params={"value": 7}, notebooks_dir=nbs, progress=False, log=lambda m: None)
+    study = load(path)
+    kept = study.folder / "notebooks"
+    assert sorted(p.name for p in kept.iterdir()) == ["01_first.ipynb", "04_second.ipynb"]
+    assert result.executed == [kept / "01_first.ipynb", kept / "04_second.ipynb"]
+    latest = out / "runs" / "latest"
+    assert latest.is_symlink() and latest.resolve() == result.run_dir.resolve()
+    assert sorted(p.name for p in latest.iterdir()) == ["01_first.ipynb", "04_second.ipynb", "study.yaml", "timings.tsv"]
+    assert (latest / "timings.tsv").read_text().splitlines()[0] == "notebook\tseconds"
+    ran = json.loads((out / "ran-01.json").read_text())
+    assert ran["study"] == str(path.resolve()) and ran["quick"] is False and ran["value"] == 7
+    assert ran["figures"] == str(out / "figures") and ran["cwd"] == str(nbs)
+    assert not (out / "ran-05.json").exists()
+    executed = json.loads((kept / "04_second.ipynb").read_text())
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
+    # nothing under the repository
+    now = sorted(os.listdir(root() / "outputs" / "runs")) if (root() / "outputs" / "runs").exists() else []
+    assert now == runs_in_repo
+    assert str(result.run_dir).startswith(str(out))
+
+
+def test_failing_notebook_stops_the_run_with_its_executed_copy(setup):
+    tmp_path, out, nbs = setup
+    notebook(nbs / "01_fails.ipynb", "raise ValueError('broken on purpose')")
+    notebook(nbs / "02_after.ipynb", WRITE.format(name="02"))
+    with pytest.raises(NotebookFailed) as e:
+        run(write_study(tmp_path, "null"), notebooks_dir=nbs, progress=False, log=lambda m: None)
+    assert "01_fails.ipynb failed" in str(e.value) and "ValueError: broken on purpose" in str(e.value)
+    assert e.value.path.exists() and "broken on purpose" in e.value.path.read_text()
+    assert str(e.value.path) in str(e.value)
+    assert not (out / "ran-02.json").exists()
+
+
+def test_budget_stops_before_the_stage_that_would_exceed_it(setup):
+    tmp_path, out, nbs = setup
+    notebook(nbs / "01_generate.ipynb", WRITE.format(name="01"))   # local policy: free
+    notebook(nbs / "02_ratings.ipynb", WRITE.format(name="02"))    # a paid judge
+    with pytest.raises(BudgetExceeded, match=r"stopping before 02_ratings: spent \$0.00 \+ planned \$0.00 for "
+                                             r"stage ratings would exceed budget_usd \$0.00"):
+        run(write_study(tmp_path, "0.0000001"), notebooks_dir=nbs, progress=False, log=lambda m: None)
+    assert (out / "ran-01.json").exists() and not (out / "ran-02.json").exists()
+
+
+def test_parameters_and_only_are_checked():
+    with pytest.raises(ValueError, match="refusing parameter 'api_key'"):
+        check_params({"judge": "x", "api_key": "sk-1"})
+    assert parse_only("2, 03") == {"02", "03"}
+    with pytest.raises(ValueError, match="notebook numbers"):
+        parse_only("ratings")
