@@ -258,3 +258,36 @@ def test_paper_plan_pays_nothing(outputs):
     df = plan(load("paper")).set_index("stage")
     assert df["usd"].sum() == 0
     assert df.loc[["responses", "ratings", "rankings", "best_of_n"], "calls"].sum() == 0
+
+
+def test_save_copies_files_and_folders_and_reads_json_tables(tmp_path, outputs):
+    study = load(write_study(tmp_path, TINY))
+    model = tmp_path / "ratings"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"\0" * 10)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"ratings": {"mse": 0.5}, "rankings": {"accuracy": 0.75}}))
+    study.save("reward_models", files=[model, metrics], counts={"n": 2})
+    folder = study.stage_dir("reward_models")
+    assert (folder / "ratings" / "weights.bin").read_bytes() == b"\0" * 10
+    m = study.manifest("reward_models")
+    assert m["files"] == ["metrics.json", "ratings"] and set(m["sha256"]) == {"metrics.json", "ratings"}
+    assert study.read("reward_models").loc[0, "rankings.accuracy"] == 0.75
+    assert study.path_of("reward_models", "metrics.json") == folder / "metrics.json"
+    (model / "weights.bin").write_bytes(b"\1" * 10)            # a retrained model replaces the folder
+    study.save("reward_models", files=[model, metrics])
+    assert (folder / "ratings" / "weights.bin").read_bytes() == b"\1" * 10
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "metrics.json", "ratings"]
+
+
+def test_cli_plan_and_status_print_their_tables(capsys, outputs):
+    from sflib.cli import main
+
+    assert main(["study", "plan", "paper_full_scale"]) == 0
+    out = capsys.readouterr().out
+    total = [line for line in out.splitlines() if line.strip().startswith("total")][0]
+    assert "189,263" in total and "$" in total
+    assert "budget_usd: $150.00" in out
+    assert main(["study", "status", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "02_ratings/" in out and "missing" in out

@@ -119,3 +119,22 @@ def test_parameters_and_only_are_checked():
     assert parse_only("2, 03") == {"02", "03"}
     with pytest.raises(ValueError, match="notebook numbers"):
         parse_only("ratings")
+
+
+def test_cli_run_passes_parameters_and_reports_a_budget_stop(setup, capsys):
+    from sflib.cli import main
+
+    tmp_path, out, nbs = setup
+    notebook(nbs / "01_generate.ipynb", WRITE.format(name="01"))
+    notebook(nbs / "02_ratings.ipynb", WRITE.format(name="02"))
+    path = write_study(tmp_path, "null")
+    assert main(["study", "run", str(path), "--only", "01", "-p", "value", "3", "--quick", "--no-progress",
+                 "--notebooks", str(nbs)]) == 0
+    ran = json.loads((out / "ran-01.json").read_text())
+    assert (ran["value"], ran["quick"]) == (3, True)
+    assert main(["study", "run", str(path), "-p", "openai_api_key", "x", "--notebooks", str(nbs)]) == 1
+    assert "refusing parameter 'openai_api_key'" in capsys.readouterr().err
+    path.write_text(STUDY.format(budget="0.0000001"))
+    assert main(["study", "run", str(path), "--no-progress", "--notebooks", str(nbs)]) == 1
+    err = capsys.readouterr().err
+    assert "error: study runner-test: stopping before 02_ratings" in err and "Traceback" not in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -47,8 +48,9 @@ def _status(args) -> int:
 
     study = load(args.study)
     df = status(study)
-    print(f"study {study.name}: {study.folder}")
-    print(_table(df.drop(columns=["folder"]), ["spent_usd"]))
+    df["folder"] = [f"{Path(f).name}/" if stage != "total" else "" for stage, f in zip(df["stage"], df["folder"])]
+    print(f"study {study.name}: outputs in {study.folder}")
+    print(_table(df, ["spent_usd"]))
     return 0
 
 
@@ -64,6 +66,7 @@ def _run(args) -> int:
     params = {name: _value(value) for name, value in (args.parameters or [])}
     try:
         result = run(args.study, only=args.only, quick=args.quick, params=params, progress=not args.no_progress,
+                     notebooks_dir=Path(args.notebooks) if args.notebooks else None,
                      log=lambda m: print(m, file=sys.stderr))
     except (BudgetExceeded, NotebookFailed) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -87,6 +90,7 @@ def add_cli(subparsers) -> None:
             q.add_argument("-p", "--parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
                            help="a papermill parameter for every notebook (repeatable)")
             q.add_argument("--no-progress", action="store_true", help="no papermill progress bars")
+            q.add_argument("--notebooks", help="folder of NN_*.ipynb notebooks to run (default: the repository's notebooks/)")
         q.set_defaults(func=func)
 
 

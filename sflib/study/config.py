@@ -195,7 +195,7 @@ def _check_names(cfg: StudyConfig, file: str) -> None:
             continue
         try:
             _resolve(kind, name)
-        except (ValueError, KeyError, FileNotFoundError) as e:
+        except Exception as e:  # whatever the resolver raises, the user gets one line naming file and key
             raise StudyConfigError(f"{file}: {where}: {e}") from None
 
 

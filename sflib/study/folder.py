@@ -81,6 +81,15 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _fingerprint(path: Path) -> str:
+    """sha256 of a file's bytes; of a folder's listing with sizes and modification times (cheap for model weights)."""
+    if path.is_file():
+        return _sha(path.read_bytes())
+    listing = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                     for p in path.rglob("*") if p.is_file())
+    return _sha(json.dumps(listing).encode("utf-8"))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -94,6 +103,61 @@ def _sflib_version() -> str:
         return version("sflib")
     except Exception:
         return "unknown"
+
+
+def _stage_outputs(out: Path, stage: str, tables: Mapping[str, pd.DataFrame], files: Iterable) -> list[tuple[Path, Path]]:
+    """Write every table and copy every outside file / folder to a temporary path in ``out``.
+
+    Returns ``[(temporary, target)]``; on any error the temporaries are removed and it re-raises.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, df in tables.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
+            os.close(fd)
+            staged.append((Path(tmp), out / f"{name}.jsonl"))
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        for f in files:
+            src = Path(f)
+            if not src.exists():
+                raise FileNotFoundError(f"save({stage!r}): {src} does not exist")
+            if src.resolve().parent == out.resolve():
+                continue  # already in place
+            if src.is_dir():
+                tmp = Path(tempfile.mkdtemp(prefix=f".{src.name}.", suffix=".tmp", dir=out))
+                staged.append((tmp, out / src.name))
+                shutil.copytree(src, tmp, dirs_exist_ok=True)
+            else:
+                fd, name = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".tmp", dir=out)
+                os.close(fd)
+                staged.append((Path(name), out / src.name))
+                shutil.copyfile(src, name)
+    except BaseException:
+        for tmp, _ in staged:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        raise
+    return staged
+
+
+def _commit(staged: list[tuple[Path, Path]]) -> None:
+    """Rename every temporary into place (a replaced folder is moved aside first, then removed)."""
+    mode = 0o666 & ~_umask()
+    for tmp, target in staged:
+        if tmp.is_dir():
+            old = None
+            if target.exists():
+                old = target.with_name(f".{target.name}.old.{os.getpid()}")
+                os.replace(target, old)
+            os.replace(tmp, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.chmod(tmp, mode)  # mkstemp makes 0600; give the file the usual permissions
+            os.replace(tmp, target)
 
 
 class Study:
@@ -214,35 +278,11 @@ class Study:
                                    + _run_hint(self, up))
         out = self.stage_dir(stage)
         out.mkdir(parents=True, exist_ok=True)
-        staged: list[tuple[Path, Path]] = []
-        try:
-            for name, df in tables.items():
-                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
-                os.close(fd)
-                staged.append((Path(tmp), out / f"{name}.jsonl"))
-                df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-            for f in files:
-                src = Path(f)
-                if not src.exists():
-                    raise FileNotFoundError(f"save({stage!r}): file {src} does not exist")
-                if src.resolve().parent != out.resolve() and src.is_file():
-                    fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".tmp", dir=out)
-                    os.close(fd)
-                    staged.append((Path(tmp), out / src.name))
-                    shutil.copyfile(src, tmp)
-        except BaseException:
-            for tmp, _ in staged:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-            raise
-        hashes = {target.name: _sha(tmp.read_bytes()) for tmp, target in staged}
-        for f in files:  # files the notebook wrote into the stage folder itself (folders are listed only)
-            if Path(f).is_file() and Path(f).name not in hashes:
-                hashes[Path(f).name] = _sha(Path(f).read_bytes())
-        mode = 0o666 & ~_umask()
-        for tmp, target in staged:
-            os.chmod(tmp, mode)  # mkstemp makes 0600; give the file the usual permissions
-            os.replace(tmp, target)
+        staged = _stage_outputs(out, stage, tables, files)
+        hashes = {target.name: _fingerprint(tmp) for tmp, target in staged}
+        for f in files:  # what the notebook wrote into the stage folder itself
+            hashes.setdefault(Path(f).name, _fingerprint(Path(f)))
+        _commit(staged)
         listed = sorted({Path(f).name for f in files} | {f"{n}.jsonl" for n in tables})
         manifest = {
             "stage": stage, "notebook": STAGE_INFO[stage][0], "study": self.name,
@@ -296,10 +336,20 @@ class Study:
             if (folder / f"{name}{suffix}").exists():
                 return d.read_table(folder / f"{name}{suffix}")
         if (folder / f"{name}.json").exists():
-            return d.read_model_outputs(folder / f"{name}.json")
+            return _read_json_table(folder / f"{name}.json")
         have = sorted(p.stem for p in folder.iterdir() if p.suffix in (".jsonl", ".parquet", ".json")
                       and p.name != MANIFEST)
         raise StageMissing(f"study {self.name}: stage {stage} has no table {name!r} (it has: {', '.join(have)})")
+
+
+def _read_json_table(path: Path) -> pd.DataFrame:
+    """A ``.json`` output as a table: AlpacaEval outputs, a list of records, or one object as one row."""
+    obj = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(obj, list) and obj and isinstance(obj[0], dict) and {"instruction", "output"} <= set(obj[0]):
+        return d.read_model_outputs(path)
+    if isinstance(obj, list):
+        return pd.DataFrame.from_records(obj)
+    return pd.json_normalize(obj) if isinstance(obj, dict) else pd.DataFrame({"value": [obj]})
 
 
 def load(spec: str | os.PathLike = "paper") -> Study:

@@ -301,6 +301,8 @@ def status(study) -> pd.DataFrame:
         counts = m.get("counts") or {}
         state = study.state(stage)
         detail = "; ".join(study.stale_reasons(stage)) if state == "stale" else (m.get("notes") or "")
+        if state == "missing" and stage in study.config.seeded_from_data:
+            detail = "seeded from data/canonical on the first read or run"
         if counts.get("reasons"):
             detail = (detail + "; " if detail else "") + f"reasons: {counts['reasons']}"
         rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], state=state,
