@@ -121,6 +121,9 @@ def _environment():
     saved = dict(os.environ)
     for k, v in OFFLINE_ENV.items():
         os.environ.setdefault(k, v)
+    for k in ("SFLIB_OUTPUTS", "SFLIB_FIGURES", "SFLIB_ROOT", "SFLIB_CACHE", "SFLIB_PRICES"):
+        if os.environ.get(k):  # the notebooks run in notebooks/: a relative path would point elsewhere
+            os.environ[k] = str(Path(os.environ[k]).expanduser().resolve())
     if os.environ.get("SFLIB_OUTPUTS") and not os.environ.get("SFLIB_FIGURES"):
         os.environ["SFLIB_FIGURES"] = str(outputs_dir() / "figures")
     try:
