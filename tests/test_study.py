@@ -291,3 +291,28 @@ def test_cli_plan_and_status_print_their_tables(capsys, outputs):
     assert main(["study", "status", "paper"]) == 0
     out = capsys.readouterr().out
     assert "02_ratings/" in out and "missing" in out
+
+
+def test_plan_uses_the_written_responses_and_inputs_apply_the_filters(tmp_path, outputs):
+    from sflib.study import inputs
+
+    study = load(write_study(tmp_path, TINY))
+    resp = pd.DataFrame({"instruction_id": ["i1", "i1", "i2"], "response_id": ["r1", "r2", "r3"],
+                         "instruction": ["Name a colour.", "Name a colour.", "Add."], "input": ["", "", "2 and 3"],
+                         "response": ["Red.", "Blue is a colour.", "5"]})
+    study.save("responses", tables={"responses": resp})
+    df = plan(study).set_index("stage")
+    assert df.loc["responses", "stored"] == df.loc["responses", "calls"] == 6 and df.loc["responses", "usd_to_pay"] == 0
+    msgs = lambda r: sum(len(m["content"]) for m in r.messages)  # noqa: E731
+    assert df.loc["ratings", "calls"] == 3
+    assert df.loc["ratings", "input_tokens"] == math.ceil(sum(
+        msgs(rating_request(i, x, r)) for i, x, r in zip(resp["instruction"], resp["input"], resp["response"])) / 4)
+    assert df.loc["rankings", "calls"] == 2               # one pair (i1), both orders; i2 has a single response
+    assert len(inputs.instructions(study)) == 2
+    study.config.instructions.max_chars = 15               # "Name a colour." (14) stays, "Add the numbers." + input goes
+    assert inputs.instructions(study)["instruction"].tolist() == ["Name a colour."]
+    paper = load("paper")
+    ev = inputs.evaluation_instructions(paper)
+    assert len(ev) == 553 and set(ev["dataset"]) == {"helpful_base", "koala", "oasst", "vicuna"}
+    paper.config.best_of_n.sample = 12
+    assert len(inputs.evaluation_instructions(paper)) == 12
