@@ -26,7 +26,6 @@ import sqlite3
 import numpy as np
 import pandas as pd
 
-from .. import data as d
 from ..prompts import alpaca_prompt
 from ..ratings import render_messages, task_block, template_version
 from .config import STAGES, _resolve
