@@ -162,7 +162,14 @@ def test_mostly_unparsable_judge_completes_with_counts(example_flow, tmp_path, m
     shutil.copytree(example_flow["outputs"] / "generations", outputs / "generations")  # SmolLM2's samples, cached
     monkeypatch.setenv("SFLIB_OUTPUTS", str(outputs))
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
-    monkeypatch.setattr(fake_openai, "reply_for", _mostly_prose(fake_openai.reply_for))
+    noisy = _mostly_prose(fake_openai.reply_for)
+    monkeypatch.setattr(fake_openai, "reply_for", noisy)
+    try:  # the server's replies may live in their own module (tests/fake_replies.py)
+        import fake_replies
+    except ImportError:
+        pass
+    else:
+        monkeypatch.setattr(fake_replies, "reply_for", noisy)
     with fake_openai.FakeOpenAI(latency=0.0) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         study_file = _example_study(tmp_path, "noisy")

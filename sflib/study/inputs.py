@@ -42,7 +42,8 @@ def available_instructions(study) -> pd.DataFrame:
     """Every instruction of ``instructions.paths`` (deduplicated, ``max_chars`` applied, not sampled)."""
     cfg = study.config.instructions
     if cfg.paths:
-        frames = [d.read_instructions(resolve_path(p, _base(study)), split=cfg.split) for p in cfg.paths]
+        paths = [resolve_path(p, _base(study)) for p in cfg.paths]  # ``split`` is for dataset folders only
+        frames = [d.read_instructions(p, split=cfg.split if p.is_dir() else None) for p in paths]
         df = pd.concat(frames, ignore_index=True)
         df, _ = d.dedupe(df, ["id"])
     else:
