@@ -62,14 +62,14 @@ def table(topic: str | None = None) -> pd.DataFrame:
     return df
 
 
-def paper_vs_ours(ours: Mapping[str, float], topic: str | None = None) -> pd.DataFrame:
+def paper_vs_ours(ours: Mapping[str, float], topic: str | None = None, *, digits: int | None = 1) -> pd.DataFrame:
     """One row per quantity: the paper's value (where it states one), ours, and where the paper says it.
 
     ``ours`` maps a quantity name (as in :func:`table`, e.g. ``"disagreement, AI
     annotators (%)"``) to this run's value, or to ``(value, low, high)`` for an interval.
     Quantities the paper does not state get ``paper_value`` NaN and source "not stated in the
     paper"; paper quantities we have no number for get ``ours`` NaN. Columns: quantity,
-    paper_value, ours, ours_low, ours_high, source.
+    paper_value, ours, ours_low, ours_high, source. Our values are rounded to ``digits`` (None: as given).
     """
     paper = table(topic).set_index("quantity")
     rows = []
@@ -84,7 +84,10 @@ def paper_vs_ours(ours: Mapping[str, float], topic: str | None = None) -> pd.Dat
         if q not in ours:
             rows.append({"quantity": q, "paper_value": r["paper_value"], "ours": float("nan"),
                          "ours_low": float("nan"), "ours_high": float("nan"), "source": r["source"]})
-    return pd.DataFrame(rows, columns=["quantity", "paper_value", "ours", "ours_low", "ours_high", "source"])
+    df = pd.DataFrame(rows, columns=["quantity", "paper_value", "ours", "ours_low", "ours_high", "source"])
+    if digits is not None:
+        df[["ours", "ours_low", "ours_high"]] = df[["ours", "ours_low", "ours_high"]].round(digits)
+    return df
 
 
 __all__ = ["ARXIV", "URL", "TOPICS", "PaperNumber", "NUMBERS", "numbers", "table", "paper_vs_ours"]

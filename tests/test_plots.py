@@ -186,3 +186,11 @@ def test_every_other_plot_function_renders(tmp_path):
     for name, fig in figs.items():
         assert fig.get_size_inches()[0] in (pytest.approx(style.COLUMN), pytest.approx(style.FULL)), name
         assert all(p.stat().st_size > 1000 for p in plots.save_figure(fig, name, tmp_path))
+
+
+def test_winrate_legend_is_not_hatched_by_a_small_bar():
+    fig = plots.plot_winrates(_winrates(), min_n=10)
+    handles = fig.axes[0].get_legend().legend_handles
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["rating protocol", "ranking protocol", "50%: tie with the reference"]
+    assert not any(getattr(h, "get_hatch", lambda: None)() for h in handles)

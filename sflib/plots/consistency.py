@@ -11,7 +11,7 @@ from .common import MIN_N, interval_err, label_n, mark_small, nothing_to_draw, s
 from .feedback import wilson
 from .style import AGREE, EQUAL, OKABE_ITO, OPPOSITE, PAPER, figure, styled
 
-_DECISION_TICKS = ["a (response 1)", "b (response 2)", "equal"]
+_DECISION_TICKS = ["a\n(response 1)", "b\n(response 2)", "equal"]
 
 
 @styled
@@ -62,13 +62,12 @@ def plot_consistency_by_gap(by_gap, *, overall: float | None = None, min_n: int 
     a1.errorbar(x, cons, yerr=err, fmt="none", ecolor="black", lw=0.8)
     label_n(a1, x, cons + err[1], by_gap["n"], min_n)
     if overall is not None:
-        a1.axhline(100 * overall, color=PAPER, ls="--", lw=1, label=f"all pairs {100 * overall:.0f}%")
-        a1.legend(loc="upper left")
+        a1.axhline(100 * overall, color=PAPER, ls="--", lw=1)
     a1.set_xticks(x, labels)
     a1.set_xlabel("rating gap |score1 − score2| (0 = ratings tie)")
     a1.set_ylabel("ratings and rankings agree (%)")
     a1.set_ylim(0, 110)
-    a1.set_title("Agreement by rating gap")
+    a1.set_title("Agreement by rating gap" + (f" (dashed: all pairs, {100 * overall:.0f}%)" if overall is not None else ""))
     small_n_note(a1, faint, min_n)
     parts = [("agree", by_gap["consistency"], AGREE), ("one side says equal", by_gap["one_side_equal"], EQUAL),
              ("opposite preference", by_gap["opposite"], OPPOSITE)]

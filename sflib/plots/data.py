@@ -1,7 +1,7 @@
 """Stage 00 (the data) and 01 (generated responses): counts and lengths."""
 from __future__ import annotations
 
-from .style import GREY, figure, styled
+from .style import figure, styled
 
 
 @styled

@@ -9,6 +9,14 @@ from .common import MIN_N, chance_line, clipped_yerr, interval_err, mark_small, 
 from .style import GREY, OURS, PALETTE, PAPER, figure, styled
 
 
+def _legend(ax, names, **kw):
+    """A legend of plain colour patches (a faint, hatched first bar must not set the legend's look)."""
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(facecolor=PALETTE[k % len(PALETTE)], label=n) for k, n in enumerate(names)]
+              + [h for h, lab in zip(*ax.get_legend_handles_labels()) if lab.startswith("50%")], **kw)
+
+
 def _bar_text(ax, xs, ns, min_n):
     for xi, n in zip(xs, ns):
         if n == 0:
@@ -55,7 +63,7 @@ def plot_winrates(table, *, ax=None, title: str | None = None, min_n: int = MIN_
     ax.set_ylabel("win rate vs reference (%)")
     ref = ", ".join(dict.fromkeys(table["reference"].astype(str))) if "reference" in table else "the reference"
     ax.set_title(title or f"Win rate against {ref} (error bars: 1.96·SEM, clipped to 0–100)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _legend(ax, [f"{p} protocol" for p in protocols], loc="upper left", bbox_to_anchor=(1.0, 1.0))
     small_n_note(ax, faint, min_n)
     return fig
 
@@ -97,7 +105,7 @@ def plot_winrates_by_dataset(by_dataset, *, min_n: int = MIN_N, title: str | Non
         ax.set_ylim(0, 100)
         ax.set_title(f"{proto} protocol")
     axes[0][0].set_ylabel("win rate vs reference (%)")
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _legend(axes[0][-1], list(dict.fromkeys(df["policy"])), loc="upper left", bbox_to_anchor=(1.0, 1.0))
     small_n_note(axes[0][0], faint, min_n)
     fig.suptitle(title or "Win rate by source dataset")
     return fig

@@ -117,7 +117,7 @@ def plot_rm_accuracy(acc, *, chance: float = 0.5, min_n: int = MIN_N, title: str
     ax.set_xticks(x, [str(v) for v in df["reward_model"]])
     ax.set_ylim(0, 1.15)
     ax.set_ylabel("pairwise accuracy")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")
     ax.set_title(title or "Held-out pairwise accuracy (95% Wilson CI)")
     small_n_note(ax, faint, min_n)
     return fig
