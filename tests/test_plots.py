@@ -42,6 +42,17 @@ def test_style_is_applied_by_every_plot_function():
     assert len(set(style.PALETTE)) == 8
 
 
+def test_global_style_keeps_tight_layout_quiet():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig, ax = plots.plt.subplots()
+        ax.set_title("a cell's own figure")
+        fig.tight_layout()
+    assert matplotlib.rcParams["axes.prop_cycle"].by_key()["color"][0] == style.PALETTE[0]
+
+
 def test_score_distribution_drops_empty_and_marks_small_groups():
     df = pd.DataFrame({"score": [3] * 30 + [5] * 4 + [None], "valid": [True] * 34 + [False],
                        "source": ["big"] * 30 + ["tiny"] * 4 + ["empty"]})

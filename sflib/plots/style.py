@@ -60,8 +60,11 @@ RC = {
 
 
 def apply() -> None:
-    """Make the project style the global default (the notebooks' own matplotlib calls get it too)."""
-    matplotlib.rcParams.update(RC)
+    """Make the project style the global default (the notebooks' own matplotlib calls get it too).
+
+    Constrained layout stays off globally: a cell's own ``fig.tight_layout()`` would warn that the
+    layout changed. The plot functions and :func:`figure` use it."""
+    matplotlib.rcParams.update({k: v for k, v in RC.items() if k != "figure.constrained_layout.use"})
 
 
 def styled(func):
