@@ -290,3 +290,47 @@ def test_cli_offline_writes_json(tmp_path, capsys):
     assert pol["results"]["ranking"]["n_items"] == 553
     assert "original rules (ranking)" in capsys.readouterr().out
     assert main(["winrate", "--policy", str(v["ratings_rm"]), "--reference", str(v["reference"])]) == 1
+
+
+# ----------------------------------------------------------------------------- soft verdicts
+
+def test_soft_rating_protocol_compares_expected_scores():
+    pol = pd.DataFrame({"instruction": ["q1", "q2", "q3", "q4"], "score": [5, 5, 4, 6],
+                        "expected_score": [5.3, 4.8, np.nan, 5.5]})
+    ref = pd.DataFrame({"instruction": ["q1", "q2", "q3", "q4"], "score": [5, 5, 5, 6],
+                        "expected_score": [5.1, 4.9, 4.6, 5.5]})
+    hard = ev.winrate_from_ratings(pol, ref)
+    soft = ev.winrate_from_ratings(pol, ref, verdicts="soft")
+    assert list(hard.items["win"]) == [0.5, 0.5, 0.0, 0.5]
+    # q3's policy has no expected score: its hard 4 against the reference's 4.6
+    assert list(soft.items["win"]) == [1.0, 0.0, 0.0, 0.5]
+    assert soft.verdicts == "soft" and soft.notes == ["1 ratings without 'expected_score' use their hard score"]
+    assert (soft.wins, soft.ties, soft.losses) == (1, 1, 2)
+    assert soft.summary()["verdicts"] == "soft" and "soft verdicts" in str(soft)
+
+
+def test_soft_ranking_protocol_is_the_mean_probability_that_the_policy_is_better():
+    df = pd.DataFrame({"instruction": ["q1", "q2", "q3", "q4"], "decision": ["a", "equal", "b", None],
+                       "p_a": [0.8, 0.45, np.nan, 0.3]})
+    r = ev.winrate_from_rankings(df, verdicts="soft")
+    # q3 falls back to its hard decision (b: 1); q4 has no text decision but a p_a: counted
+    assert list(r.items["win"]) == pytest.approx([0.2, 0.55, 1.0, 0.7])
+    assert r.winrate == pytest.approx(100 * (0.2 + 0.55 + 1.0 + 0.7) / 4)
+    assert r.ci_sem == pytest.approx(_sem_ci([0.2, 0.55, 1.0, 0.7]))
+    assert (r.wins, r.ties, r.losses, r.n) == (3, 0, 1, 4)
+    hard = ev.winrate_from_rankings(df)
+    assert hard.n == 3 and hard.dropped == {"ranking judgment invalid": 1}
+
+
+def test_soft_without_columns_falls_back_to_hard_with_a_note():
+    df = pd.DataFrame({"instruction": ["q1", "q2"], "decision": ["b", "a"]})
+    r = ev.winrate_from_rankings(df, verdicts="soft")
+    assert r.verdicts == "hard" and "no 'p_a' column" in r.notes[0] and r.winrate == 50.0
+    pol = pd.DataFrame({"instruction": ["q1"], "score": [5], "expected_score": [5.5]})
+    ref = pd.DataFrame({"instruction": ["q1"], "score": [4]})
+    r = ev.winrate_from_ratings(pol, ref, verdicts="soft")
+    assert r.verdicts == "hard" and any("hard verdicts used for both sides" in n for n in r.notes)
+    e = ev.evaluate(_outputs([("q1", "pol good", "")]), _outputs([("q1", "ref", "")]), FakeJudge(), store=False,
+                    n_boot=10, progress=False, verdicts="soft")
+    assert all(res.verdicts == "hard" and res.notes for res in e.results.values())
+    assert e.results["ranking"].n == 1
