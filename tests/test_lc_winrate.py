@@ -194,3 +194,36 @@ def test_winrate_json_reports_lc_winrate(tmp_path):
     for proto in ("rating", "ranking"):
         assert "lc_winrate" in res[proto] and res[proto]["lc"]["n"] == res[proto]["n"]
     assert 0 < res["ranking"]["lc_winrate"] < 100
+
+
+def test_with_difficulty_refits_every_evaluation_from_the_others():
+    items = _items(80, seed=3)
+    rng = np.random.default_rng(5)
+    evals = {}
+    for name in ("A", "B"):
+        dec = pd.DataFrame({"instruction": items["instruction"], "decision": rng.choice(["a", "b", "equal"], 80)})
+        res = {"ranking": ev.winrate_from_rankings(dec, items=items, policy=name)}
+        evals[name] = ev.Evaluation(name, "reference", "j", None, res)
+    out = ev.with_difficulty(evals)
+    assert all(e.results["ranking"].lc.glm == "length_controlled_noreg" for e in out.values())
+    assert all(e.results["ranking"].lc.glm == "length_controlled_minimal" for e in evals.values())  # untouched
+    assert out["A"].lc_winrates["ranking"] == out["A"].results["ranking"].lc_winrate
+    single = ev.with_difficulty({"A": evals["A"]})
+    assert single["A"].results["ranking"].lc_winrate == evals["A"].results["ranking"].lc_winrate
+
+
+def test_original_vs_ours_table():
+    v = ev.vendored_paths()
+    ours = ev.winrates_from_recorded(v["ratings_rm"], v["reference"], policy_ratings=v["ratings_rm_ratings"],
+                                     reference_ratings=v["reference_ratings"], rankings=v["ratings_rm_rankings"],
+                                     n_boot=50)
+    t = ev.original_vs_ours(v["reference_ratings"], v["ratings_rm_ratings"], v["ratings_rm_rankings"],
+                            {"ours (from the CSVs)": ours})
+    assert list(zip(t["protocol"], t["computation"])) == [
+        ("rating", "original rules"), ("rating", "ours (from the CSVs)"),
+        ("ranking", "original rules"), ("ranking", "ours (from the CSVs)")]
+    by = t.set_index(["protocol", "computation"])
+    assert by.loc[("rating", "original rules"), "winrate"] == pytest.approx(ours["rating"].winrate)
+    assert by.loc[("ranking", "ours (from the CSVs)"), "lc_winrate"] == pytest.approx(ours["ranking"].lc_winrate)
+    assert by.loc[("rating", "original rules"), "n"] == ours["rating"].n
+    assert pd.isna(by.loc[("ranking", "original rules"), "lc_winrate"])   # the original had none
