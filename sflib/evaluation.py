@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from . import data as sfdata
+from .consistency_compare import load_rankings, load_ratings
 from .lc_winrate import LCResult, with_instruction_difficulty  # noqa: F401
 from .original_rules import (OriginalWinRate, _original, original_vs_ours,  # noqa: F401
                              original_winrate_from_rankings, original_winrate_from_ratings)
@@ -88,9 +89,10 @@ def winrates_from_recorded(policy_outputs: pd.DataFrame | os.PathLike | str,
     """Both protocols' win rates from recorded feedback, on the outputs' evaluation set.
 
     Ratings files: the original headerless ``instruction,input,output,score`` CSVs (or canonical
-    frames); rankings: headerless ``instruction,input,output1,output2,feedback`` with the
-    reference as output1 = (a). A protocol whose files are not given gets a result with nothing
-    counted and every instruction dropped as "no recorded judgment" — nothing is made up.
+    ``.jsonl`` / ``.parquet`` tables, or frames); rankings: headerless
+    ``instruction,input,output1,output2,feedback`` (or canonical) with the reference as output1 = (a).
+    A protocol whose files are not given gets a result with nothing counted and every instruction
+    dropped as "no recorded judgment" — nothing is made up.
     A recorded judgment of a different text than the output being evaluated is dropped.
     ``verdicts="soft"`` reads ``expected_score`` / ``p_a`` where the (canonical) tables have them.
     """
@@ -101,8 +103,8 @@ def winrates_from_recorded(policy_outputs: pd.DataFrame | os.PathLike | str,
 
     out: dict[str, WinRate] = {}
     if policy_ratings is not None and reference_ratings is not None:
-        out["rating"] = winrate_from_ratings(load(policy_ratings, sfdata.read_ratings_csv),
-                                             load(reference_ratings, sfdata.read_ratings_csv), items=al,
+        out["rating"] = winrate_from_ratings(load(policy_ratings, load_ratings),
+                                             load(reference_ratings, load_ratings), items=al,
                                              judge=judge, n_boot=n_boot, seed=seed, verdicts=verdicts)
     else:
         missing = "policy" if policy_ratings is None else "reference"
@@ -110,7 +112,7 @@ def winrates_from_recorded(policy_outputs: pd.DataFrame | os.PathLike | str,
             missing = "policy and reference"
         out["rating"] = no_judgments(al, "rating", reason=f"no recorded {missing} rating", judge=judge)
     if rankings is not None:
-        out["ranking"] = winrate_from_rankings(load(rankings, sfdata.read_rankings_csv), items=al, judge=judge,
+        out["ranking"] = winrate_from_rankings(load(rankings, load_rankings), items=al, judge=judge,
                                                n_boot=n_boot, seed=seed, verdicts=verdicts)
     else:
         out["ranking"] = no_judgments(al, "ranking", reason="no recorded ranking", judge=judge)

@@ -334,3 +334,20 @@ def test_soft_without_columns_falls_back_to_hard_with_a_note():
                     n_boot=10, progress=False, verdicts="soft")
     assert all(res.verdicts == "hard" and res.notes for res in e.results.values())
     assert e.results["ranking"].n == 1
+
+
+def test_recorded_canonical_tables_with_soft_columns(tmp_path):
+    from sflib import data as sfdata
+
+    ref = _outputs([("q1", "r1", "koala"), ("q2", "r2", "koala"), ("q3", "r3", "oasst")])
+    pol = _outputs([("q1", "p1", "koala"), ("q2", "p2", "koala"), ("q3", "p3", "oasst")])
+    rankings = sfdata.add_ids(pd.DataFrame({"instruction": ["q1", "q2", "q3"], "input": "",
+                                            "response1": ["r1", "r2", "r3"], "response2": ["p1", "p2", "p3"],
+                                            "decision": ["b", "equal", "a"], "p_a": [0.1, 0.6, np.nan]}))
+    sfdata.write_table(rankings, tmp_path / "rankings.jsonl")
+    hard = ev.winrates_from_recorded(pol, ref, rankings=tmp_path / "rankings.jsonl", datasets=None, n_boot=20)
+    soft = ev.winrates_from_recorded(pol, ref, rankings=tmp_path / "rankings.jsonl", datasets=None, n_boot=20,
+                                     verdicts="soft")
+    assert list(hard["ranking"].items["win"]) == [1.0, 0.5, 0.0]
+    assert list(soft["ranking"].items["win"]) == pytest.approx([0.9, 0.4, 0.0])
+    assert soft["ranking"].verdicts == "soft" and soft["rating"].n == 0
