@@ -148,6 +148,9 @@ def length_controlled(preference: Sequence[float], reference_length: Sequence[fl
     X_test = X.copy()
     X_test[:, 0] = 0.0  # as if there were no length difference
     pred = expit(X_test @ w)
+    if np.all(np.abs(w) < 1e-8):
+        notes.append(f"cross-validation chose C={C:g}, where every weight is 0: the model predicts 50% "
+                     "(the data do not support a length model; the raw win rate is the better summary)")
     se = float(pd.Series(pred).sem()) * 100
     return LCResult(100 * float(pred.mean()), se, n, glm=glm, coef=dict(zip(cols, w)), C=C,
                     note="; ".join(notes), predicted=pred)

@@ -84,6 +84,7 @@ def test_cross_validation_chooses_c_like_logisticregressioncv():
     assert lc.length_controlled(pref, len_ref, len_pol).C in set(np.logspace(-4, 4, 10)[4:])
     noise = lc.length_controlled(np.tile([0.0, 1.0], 10), np.arange(20.0), np.arange(20.0)[::-1])
     assert noise.C == pytest.approx(1e-4) and noise.lc_winrate == pytest.approx(50.0)
+    assert "every weight is 0" in noise.note
 
 
 def test_length_bias_is_removed():
