@@ -125,17 +125,25 @@ def test_cli_rate_end_to_end(tmp_path, capsys):
     gens = json.loads((ORIGINAL / "sample_generation.json").read_text())[:4]
     (tmp_path / "gen.json").write_text(json.dumps(gens))
     judge = f"recorded:{ORIGINAL / 'feedback_ratings_sample_generation.csv'}"
+    # one of the 20 was never recorded: the run is incomplete, so it exits non-zero with the reason and
+    # writes the partial result beside the output, not over it
     code, out, err = _run_cli(capsys, "rate", "--judge", judge, "--input", str(tmp_path / "gen.json"), "--output",
                               str(tmp_path / "ratings.jsonl"), "--store", str(tmp_path / "s.sqlite"), "--quiet")
+    assert code == 3, err
+    assert "1 failed (no recorded rating for instruction" in err and "--allow-partial" in err
+    assert not (tmp_path / "ratings.jsonl").exists() and (tmp_path / "ratings.partial.jsonl").exists()
+    code, out, err = _run_cli(capsys, "rate", "--judge", judge, "--input", str(tmp_path / "gen.json"), "--output",
+                              str(tmp_path / "ratings.jsonl"), "--store", str(tmp_path / "s.sqlite"), "--quiet",
+                              "--allow-partial")
     assert code == 0, err
-    assert "n=20" in out and "ok" in out and "$0.0000" in out
+    assert "n=20" in out and "ok" in out and "$0.0000" in out and "incomplete: 20 rows, 1 failed" in err
     table = d.read_table(tmp_path / "ratings.jsonl", required=d.RATING_COLUMNS + ["valid", "status", "raw"])
     recorded = d.read_ratings_csv(ORIGINAL / "feedback_ratings_sample_generation.csv")
     merged = table.merge(recorded.drop_duplicates("response_id"), on="response_id", suffixes=("", "_rec"))
     assert len(merged) >= 18 and (merged["score"] == merged["score_rec"]).all()
     # the original headerless layout, valid rows only
     code, out, err = _run_cli(capsys, "rate", "--judge", judge, "--input", str(tmp_path / "gen.json"), "--output",
-                              str(tmp_path / "ratings.csv"), "--no-store", "--quiet")
+                              str(tmp_path / "ratings.csv"), "--no-store", "--quiet", "--allow-partial")
     assert code == 0, err
     back = d.read_ratings_csv(tmp_path / "ratings.csv")
     assert len(back) == int(table["valid"].sum())
