@@ -59,11 +59,11 @@ _TYPE_WORDS = {int: "an integer", float: "a number", str: "text", list: "a list"
 
 #: defaults per kind; ``max_tokens`` also depends on the provider (see :func:`_defaults`)
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "judge": {"provider": "openai", "base_url": None, "base_url_env": None, "api_key_env": "OPENAI_API_KEY",
+    "judge": {"description": "", "provider": "openai", "base_url": None, "base_url_env": None, "api_key_env": "OPENAI_API_KEY",
               "concurrency": 16, "rpm": None, "tpm": None, "timeout": 60.0, "temperature": 0.0,
               "max_tokens": 512, "top_p": None, "template": "v1", "max_retries": 6, "batch_size": 8,
               "device": None, "files": None},
-    "policy": {"provider": "local", "base_url": None, "base_url_env": None, "api_key_env": "OPENAI_API_KEY",
+    "policy": {"description": "", "provider": "local", "base_url": None, "base_url_env": None, "api_key_env": "OPENAI_API_KEY",
                "concurrency": 8, "rpm": None, "tpm": None, "timeout": 120.0, "temperature": 1.0,
                "max_tokens": 128, "top_p": 0.9, "template": "chat", "max_retries": 6, "batch_size": 8,
                "device": None, "files": None},
@@ -139,7 +139,8 @@ def validate(raw: dict, source: str, kind: str) -> dict:
         if key not in KEYS:
             raise ConfigError(source, str(key), f"unknown key; known keys: {', '.join(k for k in KEYS if k != 'source')}")
         if not _type_ok(value, KEYS[key]):
-            want = " or ".join(dict.fromkeys(_TYPE_WORDS.get(t, t.__name__) for t in KEYS[key]))
+            types = [t for t in KEYS[key] if not (t is int and float in KEYS[key])]
+            want = " or ".join(_TYPE_WORDS.get(t, t.__name__) for t in types)
             raise ConfigError(source, key, f"expected {want}, found {type(value).__name__} {value!r}")
     provider = raw.get("provider")
     if provider is not None and provider not in PROVIDERS:
@@ -243,7 +244,7 @@ def resolve(kind: str, name: str) -> dict:
         if raw is None:
             examples = ("'openai:<model>', 'local:<model>', 'recorded[:file,...]'" if kind == "judge"
                         else "'openai:<model>', 'local:<model>', a local model folder")
-            raise ValueError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known_names(kind)) or '(none)'} "
+            raise ValueError(f"unknown {kind} {name!r}; known {FOLDERS[kind]}: {', '.join(known_names(kind)) or '(none)'} "
                              f"(from ./{FOLDERS[kind]}/ and sflib/configs/{FOLDERS[kind]}/), a path to a .yaml file, or {examples}")
     provider = raw.get("provider", DEFAULTS[kind]["provider"])
     cfg = {**_defaults(kind, provider), **raw, "provider": provider}
