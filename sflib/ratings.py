@@ -176,7 +176,9 @@ def read_responses(path: str | os.PathLike) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix == ".json":
         records = d._load_json_list(path)
-        if records and all("output" in r and "responses" not in r for r in records):
+        if not records:
+            raise d.DataError(path, "no responses: the file holds an empty list")
+        if all("output" in r and "responses" not in r for r in records):
             return _alpaca_outputs(records, path)  # Alpaca / AlpacaEval: instruction, input, output
         return d.read_generations(path)
     if suffix == ".csv":

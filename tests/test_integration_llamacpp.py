@@ -79,6 +79,7 @@ def test_rate_rank_consistency_chain_against_llama_cpp(server, tmp_path):
     common = ["--judge", "smollm2-llamacpp", "--input", "gen.json", "--store", "s.sqlite", "--quiet"]
 
     rated = _cli("rate", *common, "--output", "ratings.jsonl", "--allow-partial", url=server["url"], cwd=tmp_path)
+    print("rate:", rated.stdout, rated.stderr)
     assert rated.returncode == 0, rated.stderr
     assert "n=4 " in rated.stdout and "0 failed" in rated.stdout, rated.stdout + rated.stderr
     ratings = [json.loads(line) for line in (tmp_path / "ratings.jsonl").read_text().splitlines()]
@@ -92,6 +93,7 @@ def test_rate_rank_consistency_chain_against_llama_cpp(server, tmp_path):
         assert not (tmp_path / "ratings2.jsonl").exists() and (tmp_path / "ratings2.partial.jsonl").exists()
 
     ranked = _cli("rank", *common, "--output", "rankings.jsonl", "--allow-partial", url=server["url"], cwd=tmp_path)
+    print("rank:", ranked.stdout, ranked.stderr)
     assert ranked.returncode == 0, ranked.stderr
     assert "4 requests:" in ranked.stdout and "0 failed" in ranked.stdout, ranked.stdout + ranked.stderr
     rankings = [json.loads(line) for line in (tmp_path / "rankings.jsonl").read_text().splitlines()]
@@ -99,6 +101,7 @@ def test_rate_rank_consistency_chain_against_llama_cpp(server, tmp_path):
 
     consistency = _cli("consistency", "--ratings", "ratings.jsonl", "--rankings", "rankings.jsonl", "--bootstrap",
                        "50", "--json", "consistency.json", url=server["url"], cwd=tmp_path)
+    print("consistency:", consistency.returncode, consistency.stdout[:600], consistency.stderr[-600:])
     if consistency.returncode == 0:
         report = json.loads((tmp_path / "consistency.json").read_text())
         assert "consistency" in consistency.stdout.lower() and report

@@ -169,3 +169,26 @@ def test_rate_through_openai_judge_against_fake_server(tmp_path):
         assert server.requests == n and again["cached"].all()
     with AnnotationStore(tmp_path / "s.sqlite") as store:
         assert "sk-test-not-a-secret" not in json.dumps(store.to_frame().astype(str).to_dict("records"))
+
+
+def test_cli_rate_empty_list_is_one_error_naming_the_file(tmp_path, capsys):
+    (tmp_path / "empty.json").write_text("[]")
+    code, out, err = _run_cli(capsys, "rate", "--judge", "recorded", "--input", str(tmp_path / "empty.json"),
+                              "--output", str(tmp_path / "r.jsonl"), "--no-store")
+    assert code == 1 and "empty.json" in err and "no responses" in err and "Traceback" not in err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_cli_rate_reads_alpaca_outputs_json_and_limit(tmp_path, capsys):
+    rows = [{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"},
+            {"instruction": "Name a colour.", "input": "", "output": "Blue"}]
+    (tmp_path / "alpaca.json").write_text(json.dumps(rows))
+    recorded = pd.DataFrame({"instruction": ["Add the numbers.", "Name a colour."], "input": ["2 and 3", ""],
+                             "response": ["5", "Blue"], "score": [7, 6]})
+    d.write_table(recorded, tmp_path / "rec.jsonl")
+    code, out, err = _run_cli(capsys, "rate", "--judge", f"recorded:{tmp_path / 'rec.jsonl'}", "--input",
+                              str(tmp_path / "alpaca.json"), "--output", str(tmp_path / "r.jsonl"), "--no-store",
+                              "--quiet", "--limit", "1")
+    assert code == 0, err
+    table = d.read_table(tmp_path / "r.jsonl")
+    assert table["response"].tolist() == ["5"] and table["score"].tolist() == [7]

@@ -242,7 +242,8 @@ def resolve(kind: str, name: str) -> dict:
     else:
         raw, source = _shorthand(kind, name), "shorthand"
         if raw is None:
-            examples = ("'openai:<model>', 'local:<model>', 'recorded[:file,...]'" if kind == "judge"
+            examples = ("a spec: expected '<provider>:<model>' such as 'openai:<model>', 'local:<model>', "
+                        "'recorded[:file,...]'" if kind == "judge"
                         else "'openai:<model>', 'local:<model>', a local model folder")
             raise ValueError(f"unknown {kind} {name!r}; known {FOLDERS[kind]}: {', '.join(known_names(kind)) or '(none)'} "
                              f"(from ./{FOLDERS[kind]}/ and sflib/configs/{FOLDERS[kind]}/), a path to a .yaml file, or {examples}")
