@@ -460,30 +460,32 @@ def _parse_text(text: str):
 # ----------------------------------------------------------------------------- CLI
 
 def add_cli(subparsers) -> None:
+    from .judges.config import add_judge_options
+
     p = subparsers.add_parser(
         "generate", help="sample k responses per instruction (local transformers model or OpenAI-compatible server)",
         description="Sample k responses per instruction and write them as a canonical responses table "
-                    "(.jsonl/.parquet) and in the original generation JSON layout.",
+                    "(.jsonl/.parquet) and in the original generation JSON layout. Sampling settings default "
+                    "to the policy's config (sflib/configs/policies/ or ./policies/); the options below override it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--instructions", required=True, help="instructions file (.json/.jsonl/.csv/.parquet)")
     p.add_argument("--out", "--output", dest="out", required=True, help="responses table to write (.jsonl or .parquet)")
     p.add_argument("--generations-json", help="also write the original layout [{instruction, input, responses}]")
     p.add_argument("--n-instructions", type=int, help="a random sample of this many instructions (default: all)")
     p.add_argument("-k", "--k", dest="k", type=int, default=5, help="responses per instruction")
-    p.add_argument("--model", default="smollm2", help="local model: 'smollm2' or a Hugging Face causal-LM folder")
-    p.add_argument("--openai-model", help="sample from an OpenAI-compatible server with this model name instead")
-    p.add_argument("--policy", help="the policy as one spec: 'openai:<model>' (a server) or a local model "
-                                    "(same as --openai-model / --model)")
-    p.add_argument("--base-url", help="server URL, e.g. http://localhost:8000/v1 for `vllm serve` (default: OpenAI)")
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (server only)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (local only)")
+    p.add_argument("--policy", help="policy: a config name (smollm2, qwen2.5-7b-vllm, ./policies/NAME.yaml), a .yaml "
+                                    "path, 'openai:<model>' (a server) or a local model folder (default: smollm2)")
+    p.add_argument("--model", help="local model: 'smollm2' or a Hugging Face causal-LM folder (same as --policy)")
+    p.add_argument("--openai-model", help="sample from an OpenAI-compatible server with this model name "
+                                          "(same as --policy openai:MODEL)")
+    p.add_argument("--base-url", help="server URL, e.g. http://localhost:8000/v1 for `vllm serve` (default: the "
+                                      "policy's, else OpenAI)")
+    add_judge_options(p, sampling=True)
+    p.add_argument("--batch-size", type=int, help="sequences per forward pass (local only)")
     p.add_argument("--device", help="local model device, e.g. cuda or cpu (default: the GPU when there is one)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prompt-style", choices=PROMPT_STYLES, default="chat",
-                   help="the model's chat template, or the Alpaca prompt")
+    p.add_argument("--prompt-style", choices=PROMPT_STYLES, help="the model's chat template, or the Alpaca prompt "
+                                                                 "(default: the policy's, else chat)")
     p.add_argument("--generator", help="generator name recorded with each response")
     p.add_argument("--store", help="local: JSONL of finished samples; server: annotation store (.sqlite)")
     p.set_defaults(func=_cli)
@@ -491,27 +493,20 @@ def add_cli(subparsers) -> None:
 
 def _cli(args) -> int:
     from .data import read_instructions
+    from .judges.config import judge_overrides
+    from .policies import get_policy
 
+    given = [o for o, v in (("--policy", args.policy), ("--model", args.model), ("--openai-model", args.openai_model))
+             if v]
+    if len(given) > 1:
+        raise ValueError(f"give one of --policy, --model, --openai-model (got {', '.join(given)})")
+    spec = args.policy or args.model or (f"openai:{args.openai_model}" if args.openai_model else "smollm2")
+    overrides = dict(judge_overrides(args), base_url=args.base_url, batch_size=args.batch_size,
+                     device=args.device, template=args.prompt_style)
+    policy = get_policy(spec, **{k: v for k, v in overrides.items() if v is not None})
     instructions = pick_instructions(read_instructions(args.instructions), args.n_instructions, seed=args.seed)
-    if args.policy:
-        prefix, sep, rest = args.policy.partition(":")
-        if sep and prefix == "openai":
-            args.openai_model = rest
-        else:
-            args.model = args.policy
-    if args.openai_model:
-        from .judges.openai_judge import OpenAIJudge
-
-        kwargs = {"base_url": args.base_url} if args.base_url else {}
-        judge = OpenAIJudge(args.openai_model, concurrency=args.concurrency, temperature=args.temperature,
-                            max_tokens=args.max_new_tokens, top_p=args.top_p, **kwargs)
-        df = generate_openai(instructions, judge, k=args.k, store=args.store, prompt_style=args.prompt_style,
-                             seed=args.seed, generator=args.generator)
-    else:
-        df = generate_local(instructions, model=args.model, k=args.k, temperature=args.temperature, top_p=args.top_p,
-                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                            prompt_style=args.prompt_style, generator=args.generator, store=args.store,
-                            device=args.device)
+    df = policy.generate(instructions, k=args.k, seed=args.seed, store=args.store, generator=args.generator)
     paths = write_responses(df, args.out, args.generations_json)
-    print(f"{len(df)} responses for {df['instruction_id'].nunique()} instructions -> {', '.join(map(str, paths))}")
+    print(f"{len(df)} responses for {df['instruction_id'].nunique()} instructions from {policy.name} -> "
+          f"{', '.join(map(str, paths))}")
     return 0
