@@ -51,6 +51,8 @@ from .original_rules import (OriginalWinRate, _original, original_vs_ours,  # no
                              original_winrate_from_rankings, original_winrate_from_ratings)
 from .output_alignment import Alignment, _add, _as_outputs, _keys, _norm_text, align_outputs, instruction_key  # noqa: F401
 from .paths import data_dir
+from .judges import get_judge
+from .judges.config import add_judge_options, judge_overrides
 from .soft_verdicts import VERDICTS
 from .stats import N_BOOT, bootstrap_ci, ci_sem  # noqa: F401
 from .winrate import (DECISION_WIN, PROTOCOLS, WinRate, _by_dataset, _count, _invalid_reason,  # noqa: F401
@@ -290,8 +292,7 @@ def add_cli(subparsers) -> None:
                    help="hard: parsed score / decision; soft: the judge's expected_score / p_a where stored "
                         "(falls back to hard, with a note, where missing)")
     p.add_argument("--json", metavar="OUT", help="write all results as JSON here (each result with lc_winrate)")
-    # JUDGE LIMITS: --concurrency / --rpm / --tpm / --timeout are added here by the lead with the shared
-    # judge-options helper; _cli passes them on where it builds the judge (see JUDGE LIMITS there).
+    add_judge_options(p)
     p.set_defaults(func=_cli)
 
 
@@ -307,7 +308,8 @@ def _cli(args) -> int:
     per_policy: dict[str, dict[str, WinRate]] = {}
     if args.judge:
         store = False if args.no_store else args.store   # None: outputs/annotations.sqlite
-        judge = args.judge   # JUDGE LIMITS: build the judge with the CLI's limits here (get_judge(name, **limits))
+        limits = judge_overrides(args)
+        judge = get_judge(args.judge, **limits) if limits else args.judge
         evaluations = {}
         for path in args.policy:
             ev = evaluate(path, args.reference, judge, protocols, store=store, datasets=args.datasets,
