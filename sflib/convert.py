@@ -77,7 +77,7 @@ def convert_original(original: Path | str | None = None, out: Path | str | None 
         if layout == "generations":
             # the same response text twice for one instruction is one response (same id)
             df, dropped = d.dedupe(df, ["response_id"])
-            df = df.drop(columns=["dataset"])  # the sample has no per-record dataset; `source` says it
+            df = df.drop(columns=["dataset"], errors="ignore")  # the sample has no per-record dataset; `source` says it
         target = out / f"{name}.jsonl"
         d.write_table(df, target)
         rows.append({"table": target.name, "layout": layout, "source": f"original/{rel}", "rows_read": n_read,
