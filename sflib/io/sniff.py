@@ -38,14 +38,14 @@ class Raw:
     rows: list[int]
     lines: list[int] | None = None  # CSV: the line in the file where each row starts
     header: bool = True  # CSV: False when read as a headerless layout
-    notes: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # our column name -> the file's, for messages
 
     def error(self, i: int, message: str, field: str | None = None) -> DataError:
         """A :class:`DataError` for the ``i``-th record (0-based position in ``frame``)."""
         line = self.lines[i] if self.lines is not None else None
         if line == self.rows[i]:
             line = None
-        return DataError(self.path, message, row=self.rows[i], field=field, line=line,
+        return DataError(self.path, message, row=self.rows[i], field=self.names.get(field, field), line=line,
                          unit="line" if self.fmt == "jsonl" else "row")
 
 

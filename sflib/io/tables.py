@@ -63,6 +63,7 @@ def _rename(raw: Raw, kind: str) -> pd.DataFrame:
             continue
         if ours not in df:
             df = df.rename(columns={other: ours})
+            raw.names[ours] = other
         elif any(not _blank(a) and str(a) != str(b) for a, b in zip(df[other], df[ours])):
             raise DataError(raw.path, f"has both '{other}' and '{ours}' with different text; keep the one to use "
                                       f"(this reader reads '{other}' as '{ours}')", field=other)
@@ -183,7 +184,7 @@ def _explode_responses(raw: Raw, df: pd.DataFrame) -> tuple[Raw, pd.DataFrame]:
             lines.append(raw.lines[i] if raw.lines else raw.rows[i])
     out = df.iloc[keep].drop(columns=["responses"]).reset_index(drop=True)
     out["response"] = texts
-    return Raw(raw.path, raw.fmt, out, rows, lines if raw.lines else None, raw.header), out
+    return Raw(raw.path, raw.fmt, out, rows, lines if raw.lines else None, raw.header, raw.names), out
 
 
 def _responses(raw: Raw, generator: str) -> pd.DataFrame:
@@ -278,15 +279,17 @@ def _scores(raw: Raw, values: list, invalid: np.ndarray) -> np.ndarray:
     return out.astype(int) if not np.isnan(out).any() else out
 
 
-def _decisions(raw: Raw, values: list, invalid: np.ndarray, field: str) -> list:
+def _decisions(raw: Raw, values: list, invalid: np.ndarray) -> list:
     out = []
     for i, v in enumerate(values):
-        if _blank(v) and invalid[i]:
-            out.append(None)
-            continue
+        if _blank(v):
+            if invalid[i]:
+                out.append(None)
+                continue
+            raise raw.error(i, "decision is missing (expected (a), (b) or equal)", "decision")
         label = d._LABELS.get(str(v).strip().lower()) if not _is_null(v) else None
         if label is None:
-            raise raw.error(i, f"unknown decision label {v!r}; expected one of (a), (b), equal", field)
+            raise raw.error(i, f"unknown decision label {v!r}; expected one of (a), (b), equal", "decision")
         out.append(label)
     return out
 
@@ -297,14 +300,13 @@ def read_rankings(path: os.PathLike | str, *, split: str | None = None, allow_em
     raw = _load("rankings", path, split, allow_empty, d.RANKING_COLUMNS)
     if isinstance(raw, pd.DataFrame):
         return raw
-    field = "feedback" if "feedback" in raw.frame.columns and "decision" not in raw.frame.columns else "decision"
     df = _rename(raw, "rankings")
     _require(raw, df, ["instruction", "response1", "response2", "decision"])
     _text(raw, df, "instruction")
     for col in ("response1", "response2"):
         _text(raw, df, col, allow_empty=raw.fmt != "csv")
     _input(raw, df)
-    df["decision"] = _decisions(raw, df["decision"].tolist(), _invalid_rows(df), field)
+    df["decision"] = _decisions(raw, df["decision"].tolist(), _invalid_rows(df))
     return _order(d.add_ids(df), d.RANKING_COLUMNS)
 
 

@@ -37,7 +37,8 @@ def write_table(df: pd.DataFrame, path: os.PathLike | str, *, replace_with_empty
     guard_empty(len(df), path, replace_with_empty)
     with atomic_path(path) as tmp:
         if suffix == ".jsonl":
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+            if len(df):
+                df.to_json(tmp, orient="records", lines=True, force_ascii=False)
         elif suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         elif suffix == ".json":
