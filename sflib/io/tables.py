@@ -91,7 +91,7 @@ def _text(raw: Raw, df: pd.DataFrame, col: str, *, allow_empty: bool = False) ->
     values = df[col].tolist()
     for i, v in enumerate(values):
         if _is_null(v):
-            raise raw.error(i, "is missing (null)", col)
+            raise raw.error(i, "is missing (absent or null)", col)
         if not isinstance(v, str):
             raise raw.error(i, f"expected text, found {type(v).__name__} {v!r:.40}", col)
         if not allow_empty and not v.strip():
