@@ -366,8 +366,9 @@ def read_annotations(path: os.PathLike | str, *, split: str | None = None, allow
     for col in ("response1", "response2"):
         _text(raw, df, col, allow_empty=True)
     _input(raw, df)
-    df["decision"], df["preference"] = _preference(raw, df["preference"].tolist())
-    df["valid"] = [dec is not None for dec in df["decision"]]
+    decisions, df["preference"] = _preference(raw, df["preference"].tolist())
+    df["decision"] = decisions
+    df["valid"] = [dec is not None for dec in decisions]
     for col in ("reference", "policy", "judge"):
         _optional_text(df, col)
     return _order(d.add_ids(df), front)
