@@ -98,7 +98,7 @@ def _cases(kind):
     if kind == "rankings":
         for bad in ("(c)", "tie", "Output (a)"):
             cases.append((f"label {bad}", text(_csv_text(fields, [rows[0], rows[1][:-1] + [bad]], header=False), ".csv"),
-                          2, "feedback", "unknown decision label"))
+                          2, "feedback", "unknown feedback label"))
     if kind == "annotations":
         for bad in (3, "first", 0.5):
             cases.append((f"preference {bad}", text(json.dumps([recs[0], {**recs[1], "preference": bad}])), 2,

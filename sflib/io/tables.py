@@ -289,7 +289,8 @@ def _decisions(raw: Raw, values: list, invalid: np.ndarray) -> list:
             raise raw.error(i, "decision is missing (expected (a), (b) or equal)", "decision")
         label = d._LABELS.get(str(v).strip().lower()) if not _is_null(v) else None
         if label is None:
-            raise raw.error(i, f"unknown decision label {v!r}; expected one of (a), (b), equal", "decision")
+            what = raw.names.get("decision", "decision")
+            raise raw.error(i, f"unknown {what} label {v!r}; expected one of (a), (b), equal", "decision")
         out.append(label)
     return out
 
