@@ -260,6 +260,13 @@ def read_ratings(path: os.PathLike | str, *, split: str | None = None, allow_emp
 
 
 def _scores(raw: Raw, values: list, invalid: np.ndarray) -> np.ndarray:
+    if not any(isinstance(v, bool) for v in values):  # the fast path, for a column of valid scores
+        f = pd.to_numeric(pd.Series(values, dtype=object).map(lambda v: str(v).strip() if isinstance(v, str) else v),
+                          errors="coerce").to_numpy(dtype=float)
+        ok = np.where(np.isnan(f), invalid & np.array([_blank(v) for v in values], dtype=bool),
+                      (f >= d.SCORE_MIN) & (f <= d.SCORE_MAX) & (f == np.floor(f)))
+        if ok.all():
+            return f.astype(int) if not np.isnan(f).any() else f
     out = np.empty(len(values), dtype=float)
     for i, v in enumerate(values):
         if _blank(v):
