@@ -1,7 +1,9 @@
 """The one place that reads and writes each kind of table.
 
 - :mod:`sflib.io.sniff` — load any file (format from the content) into raw records with row numbers;
-- :mod:`sflib.io.tables` — one validating reader per kind of table;
+- :mod:`sflib.io.checks` — the checks the readers share (names, required fields, text, input);
+- :mod:`sflib.io.tables` — one validating reader per kind of table (:mod:`sflib.io.alpaca_eval`
+  for AlpacaEval's ``model_outputs`` and ``annotations.json``);
 - :mod:`sflib.io.write` — atomic writes that never replace data with an empty table;
 - :mod:`sflib.io.cli` — ``--input`` / ``--split`` for every stage command.
 """

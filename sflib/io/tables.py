@@ -28,114 +28,12 @@ import pandas as pd
 
 from .. import data as d
 from ..data import DataError
+from . import checks as c
+from .alpaca_eval import read_annotations, read_model_outputs
+from .checks import HEADERLESS  # noqa: F401  (re-exported)
 from .sniff import Raw, load
 
 KINDS = ("instructions", "responses", "pairs", "ratings", "rankings", "model_outputs", "annotations")
-#: the original scripts' headerless CSV layouts
-HEADERLESS = {"ratings": ["instruction", "input", "output", "score"],
-              "rankings": ["instruction", "input", "output1", "output2", "feedback"]}
-_ALIASES = {  # kind -> {other name: our name}
-    "instructions": {"context": "input", "category": "source", "dataset": "source"},
-    "responses": {"context": "input", "output": "response", "category": "source"},
-    "pairs": {"context": "input", "output1": "response1", "output2": "response2",
-              "output_1": "response1", "output_2": "response2"},
-    "ratings": {"context": "input", "output": "response"},
-    "rankings": {"context": "input", "output1": "response1", "output2": "response2",
-                 "output_1": "response1", "output_2": "response2", "feedback": "decision"},
-    "model_outputs": {"response": "output"},
-    "annotations": {"output_1": "response1", "output_2": "response2", "generator_1": "reference",
-                    "generator_2": "policy", "annotator": "judge"},
-}
-_INSTRUCTION_HINTS = ("prompt", "question", "query", "text")
-
-
-# ----------------------------------------------------------------------------- checks
-
-def _is_null(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
-
-
-def _rename(raw: Raw, kind: str) -> pd.DataFrame:
-    df = raw.frame.copy()
-    df.columns = [str(c).strip() for c in df.columns]
-    for other, ours in _ALIASES.get(kind, {}).items():
-        if other not in df:
-            continue
-        if ours not in df:
-            df = df.rename(columns={other: ours})
-            raw.names[ours] = other
-        elif any(not _blank(a) and str(a) != str(b) for a, b in zip(df[other], df[ours])):
-            raise DataError(raw.path, f"has both '{other}' and '{ours}' with different text; keep the one to use "
-                                      f"(this reader reads '{other}' as '{ours}')", field=other)
-    return df
-
-
-def _blank(v) -> bool:
-    return _is_null(v) or (isinstance(v, str) and not v.strip())
-
-
-def _require(raw: Raw, df: pd.DataFrame, columns: Iterable[str]) -> None:
-    for col in columns:
-        if col not in df:
-            hint = ""
-            if col == "instruction":
-                found = [c for c in df.columns if c.lower() in _INSTRUCTION_HINTS]
-                hint = f"; rename '{found[0]}' to 'instruction' if it holds the instruction" if found else ""
-            raise DataError(raw.path, f"missing column (the file has: {', '.join(map(str, df.columns))}){hint}",
-                            field=col)
-
-
-def _text(raw: Raw, df: pd.DataFrame, col: str, *, allow_empty: bool = False) -> None:
-    """Every value of ``col`` is a string (non-blank unless ``allow_empty``); texts are kept as they are
-    (ids hash them with LF line ends, so CRLF and LF copies get the same id)."""
-    values = df[col].tolist()
-    for i, v in enumerate(values):
-        if _is_null(v):
-            raise raw.error(i, "is missing (absent or null)", col)
-        if not isinstance(v, str):
-            raise raw.error(i, f"expected text, found {type(v).__name__} {v!r:.40}", col)
-        if not allow_empty and not v.strip():
-            raise raw.error(i, "is empty", col)
-
-
-def _input(raw: Raw, df: pd.DataFrame) -> None:
-    if "input" not in df:
-        df["input"] = ""
-        return
-    for i, v in enumerate(df["input"]):
-        if isinstance(v, (list, dict, np.ndarray)):
-            raise raw.error(i, f"expected text, found {type(v).__name__}", "input")
-    df["input"] = [d.clean_input(v) for v in df["input"]]
-
-
-def _optional_text(df: pd.DataFrame, col: str, default: str = "") -> None:
-    df[col] = [default if _blank(v) else str(v) for v in df[col]] if col in df else default
-
-
-def _invalid_rows(df: pd.DataFrame) -> np.ndarray:
-    """Rows stored as an invalid answer (``valid`` false): their score/decision may be missing."""
-    if "valid" not in df:
-        return np.zeros(len(df), dtype=bool)
-    return np.array([str(v).strip().lower() in ("false", "0", "0.0", "no") for v in df["valid"]], dtype=bool)
-
-
-def _order(df: pd.DataFrame, front: list[str]) -> pd.DataFrame:
-    front = [c for c in front if c in df]
-    return df[front + [c for c in df.columns if c not in front]].reset_index(drop=True)
-
-
-def _empty(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-
-
-def _load(kind: str, path, split, allow_empty: bool, columns: list[str]) -> Raw | pd.DataFrame:
-    try:
-        return load(path, split=split, headerless=HEADERLESS.get(kind))
-    except DataError as e:
-        if allow_empty and (e.reason.startswith("file is empty") or e.reason.startswith("has no records")
-                            or e.reason.startswith("has a header row but no data rows")):
-            return _empty(columns)
-        raise
 
 
 # ----------------------------------------------------------------------------- instructions
@@ -145,21 +43,21 @@ def read_instructions(path: os.PathLike | str, *, source: str | None = None, spl
     """Instructions (``id, instruction, input, source``), duplicates (same instruction and input)
     dropped keeping the first. ``source`` defaults to each record's ``source`` (or ``dataset`` /
     Dolly's ``category``), else the file's stem."""
-    raw = _load("instructions", path, split, allow_empty, d.INSTRUCTION_COLUMNS)
+    raw = c.load_kind("instructions", path, split, allow_empty, d.INSTRUCTION_COLUMNS)
     if isinstance(raw, pd.DataFrame):
         return raw
-    df = _rename(raw, "instructions")
-    _require(raw, df, ["instruction"])
-    _text(raw, df, "instruction")
-    _input(raw, df)
+    df = c.rename(raw, "instructions")
+    c.require(raw, df, ["instruction"])
+    c.require_text(raw, df, "instruction")
+    c.clean_inputs(raw, df)
     df["instruction"] = [d._normalise_newlines(v) for v in df["instruction"]]
     default = source if source is not None else raw.path.stem
     if source is not None or "source" not in df:
         df["source"] = default
     else:
-        df["source"] = [default if _blank(v) else str(v) for v in df["source"]]
+        df["source"] = [default if c.blank(v) else str(v) for v in df["source"]]
     df["id"] = [d.make_id(i, x) for i, x in zip(df["instruction"], df["input"])]
-    df, _ = d.dedupe(_order(df, d.INSTRUCTION_COLUMNS), ["id"])
+    df, _ = d.dedupe(c.order(df, d.INSTRUCTION_COLUMNS), ["id"])
     return df
 
 
@@ -188,19 +86,19 @@ def _explode_responses(raw: Raw, df: pd.DataFrame) -> tuple[Raw, pd.DataFrame]:
 
 
 def _responses(raw: Raw, generator: str) -> pd.DataFrame:
-    df = _rename(raw, "responses")
-    _require(raw, df, ["instruction"])
-    _text(raw, df, "instruction")
+    df = c.rename(raw, "responses")
+    c.require(raw, df, ["instruction"])
+    c.require_text(raw, df, "instruction")
     if "response" not in df and "responses" in df:
         raw, df = _explode_responses(raw, df)
-    _require(raw, df, ["response"])
-    _text(raw, df, "response", allow_empty=raw.fmt != "csv")
-    _input(raw, df)
+    c.require(raw, df, ["response"])
+    c.require_text(raw, df, "response", allow_empty=raw.fmt != "csv")
+    c.clean_inputs(raw, df)
     df = d.add_ids(df)
-    _optional_text(df, "generator", generator)
+    c.optional_text(df, "generator", generator)
     if "params" not in df:
         df["params"] = "{}"
-    return _order(df, d.RESPONSE_COLUMNS)
+    return c.order(df, d.RESPONSE_COLUMNS)
 
 
 def read_responses(path: os.PathLike | str, *, generator: str = "", split: str | None = None,
@@ -209,7 +107,7 @@ def read_responses(path: os.PathLike | str, *, generator: str = "", split: str |
     ``response`` (or ``output``: AlpacaEval outputs, Alpaca-style tables), one row per response.
     An empty response text is kept (a model may answer nothing) except in a CSV, where an empty
     field is far more often a short row."""
-    raw = _load("responses", path, split, allow_empty, d.RESPONSE_COLUMNS)
+    raw = c.load_kind("responses", path, split, allow_empty, d.RESPONSE_COLUMNS)
     return raw if isinstance(raw, pd.DataFrame) else _responses(raw, generator)
 
 
@@ -217,10 +115,10 @@ def read_pairs(path: os.PathLike | str, *, split: str | None = None, allow_empty
     """Pairs to rank: a table of pairs (``response1, response2``) or of responses (every pair of
     distinct responses to the same instruction). Refuses a file from which no pair can be made."""
     cols = d.RANKING_COLUMNS[:-1]
-    raw = _load("pairs", path, split, allow_empty, cols)
+    raw = c.load_kind("pairs", path, split, allow_empty, cols)
     if isinstance(raw, pd.DataFrame):
         return raw
-    df = _rename(raw, "pairs")
+    df = c.rename(raw, "pairs")
     if "response1" not in df and "response2" not in df:
         responses = _responses(raw, "")
         pairs = d.all_pairs(responses)
@@ -233,12 +131,12 @@ def read_pairs(path: os.PathLike | str, *, split: str | None = None, allow_empty
                                       f"({responses['instruction_id'].nunique()} instruction(s), "
                                       f"{len(responses)} response(s))", field="response")
         return pairs
-    _require(raw, df, ["instruction", "response1", "response2"])
-    _text(raw, df, "instruction")
+    c.require(raw, df, ["instruction", "response1", "response2"])
+    c.require_text(raw, df, "instruction")
     for col in ("response1", "response2"):
-        _text(raw, df, col, allow_empty=raw.fmt != "csv")
-    _input(raw, df)
-    return _order(d.add_ids(df), cols)
+        c.require_text(raw, df, col, allow_empty=raw.fmt != "csv")
+    c.clean_inputs(raw, df)
+    return c.order(d.add_ids(df), cols)
 
 
 # ----------------------------------------------------------------------------- feedback
@@ -247,29 +145,29 @@ def read_ratings(path: os.PathLike | str, *, split: str | None = None, allow_emp
     """Ratings: the original headerless CSV ``instruction,input,output,score`` or any table with
     ``instruction, response (or output), score``. Scores are integers 1-7; a missing score is
     accepted only on a row stored as invalid (``valid`` false), and is then NaN."""
-    raw = _load("ratings", path, split, allow_empty, d.RATING_COLUMNS)
+    raw = c.load_kind("ratings", path, split, allow_empty, d.RATING_COLUMNS)
     if isinstance(raw, pd.DataFrame):
         return raw
-    df = _rename(raw, "ratings")
-    _require(raw, df, ["instruction", "response", "score"])
-    _text(raw, df, "instruction")
-    _text(raw, df, "response", allow_empty=raw.fmt != "csv")
-    _input(raw, df)
-    df["score"] = _scores(raw, df["score"].tolist(), _invalid_rows(df))
-    return _order(d.add_ids(df), d.RATING_COLUMNS)
+    df = c.rename(raw, "ratings")
+    c.require(raw, df, ["instruction", "response", "score"])
+    c.require_text(raw, df, "instruction")
+    c.require_text(raw, df, "response", allow_empty=raw.fmt != "csv")
+    c.clean_inputs(raw, df)
+    df["score"] = _scores(raw, df["score"].tolist(), c.invalid_rows(df))
+    return c.order(d.add_ids(df), d.RATING_COLUMNS)
 
 
 def _scores(raw: Raw, values: list, invalid: np.ndarray) -> np.ndarray:
     if not any(isinstance(v, bool) for v in values):  # the fast path, for a column of valid scores
         f = pd.to_numeric(pd.Series(values, dtype=object).map(lambda v: str(v).strip() if isinstance(v, str) else v),
                           errors="coerce").to_numpy(dtype=float)
-        ok = np.where(np.isnan(f), invalid & np.array([_blank(v) for v in values], dtype=bool),
+        ok = np.where(np.isnan(f), invalid & np.array([c.blank(v) for v in values], dtype=bool),
                       (f >= d.SCORE_MIN) & (f <= d.SCORE_MAX) & (f == np.floor(f)))
         if ok.all():
             return f.astype(int) if not np.isnan(f).any() else f
     out = np.empty(len(values), dtype=float)
     for i, v in enumerate(values):
-        if _blank(v):
+        if c.blank(v):
             if invalid[i]:
                 out[i] = np.nan
                 continue
@@ -289,12 +187,12 @@ def _scores(raw: Raw, values: list, invalid: np.ndarray) -> np.ndarray:
 def _decisions(raw: Raw, values: list, invalid: np.ndarray) -> list:
     out = []
     for i, v in enumerate(values):
-        if _blank(v):
+        if c.blank(v):
             if invalid[i]:
                 out.append(None)
                 continue
             raise raw.error(i, "decision is missing (expected (a), (b) or equal)", "decision")
-        label = d._LABELS.get(str(v).strip().lower()) if not _is_null(v) else None
+        label = d._LABELS.get(str(v).strip().lower()) if not c.is_null(v) else None
         if label is None:
             what = raw.names.get("decision", "decision")
             raise raw.error(i, f"unknown {what} label {v!r}; expected one of (a), (b), equal", "decision")
@@ -305,81 +203,17 @@ def _decisions(raw: Raw, values: list, invalid: np.ndarray) -> list:
 def read_rankings(path: os.PathLike | str, *, split: str | None = None, allow_empty: bool = False) -> pd.DataFrame:
     """Rankings: the original headerless CSV ``instruction,input,output1,output2,feedback`` or any table
     with ``instruction, response1, response2, decision`` (``(a)``/``(b)``/``equal`` or ``a``/``b``/``equal``)."""
-    raw = _load("rankings", path, split, allow_empty, d.RANKING_COLUMNS)
+    raw = c.load_kind("rankings", path, split, allow_empty, d.RANKING_COLUMNS)
     if isinstance(raw, pd.DataFrame):
         return raw
-    df = _rename(raw, "rankings")
-    _require(raw, df, ["instruction", "response1", "response2", "decision"])
-    _text(raw, df, "instruction")
+    df = c.rename(raw, "rankings")
+    c.require(raw, df, ["instruction", "response1", "response2", "decision"])
+    c.require_text(raw, df, "instruction")
     for col in ("response1", "response2"):
-        _text(raw, df, col, allow_empty=raw.fmt != "csv")
-    _input(raw, df)
-    df["decision"] = _decisions(raw, df["decision"].tolist(), _invalid_rows(df))
-    return _order(d.add_ids(df), d.RANKING_COLUMNS)
-
-
-# ----------------------------------------------------------------------------- AlpacaEval
-
-def read_model_outputs(path: os.PathLike | str, *, split: str | None = None, allow_empty: bool = False) -> pd.DataFrame:
-    """AlpacaEval's ``model_outputs`` layout ``[{instruction, output, generator, dataset}]`` (``generator``
-    and ``dataset`` optional, empty when absent; an empty output is kept: evaluation counts it)."""
-    cols = d.MODEL_OUTPUT_COLUMNS + ["instruction_id"]
-    raw = _load("model_outputs", path, split, allow_empty, cols)
-    if isinstance(raw, pd.DataFrame):
-        return raw
-    df = _rename(raw, "model_outputs")
-    _require(raw, df, ["instruction", "output"])
-    _text(raw, df, "instruction")
-    _text(raw, df, "output", allow_empty=raw.fmt != "csv")
-    _optional_text(df, "generator")
-    _optional_text(df, "dataset")
-    x = [d.clean_input(v) for v in df["input"]] if "input" in df else [""] * len(df)
-    df["instruction_id"] = [d.make_id(i, v) for i, v in zip(df["instruction"], x)]
-    return _order(df, cols)
-
-
-def _preference(raw: Raw, values: list) -> tuple[list, list]:
-    """AlpacaEval preferences: 1 = output_1 (a), 2 = output_2 (b), 1.5 (or 0, identical outputs) = equal;
-    a weighted preference in between goes to the nearer side; null = the annotator failed (invalid)."""
-    decisions, prefs = [], []
-    for i, v in enumerate(values):
-        if _blank(v):
-            decisions.append(None)
-            prefs.append(math.nan)
-            continue
-        try:
-            p = float(v) if not isinstance(v, bool) else math.nan
-        except (TypeError, ValueError):
-            p = math.nan
-        if math.isnan(p) or not (p == 0 or 1 <= p <= 2):
-            raise raw.error(i, f"preference {v!r} is not 1 (output_1), 2 (output_2), 1.5 (tie) or in between",
-                            "preference")
-        decisions.append("equal" if p in (0, 1.5) else "a" if p < 1.5 else "b")
-        prefs.append(p)
-    return decisions, prefs
-
-
-def read_annotations(path: os.PathLike | str, *, split: str | None = None, allow_empty: bool = False) -> pd.DataFrame:
-    """AlpacaEval's ``annotations.json`` as rankings: ``output_1`` -> ``response1`` (a, the reference),
-    ``output_2`` -> ``response2`` (b, the policy), ``generator_1`` -> ``reference``, ``generator_2`` ->
-    ``policy``, ``annotator`` -> ``judge``, ``preference`` 1 / 2 / 1.5 -> ``a`` / ``b`` / ``equal``
-    (kept as ``preference``; a failed annotation has no decision and ``valid`` false)."""
-    front = d.RANKING_COLUMNS + ["reference", "policy", "judge", "preference", "valid"]
-    raw = _load("annotations", path, split, allow_empty, front)
-    if isinstance(raw, pd.DataFrame):
-        return raw
-    df = _rename(raw, "annotations")
-    _require(raw, df, ["instruction", "response1", "response2", "preference"])
-    _text(raw, df, "instruction")
-    for col in ("response1", "response2"):
-        _text(raw, df, col, allow_empty=True)
-    _input(raw, df)
-    decisions, df["preference"] = _preference(raw, df["preference"].tolist())
-    df["decision"] = decisions
-    df["valid"] = [dec is not None for dec in decisions]
-    for col in ("reference", "policy", "judge"):
-        _optional_text(df, col)
-    return _order(d.add_ids(df), front)
+        c.require_text(raw, df, col, allow_empty=raw.fmt != "csv")
+    c.clean_inputs(raw, df)
+    df["decision"] = _decisions(raw, df["decision"].tolist(), c.invalid_rows(df))
+    return c.order(d.add_ids(df), d.RANKING_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- any kind, any table
@@ -404,11 +238,11 @@ def read_table(path: os.PathLike | str, required: Iterable[str] = (), *, split: 
         raw = load(path, split=split)
     except DataError as e:
         if allow_empty and (e.reason.startswith("file is empty") or e.reason.startswith("has no records")):
-            return _empty(list(required))
+            return c.empty(list(required))
         raise
     df = raw.frame
     df.columns = [str(c) for c in df.columns]
-    _require(raw, df, required)
+    c.require(raw, df, required)
     if "input" in df:
-        _input(raw, df)
+        c.clean_inputs(raw, df)
     return df.infer_objects()
