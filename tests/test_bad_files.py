@@ -66,7 +66,6 @@ def _cases(kind):
         str(v) for v in rows[1][1:]) + "\n"
     latin = _csv_text(fields, rows, header=not headerless).encode() + "caf\xe9,,x,5\n".encode("latin-1")
     jsonl = "\n".join(json.dumps(r) for r in recs) + "\n{oops\n"
-    lines_latin = len(_csv_text(fields, rows, header=not headerless).splitlines()) + 1
     cases = [
         ("missing file", lambda tmp: tmp / "nope.json", None, None, "file not found"),
         ("0 bytes", text("", ".csv"), None, None, "file is empty (0 bytes)"),
@@ -79,7 +78,9 @@ def _cases(kind):
         ("blank instruction", text(json.dumps(empty_ins)), 2, "instruction", "is empty"),
         ("short CSV row", text(short, ".csv"), csv_row2, last, "too few fields"),
         ("CSV quote error", text(quote, ".csv"), csv_row2, fields[0], "malformed CSV"),
-        ("non-UTF-8", text(latin, ".csv", binary=True), lines_latin, None, "not valid UTF-8"),
+        ("non-UTF-8", text(latin, ".csv", binary=True), 3, fields[0], "not valid UTF-8"),
+        ("non-UTF-8 JSON", text(json.dumps(recs).encode()[:-1] + b', {"instruction": "caf\xe9"}]', binary=True),
+         1, None, "not valid UTF-8"),
         ("bad JSONL line 3", text(jsonl, ".jsonl"), 3, None, "malformed JSON Lines"),
         ("parquet that is not", text("instruction,output\nA,B\n", ".parquet"), None, None, "not a Parquet file"),
         ("not a table", text("hello world\n", ".txt"), 1, "input" if headerless else None,

@@ -180,7 +180,7 @@ def test_malformed_row_too_few_fields(tmp_path):
 
 def test_non_utf8_file(tmp_path):
     p = write(tmp_path / "r.csv", "A,,caf\xe9,5\n", encoding="latin-1")
-    with pytest.raises(d.DataError, match=r"r\.csv, line 1: not valid UTF-8 \(byte 7\)"):
+    with pytest.raises(d.DataError, match=r"r\.csv, row 1, field 'output': not valid UTF-8 \(byte 7\)"):
         d.read_ratings_csv(p)
 
 

@@ -69,9 +69,7 @@ def load(path: os.PathLike | str, *, split: str | None = None,
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(path, f"not valid UTF-8 (byte {e.start + 1}); re-save the file as UTF-8",
-                        row=line, unit="line") from None
+        _raise_not_utf8(path, raw, e.start, headerless)
     stripped = text.lstrip()
     if not stripped:
         raise DataError(path, "file is empty" + (" (0 bytes)" if not raw else ""))
@@ -80,6 +78,25 @@ def load(path: os.PathLike | str, *, split: str | None = None,
     if stripped[0] == "{":
         return _load_json_object_or_lines(path, text)
     return _load_csv(path, text, headerless)
+
+
+def _raise_not_utf8(path: Path, raw: bytes, start: int, headerless: Sequence[str] | None) -> None:
+    """Where the first byte that is not UTF-8 is: the CSV row and field, else the line."""
+    message = f"not valid UTF-8 (byte {start + 1}); re-save the file as UTF-8"
+    line = raw[:start].count(b"\n") + 1
+    before = raw[:start].decode("utf-8-sig", errors="replace")
+    if before.lstrip()[:1] not in ("[", "{"):
+        try:
+            records = [r for r in csv.reader(io.StringIO(before + "\x00", newline="")) if r]
+        except csv.Error:
+            records = []
+        if records:
+            header = "instruction" in [c.strip().lower() for c in records[0]] or headerless is None
+            columns = [c.strip() for c in records[0]] if header else list(headerless)
+            row, k = len(records) - (1 if header else 0), len(records[-1]) - 1
+            if row >= 1 and k < len(columns):
+                raise DataError(path, message, row=row, field=columns[k], line=line if line != row else None)
+    raise DataError(path, message, row=line, unit="line")
 
 
 # ----------------------------------------------------------------------------- JSON
