@@ -36,6 +36,9 @@ def test_saved_dataset_and_dataset_dict_folders(tmp_path):
     ds = datasets.Dataset.from_dict({"instruction": ["A", "B"], "input": ["", ""]})
     ds.save_to_disk(str(tmp_path / "plain"))
     assert sfio.read_instructions(tmp_path / "plain")["instruction"].tolist() == ["A", "B"]
+    datasets.Dataset.from_dict({"instruction": ["A", "A"], "input": ["", None]}).save_to_disk(str(tmp_path / "dup"))
+    dup = sfio.read_instructions(tmp_path / "dup")
+    assert len(dup) == 1 and dup.attrs["duplicates_dropped"] == 1 and dup.attrs["format"] == "dataset"
     datasets.DatasetDict({"train": ds, "test": ds.select([1])}).save_to_disk(str(tmp_path / "dd"))
     assert sfio.read_instructions(tmp_path / "dd")["instruction"].tolist() == ["A", "B"]
     assert sfio.read_instructions(tmp_path / "dd", split="test")["instruction"].tolist() == ["B"]
@@ -119,7 +122,9 @@ def test_dolly_context_becomes_input_and_category_source(tmp_path):
 def test_alpaca_parquet_with_output_reads_as_responses_and_pairs(tmp_path):
     pd.DataFrame({"instruction": ["A", "A", "A", "B"], "input": ["", "", "", ""],
                   "output": ["x", "y", "z", "w"]}).to_parquet(tmp_path / "alpaca.parquet")
-    assert sfio.read_responses(tmp_path / "alpaca.parquet")["response"].tolist() == ["x", "y", "z", "w"]
+    responses = sfio.read_responses(tmp_path / "alpaca.parquet")
+    assert responses["response"].tolist() == ["x", "y", "z", "w"]
+    assert responses.attrs["renamed"] == {"response": "output"} and responses.attrs["format"] == "parquet"
     pairs = sfio.read_pairs(tmp_path / "alpaca.parquet")
     assert len(pairs) == 3 and set(pairs["instruction"]) == {"A"}  # B has one response: no pair
 
@@ -141,6 +146,14 @@ def test_alpaca_eval_annotations(tmp_path):
         "ref", "pol", "davinci", "mine", "gpt4", "koala")
     assert row.response_id_2 == d.make_response_id(d.make_id("Q1"), "pol")
     assert df["preference"].tolist()[3] == 1.73
+
+
+def test_an_empty_response_is_kept_but_a_short_row_is_refused(tmp_path):
+    df = sfio.read_ratings(write(tmp_path / "r.csv", "A,,,1\nB,,x,5\n"))
+    assert df["response"].tolist() == ["", "x"]
+    with pytest.raises(DataError) as e:
+        sfio.read_ratings(write(tmp_path / "s.csv", "A,,1\nB,,x,5\n"))
+    assert (e.value.row, e.value.field) == (1, "score") and "too few fields: 3, expected 4" in str(e.value)
 
 
 def test_headerless_quote_error_uses_row_and_field_wording(tmp_path):

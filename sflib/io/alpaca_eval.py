@@ -23,12 +23,12 @@ def read_model_outputs(path: os.PathLike | str, *, split: str | None = None, all
     df = c.rename(raw, "model_outputs")
     c.require(raw, df, ["instruction", "output"])
     c.require_text(raw, df, "instruction")
-    c.require_text(raw, df, "output", allow_empty=raw.fmt != "csv")
+    c.require_text(raw, df, "output", allow_empty=True)
     c.optional_text(df, "generator")
     c.optional_text(df, "dataset")
     x = [d.clean_input(v) for v in df["input"]] if "input" in df else [""] * len(df)
     df["instruction_id"] = [d.make_id(i, v) for i, v in zip(df["instruction"], x)]
-    return c.order(df, cols)
+    return c.order(df, cols, raw)
 
 
 def _preference(raw: Raw, values: list) -> tuple[list, list]:
@@ -72,4 +72,4 @@ def read_annotations(path: os.PathLike | str, *, split: str | None = None, allow
     df["valid"] = [dec is not None for dec in decisions]
     for col in ("reference", "policy", "judge"):
         c.optional_text(df, col)
-    return c.order(d.add_ids(df), front)
+    return c.order(d.add_ids(df), front, raw)

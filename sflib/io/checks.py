@@ -104,9 +104,14 @@ def invalid_rows(df: pd.DataFrame) -> np.ndarray:
     return np.array([str(v).strip().lower() in ("false", "0", "0.0", "no") for v in df["valid"]], dtype=bool)
 
 
-def order(df: pd.DataFrame, front: list[str]) -> pd.DataFrame:
+def order(df: pd.DataFrame, front: list[str], raw: Raw | None = None) -> pd.DataFrame:
+    """``front`` columns first, the file's other columns after them. With ``raw``, ``attrs`` say
+    where the table came from: ``path``, ``format`` and ``renamed`` (our name -> the file's name)."""
     front = [c for c in front if c in df]
-    return df[front + [c for c in df.columns if c not in front]].reset_index(drop=True)
+    out = df[front + [c for c in df.columns if c not in front]].reset_index(drop=True)
+    if raw is not None:
+        out.attrs.update(path=str(raw.path), format=raw.fmt, renamed=dict(raw.names))
+    return out
 
 
 def empty(columns: list[str]) -> pd.DataFrame:

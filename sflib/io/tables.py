@@ -57,7 +57,10 @@ def read_instructions(path: os.PathLike | str, *, source: str | None = None, spl
     else:
         df["source"] = [default if c.blank(v) else str(v) for v in df["source"]]
     df["id"] = [d.make_id(i, x) for i, x in zip(df["instruction"], df["input"])]
-    df, _ = d.dedupe(c.order(df, d.INSTRUCTION_COLUMNS), ["id"])
+    df = c.order(df, d.INSTRUCTION_COLUMNS, raw)
+    attrs = dict(df.attrs)
+    df, dropped = d.dedupe(df, ["id"])
+    df.attrs.update(attrs, duplicates_dropped=dropped)
     return df
 
 
@@ -92,21 +95,21 @@ def _responses(raw: Raw, generator: str) -> pd.DataFrame:
     if "response" not in df and "responses" in df:
         raw, df = _explode_responses(raw, df)
     c.require(raw, df, ["response"])
-    c.require_text(raw, df, "response", allow_empty=raw.fmt != "csv")
+    c.require_text(raw, df, "response", allow_empty=True)
     c.clean_inputs(raw, df)
     df = d.add_ids(df)
     c.optional_text(df, "generator", generator)
     if "params" not in df:
         df["params"] = "{}"
-    return c.order(df, d.RESPONSE_COLUMNS)
+    return c.order(df, d.RESPONSE_COLUMNS, raw)
 
 
 def read_responses(path: os.PathLike | str, *, generator: str = "", split: str | None = None,
                    allow_empty: bool = False) -> pd.DataFrame:
     """Responses from a generation JSON (``responses: [...]`` per instruction), a table or CSV with
     ``response`` (or ``output``: AlpacaEval outputs, Alpaca-style tables), one row per response.
-    An empty response text is kept (a model may answer nothing) except in a CSV, where an empty
-    field is far more often a short row."""
+    An empty response text is kept (a model may answer nothing); a CSV row with too few fields is
+    an error, never read as empty responses."""
     raw = c.load_kind("responses", path, split, allow_empty, d.RESPONSE_COLUMNS)
     return raw if isinstance(raw, pd.DataFrame) else _responses(raw, generator)
 
@@ -134,9 +137,9 @@ def read_pairs(path: os.PathLike | str, *, split: str | None = None, allow_empty
     c.require(raw, df, ["instruction", "response1", "response2"])
     c.require_text(raw, df, "instruction")
     for col in ("response1", "response2"):
-        c.require_text(raw, df, col, allow_empty=raw.fmt != "csv")
+        c.require_text(raw, df, col, allow_empty=True)
     c.clean_inputs(raw, df)
-    return c.order(d.add_ids(df), cols)
+    return c.order(d.add_ids(df), cols, raw)
 
 
 # ----------------------------------------------------------------------------- feedback
@@ -151,10 +154,10 @@ def read_ratings(path: os.PathLike | str, *, split: str | None = None, allow_emp
     df = c.rename(raw, "ratings")
     c.require(raw, df, ["instruction", "response", "score"])
     c.require_text(raw, df, "instruction")
-    c.require_text(raw, df, "response", allow_empty=raw.fmt != "csv")
+    c.require_text(raw, df, "response", allow_empty=True)
     c.clean_inputs(raw, df)
     df["score"] = _scores(raw, df["score"].tolist(), c.invalid_rows(df))
-    return c.order(d.add_ids(df), d.RATING_COLUMNS)
+    return c.order(d.add_ids(df), d.RATING_COLUMNS, raw)
 
 
 def _scores(raw: Raw, values: list, invalid: np.ndarray) -> np.ndarray:
@@ -210,10 +213,10 @@ def read_rankings(path: os.PathLike | str, *, split: str | None = None, allow_em
     c.require(raw, df, ["instruction", "response1", "response2", "decision"])
     c.require_text(raw, df, "instruction")
     for col in ("response1", "response2"):
-        c.require_text(raw, df, col, allow_empty=raw.fmt != "csv")
+        c.require_text(raw, df, col, allow_empty=True)
     c.clean_inputs(raw, df)
     df["decision"] = _decisions(raw, df["decision"].tolist(), c.invalid_rows(df))
-    return c.order(d.add_ids(df), d.RANKING_COLUMNS)
+    return c.order(d.add_ids(df), d.RANKING_COLUMNS, raw)
 
 
 # ----------------------------------------------------------------------------- any kind, any table
