@@ -148,6 +148,11 @@ def test_alpaca_eval_annotations(tmp_path):
     assert df["preference"].tolist()[3] == 1.73
 
 
+def test_a_csv_whose_first_field_starts_with_a_bracket(tmp_path):
+    df = sfio.read_ratings(write(tmp_path / "r.csv", '[Q] Add two and two.,,4,7\n{x} y,,z,1\n'))
+    assert df["instruction"].tolist() == ["[Q] Add two and two.", "{x} y"] and df["score"].tolist() == [7, 1]
+
+
 def test_an_empty_response_is_kept_but_a_short_row_is_refused(tmp_path):
     df = sfio.read_ratings(write(tmp_path / "r.csv", "A,,,1\nB,,x,5\n"))
     assert df["response"].tolist() == ["", "x"]

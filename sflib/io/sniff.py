@@ -73,10 +73,12 @@ def load(path: os.PathLike | str, *, split: str | None = None,
     stripped = text.lstrip()
     if not stripped:
         raise DataError(path, "file is empty" + (" (0 bytes)" if not raw else ""))
-    if stripped[0] == "[":
-        return _load_json_array(path, text)
-    if stripped[0] == "{":
-        return _load_json_object_or_lines(path, text)
+    if stripped[0] in "[{":
+        try:
+            return (_load_json_array if stripped[0] == "[" else _load_json_object_or_lines)(path, text)
+        except DataError:
+            if path.suffix.lower() != ".csv":  # a CSV whose first field starts with a bracket
+                raise
     return _load_csv(path, text, headerless)
 
 
