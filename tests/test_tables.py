@@ -119,6 +119,15 @@ def test_dolly_context_becomes_input_and_category_source(tmp_path):
     assert resp[["input", "response", "source"]].values.tolist() == [["Cats sleep a lot.", "Cats nap.", "summarization"]]
 
 
+def test_task_content_without_a_place_is_refused_not_dropped(tmp_path):
+    (tmp_path / "q.json").write_text(json.dumps([{"instruction": "Answer from the passage.", "passage": "Cats nap."}]))
+    with pytest.raises(DataError) as e:
+        sfio.read_instructions(tmp_path / "q.json")
+    assert e.value.field == "passage" and "merge it into 'input'" in str(e.value)
+    (tmp_path / "s.json").write_text(json.dumps([{"instruction": "A", "system": ""}]))
+    assert sfio.read_instructions(tmp_path / "s.json")["instruction"].tolist() == ["A"]  # an empty one is harmless
+
+
 def test_alpaca_parquet_with_output_reads_as_responses_and_pairs(tmp_path):
     pd.DataFrame({"instruction": ["A", "A", "A", "B"], "input": ["", "", "", ""],
                   "output": ["x", "y", "z", "w"]}).to_parquet(tmp_path / "alpaca.parquet")
@@ -146,6 +155,14 @@ def test_alpaca_eval_annotations(tmp_path):
         "ref", "pol", "davinci", "mine", "gpt4", "koala")
     assert row.response_id_2 == d.make_response_id(d.make_id("Q1"), "pol")
     assert df["preference"].tolist()[3] == 1.73
+
+
+def test_header_names_in_another_case(tmp_path):
+    df = sfio.read_ratings(write(tmp_path / "r.csv", "Instruction,Input,Output,Score\nA,,x,5\n"))
+    assert df[["instruction", "response", "score"]].values.tolist() == [["A", "x", 5]]
+    with pytest.raises(DataError) as e:
+        sfio.read_ratings(write(tmp_path / "s.csv", "Instruction,Input,Output,Score\nA,,x,9\n"))
+    assert e.value.field == "Score"  # named as the file names it
 
 
 def test_a_csv_whose_first_field_starts_with_a_bracket(tmp_path):

@@ -31,6 +31,10 @@ ALIASES = {  # kind -> {other name: our name}
                     "generator_2": "policy", "annotator": "judge"},
 }
 INSTRUCTION_HINTS = ("prompt", "question", "query", "text")
+#: columns that carry part of the task but have no place in (instruction, input): refused, never dropped
+UNPLACED_CONTENT = ("system", "system_prompt", "history", "messages", "conversation", "conversations",
+                    "passage", "document", "question", "prompt", "query")
+_TASK_KINDS = ("instructions", "responses", "pairs", "ratings", "rankings")
 
 
 
@@ -40,18 +44,32 @@ def is_null(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
 
 
+_KNOWN = {"instruction", "input", "response", "response1", "response2", "score", "decision", "source", "generator",
+          "dataset", "id", "valid", "judge", "preference"} | {k for a in ALIASES.values() for k in a}
+
+
 def rename(raw: Raw, kind: str) -> pd.DataFrame:
+    """The file's columns under our names (see :data:`ALIASES`; ``Instruction`` and other case
+    variants of a known name too); refuses a mapping that would hide text."""
     df = raw.frame.copy()
-    df.columns = [str(c).strip() for c in df.columns]
+    cols = [str(c).strip() for c in df.columns]
+    df.columns = [c.lower() if c.lower() in _KNOWN and c.lower() not in cols else c for c in cols]
+    raw.names.update({c.lower(): c for c in cols if c.lower() in _KNOWN and c.lower() not in cols})
     for other, ours in ALIASES.get(kind, {}).items():
         if other not in df:
             continue
         if ours not in df:
             df = df.rename(columns={other: ours})
-            raw.names[ours] = other
+            raw.names[ours] = raw.names.pop(other, other)
         elif any(not blank(a) and str(a) != str(b) for a, b in zip(df[other], df[ours])):
             raise DataError(raw.path, f"has both '{other}' and '{ours}' with different text; keep the one to use "
                                       f"(this reader reads '{other}' as '{ours}')", field=other)
+    if kind in _TASK_KINDS and "instruction" in df:
+        for col in df.columns:
+            if col.lower() in UNPLACED_CONTENT and not all(blank(v) for v in df[col]):
+                raise DataError(raw.path, f"column '{col}' looks like part of the task, and only 'instruction' and "
+                                          "'input' reach the model; merge it into 'input' (or 'instruction'), or "
+                                          "remove the column if it is not part of the task", field=col)
     return df
 
 
