@@ -243,3 +243,45 @@ def test_requests_in_flight_at_sigkill_are_recorded_and_reported(fake_openai_fac
     # what was paid twice is exactly what the store said was in flight (at most)
     repaid = server.requests - n
     assert sent_by_dead_run - stored == repaid and repaid <= len(left)
+
+
+def _instructions(n):
+    import pandas as pd
+
+    return pd.DataFrame({"instruction": [f"Write a haiku about item {i}." for i in range(n)],
+                         "input": [""] * n})
+
+
+def test_n_samples_in_one_request_are_paid_once_and_stored_per_sample(fake_openai_factory, tmp_path):
+    from sflib.generate import generate_openai
+
+    server = fake_openai_factory()
+    judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    out = generate_openai(_instructions(3), judge, k=4, store=store, progress=False)
+    assert server.requests == 3 and server.n_asked == [4, 4, 4]  # one request per instruction
+    assert len(out) == 12 and out.groupby("instruction_id")["response"].nunique().eq(4).all()
+    rows = store.to_frame()
+    assert len(rows) == 12 and sorted({r["choice"] for r in rows["meta"]}) == [0, 1, 2, 3]
+    # the prompt was paid once per instruction: only the first choice carries prompt tokens
+    assert (rows["prompt_tokens"] > 0).sum() == 3
+    singles = fake_openai_factory()
+    one_by_one = generate_openai(_instructions(3), OpenAIJudge("policy", base_url=singles.url,
+                                                               api_key="sk", temperature=1.0),
+                                 k=4, store=False, progress=False, n_per_request=False)
+    assert singles.requests == 12 and out.attrs["stats"]["prompt_tokens"] * 4 == \
+        one_by_one.attrs["stats"]["prompt_tokens"]
+    # each sample is addressable: forget one, and a re-run asks only for it
+    store.delete([rows["key"].iloc[0]])
+    again = generate_openai(_instructions(3), judge, k=4, store=store, progress=False)
+    assert server.requests == 4 and server.n_asked[-1] == 1
+    assert list(again["response"]) == list(out["response"])
+
+
+def test_server_without_n_gets_the_rest_one_by_one(fake_openai_factory):
+    from sflib.generate import generate_openai
+
+    server = fake_openai_factory(support_n=False)  # like llama.cpp: one choice whatever n is
+    judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)
+    out = generate_openai(_instructions(2), judge, k=3, store=False, progress=False)
+    assert len(out) == 6 and server.requests == 2 + 4

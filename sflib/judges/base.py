@@ -62,6 +62,8 @@ class Judge:
     #: True when :meth:`complete` accepts ``on_start=callback(index)``, called just before a
     #: request is sent (the engine records it as in flight; see :mod:`sflib.annotate`)
     reports_starts: bool = False
+    #: True when a request's ``params={"n": k}`` can return k choices (``Completion.texts``)
+    supports_n: bool = False
 
     def complete(self, requests: Iterable[Request]) -> Iterator[tuple[int, Completion]]:
         """Yield ``(index, completion)`` for every request, in any order, exactly once each.

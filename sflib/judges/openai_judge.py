@@ -84,6 +84,7 @@ class OpenAIJudge(Judge):
     #: the tokens-per-minute budget is a bucket holding ``tpm * tpm_window / 60`` tokens
     tpm_window: float = 60.0
     reports_starts = True
+    supports_n = True
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
