@@ -258,7 +258,7 @@ def test_n_samples_in_one_request_are_paid_once_and_stored_per_sample(fake_opena
     server = fake_openai_factory()
     judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)
     store = AnnotationStore(tmp_path / "s.sqlite")
-    out = generate_openai(_instructions(3), judge, k=4, store=store, progress=False)
+    out = generate_openai(_instructions(3), judge, k=4, store=store, progress=False, n_per_request=True)
     assert server.requests == 3 and server.n_asked == [4, 4, 4]  # one request per instruction
     assert len(out) == 12 and out.groupby("instruction_id")["response"].nunique().eq(4).all()
     rows = store.to_frame()
@@ -273,7 +273,7 @@ def test_n_samples_in_one_request_are_paid_once_and_stored_per_sample(fake_opena
         one_by_one.attrs["stats"]["prompt_tokens"]
     # each sample is addressable: forget one, and a re-run asks only for it
     store.delete([rows["key"].iloc[0]])
-    again = generate_openai(_instructions(3), judge, k=4, store=store, progress=False)
+    again = generate_openai(_instructions(3), judge, k=4, store=store, progress=False, n_per_request=None)
     assert server.requests == 4 and server.n_asked[-1] == 1
     assert list(again["response"]) == list(out["response"])
 
@@ -283,5 +283,5 @@ def test_server_without_n_gets_the_rest_one_by_one(fake_openai_factory):
 
     server = fake_openai_factory(support_n=False)  # like llama.cpp: one choice whatever n is
     judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)
-    out = generate_openai(_instructions(2), judge, k=3, store=False, progress=False)
+    out = generate_openai(_instructions(2), judge, k=3, store=False, progress=False, n_per_request=True)
     assert len(out) == 6 and server.requests == 2 + 4
