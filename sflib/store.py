@@ -397,7 +397,7 @@ class AnnotationStore:
 
 
 def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return json.loads(text) if isinstance(text, (str, bytes)) else None  # NULL may come back as NaN
 
 
 def _decode(row: dict) -> dict:

@@ -24,6 +24,20 @@ N = 24
 FAST = {"poll_s": 0.02}
 
 
+def peek(path, sql):
+    """A read-only look at another process's store (0 while it does not exist or is busy)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            return con.execute(sql).fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
 class SimulatedKill(BaseException):
     """Raised from a hook: the process 'dies' there (nothing after it runs)."""
 
@@ -115,7 +129,7 @@ def test_sigkill_while_polling_then_resume(fake_openai_factory, tmp_path):
                               str(ROOT / "tests")], env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.time() + 60
     while time.time() < deadline and child.poll() is None:
-        if path.exists() and any(s == "submitted" for s in AnnotationStore(path).batches()["state"]):
+        if peek(path, "SELECT COUNT(*) FROM batches WHERE state = 'submitted'"):
             break
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)

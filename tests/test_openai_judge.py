@@ -208,10 +208,12 @@ def test_requests_in_flight_at_sigkill_are_recorded_and_reported(fake_openai_fac
     import sys
     from pathlib import Path
 
+    from test_batch import peek
+
     root = Path(__file__).resolve().parents[1]
     server = fake_openai_factory(latency=0.3)
     path = tmp_path / "s.sqlite"
-    n, concurrency = 40, 8
+    n, concurrency = 120, 8  # ~4.5 s of work: the kill lands mid-run even on a loaded machine
     script = (
         "import sys\n"
         "from sflib.annotate import annotate\nfrom sflib.judges.base import Request\n"
@@ -225,9 +227,10 @@ def test_requests_in_flight_at_sigkill_are_recorded_and_reported(fake_openai_fac
                              env={**os.environ, "PYTHONPATH": str(root)})
     deadline = time.time() + 60
     while time.time() < deadline and child.poll() is None:
-        if path.exists() and AnnotationStore(path).count() >= 12:
+        if peek(path, "SELECT COUNT(*) FROM annotations") >= 12:
             break
         time.sleep(0.02)
+    assert child.poll() is None, "the run finished before it could be killed"
     child.send_signal(signal.SIGKILL)
     child.wait()
     store = AnnotationStore(path)
