@@ -12,7 +12,14 @@
    raises) into a stored row with ``status`` ``failed`` or ``invalid`` and an ``error`` — never an
    exception and never a silently missing row;
 5. returns one row per request, in input order, with token and cost accounting in
-   ``df.attrs["stats"]``.
+   ``df.attrs["stats"]``, and a soft (logprob-weighted) verdict beside the parsed one
+   (:mod:`sflib.logprobs`).
+
+Online (``mode="online"``), each request is written to the store's ``in_flight`` table just before
+it is sent and removed with its answer, so after a kill the next run reports how many it asks
+again (``stats["in_flight_repaid"]``: the only requests a kill can make you pay twice).
+``mode="batch"`` goes through the provider's Batch API instead (:mod:`sflib.judges.batch`): half
+price, and nothing is submitted twice whatever the moment of a kill.
 """
 from __future__ import annotations
 
