@@ -145,7 +145,8 @@ class BatchRun:
     # ------------------------------------------------------------------------------- steps
     def _upload(self, job: dict) -> None:
         name = f"{job['local_id']}.jsonl"
-        found = next((f for f in self.client.files.list(purpose="batch") if f.filename == name), None)
+        recent = self.client.files.list(purpose="batch", limit=1000, order="desc").data  # one page
+        found = next((f for f in recent if f.filename == name), None)
         if found is None:
             rows = self.store.execute("SELECT key, body FROM batch_requests WHERE local_id = ? "
                                       "ORDER BY key", (job["local_id"],))
@@ -157,8 +158,8 @@ class BatchRun:
         job.update(state="uploaded", input_file_id=found.id)
 
     def _create(self, job: dict) -> None:
-        found = next((b for b in self.client.batches.list(limit=100)
-                      if b.input_file_id == job["input_file_id"]), None)
+        recent = self.client.batches.list(limit=100).data  # one page: the newest 100
+        found = next((b for b in recent if b.input_file_id == job["input_file_id"]), None)
         if found is None:
             found = self.client.batches.create(input_file_id=job["input_file_id"], endpoint=ENDPOINT,
                                                completion_window="24h",
