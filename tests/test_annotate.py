@@ -172,7 +172,7 @@ def test_judge_registry():
     with pytest.raises(ValueError, match="unknown provider 'nope'.*openai"):
         get_judge("nope:x")
     with pytest.raises(ValueError, match="expected '<provider>:<model>'"):
-        get_judge("gpt-4o")
+        get_judge("gtp-4o")
     with pytest.raises(ValueError, match="without ':'"):
         register_judge("a:b", lambda rest: judge)
 
