@@ -194,7 +194,8 @@ def test_split_by_instruction_never_splits_an_instruction():
 
 def test_lora_reward_model_reloads_with_identical_scores(llama_dir, tmp_path):
     df = _ratings()
-    res = R.train_ratings_rm(df, tmp_path / "rm", backbone=llama_dir, lora=True, lora_r=4, max_steps=3, learning_rate=1e-2, **FAST)
+    res = R.train_ratings_rm(df, tmp_path / "rm", backbone=llama_dir, lora=True, lora_r=4, max_steps=3, learning_rate=1e-2,
+                             gradient_checkpointing=True, **FAST)  # the 7B recipe (LoRA + checkpointing), tiny
     from peft import PeftModel
 
     assert isinstance(res.rm.model, PeftModel)
@@ -202,6 +203,7 @@ def test_lora_reward_model_reloads_with_identical_scores(llama_dir, tmp_path):
     before = R.score(res.rm, df.instruction.tolist(), df.response.tolist(), 8, df.input.tolist())
     meta = json.loads((tmp_path / "rm" / R.META_NAME).read_text())
     assert meta["kind"] == "ratings" and meta["prompt_format"] == R.PROMPT_FORMAT and meta["lora"] is True
+    assert meta["packing"] == "packed"  # a decoder trains on packed rows
     assert (tmp_path / "rm" / "adapter_model.safetensors").exists()
     loaded = R.RewardModel.load(tmp_path / "rm", device="cpu")
     after = R.score(loaded, df.instruction.tolist(), df.response.tolist(), 8, df.input.tolist())
@@ -255,6 +257,8 @@ def test_rankings_rm_trains_and_evaluates_with_cli(bert_dir, tmp_path, capsys):
     assert summary["held_out"]["n_pairs"] > 0 and 0.0 <= summary["held_out"]["pairwise_accuracy"] <= 1.0
     meta = json.loads((out / R.META_NAME).read_text())
     assert meta["kind"] == "rankings" and meta["counts"]["train"]["ties_excluded"] == 6
+    assert meta["packing"] == "padded"  # an encoder keeps padded batches
+    assert not (out / "checkpoints").exists()  # --no-checkpoints: no empty checkpoints/ folder either
     rm = R.RewardModel.load(out)
     table = R.evaluate({"rankings": rm}, ratings=_ratings(), rankings=_rankings(8))
     assert table.loc["rankings", "n_pairs"] == 16 and np.isnan(table.loc["rankings", "mse"])
