@@ -332,3 +332,17 @@ def test_smollm2_loads_as_sequence_classifier_with_pad_token(tmp_path):
     raw.save_pretrained(tmp_path / "tok")
     fixed = R.load_tokenizer(str(tmp_path / "tok"))
     assert fixed.pad_token == fixed.eos_token is not None
+
+
+def test_accelerate_configs_load():
+    """The multi-GPU recipes in docs/notes/reward_models.md point at configs accelerate can read."""
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    folder = Path(R.__file__).resolve().parent / "configs" / "accelerate"
+    fsdp = ClusterConfig.from_yaml_file(folder / "fsdp.yaml")
+    assert str(fsdp.distributed_type).endswith("FSDP") and fsdp.mixed_precision == "bf16"
+    assert fsdp.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    zero3 = ClusterConfig.from_yaml_file(folder / "deepspeed_zero3.yaml")
+    assert str(zero3.distributed_type).endswith("DEEPSPEED") and zero3.deepspeed_config["zero_stage"] == 3
