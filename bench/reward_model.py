@@ -246,11 +246,31 @@ def main(argv=None) -> dict:
     instr, outs = texts(frame)
     pair_frame = pairs(frame)
     work = Path(tempfile.mkdtemp(prefix="sflib_bench_rm_"))
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"reward_model_{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():  # after every section, so a failure later keeps what was measured
+        result["seconds_total"] = time.time() - started
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+    def guarded(name, fn, where):
+        """Run one optional section; its failure is recorded under ``where[name]`` and the run goes on."""
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - a benchmark section failing must not lose the others
+            import traceback
+
+            where[name] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
+            print(f"[bench] {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        if args.on_gpu:
+            torch.cuda.empty_cache()
+        save()
+
     model_dir = make_model_dir(tok, args.tiny, work / "init")
 
     # (a) scoring, bf16 on GPU (fp32 on CPU), same weights for both recipes
     dtype = torch.bfloat16 if args.on_gpu else torch.float32
-    model = R.load_backbone(str(model_dir), tok, dtype=dtype, attention=args.attention).to(device).eval()
+    model = R.load_backbone(str(model_dir), tok, attention=args.attention).to(device=device, dtype=dtype).eval()
     result["model"] = {"parameters": sum(p.numel() for p in model.parameters()), "non_embedding": n_params(model),
                        "config": {k: getattr(model.config, k) for k in ("hidden_size", "num_hidden_layers",
                                                                          "intermediate_size", "num_attention_heads",
@@ -263,6 +283,7 @@ def main(argv=None) -> dict:
     result["scoring"]["fp32"] = fp32_equality(model_dir, tok, instr, outs, device)
     if args.on_gpu:
         torch.cuda.empty_cache()
+    save()
 
     # (b) training: sflib (rankings and ratings) vs TRL, one epoch, same init / data / pairs per step
     prepared, _ = R.prepare_rankings(pair_frame)
@@ -279,50 +300,61 @@ def main(argv=None) -> dict:
     if args.on_gpu:
         training["sflib"]["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
         torch.cuda.empty_cache()
-    if not args.skip_trl:
+    result["training"] = training
+    save()
+
+    def trl_section():
         secs, steps, loss, versions = bench_trl(pair_frame, model_dir, tok, work / "trl", args)
         training["trl"] = {**train_metrics(secs, n_pairs, pair_tokens, mean_len, cfg, N, peak, steps, loss), **versions}
         training["speedup_vs_trl"] = training["trl"]["seconds"] / training["sflib"]["seconds"]
-        if args.on_gpu:
-            torch.cuda.empty_cache()
+
+    if not args.skip_trl:
+        guarded("trl", trl_section, training)
+
     big = args.big_batch_tokens if args.big_batch_tokens is not None else (32768 if args.on_gpu else 4 * budget if args.tiny else 0)
-    if big:  # the same epoch with a larger token budget: what the packed path reaches when the batch is not fixed
+
+    def big_section():  # the same epoch with a larger token budget: what packing reaches when the batch is free
         _, secs, loss, meta = bench_ours("rankings", pair_frame, model_dir, work / "ours_big", args, big)
         training["sflib_big_batch"] = {**train_metrics(secs, n_pairs, pair_tokens, mean_len, cfg, N, peak,
                                                        meta["train_batches_per_epoch"], loss), **meta}
-        if args.on_gpu:
-            torch.cuda.empty_cache()
-    result["training"] = training
 
-    ratings = pd.DataFrame({"instruction": instr, "input": "", "response": outs,
-                            "score": np.random.default_rng(0).integers(1, 8, size=len(outs))})
-    r_tokens = sum(map(len, R.encode(tok, instr, outs, args.max_length)))
-    _, secs, loss, meta = bench_ours("ratings", ratings, model_dir, work / "ours_ratings", args,
-                                     args.batch * 2 * int(round(r_tokens / len(outs))))
-    result["training_ratings"] = {"responses": len(outs), "real_tokens": r_tokens, **meta,
-                                  **train_metrics(secs, len(outs), r_tokens, r_tokens / len(outs), cfg, N, peak,
-                                                  meta["train_batches_per_epoch"], loss)}
-    result["training_ratings"].pop("pairs_per_s")
-    result["training_ratings"]["responses_per_s"] = len(outs) / secs
-    if args.on_gpu:
-        torch.cuda.empty_cache()
+    if big:
+        guarded("sflib_big_batch", big_section, training)
 
-    if not args.skip_lora:  # the 7B recipe (LoRA + gradient checkpointing) on the same model, a few steps
+    def ratings_section():
+        ratings = pd.DataFrame({"instruction": instr, "input": "", "response": outs,
+                                "score": np.random.default_rng(0).integers(1, 8, size=len(outs))})
+        r_tokens = sum(map(len, R.encode(tok, instr, outs, args.max_length)))
+        _, secs, loss, meta = bench_ours("ratings", ratings, model_dir, work / "ours_ratings", args,
+                                         args.batch * 2 * int(round(r_tokens / len(outs))))
+        r = {"responses": len(outs), "real_tokens": r_tokens, **meta,
+             **train_metrics(secs, len(outs), r_tokens, r_tokens / len(outs), cfg, N, peak,
+                             meta["train_batches_per_epoch"], loss)}
+        r.pop("pairs_per_s")
+        r["responses_per_s"] = len(outs) / secs
+        result["training_ratings"] = r
+
+    guarded("training_ratings", ratings_section, result)
+
+    def lora_section():  # the 7B recipe (LoRA + gradient checkpointing) on the same model, a few steps
         if args.on_gpu:
             torch.cuda.reset_peak_memory_stats()
         sub = pair_frame.iloc[: max(8, len(pair_frame) // 8)]
         _, secs, loss, meta = bench_ours("rankings", sub, model_dir, work / "ours_lora", args, budget,
                                          extra={"lora": True, "gradient_checkpointing": True, "learning_rate": 2e-4})
-        result["lora_gradient_checkpointing"] = {"pairs": len(sub), "seconds": secs, "final_train_loss": loss,
-                                                 "pairs_per_s": len(sub) / secs, **meta}
+        r = {"pairs": len(sub), "seconds": secs, "final_train_loss": loss, "pairs_per_s": len(sub) / secs, **meta}
         if args.on_gpu:
-            result["lora_gradient_checkpointing"]["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+            r["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+        result["lora_gradient_checkpointing"] = r
+
+    if not args.skip_lora:
+        guarded("lora_gradient_checkpointing", lora_section, result)
 
     s, t = result["scoring"], result["training"]
     result["targets"] = {
         "scoring_mfu>=0.5": (s["sflib"]["mfu"] or 0) >= 0.5, "scoring_speedup>=3": s["speedup"] >= 3,
         "training_mfu>=0.4": (t["sflib"]["mfu"] or 0) >= 0.4,
-        "training_speedup_vs_trl>=3": t.get("speedup_vs_trl", 0) >= 3,
+        "training_speedup_vs_trl>=3": (t.get("speedup_vs_trl") or 0) >= 3,
         "scores_equal_fp32_within_1e-3": s["fp32"]["within_1e-3"],
     }
     result["seconds_total"] = time.time() - started
@@ -330,9 +362,7 @@ def main(argv=None) -> dict:
                        "forward, x3 for training) against the dense bf16 peak; training times are the Trainer's "
                        "train_runtime for both sflib and TRL (tokenisation excluded for both: TRL gets sflib's token ids); "
                        "sflib's token budget gives the same mean pairs per step as TRL's batch.")
-    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"reward_model_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save()
     print(json.dumps(result, indent=2))
     return result
 
