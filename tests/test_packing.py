@@ -163,3 +163,19 @@ def test_training_packed_decoder_records_path(tiny_llama, tmp_path, kind):
     a = R.score(again, ["q1"], ["answer x "], packing=False)
     b = R.score(again, ["q1"], ["answer x "], packing=True)
     assert abs(a[0] - b[0]) < 1e-4
+
+
+def test_sequence_ending_in_the_pad_token_reads_its_last_token(tiny_llama):
+    """With pad = eos, a sequence ending in eos is read at that eos in both paths (transformers' own
+    pooling would read the token before it in a padded batch)."""
+    rm = _rm(tiny_llama)
+    pad = rm.tokenizer.pad_token_id
+    instr, resp = _texts(4)
+    ids = [s + [pad] for s in R.encode(rm.tokenizer, instr, resp, 60)]
+    with torch.no_grad():
+        single = torch.tensor([R.packed_rewards(rm.model, R.pack_rows([s], pad)).item() for s in ids])
+        padded = R.padded_rewards(rm.model, R.pad_batch(ids, pad))
+        packed = R.packed_rewards(rm.model, R.pack_rows(ids, pad, row_tokens=80))
+        before_eos = R.packed_rewards(rm.model, R.pack_rows([s[:-1] for s in ids], pad))
+    assert torch.allclose(padded, single, atol=1e-4) and torch.allclose(packed, single, atol=1e-4)
+    assert not torch.allclose(before_eos, single, atol=1e-3)

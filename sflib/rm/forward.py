@@ -45,21 +45,34 @@ def row_tokens_for(model, max_length: int) -> int | None:
     return None if impl in ("flash_attention_2", "flex_attention") else max_length
 
 
-def packed_rewards(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Rewards ``[n]`` for a packed batch (``input_ids``, ``position_ids``, ``last_index``)."""
-    head = _inner(model).score
+def _head_outputs(model, **inputs) -> torch.Tensor:
+    """The score head's output at every token ``[rows, width, 1]`` (captured with a forward hook)."""
     captured = []
-    handle = head.register_forward_hook(lambda module, args, out: captured.append(out))
+    handle = _inner(model).score.register_forward_hook(lambda module, args, out: captured.append(out))
     try:
-        model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False)
+        model(**inputs, use_cache=False)
     finally:
         handle.remove()
-    per_token = captured[-1]
+    return captured[-1]
+
+
+def packed_rewards(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Rewards ``[n]`` for a packed batch (``input_ids``, ``position_ids``, ``last_index``)."""
+    per_token = _head_outputs(model, input_ids=batch["input_ids"], position_ids=batch["position_ids"])
     return per_token.reshape(-1, per_token.shape[-1])[batch["last_index"], 0]
 
 
 def padded_rewards(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Rewards ``[n]`` for a padded batch (``input_ids``, ``attention_mask``)."""
+    """Rewards ``[n]`` for a right-padded batch (``input_ids``, ``attention_mask``).
+
+    Decoders read the reward at each sequence's last token, exactly as packed batches do (the
+    pooling of transformers' own head would skip a final token equal to the pad token); encoders
+    use their classifier's pooled output.
+    """
+    if packable(model):
+        per_token = _head_outputs(model, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        last = batch["attention_mask"].sum(-1) - 1
+        return per_token[torch.arange(per_token.shape[0], device=per_token.device), last, 0]
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
 
 
