@@ -45,15 +45,24 @@ def row_tokens_for(model, max_length: int) -> int | None:
     return None if impl in ("flash_attention_2", "flex_attention") else max_length
 
 
+def _store_output(module, args, out):
+    module._sflib_out = out
+
+
 def _head_outputs(model, **inputs) -> torch.Tensor:
-    """The score head's output at every token ``[rows, width, 1]`` (captured with a forward hook)."""
-    captured = []
-    handle = _inner(model).score.register_forward_hook(lambda module, args, out: captured.append(out))
-    try:
-        model(**inputs, use_cache=False)
-    finally:
-        handle.remove()
-    return captured[-1]
+    """The score head's output at every token ``[rows, width, 1]``.
+
+    A forward hook (registered once, so ``torch.compile`` sees the same module every step) keeps
+    the head's output; it is released as soon as it is read.
+    """
+    head = _inner(model).score
+    if not getattr(head, "_sflib_hooked", False):
+        head.register_forward_hook(_store_output)
+        head._sflib_hooked = True
+    head._sflib_out = None
+    model(**inputs, use_cache=False)
+    out, head._sflib_out = head._sflib_out, None
+    return out
 
 
 def packed_rewards(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -18,6 +18,8 @@ from .folder import RewardModel
 from .forward import packable, packed_rewards, padded_rewards, row_tokens_for
 from .objectives import _require_columns
 
+GPU_MIN_TOKENS = 32768
+
 
 def score(rm: RewardModel | os.PathLike | str, instructions: Sequence[str], responses: Sequence[str],
           batch_size: int = 32, inputs: Sequence[object] | None = None, progress: bool | None = None,
@@ -25,7 +27,8 @@ def score(rm: RewardModel | os.PathLike | str, instructions: Sequence[str], resp
           packing: bool | None = None) -> np.ndarray:
     """One reward (float) per response, in the order given.
 
-    ``max_tokens`` is the token budget of a batch (default ``batch_size * rm.max_length``);
+    ``max_tokens`` is the token budget of a batch (default ``batch_size * rm.max_length``, at least
+    ``GPU_MIN_TOKENS`` on a GPU);
     ``packing`` (default: whenever the backbone is a decoder) packs each batch into rows instead
     of padding it. ``rm`` may be a :class:`RewardModel` or its folder.
     """
@@ -42,6 +45,8 @@ def score(rm: RewardModel | os.PathLike | str, instructions: Sequence[str], resp
     model, device = rm.model, rm.device
     packed = packable(model) if packing is None else bool(packing)
     budget = max_tokens or batch_size * rm.max_length
+    if max_tokens is None and device.type == "cuda":
+        budget = max(budget, GPU_MIN_TOKENS)  # inference keeps no activations: bigger batches, same memory class
     if pad_to_multiple_of is None and device.type == "cuda":
         pad_to_multiple_of = 8
     row_tokens = row_tokens_for(model, rm.max_length)
