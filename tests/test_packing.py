@@ -82,6 +82,8 @@ def test_token_batches_respect_budget():
     assert all(len(b) * max(lengths[i] for i in b) <= 60 for b in padded)
     big = R.token_batches([100, 3], 50)  # a sequence over the budget gets a batch of its own
     assert big == [[0], [1]]
+    counted = R.token_batches(lengths, None, max_items=3)  # no budget: fixed-size, length-sorted batches
+    assert [len(b) for b in counted] == [3, 3, 1] and [lengths[i] for i in counted[0]] == [30, 30, 19]
 
 
 def test_packed_scores_equal_padded(tiny_llama):

@@ -26,7 +26,7 @@ from .metrics import evaluate, pairwise_accuracy, ratings_agreement
 from .objectives import (KINDS, bradley_terry_loss, prepare_rankings, prepare_ratings, ratings_loss, reward_to_score,
                          score_to_target, split_by_instruction, validation_instructions)
 from .scoring import score, score_frame
-from .training import (TrainConfig, TrainResult, loss_history, tokens_per_batch, train_rankings_rm, train_ratings_rm,
+from .training import (TrainConfig, TrainResult, loss_history, train_rankings_rm, train_ratings_rm,
                        train_reward_model)
 from .cli import add_cli, read_feedback, read_responses
 
@@ -37,5 +37,5 @@ __all__ = [
     "pack_rows", "packable", "packed_rewards", "pad_batch", "padded_rewards", "pairwise_accuracy", "prepare_rankings",
     "prepare_ratings", "ratings_agreement", "ratings_loss", "read_feedback", "read_responses", "reward_to_score",
     "rewards", "rm_text", "score", "score_frame", "score_to_target", "split_by_instruction", "token_batches",
-    "tokens_per_batch", "train_rankings_rm", "train_ratings_rm", "train_reward_model", "validation_instructions",
+    "train_rankings_rm", "train_ratings_rm", "train_reward_model", "validation_instructions",
 ]

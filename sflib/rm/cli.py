@@ -132,7 +132,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--no-checkpoints", action="store_true", help="do not save a checkpoint every epoch")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--tokens-per-batch", type=int, default=None,
-                   help="token budget of a training batch (default: batch size x max length, x2 for pairs)")
+                   help="token budget of a training step (default: --batch-size examples per step)")
     p.add_argument("--packing", default="auto", choices=["auto", "on", "off"],
                    help="pack sequences into rows without padding (auto: decoders yes, encoders no)")
     p.add_argument("--attention", default="auto",

@@ -103,22 +103,24 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, length: int | Non
 
 
 
-def token_batches(lengths: Sequence[int], max_tokens: int, *, padded: bool = False,
-                  sequences_per_item: int = 1) -> list[list[int]]:
-    """Item indices grouped into batches of at most ``max_tokens`` tokens, longest items first.
+def token_batches(lengths: Sequence[int], max_tokens: int | None, *, padded: bool = False,
+                  sequences_per_item: int = 1, max_items: int | None = None) -> list[list[int]]:
+    """Item indices grouped into batches of at most ``max_tokens`` tokens (and ``max_items`` items), longest first.
 
     Packed batches count real tokens (the sum of ``lengths``); ``padded`` batches count
     ``items x sequences_per_item x longest`` (what padding to the longest costs). An item longer
-    than the budget gets a batch of its own.
+    than the budget gets a batch of its own. ``max_tokens=None``: batches of ``max_items`` items.
     """
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+    if max_tokens is None and max_items is None:
+        raise ValueError("give max_tokens, max_items or both")
+    if (max_tokens is not None and max_tokens < 1) or (max_items is not None and max_items < 1):
+        raise ValueError(f"max_tokens and max_items must be at least 1, not {max_tokens} / {max_items}")
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
     batches, current, total, longest = [], [], 0, 0
     for i in order.tolist():
         n = int(lengths[i])
         cost = (len(current) + 1) * sequences_per_item * max(longest, n) if padded else total + n
-        if current and cost > max_tokens:
+        if current and ((max_tokens is not None and cost > max_tokens) or len(current) == max_items):
             batches.append(current)
             current, total, longest = [], 0, 0
         current.append(i)
@@ -233,13 +235,14 @@ class RewardCollator:
 
 
 class TokenBatches(torch.utils.data.Dataset):
-    """A :class:`RatingsDataset` or :class:`PairsDataset` grouped into token-budget batches: item ``i`` is batch ``i``.
+    """A :class:`RatingsDataset` or :class:`PairsDataset` grouped into length-sorted batches of at most
+    ``max_tokens`` tokens (a pair counts both of its sequences) or ``max_items`` examples: item ``i`` is batch ``i``.
 
     The Trainer draws these batches (``per_device_train_batch_size=1``) in a random order every
-    epoch; :class:`RewardCollator` turns one into tensors. A pair counts both of its sequences.
+    epoch; :class:`RewardCollator` turns one into tensors.
     """
 
-    def __init__(self, dataset, max_tokens: int, packed: bool):
+    def __init__(self, dataset, max_tokens: int | None, packed: bool, max_items: int | None = None):
         self.dataset = dataset
         if isinstance(dataset, PairsDataset):
             lengths = ([len(a) + len(b) for a, b in zip(dataset.preferred, dataset.other)] if packed
@@ -247,7 +250,8 @@ class TokenBatches(torch.utils.data.Dataset):
             per_item = 1 if packed else 2
         else:
             lengths, per_item = dataset.lengths, 1
-        self.batches = token_batches(lengths, max_tokens, padded=not packed, sequences_per_item=per_item)
+        self.batches = token_batches(lengths, max_tokens, padded=not packed, sequences_per_item=per_item,
+                                     max_items=max_items)
         self.tokens = sum(len(x) for x in dataset.ids) if isinstance(dataset, RatingsDataset) else \
             sum(len(a) + len(b) for a, b in zip(dataset.preferred, dataset.other))
 

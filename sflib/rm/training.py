@@ -1,8 +1,8 @@
 """Training a reward model on the Hugging Face ``Trainer``.
 
-Batches are filled up to a token budget (``tokens_per_batch``; by default ``batch_size``
-sequences of ``max_length`` tokens — pairs count both sequences) from length-sorted examples and
-drawn in a random order every epoch. Decoder backbones (Llama, Mistral, Qwen, ...) train on
+Batches are formed from length-sorted examples — filled up to a token budget
+(``tokens_per_batch``, ``--tokens-per-batch``; a pair counts both sequences and is never split), or
+``batch_size`` examples each when no budget is given — and drawn in a random order every epoch. Decoder backbones (Llama, Mistral, Qwen, ...) train on
 *packed* rows — no padding, per-sequence positions, attention kept within each sequence
 (flash-attention's variable-length kernels where installed, otherwise PyTorch SDPA with a
 block-diagonal mask, or ``attention="flex_attention"``) — and read the reward at each sequence's
@@ -66,7 +66,7 @@ class TrainConfig:
     seed: int = 0
     group_by_length: bool = True  # kept for old configs: batches are always length-grouped now
     progress: bool = True
-    tokens_per_batch: int | None = None  # default: batch_size x max_length (x2 for pairs)
+    tokens_per_batch: int | None = None  # token budget of a step; None: batch_size examples per step
     packing: str = "auto"  # auto (decoders packed, encoders padded), on, off
     attention: str = "auto"  # auto (flash_attention_2 where installed, else sdpa), sdpa, flex_attention, eager
     compile: bool = False  # torch.compile the model (through the Trainer)
@@ -144,11 +144,6 @@ def _check_config(kind: str, config: TrainConfig) -> None:
         raise ValueError(f"tokens_per_batch must be at least 1, not {config.tokens_per_batch}")
 
 
-def tokens_per_batch(kind: str, config: TrainConfig) -> int:
-    """The token budget of a training batch: ``tokens_per_batch`` or ``batch_size x max_length`` (x2 for pairs)."""
-    return config.tokens_per_batch or config.batch_size * config.max_length * (2 if kind == "rankings" else 1)
-
-
 def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike | str, *,
                        eval: pd.DataFrame | None = None, config: TrainConfig | None = None,
                        resume_from_checkpoint: str | bool | None = None, **overrides) -> TrainResult:
@@ -212,10 +207,11 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
 
     # 3. data -> tokens -> token-budget batches
     on_gpu = torch.cuda.is_available()
-    budget = tokens_per_batch(kind, config)
-    train_ds = TokenBatches(_dataset(kind, train_df, tokenizer, config.max_length), budget, packed)
-    eval_ds = (TokenBatches(_dataset(kind, eval_df, tokenizer, config.max_length),
-                            max(budget, config.eval_batch_size * config.max_length), packed)
+    budget = config.tokens_per_batch  # None: batch_size examples per batch
+    train_ds = TokenBatches(_dataset(kind, train_df, tokenizer, config.max_length), budget, packed,
+                            max_items=None if budget else config.batch_size)
+    eval_ds = (TokenBatches(_dataset(kind, eval_df, tokenizer, config.max_length), budget, packed,
+                            max_items=None if budget else config.eval_batch_size)
                if eval_df is not None else None)
     lr = config.learning_rate if config.learning_rate is not None else (2e-4 if config.lora else 5e-5)
     checkpoints = output_dir / "checkpoints"
