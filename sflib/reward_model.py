@@ -19,3 +19,7 @@ from .rm.encoding import _fit, _special_tokens  # noqa: F401
 from .rm.folder import _quiet_transformers  # noqa: F401
 from .rm.objectives import _instruction_ids, _require_columns  # noqa: F401
 from .rm.training import _dataset, _trainer_class  # noqa: F401
+from .rm.cli import _write_scored  # noqa: F401,E402
+from .rm.metrics import _score_unique  # noqa: F401,E402
+from .rm.objectives import prepare as _prepare  # noqa: F401,E402
+from .rm.training import RewardTrainer  # noqa: F401,E402  (a placeholder until _trainer_class() builds it)
