@@ -154,13 +154,14 @@ def test_training_packed_decoder_records_path(tiny_llama, tmp_path, kind):
                            "response1": [f"good {'y ' * i}" for i in range(6)], "response2": ["bad"] * 6,
                            "decision": ["a", "b", "a", "equal", "a", "b"]})
     out = tmp_path / kind
-    res = R.train_reward_model(kind, df, out, backbone=tiny_llama, epochs=1, tokens_per_batch=80, max_length=32,
-                               progress=False, save_checkpoints=False, logging_steps=1, attention="sdpa")
+    res = R.train_reward_model(kind, df, out, eval=df.iloc[:3], backbone=tiny_llama, epochs=1, tokens_per_batch=80,
+                               max_length=32, progress=False, save_checkpoints=False, logging_steps=1, attention="sdpa")
     meta = json.loads((out / R.META_NAME).read_text())
     assert meta["packing"] == "packed" and meta["attention"] == "sdpa" and meta["tokens_per_batch"] == 80
     assert meta["train_batches_per_epoch"] >= 2  # the budget split the data
     assert not (out / "checkpoints").exists()  # --no-checkpoints leaves no empty folder
-    assert np.isfinite(R.loss_history(res.log_history)["loss"]).all()
+    history = R.loss_history(res.log_history)
+    assert np.isfinite(history["loss"]).all() and set(history["split"]) == {"train", "eval"}
     again = R.RewardModel.load(out, device="cpu")
     a = R.score(again, ["q1"], ["answer x "], packing=False)
     b = R.score(again, ["q1"], ["answer x "], packing=True)
