@@ -57,8 +57,13 @@ def judgment_table(frames: Mapping[str, pd.DataFrame], kind: str = "ratings") ->
     return table
 
 
-def cohen_kappa(a, b, *, weights: str | None = None) -> float:
-    """Cohen's kappa of two annotators' answers to the same items (``weights``: None, ``linear``, ``quadratic``)."""
+def cohen_kappa(a, b, *, weights: str | None = None, labels=None) -> float:
+    """Cohen's kappa of two annotators' answers to the same items (``weights``: None, ``linear``, ``quadratic``).
+
+    Weighted kappa needs numbers; its categories are every whole number from the smallest to the
+    largest answer (or ``labels``), so a score the annotators never used still counts as a step
+    (sklearn weights by the *index* of a label).
+    """
     from sklearn.metrics import cohen_kappa_score
 
     a, b = list(a), list(b)
@@ -68,9 +73,13 @@ def cohen_kappa(a, b, *, weights: str | None = None) -> float:
         return float("nan")
     if weights is None:
         a, b = [str(x) for x in a], [str(x) for x in b]
+        labels = None if labels is None else [str(x) for x in labels]
+    else:
+        a, b = [int(x) for x in a], [int(x) for x in b]
+        labels = list(range(min(a + b), max(a + b) + 1)) if labels is None else list(labels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(cohen_kappa_score(a, b, weights=weights))
+        return float(cohen_kappa_score(a, b, weights=weights, labels=labels))
 
 
 def fleiss_kappa(table: pd.DataFrame) -> float:
@@ -121,7 +130,7 @@ def agreement_table(frames: Mapping[str, pd.DataFrame], kind: str = "ratings") -
         both = table[[x, y]].dropna()
         if kind == "ratings":
             rows.append(("Cohen's kappa (quadratic weights, ordinal)", f"{x} · {y}", len(both),
-                         cohen_kappa(both[x].astype(int), both[y].astype(int), weights="quadratic"), "scikit-learn"))
+                         cohen_kappa(both[x], both[y], weights="quadratic", labels=range(1, 8)), "scikit-learn"))
         rows.append(("Cohen's kappa (unweighted)", f"{x} · {y}", len(both), cohen_kappa(both[x], both[y]),
                      "scikit-learn"))
     if len(names) >= 2:

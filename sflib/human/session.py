@@ -19,6 +19,7 @@ task without a row. Undo deletes the most recent answer of this queue and shows 
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -100,7 +101,11 @@ def answer_row(judge: str, kind: str, item: dict, order: str, value: Any, *, com
 
 def stored_answers(store: AnnotationStore, judge: str, kind: str) -> pd.DataFrame:
     """The rows a human judge has in the store for ``kind`` (oldest first), with ``item_id`` / ``order``."""
-    df = store.to_frame(judge=judge, template_version=TEMPLATE_VERSION[check_kind(kind)])
+    # decode=False and our own decoding: store.to_frame() fails on a NULL value (a skip) next to numbers
+    df = store.to_frame(judge=judge, template_version=TEMPLATE_VERSION[check_kind(kind)], decode=False)
+    for column in ("params", "prompt", "meta", "value"):
+        df[column] = pd.Series([None if v is None or (isinstance(v, float) and v != v) else json.loads(v)
+                                for v in df[column]], index=df.index, dtype=object)
     df["item_id"] = [str((m or {}).get("item_id", "")) for m in df["meta"]]
     df["order"] = [str((m or {}).get("order", "")) for m in df["meta"]]
     return df
