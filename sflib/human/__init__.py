@@ -16,6 +16,7 @@ from .items import annotator_queue, assign, items_hash, make_items, ranking_item
 from .lease import AnnotatorBusy, judge_name, normalise_name
 from .session import AnnotationSession, instructions
 from .sources import simulated_answers, study_material
+from . import figures  # noqa: F401  (sflib.human.figures.plot_human_vs_ai)
 
 
 def __getattr__(name):  # the widget imports ipywidgets only when used
