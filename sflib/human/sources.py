@@ -45,12 +45,12 @@ def study_material(study: str = "paper") -> dict:
             raise ValueError(f"study {study!r}: sflib.study is not available in this checkout; only 'paper' "
                              "(the vendored sample) can be annotated")
         return _vendored()
-    st = study_mod.load(study)
     try:
+        st = study_mod.load(study)
         responses = st.read("responses")
-    except Exception as e:  # StageMissing / StaleStage: say what to run
+    except Exception as e:  # no such study file, StageMissing / StaleStage: say what to do
         if str(study) == "paper":
-            return _vendored()
+            return dict(_vendored(), source=f"vendored SuperNI sample (data/canonical; the study is not run: {e})")
         raise ValueError(f"study {study!r}: {e}") from None
     out = {"responses": responses, "pairs": responses, "ai_ratings": None, "ai_rankings": None,
            "ai_name": None, "source": f"study {st.name} ({st.folder})"}
@@ -58,8 +58,8 @@ def study_material(study: str = "paper") -> dict:
         out["ai_ratings"], out["ai_rankings"] = st.read("ratings"), st.read("rankings")
         judges = out["ai_ratings"].get("judge")
         out["ai_name"] = str(judges.iloc[0]) if judges is not None and len(judges) else "AI judge"
-    except Exception:
-        pass
+    except Exception as e:  # the human-vs-AI table then has no AI row; say why
+        out["source"] += f"; no AI judge feedback to compare with ({e})"
     if str(study) == "paper" and out["ai_rankings"] is not None:
         out["pairs"] = out["ai_rankings"]
     return out

@@ -8,7 +8,8 @@ Keyboard shortcuts. ipywidgets has no page-wide key events, so the widget has a 
 "keys" text box: click into it once, then each key pressed there acts at once (the box is read
 and cleared on every keystroke): ``1``–``7`` rate, ``a`` / ``b`` / ``e`` (or ``=``) choose,
 ``s`` skips, ``u`` undoes. Focus stays in the box, so one can annotate with the keyboard only.
-Buttons carry CSS classes (``sf-rate-5``, ``sf-choice-a``, ``sf-skip``, ``sf-undo``, ``sf-keys``)
+Buttons carry CSS classes (``sf-rate-5``, ``sf-choice-a``, ``sf-skip``, ``sf-undo``, ``sf-keys``,
+``sf-progress``)
 so a browser test can find them.
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ class HumanAnnotator:
         self.title = w.HTML()
         self.progress_bar = w.IntProgress(min=0, max=max(len(self.session.queue), 1), layout=w.Layout(width="260px"))
         self.progress_label = w.Label()
+        self.progress_label.add_class("sf-progress")
         self.message = w.HTML()
         guide = w.HTML(_pre(instructions(self.kind)))
         self.guide = w.Accordion(children=[guide], titles=("How to judge",))
