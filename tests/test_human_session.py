@@ -175,3 +175,19 @@ def test_human_tables_have_the_ai_judge_columns_and_feed_consistency(store):
     summary = human.annotator_summary(store)
     assert set(zip(summary["kind"], summary["answered"], summary["skipped"])) == {("ratings", 9, 0),
                                                                                  ("rankings", 8, 1)}
+
+
+def test_all_feedback_lists_humans_with_both_kinds(store):
+    resp = responses(2, 3)
+    for name in ("jo", "kim"):
+        s = AnnotationSession(human.rating_items(resp), name, store, "ratings")
+        while not s.done:
+            s.answer(4)
+        s.close()
+    k = AnnotationSession(human.ranking_items(resp), "jo", store, "rankings")
+    k.answer("a")
+    k.close()
+    both = human.all_feedback(store)
+    assert list(both) == ["jo"]  # kim has no rankings yet
+    ratings, rankings = both["jo"]
+    assert len(ratings) == 6 and len(rankings) == 1

@@ -10,7 +10,8 @@
 
 See ``docs/notes/human.md``.
 """
-from .feedback import RANKINGS_COLUMNS, RATINGS_COLUMNS, annotator_summary, human_feedback, known_annotators
+from .feedback import (RANKINGS_COLUMNS, RATINGS_COLUMNS, all_feedback, annotator_summary, human_feedback,
+                       known_annotators)
 from .io import export_human, import_human
 from .items import annotator_queue, assign, items_hash, make_items, ranking_items, rating_items
 from .lease import AnnotatorBusy, judge_name, normalise_name
@@ -27,7 +28,7 @@ def __getattr__(name):  # the widget imports ipywidgets only when used
     raise AttributeError(f"module 'sflib.human' has no attribute {name!r}")
 
 
-__all__ = ["AnnotationSession", "AnnotatorBusy", "HumanAnnotator", "RANKINGS_COLUMNS", "RATINGS_COLUMNS",
+__all__ = ["AnnotationSession", "all_feedback", "AnnotatorBusy", "HumanAnnotator", "RANKINGS_COLUMNS", "RATINGS_COLUMNS",
            "annotator_queue", "annotator_summary", "assign", "export_human", "human_feedback", "import_human",
            "instructions", "items_hash", "judge_name", "known_annotators", "make_items", "normalise_name",
            "ranking_items", "rating_items", "simulated_answers", "study_material"]

@@ -125,3 +125,16 @@ def known_annotators(store: Any, kind: str | None = None) -> list[str]:
     if kind is not None:
         s = s[s["kind"] == check_kind(kind)]
     return sorted(set(s["annotator"]))
+
+
+def all_feedback(store: Any, annotators: list[str] | None = None) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """``{name: (ratings, rankings)}`` for every human annotator in ``store`` (or those named) who has at least
+    one valid rating and one valid ranking — the input :func:`sflib.agreement.human_vs_ai` and
+    :func:`sflib.consistency.compare_annotators` take."""
+    names = [a for a in (annotators or known_annotators(store))]
+    out = {}
+    for name in names:
+        r, k = human_feedback(store, name, "ratings"), human_feedback(store, name, "rankings")
+        if r["valid"].any() and k["valid"].any():
+            out[name] = (r, k)
+    return out
