@@ -191,3 +191,29 @@ def test_all_feedback_lists_humans_with_both_kinds(store):
     assert list(both) == ["jo"]  # kim has no rankings yet
     ratings, rankings = both["jo"]
     assert len(ratings) == 6 and len(rankings) == 1
+
+
+def test_human_judge_serves_stored_answers_to_rate_and_rank(store):
+    from sflib.human.judge import HumanJudge
+
+    resp = responses(2, 3)
+    s = AnnotationSession(human.rating_items(resp), "lu", store, "ratings")
+    while s.progress()["remaining"] > 1:
+        s.answer(6)
+    s.close()
+    judge = HumanJudge("lu", store)
+    out = rate(resp, judge, store=store, progress=False)
+    assert sorted(out["status"]) == ["failed"] + ["ok"] * 5 and set(out["score"].dropna()) == {6.0}
+    assert "not answered" in out.loc[out["status"] == "failed", "error"].iloc[0]
+    pairs = make_pairs(resp)
+    k = AnnotationSession(human.ranking_items(pairs), "lu", store, "rankings")
+    task = k.current()
+    k.answer("a")  # the first-shown output, in whichever order this human saw the pair
+    k.close()
+    before = judge.params["answers"]
+    judge = HumanJudge("lu", store)
+    assert judge.params["answers"] != before  # a new answer is never served from an old cache entry
+    ranked = rank(pairs, judge, store=store, progress=False)
+    row = ranked[(ranked["response_id_1"] == task["response_id_1"]) & (ranked["response_id_2"] == task["response_id_2"])]
+    assert row["decision"].iloc[0] == ("a" if task["order"] == "12" else "b")
+    assert ranked["decision"].notna().sum() == 1
