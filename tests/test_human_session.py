@@ -131,7 +131,7 @@ def test_changed_item_list_keeps_every_answer(store):
 
 def test_bad_values_and_misuse(store):
     s = AnnotationSession(human.rating_items(responses(1, 2)), "gil", store, "ratings")
-    for bad in (0, 8, 2.5, "5", True, None.__class__):
+    for bad in (0, 8, 2.5, "5", True, "seven"):
         with pytest.raises(ValueError, match="whole number from 1 to 7"):
             s.answer(bad)
     assert len(store) == 0

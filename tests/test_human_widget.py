@@ -1,5 +1,4 @@
 """The annotator widget driven from Python: clicks, keys, skip, undo, comment, resume — store checked after each."""
-import pandas as pd
 import pytest
 
 from human_fixtures import responses

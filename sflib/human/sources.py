@@ -14,7 +14,6 @@ store (names ``sim-…``) so the analysis can be shown headless; it is never rea
 """
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pandas as pd
