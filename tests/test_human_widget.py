@@ -136,3 +136,46 @@ def test_a_click_writes_through_before_the_next_task(store, tmp_path):
         assert len(other.to_frame(judge="human:carol", decode=False)) == n
     other.close()
     ann.close()
+
+
+def test_done_when_two_people_annotate_close_reopen_and_compare(store):
+    """Ten ratings and ten pairs by clicks, close, reopen, continue; a second annotator's overlap gives agreement;
+    each human's consistency sits beside the AI judge's."""
+    from sflib import agreement, consistency
+
+    ai_ratings, ai_rankings = consistency.load_vendored("sample")
+    first = list(dict.fromkeys(ai_rankings["instruction_id"]))[:2]
+    pairs = human.ranking_items(ai_rankings[ai_rankings["instruction_id"].isin(first)])
+    rated = human.rating_items(ai_ratings[ai_ratings["instruction_id"].isin(first)])
+    assert len(rated) >= 10 and len(pairs) >= 10
+    score = dict(zip(ai_ratings["response_id"], ai_ratings["score"]))
+
+    def work(name, n_ratings, n_pairs, shift):
+        r = human.HumanAnnotator(rated, name, store, "ratings")
+        k = human.HumanAnnotator(pairs, name, store, "rankings")
+        for _ in range(n_ratings):
+            if r.session.done:
+                break
+            s = int(min(7, max(1, score.get(r.session.current()["response_id"], 4) + shift)))
+            r.buttons[s].click()
+        for n in range(n_pairs):
+            if k.session.done:
+                break
+            k.buttons["a" if n % 3 else "b"].click()
+        r.close()
+        k.close()
+
+    work("alice", 6, 4, 0)          # part of the work, then the notebook is closed
+    assert human.annotator_summary(store)["answered"].tolist() == [4, 6]
+    work("alice", 10, 10, 0)        # reopened: continues where it stopped
+    done = human.annotator_summary(store).set_index("kind")["answered"]
+    assert done["ratings"] == len(rated) and done["rankings"] == 14
+    work("bob", 10, 14, 1)
+    feedback = human.all_feedback(store)
+    assert list(feedback) == ["alice", "bob"]
+    table = agreement.human_vs_ai(feedback, {"gpt-3.5": (ai_ratings, ai_rankings)}, bootstrap=20)
+    assert table.loc[table["judge"] == "alice", "n_compared"].iloc[0] == 14
+    assert set(table["who"]) == {"human", "AI"} and "same as humans" in set(table["pairs"])
+    agree = agreement.agreement_table({n: r for n, (r, _) in feedback.items()}, "ratings").set_index("measure")
+    assert agree.loc["Cohen's kappa (unweighted)", "n_items"] == len(rated)
+    assert agree.loc["Cohen's kappa (unweighted)", "value"] < 1.0  # bob is one point more generous
