@@ -43,6 +43,7 @@ _REGISTRY: dict[str, Factory] = {
     "openai": _lazy(".openai_judge", "OpenAIJudge"),
     "local": _lazy(".local", "LocalJudge"),
     "recorded": _lazy(".recorded", "RecordedJudge", split_files=True),
+    "human": _lazy("..human.judge", "HumanJudge"),
 }
 
 
