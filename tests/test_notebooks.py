@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 pm = pytest.importorskip("papermill")
+import nbcheck  # noqa: E402  (tests/nbcheck.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -33,6 +34,15 @@ def shared_outputs(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+def _check_reads_well(executed: Path) -> None:
+    """One inline image per saved figure, every saved figure shown, and no noise (warnings, tracebacks,
+    machine paths, float spam, progress widgets, "SPEC") in any output."""
+    report = nbcheck.check(executed)
+    assert nbcheck.inline_images(executed) >= len(report["saved_figures"]), report
+    assert report["unshown"] == [], report
+    assert report["noise"] == [], report
 
 
 def test_there_are_notebooks():
@@ -55,6 +65,8 @@ def test_notebook_runs_in_quick_mode(notebook, shared_outputs, tmp_path):
     pngs = sorted(figures.glob("*.png"))
     assert pngs, f"{notebook.name} saved no figure"
     assert {p.stem for p in pngs} == {p.stem for p in figures.glob("*.pdf")}, "every figure as PNG and PDF"
+    _check_reads_well(out)
+    assert set(nbcheck.saved_figures(out)) == {p.stem for p in pngs}, "every saved figure went through save_figure"
     for path in [out, *figures.iterdir()]:
         assert FAKE_KEY.encode() not in path.read_bytes(), f"the API key leaked into {path.name}"
 
@@ -85,6 +97,7 @@ def _run_flow(study_file: Path, executed: Path) -> dict[str, str]:
                             cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
         texts[name] = out.read_text(encoding="utf-8")
         assert FAKE_KEY not in texts[name], f"the API key leaked into {name}"
+        _check_reads_well(out)
     return texts
 
 

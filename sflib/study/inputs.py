@@ -107,13 +107,15 @@ def judge(name: str):
 
 
 def options(j) -> dict:
-    """The options a judge or policy client runs with: ``name`` plus :data:`OPTION_NAMES` it has."""
+    """The options a judge or policy client runs with (``name``, :data:`OPTION_NAMES`, the file they come from)."""
+    cfg = getattr(j, "config", None) or {}
     params = dict(getattr(j, "params", None) or {})
     out = {"name": j.name}
     for key in OPTION_NAMES:
-        value = getattr(j, key, None) if key not in ("temperature", "max_tokens", "top_p") else params.get(key)
-        if value is not None:
-            out[key] = value
+        value = cfg.get(key, params.get(key, getattr(j, key, None)))
+        out[key] = "none" if value is None else value
+    source = cfg.get("source")
+    out["from"] = "defaults" if source in (None, "shorthand") else Path(str(source)).name
     return out
 
 
@@ -132,26 +134,11 @@ def generate_responses(study, instructions: pd.DataFrame, *, k: int | None = Non
     if is_recorded(cfg.name):
         raise ValueError(f"study {study.name}: policy {cfg.name!r} writes no responses; list 'responses' in "
                          "seeded_from_data or name a policy such as local:smollm2 or openai:<model>")
-    try:
-        from ..policies import get_policy
-    except ImportError:  # before sflib.policies: the two built-in kinds
-        get_policy = None
-    if get_policy is not None:
-        policy = get_policy(cfg.name, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=tokens,
-                            template=cfg.prompt_style)
-        return policy.generate(instructions, k=k, seed=study.config.seed, progress=progress)
-    from .. import generate as g
+    from ..policies import get_policy
 
-    provider, _, model = cfg.name.partition(":")
-    if provider == "openai":
-        from ..judges import get_judge
-
-        client = get_judge(cfg.name, temperature=cfg.temperature, max_tokens=tokens, top_p=cfg.top_p)
-        return g.generate_openai(instructions, client, k=k, prompt_style=cfg.prompt_style,
-                                 seed=study.config.seed, progress=progress)
-    return g.generate_local(instructions, model=model if provider == "local" else cfg.name, k=k,
-                            temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=tokens,
-                            seed=study.config.seed, prompt_style=cfg.prompt_style, progress=progress)
+    policy = get_policy(cfg.name, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=tokens,
+                        template=cfg.prompt_style)
+    return policy.generate(instructions, k=k, seed=study.config.seed, progress=progress)
 
 
 #: notebook 01's quick mode: at most this many instructions, samples and new tokens
