@@ -201,3 +201,29 @@ def test_mostly_unparsable_judge_completes_with_counts(example_flow, tmp_path, m
         if counts["valid"] == 0:
             assert f"none of the {counts['n']} {what} is valid" in texts[notebook]
     assert sorted(s.read("ratings")["response_id"]) == sorted(responses["response_id"])
+
+
+@pytest.mark.slow
+def test_unreachable_policy_server_gives_empty_stages_not_tracebacks(tmp_path, monkeypatch):
+    """A study whose policy server is down: 01 saves no responses with the reason, 02 and 03 say in one
+    line that there is nothing to judge and save empty stages; no notebook stops, nothing is noisy."""
+    import socket
+
+    from sflib.study import load
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(tmp_path / "outputs"))
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    study_file = _example_study(tmp_path, "down")
+    study_file.write_text(study_file.read_text().replace("name: local:smollm2", "name: openai:nowhere"))
+    texts = _run_flow(study_file, tmp_path / "executed")
+    s = load(study_file)
+    counts = s.manifest("responses")["counts"]
+    assert counts["n"] == 0 and counts["failed"] == counts["instructions"] * counts["k"] > 0
+    assert "01_generate: no responses: " in texts["01_generate"] and "openai:nowhere failed" in texts["01_generate"]
+    for stage, what, notebook in (("ratings", "ratings", "02_ratings"), ("rankings", "ranked pairs", "03_rankings")):
+        assert s.manifest(stage)["counts"]["n"] == 0 and s.state(stage) == "done"
+        assert f"{notebook}: nothing to judge: the responses stage is empty; saved an empty {what} table" in texts[notebook]

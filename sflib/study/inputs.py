@@ -187,12 +187,15 @@ def sample_responses(study, quick: bool = False, progress: bool = True) -> tuple
         k, tokens = min(k, QUICK["k"]), min(tokens, QUICK["max_new_tokens"])
     failure = None
     _quiet_transformers()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_retry_warning():  # the counts say it, once
         warnings.filterwarnings("ignore", message=r".*responses are empty.*")
         try:
             responses = generate_responses(study, instr, k=k, max_new_tokens=tokens, progress=progress)
         except RuntimeError as e:  # requests to a server that failed after retries
-            responses, failure = pd.DataFrame(columns=d.RESPONSE_COLUMNS), str(e).split(";")[0]
+            text = str(e)
+            common = re.findall(r"'([^']{1,120})':", text.split("errors: ", 1)[-1]) if "errors: " in text else []
+            failure = text.split(";")[0] + (f" ({common[0]})" if common else "")
+            responses = pd.DataFrame(columns=EMPTY["responses"])
     return responses, instr, _sampled(responses, instr, k, failure, quick)
 
 
@@ -212,6 +215,22 @@ def demo_responses(study, n: int, k: int = 3, max_new_tokens: int = 48, max_char
         return g.generate_local(pool, model=DEMO_POLICY.partition(":")[2], k=k, temperature=cfg.temperature,
                                 top_p=cfg.top_p, max_new_tokens=max_new_tokens, seed=study.config.seed,
                                 progress=progress)
+
+
+#: the columns of an empty table of notebooks 01-03 (an empty table is written as an empty file)
+EMPTY = {"responses": d.RESPONSE_COLUMNS + ["sample", "n_tokens", "finish_reason", "source"],
+         "ratings": d.RATING_COLUMNS + ["judge", "valid", "status", "raw", "error"],
+         "rankings": d.RANKING_COLUMNS + ["verdict_12", "verdict_21", "valid", "status", "error", "judge"]}
+
+
+def read(study, stage: str) -> pd.DataFrame:
+    """``study.read(stage)`` (missing / stale stages raise as there), except that a stage saved with no
+    rows reads as an empty table with the usual columns instead of an "empty file" error."""
+    study.check(stage)
+    path = study.stage_dir(stage) / f"{stage}.jsonl"
+    if stage in EMPTY and path.exists() and path.stat().st_size < 8 and not path.read_text(encoding="utf-8").strip():
+        return pd.DataFrame(columns=EMPTY[stage])
+    return study.read(stage)
 
 
 def responses_summary(responses: pd.DataFrame, width: int = 60) -> pd.DataFrame:
