@@ -96,11 +96,8 @@ def is_recorded(judge) -> bool:
 
 
 def judge(name: str):
-    """A :class:`~sflib.judges.Judge` for a judge name of the study (config name, YAML path or spec).
-
-    Its options (concurrency, rpm, tpm, timeout, temperature, max_tokens) come from the judge's
-    config file (``sflib.judges.config``) or the provider's defaults — never from a notebook.
-    """
+    """A :class:`~sflib.judges.Judge` for a judge name of the study (config name, YAML path or spec); its
+    options (concurrency, rpm, tpm, timeout, temperature, max_tokens) come from its config file."""
     from ..ratings import resolve_judge
 
     return resolve_judge(name)
@@ -162,13 +159,15 @@ def _sampled(responses: pd.DataFrame, instr: pd.DataFrame, k: int, failure: str 
     return counts
 
 
-def _quiet_transformers() -> None:
-    """No "Loading weights" progress widget in the notebooks (the samples themselves have a bar)."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        return
+@contextlib.contextmanager
+def _quiet_sampling():
+    """No "Loading weights" widget, no empty-responses warning (the counts say it) while sampling."""
+    from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*responses are empty.*")
+        yield
 
 
 def sample_responses(study, quick: bool = False, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -186,9 +185,7 @@ def sample_responses(study, quick: bool = False, progress: bool = True) -> tuple
         instr = instr.head(QUICK["instructions"])
         k, tokens = min(k, QUICK["k"]), min(tokens, QUICK["max_new_tokens"])
     failure = None
-    _quiet_transformers()
-    with warnings.catch_warnings(), _quiet_retry_warning():  # the counts say it, once
-        warnings.filterwarnings("ignore", message=r".*responses are empty.*")
+    with _quiet_sampling(), _quiet_retry_warning():  # the counts say it, once
         try:
             responses = generate_responses(study, instr, k=k, max_new_tokens=tokens, progress=progress)
         except RuntimeError as e:  # requests to a server that failed after retries
@@ -209,9 +206,7 @@ def demo_responses(study, n: int, k: int = 3, max_new_tokens: int = 48, max_char
     pool = available_instructions(study)
     pool = _filter(pool, max_chars, None, study.config.seed, ["instruction", "input"])
     pool = _filter(pool, None, n, study.config.seed, ["instruction"])
-    _quiet_transformers()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*responses are empty.*")
+    with _quiet_sampling():
         return g.generate_local(pool, model=DEMO_POLICY.partition(":")[2], k=k, temperature=cfg.temperature,
                                 top_p=cfg.top_p, max_new_tokens=max_new_tokens, seed=study.config.seed,
                                 progress=progress)
@@ -269,13 +264,9 @@ def _quiet_retry_warning():
 
 
 def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = None) -> pd.DataFrame:
-    """Rate (``kind="ratings"``: a responses table) or rank (``"rankings"``: a pairs table) with judge ``j``.
-
-    The study's templates and ``both_orders`` are used and answers are cached in the study's
-    annotation store. A recorded judge is replayed without the store (nothing to cache or pay):
-    an item it has no answer for is ``failed`` with the reason "not recorded", reported once in
-    the counts, never as a failure to retry. ``progress``: default only for judges that are asked.
-    """
+    """Rate (``kind="ratings"``: responses) or rank (``"rankings"``: pairs) with judge ``j``, the study's templates,
+    ``both_orders`` and annotation store. A recorded judge is replayed without the store: an item it has no
+    answer for is ``failed``, "not recorded" in the counts, and not announced as a failure to retry."""
     from ..rankings import rank
     from ..ratings import rate
 
@@ -295,6 +286,7 @@ def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = Non
 # ----------------------------------------------------------------------------- counts for the manifest
 
 _HEX = re.compile(r"\b[0-9a-f]{12,}\b")
+NOT_RECORDED = "not recorded (the paper's run has no answer for it)"
 
 
 def reason(status: str, error: object) -> str:
@@ -304,7 +296,7 @@ def reason(status: str, error: object) -> str:
         return "reply could not be parsed" if not text or "could not be parsed" in text else text[:100]
     text = str(error or "no answer")
     if "no recorded" in text:
-        return "not recorded (the paper's run has no answer for it)"
+        return NOT_RECORDED
     text = re.sub(r"^order \d\d: ", "", text.split("; order ")[0])
     return _HEX.sub("…", text)[:100]
 
@@ -368,9 +360,6 @@ def too_little(counts: dict, what: str, stage: str) -> str | None:
         return f"{stage}: nothing to judge: the responses stage is empty; saved an empty {what} table"
     return (f"{stage}: none of the {counts['n']} {what} is valid ({outcome_line(counts, what).split(': ', 1)[1]}); "
             f"saved with this reason, later stages will report that they have too little to work with")
-
-
-NOT_RECORDED = "not recorded (the paper's run has no answer for it)"
 
 
 def check_judged(responses: pd.DataFrame, table: pd.DataFrame, kind: str) -> tuple[str, dict]:
