@@ -139,7 +139,7 @@ def generate_responses(study, instructions: pd.DataFrame, *, k: int | None = Non
 
 
 #: notebook 01's quick mode: at most this many instructions, samples and new tokens
-QUICK = {"instructions": 2, "k": 3, "max_new_tokens": 32}
+QUICK = {"instructions": 8, "k": 4, "max_new_tokens": 32}
 #: the bundled policy of notebook 01's demonstration (the paper study's responses are seeded)
 DEMO_POLICY = "local:smollm2"
 
