@@ -159,12 +159,17 @@ def _sampled(responses: pd.DataFrame, instr: pd.DataFrame, k: int, failure: str 
     return counts
 
 
-@contextlib.contextmanager
-def _quiet_sampling():
-    """No "Loading weights" widget, no empty-responses warning (the counts say it) while sampling."""
+def _quiet_transformers() -> None:
+    """No "Loading weights" progress widget in the notebooks."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def _quiet_sampling():
+    """No "Loading weights" widget, no empty-responses warning (the counts say it) while sampling."""
+    _quiet_transformers()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*responses are empty.*")
         yield
