@@ -16,10 +16,10 @@ output) in each order. The decision is
 and NaN with ``valid=False`` when either order is invalid or failed (the row is kept, never
 dropped). :func:`position_bias` summarises how often each order picks the first-shown output.
 
-CLI: ``python -m sflib rank --judge J --input FILE --output FILE [--store PATH] [--one-order] [--limit N]
+CLI: ``python -m sflib rank --judge J --input FILE [--split NAME] --output FILE [--store PATH] [--one-order] [--limit N]
 [--allow-partial] [--concurrency --rpm --tpm --timeout --temperature --max-tokens]``; ``--input`` takes
 a table of pairs or every layout ``rate`` reads (all pairs of each instruction's responses are
-ranked); judge names and the exit status (3 when rows are failed/invalid) as for ``rate``.
+ranked), read by :func:`sflib.io.read_pairs`; judge names and the exit status (3 when rows are failed/invalid) as for ``rate``.
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ failed request (API error, nothing recorded) is kept with ``status='failed'`` an
 
 CLI: ``python -m sflib rate --judge J --input FILE [--split NAME] --output FILE [--store PATH] [--retry-invalid]
 [--limit N] [--allow-partial] [--concurrency --rpm --tpm --timeout --temperature --max-tokens]``.
-``J`` is a judge config name (``gpt-4o-mini``, ``smollm2-llamacpp``, ``./judges/NAME.yaml``), a YAML
+``FILE`` is any layout :func:`sflib.io.read_responses` reads (a saved ``datasets`` folder with
+``--split``). ``J`` is a judge config name (``gpt-4o-mini``, ``smollm2-llamacpp``, ``./judges/NAME.yaml``), a YAML
 path or a spec (``openai:<model>``, ``local:smollm2``, ``recorded[:FILE]``). The command exits with
 status 3 when rows are still failed or invalid (the counts and the commonest reasons are printed and
 the result is written beside the output as ``<name>.partial<suffix>``, leaving an earlier output

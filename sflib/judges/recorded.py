@@ -5,7 +5,10 @@ is how the notebooks reproduce the paper's GPT-3.5 feedback without an API key.
 
 Recorded files (any mix, first recording of an item wins):
 
-- canonical tables (``.jsonl`` / ``.parquet``, :func:`sflib.data.write_table`) with rating columns
+Every file is read by :func:`sflib.io.read_ratings` / :func:`sflib.io.read_rankings` (format from
+the content, not the suffix); which of the two is told from its columns.
+
+- tables (JSON Lines, JSON, CSV with a header, Parquet, :func:`sflib.data.write_table`) with rating columns
   (``instruction, input, response, score``) or ranking columns (``instruction, input, response1,
   response2, decision``) — including the outputs of :func:`sflib.ratings.rate` /
   :func:`sflib.rankings.rank`; rows without a valid score/decision are *not* recorded answers.
