@@ -8,9 +8,10 @@ score first on its own line, then optional reasoning), asks the judge through
 the judge said. An unparsable reply is kept (``raw``) with ``valid=False`` and ``score`` NaN; a
 failed request (API error, nothing recorded) is kept with ``status='failed'`` and its ``error``.
 
-CLI: ``python -m sflib rate --judge J --input FILE --output FILE [--store PATH] [--retry-invalid]
+CLI: ``python -m sflib rate --judge J --input FILE [--split NAME] --output FILE [--store PATH] [--retry-invalid]
 [--limit N] [--allow-partial] [--concurrency --rpm --tpm --timeout --temperature --max-tokens]``.
-``J`` is a judge config name (``gpt-4o-mini``, ``smollm2-llamacpp``, ``./judges/NAME.yaml``), a YAML
+``FILE`` is any layout :func:`sflib.io.read_responses` reads (a saved ``datasets`` folder with
+``--split``). ``J`` is a judge config name (``gpt-4o-mini``, ``smollm2-llamacpp``, ``./judges/NAME.yaml``), a YAML
 path or a spec (``openai:<model>``, ``local:smollm2``, ``recorded[:FILE]``). The command exits with
 status 3 when rows are still failed or invalid (the counts and the commonest reasons are printed and
 the result is written beside the output as ``<name>.partial<suffix>``, leaving an earlier output
@@ -27,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from . import data as d
+from . import io
 from .annotate import annotate, format_stats
 from .judges import Judge, Request, get_judge
 from .judges.config import add_judge_options, judge_overrides
@@ -170,38 +172,24 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
 
 # ----------------------------------------------------------------------------- CLI
 
-def read_responses(path: str | os.PathLike) -> pd.DataFrame:
-    """Responses to rate from a generation JSON, a header CSV (instruction,input,response) or a table."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        records = d._load_json_list(path)
-        if not records:
-            raise d.DataError(path, "no responses: the file holds an empty list")
-        if all("output" in r and "responses" not in r for r in records):
-            return _alpaca_outputs(records, path)  # Alpaca / AlpacaEval: instruction, input, output
-        return d.read_generations(path)
-    if suffix == ".csv":
-        return d.read_responses_csv(path)
-    if suffix in (".jsonl", ".parquet"):
-        df = d.read_table(path)
-        if "response" not in df.columns and "output" in df.columns:
-            df = df.rename(columns={"output": "response"})
-        for col in ("instruction", "response"):
-            if col not in df.columns:
-                raise d.DataError(path, f"missing column (table has: {', '.join(df.columns)})", field=col)
-        return df
-    raise d.DataError(path, f"unsupported input type '{suffix}' (use a generation .json, a responses .csv "
-                            "with header instruction,input,response, or a .jsonl/.parquet table)")
+def read_responses(path: str | os.PathLike, *, split: str | None = None) -> pd.DataFrame:
+    """Responses to rate, in any layout :func:`sflib.io.read_responses` reads (kept for the notebooks)."""
+    return io.read_responses(path, split=split)
 
 
-def _alpaca_outputs(records: list[dict], path: Path) -> pd.DataFrame:
-    """Records ``{instruction, input, output}`` as responses (``output`` -> ``response``)."""
-    for n, rec in enumerate(records, 1):
-        for key in ("instruction", "output"):
-            if not isinstance(rec.get(key), str):
-                raise d.DataError(path, f"expected text, found {type(rec.get(key)).__name__}", row=n, field=key)
-    return pd.DataFrame(records).rename(columns={"output": "response"})
+#: how :mod:`sflib.io` begins the reason of a file with no records
+EMPTY_REASONS = ("file is empty", "has no records", "has a header row but no data rows")
+
+
+def read_stage_input(args, kind: str, nothing: str, *, flag: str = "--input") -> pd.DataFrame:
+    """:func:`sflib.io.read_input`, a file without records reported as ``"<nothing>: <why>"``."""
+    try:
+        return io.read_input(args, kind, flag=flag)
+    except d.DataError as e:
+        if not e.reason.startswith(EMPTY_REASONS):
+            raise
+        raise d.DataError(e.path, f"{nothing}: the file {e.reason}" if not e.reason.startswith("file")
+                          else f"{nothing}: {e.reason}") from None
 
 
 def limit_instructions(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
@@ -269,9 +257,7 @@ def summary_line(df: pd.DataFrame) -> str:
 
 
 def _cli_rate(args) -> int:
-    responses = read_responses(args.input)
-    if responses.empty:
-        raise d.DataError(args.input, "no responses to rate")
+    responses = read_stage_input(args, "responses", "no responses to rate")
     responses = limit_instructions(responses, args.limit)
     judge = resolve_judge(args.judge, **judge_overrides(args))
     store = False if args.no_store else args.store
@@ -298,8 +284,7 @@ def _common_args(p) -> None:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("rate", help="rate responses on the 1-7 scale with a judge")
-    p.add_argument("--input", required=True, help="generation .json, responses .csv (instruction,input,"
-                                                  "response) or a .jsonl/.parquet table")
+    io.add_input_options(p, help="responses to rate")
     p.add_argument("--template", help="prompt template (default rating_<v>, <v> from the judge config: rating_v1)")
     _common_args(p)
     p.set_defaults(func=_cli_rate)
