@@ -296,6 +296,8 @@ def add_cli(subparsers) -> None:
                    help="hard: parsed score / decision; soft: the judge's expected_score / p_a where stored "
                         "(falls back to hard, with a note, where missing)")
     p.add_argument("--json", metavar="OUT", help="write all results as JSON here (each result with lc_winrate)")
+    p.add_argument("--mode", choices=["online", "batch"], default="online",
+                   help="batch: the provider's Batch API (half price, resumable after a kill)")
     add_judge_options(p)
     p.set_defaults(func=_cli)
 
@@ -317,7 +319,8 @@ def _cli(args) -> int:
         evaluations = {}
         for path in args.policy:
             ev = evaluate(path, args.reference, judge, protocols, store=store, datasets=args.datasets,
-                          limit=args.limit, n_boot=args.n_boot, seed=args.seed, verdicts=args.verdicts)
+                          limit=args.limit, n_boot=args.n_boot, seed=args.seed, verdicts=args.verdicts,
+                          mode=args.mode)
             evaluations[ev.policy] = ev
         for name, ev in with_difficulty(evaluations).items():
             per_policy[name] = ev.results

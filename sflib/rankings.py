@@ -35,12 +35,13 @@ from .judges import Judge, Request
 from .parsing import parse_choice
 from .judges.config import judge_overrides
 from .ratings import (_common_args, _front, _with_ids, annotate_with_store, default_template, finish_cli,
-                      limit_instructions, render_messages, resolve_judge, task_block,
+                      limit_instructions, render_messages, resolve_judge, soft_values, task_block,
                       template_version)
+from .logprobs import combine_orders
 
 #: columns :func:`rank` adds after :data:`sflib.data.RANKING_COLUMNS`
 RANKING_RECORD_COLUMNS = ["verdict_12", "verdict_21", "raw_12", "raw_21", "valid", "status", "error",
-                          "judge", "template_version", "prompt_tokens", "completion_tokens", "cached"]
+                          "judge", "template_version", "prompt_tokens", "completion_tokens", "cached", "p_a"]
 
 
 def ranking_request(instruction: str, input: object, response1: str, response2: str, order: str = "12",
@@ -78,7 +79,8 @@ def _worst(*statuses: str) -> str:
 
 
 def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str | None = None,
-         both_orders: bool = True, retry_invalid: bool = False, progress: bool = True) -> pd.DataFrame:
+         both_orders: bool = True, retry_invalid: bool = False, progress: bool = True,
+         mode: str = "online") -> pd.DataFrame:
     """Ask ``judge`` which response of each pair is better (in both orders) and return one row per pair.
 
     ``pairs`` has ``instruction, input, response1, response2`` (ids are added when absent; see
@@ -101,7 +103,8 @@ def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template
                 for order in orders
                 for i, x, r1, r2 in zip(df["instruction"], df["input"], df["response1"], df["response2"])]
     res = annotate_with_store(judge, requests, store, template=template, parse=parse_choice,
-                              retry_invalid=retry_invalid, desc=f"rank ({judge.name})", progress=progress)
+                              retry_invalid=retry_invalid, desc=f"rank ({judge.name})", progress=progress,
+                              mode=mode)
     n = len(df)
     parts = {order: res.iloc[k * n:(k + 1) * n].reset_index(drop=True) for k, order in enumerate(orders)}
     out = df.copy()
@@ -114,6 +117,8 @@ def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template
         out[f"verdict_{order}"] = part["value"].where(part["valid"]).values
         out[f"raw_{order}"] = part["raw"].values
     out["decision"] = [combine_verdicts(a, b, both_orders) for a, b in zip(out["verdict_12"], out["verdict_21"])]
+    # P(response 1 better), position-corrected across the two orders, where the judge returned logprobs
+    out["p_a"] = combine_orders(soft_values(parts["12"]), soft_values(parts["21"]) if "21" in parts else None)
     out["valid"] = out["decision"].notna()
     out["status"] = [_worst(*s) for s in zip(*(parts[o]["status"] for o in orders))]
     out["error"] = [
@@ -207,7 +212,7 @@ def _cli_rank(args) -> int:
     judge = resolve_judge(args.judge, **judge_overrides(args))
     store = False if args.no_store else args.store
     out = rank(pairs, judge, store=store, both_orders=not args.one_order, retry_invalid=args.retry_invalid,
-               template=args.template, progress=not args.quiet)
+               template=args.template, progress=not args.quiet, mode=args.mode)
     counts = out["decision"].value_counts().to_dict()
     code = finish_cli(out, args, d.write_rankings_csv)
     print("decisions: " + ", ".join(f"{k}={counts.get(k, 0)}" for k in d.DECISIONS))

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import data as d
@@ -39,7 +40,7 @@ from .store import AnnotationStore
 
 #: columns :func:`rate` adds after :data:`sflib.data.RATING_COLUMNS`
 RATING_RECORD_COLUMNS = ["judge", "valid", "status", "raw", "error", "template_version",
-                         "prompt_tokens", "completion_tokens", "cached"]
+                         "prompt_tokens", "completion_tokens", "cached", "expected_score"]
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -77,16 +78,27 @@ def open_store(store: Any) -> tuple[AnnotationStore | None, bool]:
 
 
 def annotate_with_store(judge: Judge, requests: list, store: Any, *, template: str, parse, retry_invalid: bool,
-                        desc: str, progress: bool) -> pd.DataFrame:
+                        desc: str, progress: bool, mode: str = "online") -> pd.DataFrame:
     """:func:`sflib.annotate.annotate` with ``store`` given as :func:`open_store` accepts it
     (a store opened here is closed afterwards)."""
     st, opened = open_store(store)
     try:
         return annotate(judge, requests, store=st, template_version=template_version(template), parse=parse,
-                        retry_invalid=retry_invalid, desc=desc, progress=progress)
+                        retry_invalid=retry_invalid, desc=desc, progress=progress, mode=mode)
     finally:
         if opened:
             st.close()
+
+
+def soft_values(res: pd.DataFrame) -> np.ndarray:
+    """The annotate() result's ``soft`` verdicts where they came from log-probabilities, NaN elsewhere
+    (a verdict re-read from the text is not a soft verdict)."""
+    if "soft" not in res:
+        return np.full(len(res), np.nan)
+    soft = pd.to_numeric(res["soft"], errors="coerce")
+    if "soft_source" in res:
+        soft = soft.where(res["soft_source"] == "logprobs")
+    return soft.astype(float).values
 
 
 def resolve_judge(judge: str | Judge, **overrides: Any) -> Judge:
@@ -138,14 +150,15 @@ def rating_request(instruction: str, input: object, response: str, template: str
 
 
 def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str | None = None,
-         retry_invalid: bool = False, progress: bool = True) -> pd.DataFrame:
+         retry_invalid: bool = False, progress: bool = True, mode: str = "online") -> pd.DataFrame:
     """Rate every response with ``judge`` and return one row per input row, in order.
 
     ``responses`` has ``instruction, input, response`` (``output`` is accepted for ``response``;
     ids are added when absent). ``judge`` is a :class:`Judge` or a name for
     :func:`sflib.judges.get_judge` (``"recorded"`` alone: the paper's vendored GPT-3.5 feedback). ``store``: ``None`` = ``outputs/annotations.sqlite``, a path,
     an :class:`AnnotationStore`, or ``False`` for none. ``retry_invalid`` re-asks replies stored as
-    unparsable (failed requests are always re-asked).
+    unparsable (failed requests are always re-asked). ``mode="batch"`` sends the requests through the
+    provider's Batch API (half price; resumable, see :mod:`sflib.judges.batch`).
 
     Returns :data:`sflib.data.RATING_COLUMNS` + :data:`RATING_RECORD_COLUMNS` + the input's other
     columns; ``score`` is NaN where ``valid`` is False. ``template``: default ``rating_<v>`` with the
@@ -159,11 +172,13 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
     requests = [rating_request(i, x, r, template, k)
                 for i, x, r, k in zip(df["instruction"], df["input"], df["response"], repeats)]
     res = annotate_with_store(judge, requests, store, template=template, parse=parse_score,
-                              retry_invalid=retry_invalid, desc=f"rate ({judge.name})", progress=progress)
+                              retry_invalid=retry_invalid, desc=f"rate ({judge.name})", progress=progress,
+                              mode=mode)
     out = df.copy()
     out["score"] = pd.to_numeric(res["value"].where(res["valid"]), errors="coerce").astype(float).values
     for col in ["judge", "valid", "status", "raw", "error", "prompt_tokens", "completion_tokens", "cached"]:
         out[col] = res[col].values
+    out["expected_score"] = soft_values(res)     # logprob-weighted score where the judge returned logprobs
     out["template_version"] = template_version(template)
     out = _front(out, d.RATING_COLUMNS + RATING_RECORD_COLUMNS)
     out.attrs["stats"] = dict(res.attrs["stats"])
@@ -261,7 +276,7 @@ def _cli_rate(args) -> int:
     responses = limit_instructions(responses, args.limit)
     judge = resolve_judge(args.judge, **judge_overrides(args))
     store = False if args.no_store else args.store
-    out = rate(responses, judge, store=store, retry_invalid=args.retry_invalid,
+    out = rate(responses, judge, store=store, retry_invalid=args.retry_invalid, mode=args.mode,
                template=args.template, progress=not args.quiet)
     return finish_cli(out, args, d.write_ratings_csv)
 
@@ -275,6 +290,8 @@ def _common_args(p) -> None:
     p.add_argument("--store", default=None, help="annotation store (default outputs/annotations.sqlite)")
     p.add_argument("--no-store", action="store_true", help="do not cache answers")
     p.add_argument("--retry-invalid", action="store_true", help="re-ask replies stored as unparsable")
+    p.add_argument("--mode", choices=["online", "batch"], default="online",
+                   help="batch: the provider's Batch API (half price, resumable after a kill)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--limit", type=int, help="only the first N instructions of the input")
     p.add_argument("--allow-partial", action="store_true",
