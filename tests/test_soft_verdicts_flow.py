@@ -54,3 +54,19 @@ def test_cli_rate_in_batch_mode(fake_openai_factory, tmp_path, monkeypatch, caps
     got = pd.read_json(out, lines=True)
     assert len(got) == 6 and got["score"].between(1, 7).all()
     assert server.batch.uploads == 1 and server.batch.batches_created == 1 and server.batch.batch_lines == 6
+
+
+def test_a_judge_file_can_ask_for_logprobs(fake_openai_factory, tmp_path, monkeypatch):
+    from sflib.judges import get_judge
+
+    server = fake_openai_factory(score_probs={"6": 1.0})
+    cfg = tmp_path / "soft-judge.yaml"
+    cfg.write_text("provider: openai\nmodel: fake-judge\nbase_url_env: SOFT_JUDGE_URL\nlogprobs: true\ntop_logprobs: 5\n")
+    monkeypatch.setenv("SOFT_JUDGE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    ratings = rate(RESPONSES.head(2), get_judge(str(cfg)), store=False, progress=False)
+    assert ratings["expected_score"].tolist() == pytest.approx([6.0, 6.0])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("provider: openai\nmodel: m\nlogprobs: 'yes'\n")
+    with pytest.raises(ValueError, match="logprobs"):
+        get_judge(str(bad))
