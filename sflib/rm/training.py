@@ -237,6 +237,10 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         data_collator=collator, kind=kind, margin=config.margin,
     )
+    if not config.progress:  # without tqdm the Trainer prints every log dict; the history stays in state.log_history
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     started = time.time()
     from transformers.utils import logging as hf_logging
 
