@@ -522,6 +522,7 @@ def _parse_text(text: str):
 # ----------------------------------------------------------------------------- CLI
 
 def add_cli(subparsers) -> None:
+    from . import io
     from .judges.config import add_judge_options
 
     p = subparsers.add_parser(
@@ -530,7 +531,7 @@ def add_cli(subparsers) -> None:
                     "(.jsonl/.parquet) and in the original generation JSON layout. Sampling settings default "
                     "to the policy's config (sflib/configs/policies/ or ./policies/); the options below override it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--instructions", required=True, help="instructions file (.json/.jsonl/.csv/.parquet)")
+    io.add_input_options(p, flag="--instructions", help="instructions")
     p.add_argument("--out", "--output", dest="out", required=True, help="responses table to write (.jsonl or .parquet)")
     p.add_argument("--generations-json", help="also write the original layout [{instruction, input, responses}]")
     p.add_argument("--n-instructions", type=int, help="a random sample of this many instructions (default: all)")
@@ -554,10 +555,12 @@ def add_cli(subparsers) -> None:
 
 
 def _cli(args) -> int:
-    from .data import read_instructions
+    from . import io
     from .judges.config import judge_overrides
     from .policies import get_policy
 
+    # the instructions first: a bad file is refused before a policy (or its model) is set up
+    instructions = io.read_input(args, "instructions", flag="--instructions")
     given = [o for o, v in (("--policy", args.policy), ("--model", args.model), ("--openai-model", args.openai_model))
              if v]
     if len(given) > 1:
@@ -566,7 +569,7 @@ def _cli(args) -> int:
     overrides = dict(judge_overrides(args), base_url=args.base_url, batch_size=args.batch_size,
                      device=args.device, template=args.prompt_style)
     policy = get_policy(spec, **{k: v for k, v in overrides.items() if v is not None})
-    instructions = pick_instructions(read_instructions(args.instructions), args.n_instructions, seed=args.seed)
+    instructions = pick_instructions(instructions, args.n_instructions, seed=args.seed)
     df = policy.generate(instructions, k=args.k, seed=args.seed, store=args.store, generator=args.generator)
     paths = write_responses(df, args.out, args.generations_json)
     print(f"{len(df)} responses for {df['instruction_id'].nunique()} instructions from {policy.name} -> "

@@ -21,8 +21,14 @@ from pathlib import Path
 import pandas as pd
 
 from .. import data as d
+from .. import io as sfio
 from .config import resolve_path
 from .seed import canonical
+
+
+def _model_outputs(path) -> pd.DataFrame:
+    """AlpacaEval ``model_outputs`` (:func:`sflib.io.read_model_outputs`), its four columns only."""
+    return sfio.read_model_outputs(path)[d.MODEL_OUTPUT_COLUMNS]
 
 
 def _base(study) -> Path:
@@ -42,8 +48,9 @@ def available_instructions(study) -> pd.DataFrame:
     """Every instruction of ``instructions.paths`` (deduplicated, ``max_chars`` applied, not sampled)."""
     cfg = study.config.instructions
     if cfg.paths:
-        paths = [resolve_path(p, _base(study)) for p in cfg.paths]  # ``split`` is for dataset folders only
-        frames = [d.read_instructions(p, split=cfg.split if p.is_dir() else None) for p in paths]
+        paths = [resolve_path(p, _base(study)) for p in cfg.paths]
+        # ``split`` (default "train") picks the split of a saved dataset folder; a file has none
+        frames = [sfio.read_instructions(p, split=cfg.split if Path(p).is_dir() else None) for p in paths]
         df = pd.concat(frames, ignore_index=True)
         df, _ = d.dedupe(df, ["id"])
     else:
@@ -60,7 +67,7 @@ def instructions(study) -> pd.DataFrame:
 def reference_outputs(study) -> pd.DataFrame:
     """The reference outputs (AlpacaEval layout) — ``best_of_n.reference`` or the vendored text-davinci-003."""
     ref = study.config.best_of_n.reference
-    return d.read_model_outputs(resolve_path(ref, _base(study))) if ref else canonical("eval_reference_outputs")
+    return _model_outputs(resolve_path(ref, _base(study))) if ref else canonical("eval_reference_outputs")
 
 
 def evaluation_instructions(study) -> pd.DataFrame:
@@ -72,7 +79,7 @@ def evaluation_instructions(study) -> pd.DataFrame:
     cfg = study.config.best_of_n
     ref = reference_outputs(study).drop_duplicates("instruction")
     if cfg.instructions:
-        asked = d.read_model_outputs(resolve_path(cfg.instructions, _base(study)))[["instruction", "dataset"]]
+        asked = _model_outputs(resolve_path(cfg.instructions, _base(study)))[["instruction", "dataset"]]
         asked = asked.drop_duplicates("instruction")
         df = asked.merge(ref[["instruction", "output"]], on="instruction", how="left")
         df["output"] = df["output"].fillna("")
