@@ -244,6 +244,25 @@ def test_plan_numbers_of_a_small_study(tmp_path, outputs):
     assert df.loc[["consistency", "reward_models"], "calls"].tolist() == [0, 0]
 
 
+def test_batch_mode_prices_the_judge_stages_at_half(tmp_path, outputs):
+    online = plan(load(write_study(tmp_path, TINY))).set_index("stage")
+    batch_text = TINY.replace("feedback:\n  judge: openai:gpt-4o-mini\n",
+                              "feedback:\n  judge: openai:gpt-4o-mini\n  mode: batch\n")
+    batch_text = batch_text.replace("evaluation:\n  judge: openai:gpt-4o-mini\n",
+                                    "evaluation:\n  judge: openai:gpt-4o-mini\n  mode: batch\n")
+    assert batch_text.count("mode: batch") == 2
+    batch = plan(load(write_study(tmp_path, batch_text, name="tiny_batch.yaml"))).set_index("stage")
+    judged = ["ratings", "rankings", "evaluation"]
+    assert online.loc[judged, "mode"].tolist() == ["online"] * 3
+    assert batch.loc[judged, "mode"].tolist() == ["batch"] * 3
+    assert batch.loc["responses", "mode"] == "online"          # the local policy is not batched
+    for col in ("calls", "input_tokens", "output_tokens"):      # same work, only the price differs
+        assert batch[col].tolist() == online[col].tolist()
+    assert online.loc["total", "usd"] > 0
+    for stage in judged + ["total"]:
+        assert batch.loc[stage, "usd"] == pytest.approx(online.loc[stage, "usd"] / 2, rel=1e-12)
+
+
 def test_full_scale_plan_counts_the_papers_calls():
     df = plan(load("paper_full_scale")).set_index("stage")
     assert df.loc["responses", "calls"] == 5000 * 5
