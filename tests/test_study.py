@@ -336,3 +336,13 @@ def test_plan_uses_the_written_responses_and_inputs_apply_the_filters(tmp_path, 
     assert len(ev) == 553 and set(ev["dataset"]) == {"helpful_base", "koala", "oasst", "vicuna"}
     paper.config.best_of_n.sample = 12
     assert len(inputs.evaluation_instructions(paper)) == 12
+
+
+def test_a_stage_saved_empty_reads_back_empty_with_its_columns(tmp_path, outputs):
+    """A noisy judge can leave a stage with nothing valid: it is saved (with its reason) and reads back empty."""
+    study = load(write_study(tmp_path, TINY))
+    empty = pd.DataFrame(columns=["instruction_id", "response_id", "score"])
+    study.save("responses", tables={"responses": empty}, counts={"n": 0}, notes="policy server unreachable")
+    got = study.read("responses")
+    assert got.empty and list(got.columns) == ["instruction_id", "response_id", "score"]
+    assert study.manifest("responses")["notes"] == "policy server unreachable"

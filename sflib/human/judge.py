@@ -25,6 +25,8 @@ from .session import stored_answers
 class HumanJudge(Judge):
     """The stored answers of annotator ``name`` (store: as :func:`sflib.ratings.open_store` takes it)."""
 
+    answers_on_retry = False
+
     def __init__(self, name: str, store: Any = None):
         from ..ratings import open_store
 

@@ -134,6 +134,7 @@ class RecordedJudge(Judge):
     """Answer rating and ranking requests from recorded feedback files (see the module docs)."""
 
     concurrency = 1
+    answers_on_retry = False
 
     def __init__(self, files: str | Path | Iterable[str | Path], *, name: str | None = None):
         if isinstance(files, (str, Path)):
