@@ -35,8 +35,8 @@ def plot_human_vs_ai(table: pd.DataFrame, *, paper: float | None = 0.40, title: 
 
 
 def _bar_label(judge: str, who: str, pairs: str) -> str:
-    name = textwrap.fill(textwrap.shorten(str(judge), 30, placeholder="…"), 13)
-    return f"{name}\n(AI, {'all' if pairs == 'all' else 'same'} pairs)" if who == "AI" else f"{name}\n(human)"
+    name = textwrap.fill(textwrap.shorten(str(judge), 30, placeholder="…"), 11)
+    return f"{name}\n(AI,\n{'all' if pairs == 'all' else 'same'} pairs)" if who == "AI" else f"{name}\n(human)"
 
 
 def _measure(measure: str) -> str:
@@ -52,8 +52,9 @@ def plot_consistency_beside_ai(table: pd.DataFrame, agree: pd.DataFrame | None =
     the annotators' agreement on their overlap (one bar per measure, n on each). Project style."""
     t = table[table["n_compared"].fillna(0) > 0].reset_index(drop=True)
     has_agree = agree is not None and len(agree) > 0
-    fig, axes = style.figure("full", 2.8, ncols=2 if has_agree else 1,
-                             **({"width_ratios": [1.2, 1]} if has_agree else {}))
+    height = max(2.8, 0.28 * len(agree) + 0.9) if has_agree else 2.8  # two text lines per agreement bar
+    fig, axes = style.figure("full", height, ncols=2 if has_agree else 1,
+                             **({"width_ratios": [1.3, 1]} if has_agree else {}))
     ax = axes[0] if has_agree else axes
     x = np.arange(len(t))
     colours = [style.OURS if w == "human" else style.PAPER for w in t["who"]]
@@ -65,7 +66,7 @@ def plot_consistency_beside_ai(table: pd.DataFrame, agree: pd.DataFrame | None =
     if paper is not None:
         chance_line(ax, 100 * paper, f"paper: ~{100 * (1 - paper):.0f}% disagreement")
         ax.legend(loc="upper right")
-    ax.set_xticks(x, [_bar_label(j, w, p) for j, w, p in zip(t["judge"], t["who"], t["pairs"])], fontsize=6.5)
+    ax.set_xticks(x, [_bar_label(j, w, p) for j, w, p in zip(t["judge"], t["who"], t["pairs"])], fontsize=6)
     ax.set_ylim(0, 105)
     ax.set_ylabel("ratings agree with rankings (%)")
     ax.set_title("Consistency: humans (blue), AI judge (orange)")
