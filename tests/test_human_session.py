@@ -217,3 +217,26 @@ def test_human_judge_serves_stored_answers_to_rate_and_rank(store):
     row = ranked[(ranked["response_id_1"] == task["response_id_1"]) & (ranked["response_id_2"] == task["response_id_2"])]
     assert row["decision"].iloc[0] == ("a" if task["order"] == "12" else "b")
     assert ranked["decision"].notna().sum() == 1
+
+
+def test_answers_from_another_thread(store):
+    """ipykernel 7 runs widget callbacks on a thread other than the cell's: the session must work there
+    (the lease tables' connection was thread-bound and the first key typed after a click failed)."""
+    import threading
+
+    s = AnnotationSession(human.rating_items(responses()), "alice", store, "ratings")
+    errors = []
+
+    def work(score):
+        try:
+            s.answer(score)
+        except Exception as e:  # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    for score in (5, 6):
+        t = threading.Thread(target=work, args=(score,))
+        t.start()
+        t.join()
+    assert errors == []
+    assert list(human.human_feedback(store, "alice", "ratings")["score"]) == [5.0, 6.0]
+    s.close()

@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import sqlite3
+import threading
 import time
 import unicodedata
 import uuid
@@ -84,8 +85,19 @@ class _Tables:
         if self.memory:
             self.mem = _MEMORY.setdefault(id(store), {"leases": {}, "sessions": {}})
         else:
-            self.conn = sqlite3.connect(store.path, timeout=30.0, isolation_level=None)
+            # any thread: ipykernel 7 handles widget messages (clicks, keys) on a thread other than the one
+            # that ran the cell, so a thread-bound connection failed on the first key typed after a click
+            self._lock = threading.RLock()
+            self.conn = sqlite3.connect(store.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self.conn.executescript(_SCHEMA)
+
+    def _execute(self, sql: str, args: tuple = ()):
+        with self._lock:
+            return self.conn.execute(sql, args)
+
+    def _one(self, sql: str, args: tuple = ()):
+        with self._lock:
+            return self.conn.execute(sql, args).fetchone()
 
     def close(self) -> None:
         if not self.memory:
@@ -94,31 +106,31 @@ class _Tables:
     def lease(self, annotator: str, kind: str) -> dict | None:
         if self.memory:
             return self.mem["leases"].get((annotator, kind))
-        row = self.conn.execute("SELECT pid, host, token, acquired_at, seen_at FROM human_leases "
-                                "WHERE annotator = ? AND kind = ?", (annotator, kind)).fetchone()
+        row = self._one("SELECT pid, host, token, acquired_at, seen_at FROM human_leases "
+                        "WHERE annotator = ? AND kind = ?", (annotator, kind))
         return None if row is None else dict(zip(("pid", "host", "token", "acquired_at", "seen_at"), row))
 
     def set_lease(self, annotator: str, kind: str, rec: dict) -> None:
         if self.memory:
             self.mem["leases"][(annotator, kind)] = dict(rec)
             return
-        self.conn.execute("INSERT OR REPLACE INTO human_leases VALUES (?, ?, ?, ?, ?, ?, ?)",
-                          (annotator, kind, rec["pid"], rec["host"], rec["token"], rec["acquired_at"],
-                           rec["seen_at"]))
+        self._execute("INSERT OR REPLACE INTO human_leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (annotator, kind, rec["pid"], rec["host"], rec["token"], rec["acquired_at"],
+                       rec["seen_at"]))
 
     def drop_lease(self, annotator: str, kind: str, token: str) -> None:
         if self.memory:
             if (self.mem["leases"].get((annotator, kind)) or {}).get("token") == token:
                 del self.mem["leases"][(annotator, kind)]
             return
-        self.conn.execute("DELETE FROM human_leases WHERE annotator = ? AND kind = ? AND token = ?",
-                          (annotator, kind, token))
+        self._execute("DELETE FROM human_leases WHERE annotator = ? AND kind = ? AND token = ?",
+                      (annotator, kind, token))
 
     def session(self, annotator: str, kind: str) -> dict | None:
         if self.memory:
             return self.mem["sessions"].get((annotator, kind))
-        row = self.conn.execute("SELECT items_hash, item_ids, updated_at FROM human_sessions "
-                                "WHERE annotator = ? AND kind = ?", (annotator, kind)).fetchone()
+        row = self._one("SELECT items_hash, item_ids, updated_at FROM human_sessions "
+                        "WHERE annotator = ? AND kind = ?", (annotator, kind))
         return None if row is None else {"items_hash": row[0], "item_ids": json.loads(row[1]), "updated_at": row[2]}
 
     def set_session(self, annotator: str, kind: str, items_hash: str, item_ids: list[str]) -> None:
@@ -126,8 +138,8 @@ class _Tables:
         if self.memory:
             self.mem["sessions"][(annotator, kind)] = rec
             return
-        self.conn.execute("INSERT OR REPLACE INTO human_sessions VALUES (?, ?, ?, ?, ?)",
-                          (annotator, kind, items_hash, json.dumps(rec["item_ids"]), rec["updated_at"]))
+        self._execute("INSERT OR REPLACE INTO human_sessions VALUES (?, ?, ?, ?, ?)",
+                      (annotator, kind, items_hash, json.dumps(rec["item_ids"]), rec["updated_at"]))
 
 
 def _alive(pid: int) -> bool:

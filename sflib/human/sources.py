@@ -33,6 +33,13 @@ def _vendored() -> dict:
             "source": "vendored SuperNI sample (data/canonical)"}
 
 
+def _short(error: Exception) -> str:
+    """An error message with the outputs folder written as ``outputs`` (no machine paths in notebooks)."""
+    from ..paths import outputs_dir
+
+    return str(error).replace(str(outputs_dir()), "outputs")
+
+
 def study_material(study: str = "paper") -> dict:
     """``responses``, ``pairs``, ``ai_ratings``, ``ai_rankings``, ``ai_name``, ``source`` for ``study``."""
     try:
@@ -49,16 +56,16 @@ def study_material(study: str = "paper") -> dict:
         responses = st.read("responses")
     except Exception as e:  # no such study file, StageMissing / StaleStage: say what to do
         if str(study) == "paper":
-            return dict(_vendored(), source=f"vendored SuperNI sample (data/canonical; the study is not run: {e})")
-        raise ValueError(f"study {study!r}: {e}") from None
+            return dict(_vendored(), source=f"vendored SuperNI sample (data/canonical; the study is not run: {_short(e)})")
+        raise ValueError(f"study {study!r}: {_short(e)}") from None
     out = {"responses": responses, "pairs": responses, "ai_ratings": None, "ai_rankings": None,
-           "ai_name": None, "source": f"study {st.name} ({st.folder})"}
+           "ai_name": None, "source": f"study {st.name} (outputs/studies/{st.name})"}
     try:
         out["ai_ratings"], out["ai_rankings"] = st.read("ratings"), st.read("rankings")
         judges = out["ai_ratings"].get("judge")
         out["ai_name"] = str(judges.iloc[0]) if judges is not None and len(judges) else "AI judge"
     except Exception as e:  # the human-vs-AI table then has no AI row; say why
-        out["source"] += f"; no AI judge feedback to compare with ({e})"
+        out["source"] += f"; no AI judge feedback to compare with ({_short(e)})"
     if str(study) == "paper" and out["ai_rankings"] is not None:
         out["pairs"] = out["ai_rankings"]
     return out
