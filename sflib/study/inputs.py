@@ -149,12 +149,12 @@ def best_of_n_policy(study) -> str:
     return study.config.best_of_n.policy or study.config.policy.name
 
 
-def best_of_n_samples(study, instructions: pd.DataFrame, *, n: int | None = None, max_new_tokens: int | None = None,
-                      progress: bool = False) -> pd.DataFrame:
+def best_of_n_samples(study, instructions: pd.DataFrame, *, policy: str | None = None, n: int | None = None,
+                      max_new_tokens: int | None = None, progress: bool = False) -> pd.DataFrame:
     """``n`` samples per evaluation instruction from the study's best-of-n policy (``local:`` or ``openai:``).
 
     ``instructions``: :func:`evaluation_instructions` (or a subset). The sampling settings are the
-    ``best_of_n`` section's; ``n`` / ``max_new_tokens`` override them (quick mode).
+    ``best_of_n`` section's; ``policy`` / ``n`` / ``max_new_tokens`` override them (quick mode, a demonstration).
     """
     from .. import generate
     from .config import _resolve
@@ -162,7 +162,7 @@ def best_of_n_samples(study, instructions: pd.DataFrame, *, n: int | None = None
     cfg = study.config.best_of_n
     n = n or cfg.n
     max_new_tokens = max_new_tokens or cfg.max_new_tokens
-    name = best_of_n_policy(study)
+    name = policy or best_of_n_policy(study)
     spec = _resolve("policy", name)
     asked = instructions.rename(columns={"dataset": "source"})[["instruction", "source"]].assign(input="")
     if spec["provider"] == "local":
