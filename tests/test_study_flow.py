@@ -113,7 +113,7 @@ def test_fresh_study_flows_forward(env):
     from sflib import study as studies
 
     tmp, server = env
-    s = studies.load(_study_file(tmp, "flow", "openai:fake-judge"))
+    s = studies.load(_study_file(tmp, "flow", "openai:gpt-4o-mini"))
     _upstream(s)
     studies.run(s, only="04,05,06,07", quick=True, progress=False, log=lambda *_: None)
     assert [s.state(st) for st in studies.STAGES] == ["done"] * 7
@@ -157,7 +157,7 @@ def test_fresh_study_flows_forward(env):
 
     # 07: judged 06's outputs against 06's reference, through the fake server
     m07 = inputs_current("evaluation")
-    assert m07["judge"] == "openai:fake-judge"
+    assert m07["judge"] == "openai:gpt-4o-mini"
     judged = s.read("evaluation")
     ours = set(s.read("best_of_n", "ratings_outputs")["output"]) | set(s.read("best_of_n", "rankings_outputs")["output"])
     counted = judged[judged["win"].notna()]
@@ -180,7 +180,7 @@ def test_noisy_judge_completes_with_invalid_counts(env, monkeypatch):
         return clean(prompt) if fake_openai._digest(prompt) % 5 == 0 else GARBLE
 
     monkeypatch.setattr(fake_openai, "reply_for", mostly_garbled)
-    s = studies.load(_study_file(tmp, "noisy", "openai:noisy-judge"))  # another judge: nothing from the clean cache
+    s = studies.load(_study_file(tmp, "noisy", "openai:gpt-4.1-nano"))  # another judge: nothing from the clean cache
     _upstream(s)
     studies.run(s, only="04,05,06,07", quick=True, progress=False, log=lambda *_: None)
     assert [s.state(st) for st in studies.STAGES] == ["done"] * 7
@@ -191,7 +191,7 @@ def test_noisy_judge_completes_with_invalid_counts(env, monkeypatch):
     executed = {p.name[:2]: _text(p) for p in (s.folder / "notebooks").glob("*.ipynb")}
     for nb in ("04", "05"):  # the upstream counts, with their invalid numbers, in the notebooks that read them
         for kind, c in (("ratings", ratings_counts), ("rankings", rankings_counts)):
-            assert re.search(rf"^{kind}\s+done\s+openai:noisy-judge\s+{c['n']}\s+{c['valid']}\s+{c['invalid']}\s",
+            assert re.search(rf"^{kind}\s+done\s+openai:gpt-4\.1-nano\s+{c['n']}\s+{c['valid']}\s+{c['invalid']}\s",
                              executed[nb], re.M), f"{nb} does not show the {kind} counts"
     m04 = s.manifest("consistency")["counts"]
     assert m04["invalid"] > 0 and (m04["reasons"] or m04.get("reason"))
