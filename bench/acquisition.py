@@ -13,7 +13,12 @@
     timeout); the judge is given only 1 client retry so some requests do fail. Target: zero
     annotations lost — every request is stored, failures visibly, and re-runs finish them all.
 (d) crash: the engine runs in a subprocess that is SIGKILLed halfway; a restart resumes from the
-    store. Target: total requests the server saw <= items + concurrency.
+    store. Target: total requests the server saw <= items + concurrency, and every request paid
+    twice is one the store recorded as in flight (reported by the restarted run).
+(e) cost: 1,000 ratings online vs through the Batch API (fake server's /v1/files + /v1/batches),
+    token counts from the fake server's usage, priced as gpt-4o-mini (batch at 50%).
+
+    .venv/bin/python bench/acquisition.py --only d e   # rerun some parts; merged into the JSON
 """
 from __future__ import annotations
 
@@ -188,6 +193,8 @@ def bench_crash(tmp: Path, n: int) -> dict:
         child.send_signal(signal.SIGKILL)
         child.wait()
         stored_at_kill = _stored(store_path)
+        with AnnotationStore(store_path) as store:
+            in_flight_at_kill = len(store.in_flight())
         requests_at_kill = server.requests
         time.sleep(LATENCY * 2)  # let the dead run's in-flight requests reach the server
         requests_before_restart = server.requests
@@ -204,8 +211,12 @@ def bench_crash(tmp: Path, n: int) -> dict:
         "server_requests_first_run": requests_before_restart,
         "second_run": second, "total_server_requests": total,
         "bound": n + CONCURRENCY, "final_ok": final_ok, "final_rows": final_rows,
-        "target": "total requests <= items + concurrency; all items ok after restart",
-        "pass": total <= n + CONCURRENCY and final_ok == n,
+        "in_flight_recorded_at_kill": in_flight_at_kill,
+        "paid_twice": total - n, "reported_as_repaid_by_restart": second.get("in_flight_repaid"),
+        "target": "total requests <= items + concurrency; all items ok after restart; every "
+                  "request paid twice was recorded as in flight",
+        "pass": total <= n + CONCURRENCY and final_ok == n and total - n <= in_flight_at_kill
+                and second.get("in_flight_repaid") == in_flight_at_kill,
     }
 
 
@@ -214,12 +225,48 @@ def worker(url: str, store_path: str, n: int) -> None:
     judge = OpenAIJudge("gpt-3.5-turbo", base_url=url, api_key="sk-bench", concurrency=CONCURRENCY)
     df = run_annotate(judge, rating_requests(n, "crash"), store_path)
     s = df.attrs["stats"]
-    print(json.dumps({k: s[k] for k in ("requests", "cached", "called", "ok", "failed")}), flush=True)
+    print(json.dumps({k: s[k] for k in ("requests", "cached", "called", "ok", "failed",
+                                        "in_flight_repaid")}), flush=True)
+
+
+# ------------------------------------------------------------------------------------ (e)
+def bench_batch_cost(tmp: Path, n: int, model: str = "gpt-4o-mini") -> dict:
+    from sflib import costs
+
+    out = {"requests": n, "priced_as": model, "price_per_m": list(costs.price(model))}
+    with FakeOpenAI(batch_delay=1.0) as server:
+        for mode in ("online", "batch"):
+            judge = OpenAIJudge(model, base_url=server.url, api_key="sk-bench", concurrency=CONCURRENCY)
+            store = AnnotationStore(tmp / f"e-{mode}.sqlite")
+            try:
+                df = annotate(judge, rating_requests(n, "cost"), store=store, template_version="bench-v1",
+                              parse=parse_score, progress=False, mode=mode, batch={"poll_s": 0.2})
+            finally:
+                store.close()
+            s = df.attrs["stats"]
+            out[mode] = {"ok": s["ok"], "prompt_tokens": s["prompt_tokens"],
+                         "completion_tokens": s["completion_tokens"], "cost_usd": s["cost_usd"],
+                         "wall_s": round(s["wall_s"], 2)}
+        out["batch"]["server_prompt_tokens"] = server.batch.batch_prompt_tokens
+        out["batch"]["server_completion_tokens"] = server.batch.batch_completion_tokens
+        out["batch"]["uploads"], out["batch"]["batches"] = server.batch.uploads, server.batch.batches_created
+        out["online"]["server_requests"] = server.requests
+    out["batch_over_online"] = round(out["batch"]["cost_usd"] / out["online"]["cost_usd"], 4)
+    out["cost_per_1000_online_usd"] = round(out["online"]["cost_usd"] * 1000 / n, 6)
+    out["cost_per_1000_batch_usd"] = round(out["batch"]["cost_usd"] * 1000 / n, 6)
+    same_tokens = (out["online"]["prompt_tokens"] == out["batch"]["prompt_tokens"]
+                   == out["batch"]["server_prompt_tokens"])
+    out["target"] = "batch costs 50% of online for the same tokens; all ok"
+    out["pass"] = (same_tokens and out["online"]["ok"] == n == out["batch"]["ok"]
+                   and abs(out["batch_over_online"] - 0.5) < 1e-3)
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, ~1 min)")
+    parser.add_argument("--only", nargs="+", choices=list("abcde"),
+                        help="run only these parts and merge them into the recorded JSON")
     parser.add_argument("--worker", nargs=3, metavar=("URL", "STORE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -228,6 +275,7 @@ def main() -> int:
     import openai
 
     q = args.quick
+    parts = set(args.only or "abcde")
     results = {"machine": {"python": platform.python_version(), "openai": openai.__version__,
                            "cpus": os.cpu_count(), "platform": platform.platform(),
                            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
@@ -235,39 +283,66 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        print("(a) throughput ...", flush=True)
-        results["a_throughput"] = bench_throughput(tmp, 300 if q else 1000, 20 if q else 100)
-        print(json.dumps(results["a_throughput"], indent=1), flush=True)
-        for label, rpm, auto in B_VARIANTS:
+        if "a" in parts:
+            print("(a) throughput ...", flush=True)
+            results["a_throughput"] = bench_throughput(tmp, 300 if q else 1000, 20 if q else 100)
+            print(json.dumps(results["a_throughput"], indent=1), flush=True)
+        for label, rpm, auto in B_VARIANTS if "b" in parts else []:
             print(f"(b) {label} ...", flush=True)
             results[label] = bench_rate_limit(tmp, 150 if q else 600, rpm, auto)
             print(json.dumps(results[label], indent=1), flush=True)
-        print("(c) faults ...", flush=True)
-        results["c_faults"] = bench_faults(tmp, 300 if q else 1000)
-        print(json.dumps(results["c_faults"], indent=1), flush=True)
-        print("(d) SIGKILL and resume ...", flush=True)
-        results["d_crash"] = bench_crash(tmp, 400 if q else 1000)
-        print(json.dumps(results["d_crash"], indent=1), flush=True)
+        if "c" in parts:
+            print("(c) faults ...", flush=True)
+            results["c_faults"] = bench_faults(tmp, 300 if q else 1000)
+            print(json.dumps(results["c_faults"], indent=1), flush=True)
+        if "d" in parts:
+            print("(d) SIGKILL and resume ...", flush=True)
+            results["d_crash"] = bench_crash(tmp, 400 if q else 1000)
+            print(json.dumps(results["d_crash"], indent=1), flush=True)
+        if "e" in parts:
+            print("(e) cost of 1,000 ratings online vs batch ...", flush=True)
+            results["e_batch_cost"] = bench_batch_cost(tmp, 300 if q else 1000)
+            print(json.dumps(results["e_batch_cost"], indent=1), flush=True)
     results["total_wall_s"] = round(time.perf_counter() - t0, 1)
+    out = ROOT / "bench" / "results" / "acquisition.json"
+    if args.only and not q and out.exists():  # merge the rerun parts into the recorded results
+        recorded = json.loads(out.read_text())
+        results["machine"]["rerun_parts"] = sorted(parts)
+        recorded.setdefault("reruns", []).append({"parts": sorted(parts), "machine": results["machine"],
+                                                  "wall_s": results["total_wall_s"]})
+        for key, value in results.items():
+            if key not in ("machine", "quick", "total_wall_s"):
+                recorded[key] = value
+        results = recorded
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["all_pass"] = all(v.get("pass") for v in results.values() if isinstance(v, dict)
                               and "pass" in v)
     if not q:  # a quick run is a smoke test: printed, not recorded
-        out = ROOT / "bench" / "results" / "acquisition.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nwrote {out.relative_to(ROOT)}")
-    a, c, d = results["a_throughput"], results["c_faults"], results["d_crash"]
-    print(f"(a) speedup {a['speedup']}x ({a['engine']['requests_per_s']} vs "
-          f"{a['sequential']['requests_per_s']} req/s)")
+    if "a_throughput" in results:
+        a = results["a_throughput"]
+        print(f"(a) speedup {a['speedup']}x ({a['engine']['requests_per_s']} vs "
+              f"{a['sequential']['requests_per_s']} req/s)")
     for label, _, _ in B_VARIANTS:
-        b = results[label]
-        print(f"(b) {label}: {b['sustained_rpm_steady']} rpm = {b['fraction_of_limit']:.0%} of "
-              f"{b['limit_rpm']:.0f}, {b['server_429s']} 429s, {b['failed']} failed")
-    print(f"(c) {c['first_run_failed_and_stored']} failed+stored in run 1, {len(c['runs'])} runs, "
-          f"final ok {c['final_ok']}/{c['requests']}, lost {c['lost']}")
-    print(f"(d) stored {d['stored_at_kill']} at kill, total server requests "
-          f"{d['total_server_requests']} <= {d['bound']}, final ok {d['final_ok']}")
+        if label in results:
+            b = results[label]
+            print(f"(b) {label}: {b['sustained_rpm_steady']} rpm = {b['fraction_of_limit']:.0%} of "
+                  f"{b['limit_rpm']:.0f}, {b['server_429s']} 429s, {b['failed']} failed")
+    if "c_faults" in results:
+        c = results["c_faults"]
+        print(f"(c) {c['first_run_failed_and_stored']} failed+stored in run 1, {len(c['runs'])} runs, "
+              f"final ok {c['final_ok']}/{c['requests']}, lost {c['lost']}")
+    if "d_crash" in results:
+        d = results["d_crash"]
+        print(f"(d) stored {d['stored_at_kill']} at kill, total server requests "
+              f"{d['total_server_requests']} <= {d['bound']}, paid twice {d.get('paid_twice')} "
+              f"(recorded in flight {d.get('in_flight_recorded_at_kill')}), final ok {d['final_ok']}")
+    if "e_batch_cost" in results:
+        e = results["e_batch_cost"]
+        print(f"(e) 1,000 ratings: online ${e['cost_per_1000_online_usd']:.4f}, batch "
+              f"${e['cost_per_1000_batch_usd']:.4f} ({e['batch_over_online']:.0%})")
     print(f"all pass: {results['all_pass']}  ({results['total_wall_s']} s)")
     return 0 if results["all_pass"] else 1
 

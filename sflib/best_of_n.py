@@ -1,6 +1,7 @@
 """Stage 7 — best-of-n: score n sampled responses per instruction with a reward model, keep the best.
 
-The pieces, each usable alone:
+The pieces, each usable alone (the selection and best-of-m analysis live in :mod:`sflib.bon`
+and are re-exported here):
 
 - :func:`load_reward_model` / :func:`check_prompt_format` — a reward model whose recorded prompt
   format (``reward_model.json``) is not :data:`sflib.prompts.PROMPT_FORMAT` is refused before its
@@ -30,20 +31,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import warnings
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from . import data as sfdata
-from .data import DataError, make_id
+from .data import DataError
+from .bon.curves import (_pick, _rewards_dict, agreement, best_of_m_curve, best_of_m_selections,  # noqa: F401
+                         default_ms, expected_best_of_m, length_by_m, subset_order, words)
+from .bon.select import REWARD, _warn_empty_selected, _with_ids, check_samples, select_best  # noqa: F401
 from .prompts import PROMPT_FORMAT
-
-REWARD = "reward"
 
 
 # ----------------------------------------------------------------------------- reward models
@@ -172,259 +172,6 @@ def score_samples(responses: pd.DataFrame, rm, *, batch_size: int = 32, column: 
     out[column] = score(rm, out["instruction"].tolist(), out["response"].fillna("").astype(str).tolist(),
                         batch_size=batch_size, inputs=inputs, progress=progress)
     return out
-
-
-# ----------------------------------------------------------------------------- samples
-
-def _with_ids(df: pd.DataFrame) -> pd.DataFrame:
-    """Add ``instruction_id`` (from the text) and ``sample`` (order within the instruction) when missing."""
-    df = df.copy()
-    if "instruction_id" not in df:
-        inputs = df["input"] if "input" in df else [""] * len(df)
-        df["instruction_id"] = [make_id(i, x) for i, x in zip(df["instruction"], inputs)]
-    if "sample" not in df:
-        df["sample"] = df.groupby("instruction_id", sort=False).cumcount()
-    return df
-
-
-def check_samples(responses: pd.DataFrame, n: int | None = None, *, allow_fewer: bool = False,
-                  reward: str | None = REWARD) -> pd.DataFrame:
-    """The first ``n`` samples (by ``sample``) of every instruction, in instruction order.
-
-    ``n=None``: the largest number of samples any instruction has. An instruction with fewer than
-    ``n`` samples raises a ``ValueError`` with counts, or with ``allow_fewer=True`` is kept with the
-    samples it has and reported in a warning. Extra samples beyond ``n`` are set aside (counted in a
-    warning). A missing reward (NaN) raises; empty responses are counted in a warning and kept.
-    """
-    if not len(responses):
-        raise ValueError("no responses: nothing to select from")
-    df = _with_ids(responses)
-    if df.duplicated(["instruction_id", "sample"]).any():
-        dup = int(df.duplicated(["instruction_id", "sample"]).sum())
-        raise DataError(None, f"{dup} rows repeat an (instruction_id, sample) pair; each sample must appear once",
-                        field="sample")
-    if reward is not None:
-        if reward not in df:
-            raise DataError(None, f"responses table has no '{reward}' column; score it first with score_samples()",
-                            field=reward)
-        missing = df[reward].isna()
-        if missing.any():
-            raise ValueError(f"{int(missing.sum())} of {len(df)} responses have no {reward} (NaN); score them again")
-    order = {iid: i for i, iid in enumerate(dict.fromkeys(df["instruction_id"]))}
-    df = df.assign(_order=df["instruction_id"].map(order)).sort_values(["_order", "sample"], kind="stable")
-    counts = df.groupby("instruction_id", sort=False).size()
-    n = int(counts.max()) if n is None else int(n)
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
-    short = counts[counts < n]
-    if len(short):
-        message = (f"{len(short)} of {len(counts)} instructions have fewer than n={n} samples (as few as "
-                   f"{int(short.min())}; e.g. instruction_id {', '.join(short.index[:3])})")
-        if not allow_fewer:
-            raise ValueError(message + ". Generate the missing samples (k >= n), lower n, or pass allow_fewer=True "
-                                       "to select among the samples they have")
-        warnings.warn(message + "; they select among the samples they have", stacklevel=3)
-    extra = int((counts - n).clip(lower=0).sum())
-    if extra:
-        warnings.warn(f"{extra} samples beyond the first n={n} of their instruction are not used", stacklevel=3)
-    df = df[df.groupby("instruction_id", sort=False).cumcount() < n].drop(columns="_order")
-    empty = df["response"].fillna("").astype(str).str.strip() == ""
-    if empty.any():
-        warnings.warn(f"{int(empty.sum())} of {len(df)} samples are empty responses (in "
-                      f"{df.loc[empty, 'instruction_id'].nunique()} of {len(counts)} instructions); they remain "
-                      f"candidates and are scored like any other response", stacklevel=3)
-    df.attrs["n"] = n
-    return df.reset_index(drop=True)
-
-
-def select_best(responses_with_rewards: pd.DataFrame, n: int | None = None, *, reward: str = REWARD,
-                allow_fewer: bool = False) -> pd.DataFrame:
-    """One row per instruction: the sample with the highest reward among its first ``n`` samples.
-
-    Ties go to the earliest sample. Adds ``n_samples`` (candidates considered). Reports how many
-    selected responses are empty.
-    """
-    df = check_samples(responses_with_rewards, n, allow_fewer=allow_fewer, reward=reward)
-    best = df.groupby("instruction_id", sort=False)[reward].idxmax()  # first occurrence: earliest sample
-    out = df.loc[best.values].copy()
-    out["n_samples"] = df.groupby("instruction_id", sort=False).size().loc[out["instruction_id"]].values
-    _warn_empty_selected(out)
-    return out.reset_index(drop=True)
-
-
-def _warn_empty_selected(selected: pd.DataFrame) -> None:
-    empty = selected["response"].fillna("").astype(str).str.strip() == ""
-    if empty.any():
-        warnings.warn(f"{int(empty.sum())} of {len(selected)} selected responses are empty (the reward model "
-                      f"preferred an empty response); they are kept", stacklevel=3)
-
-
-# ----------------------------------------------------------------------------- best-of-m
-
-def default_ms(n: int) -> list[int]:
-    """1, 2, 4, ... up to ``n`` (``n`` itself included even when it is not a power of two)."""
-    ms, m = [], 1
-    while m < n:
-        ms.append(m)
-        m *= 2
-    return ms + [n]
-
-
-def subset_order(instruction_id: str, n: int, seed: int = 0) -> np.ndarray:
-    """The fixed random order of an instruction's ``n`` samples; best-of-m uses its first m."""
-    from .generate import instruction_seed
-
-    return np.random.default_rng(instruction_seed(seed, f"best-of-m:{instruction_id}")).permutation(n)
-
-
-def expected_best_of_m(rewards: Sequence[float], m: int) -> float:
-    """The exact mean, over all m-subsets of the samples, of the subset's highest reward.
-
-    With the rewards sorted ascending ``r_1 <= ... <= r_n``, the highest of a uniformly random
-    m-subset is ``r_i`` with probability ``C(i-1, m-1) / C(n, m)``.
-    """
-    r = np.sort(np.asarray(rewards, dtype=float))
-    n = len(r)
-    if not 1 <= m <= n:
-        raise ValueError(f"m must be between 1 and the number of samples ({n}), got {m}")
-    weights = np.array([math.comb(i - 1, m - 1) for i in range(1, n + 1)], dtype=float) / math.comb(n, m)
-    return float(weights @ r)
-
-
-def _rewards_dict(rewards_by_instruction, reward: str = REWARD) -> dict[str, np.ndarray]:
-    """``{instruction_id: rewards in sample order}`` from a frame, a mapping or a 2-D array."""
-    if isinstance(rewards_by_instruction, pd.DataFrame):
-        df = _with_ids(rewards_by_instruction).sort_values("sample", kind="stable")
-        return {iid: g[reward].to_numpy(float) for iid, g in df.groupby("instruction_id", sort=False)}
-    if isinstance(rewards_by_instruction, Mapping):
-        return {str(k): np.asarray(v, dtype=float) for k, v in rewards_by_instruction.items()}
-    arr = np.asarray(rewards_by_instruction, dtype=float)
-    if arr.ndim != 2:
-        raise ValueError("rewards must be a frame, a mapping instruction_id -> rewards, or a 2-D array "
-                         "(instructions x samples)")
-    return {str(i): row for i, row in enumerate(arr)}
-
-
-def _pick(rewards: np.ndarray, order: np.ndarray, m: int) -> int:
-    """The sample picked by best-of-m: the highest reward among ``order[:m]``, ties to the earliest sample."""
-    candidates = np.sort(order[:m])
-    return int(candidates[np.argmax(rewards[candidates])])
-
-
-def best_of_m_selections(responses_with_rewards: pd.DataFrame, ms: Sequence[int] | None = None, *,
-                         seed: int = 0, reward: str = REWARD, n: int | None = None,
-                         allow_fewer: bool = False) -> pd.DataFrame:
-    """The response best-of-m selects for every instruction and every m, from the same scored samples.
-
-    Returns the selected rows (all columns of the input) with ``m`` and ``n_candidates`` added,
-    ordered by m then instruction. ``ms`` defaults to 1, 2, 4, ..., n.
-    """
-    df = check_samples(responses_with_rewards, n, allow_fewer=allow_fewer, reward=reward)
-    n = df.attrs["n"]
-    ms = list(ms) if ms is not None else default_ms(n)
-    bad = [m for m in ms if not 1 <= m <= n]
-    if bad:
-        raise ValueError(f"every m must be between 1 and n={n}; got {bad}")
-    parts = []
-    for iid, group in df.groupby("instruction_id", sort=False):
-        rewards = group[reward].to_numpy(float)
-        order = subset_order(iid, len(group), seed)
-        for m in ms:
-            k = min(m, len(group))
-            row = group.iloc[[_pick(rewards, order, k)]].copy()
-            row["m"], row["n_candidates"] = m, k
-            parts.append(row)
-    out = pd.concat(parts, ignore_index=True)
-    order = {iid: i for i, iid in enumerate(dict.fromkeys(df["instruction_id"]))}
-    out = out.assign(_o=out["instruction_id"].map(order)).sort_values(["m", "_o"], kind="stable").drop(columns="_o")
-    return out.reset_index(drop=True)
-
-
-def best_of_m_curve(rewards_by_instruction, ms: Sequence[int] | None = None, seed: int = 0, *,
-                    reward: str = REWARD) -> pd.DataFrame:
-    """Reward of best-of-m for each m, from one set of scored samples (no rescoring).
-
-    ``rewards_by_instruction``: a scored responses frame (``instruction_id``, ``sample``,
-    ``reward``), a mapping ``instruction_id -> rewards`` in sample order, or a 2-D array
-    (instructions x samples). Columns: ``m``; ``selected`` (mean reward of the fixed-seed
-    selections, as :func:`best_of_m_selections` makes them) with ``selected_sem``; ``expected``
-    (mean over instructions of the exact expectation over all m-subsets); ``n_instructions``.
-    Instructions with fewer than m samples are left out of that m's row (``n_instructions`` says
-    how many count); use :func:`check_samples` first to insist on n samples each.
-    """
-    rewards = _rewards_dict(rewards_by_instruction, reward)
-    if not rewards:
-        raise ValueError("no rewards given")
-    for iid, r in rewards.items():
-        if len(r) == 0 or np.isnan(r).any():
-            raise ValueError(f"instruction {iid}: {'no rewards' if len(r) == 0 else 'a reward is NaN'}")
-    n = max(len(r) for r in rewards.values())
-    ms = list(ms) if ms is not None else default_ms(n)
-    orders = {iid: subset_order(iid, len(r), seed) for iid, r in rewards.items()}
-    rows = []
-    for m in ms:
-        selected, expected = [], []
-        for iid, r in rewards.items():
-            if len(r) < m:
-                continue
-            selected.append(r[_pick(r, orders[iid], m)])
-            expected.append(expected_best_of_m(r, m))
-        k = len(selected)
-        sem = float(np.std(selected, ddof=1) / math.sqrt(k)) if k > 1 else float("nan")
-        rows.append({"m": m, "selected": float(np.mean(selected)) if k else float("nan"), "selected_sem": sem,
-                     "expected": float(np.mean(expected)) if k else float("nan"), "n_instructions": k})
-    return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------- comparisons
-
-def agreement(selections_a: pd.DataFrame, selections_b: pd.DataFrame) -> pd.DataFrame:
-    """For each m, the share of instructions where two reward models select the same sample.
-
-    Inputs are :func:`best_of_m_selections` frames (or :func:`select_best` frames: one m). Columns:
-    ``m``, ``same_sample`` (share), ``same_text`` (share selecting identical text, which can differ
-    when two samples are identical), ``chance`` (1/m: two independent uniform picks among m
-    distinct candidates), ``n_instructions``.
-    """
-    a = selections_a.assign(m=selections_a["m"] if "m" in selections_a else selections_a["n_samples"])
-    b = selections_b.assign(m=selections_b["m"] if "m" in selections_b else selections_b["n_samples"])
-    both = a.merge(b, on=["m", "instruction_id"], suffixes=("_a", "_b"))
-    if not len(both):
-        raise ValueError("the two selections share no (m, instruction_id)")
-    both["same_sample"] = both["sample_a"] == both["sample_b"]
-    both["same_text"] = both["response_a"] == both["response_b"]
-    out = both.groupby("m").agg(same_sample=("same_sample", "mean"), same_text=("same_text", "mean"),
-                                n_instructions=("instruction_id", "size")).reset_index()
-    out["chance"] = 1.0 / out["m"]
-    return out[["m", "same_sample", "same_text", "chance", "n_instructions"]]
-
-
-def words(text: object) -> int:
-    """Length of a response in whitespace-separated words."""
-    return len(str(text or "").split())
-
-
-def length_by_m(samples: pd.DataFrame, selections: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Mean length (words) of the outputs each reward model selects, per m, next to all samples.
-
-    ``samples``: the scored samples the selections were made from; ``selections``: ``{name:
-    best_of_m_selections frame}``. Columns: ``selector`` (a reward model's name, or "all samples"),
-    ``m``, ``mean_words``, ``sem_words``, ``n``. The "all samples" rows repeat the mean length of
-    every sample at each m (what best-of-m would give with no length preference).
-    """
-    rows = []
-    all_len = samples["response"].map(words)
-    ms = sorted(set().union(*[set(s["m"]) for s in selections.values()])) if selections else []
-    for m in ms:
-        rows.append({"selector": "all samples", "m": m, "mean_words": float(all_len.mean()),
-                     "sem_words": float(all_len.std(ddof=1) / math.sqrt(len(all_len))), "n": len(all_len)})
-    for name, sel in selections.items():
-        for m, group in sel.groupby("m"):
-            length = group["response"].map(words)
-            rows.append({"selector": name, "m": int(m), "mean_words": float(length.mean()),
-                         "sem_words": float(length.std(ddof=1) / math.sqrt(len(length))) if len(length) > 1
-                         else float("nan"), "n": len(length)})
-    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- AlpacaEval outputs

@@ -6,7 +6,9 @@ change, so check them and override where it matters:
 
 - in code: ``costs.register_price("my-model", input_per_m=0.2, output_per_m=0.8)``;
 - from a file: set ``SFLIB_PRICES=/path/prices.json`` with
-  ``{"my-model": {"input_per_m": 0.2, "output_per_m": 0.8}}`` (or ``{"my-model": [0.2, 0.8]}``).
+  ``{"my-model": {"input_per_m": 0.2, "output_per_m": 0.8}}`` (or ``{"my-model": [0.2, 0.8]}``);
+- in a judge config (``price_input_per_mtok`` / ``price_output_per_mtok``, see
+  :mod:`sflib.judges.config`): registered for that judge's name when it is built.
 
 A model is matched exactly, then by the longest known prefix (``gpt-4o-mini-2024-07-18`` ->
 ``gpt-4o-mini``). A ``provider:`` prefix is ignored, except that ``local:`` and ``recorded:``

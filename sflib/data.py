@@ -1,6 +1,8 @@
 """Canonical records for every pipeline stage, and import/export of the original layouts.
 
-Canonical tables (pandas DataFrames; stored as JSONL or Parquet by file extension):
+Canonical tables (pandas DataFrames; stored as JSONL or Parquet by file extension). Reading every
+kind of table lives in :mod:`sflib.io` (one reader per kind, format sniffed from the content); the
+``read_*`` functions here are the old names of those readers.
 
 - instructions: ``id, instruction, input, source``
 - responses:    ``instruction_id, response_id, instruction, input, response, generator, params``
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import math
 import os
@@ -56,16 +57,18 @@ _LABELS_OUT = {"a": "(a)", "b": "(b)", "equal": "equal"}
 class DataError(ValueError):
     """A problem with an input file, naming the file and, where known, the row and the field.
 
-    ``row`` is 1-based and counts records (data rows of a CSV after its header, entries of a JSON
-    list, lines of a JSONL file).
+    ``row`` is 1-based and counts records as a user does: entries of a JSON list, data rows of a
+    CSV after its header (``line`` then gives the line in the file where the row starts, when it
+    differs), lines of a JSON Lines file (``unit="line"``).
     """
 
     def __init__(self, path: os.PathLike | str | None, message: str, row: int | None = None,
-                 field: str | None = None):
+                 field: str | None = None, *, line: int | None = None, unit: str = "row"):
         self.path, self.row, self.field, self.reason = (str(path) if path is not None else None), row, field, message
+        self.line, self.unit = line, unit
         where = [self.path or "<data>"]
         if row is not None:
-            where.append(f"row {row}")
+            where.append(f"{unit} {row}" + (f" (line {line})" if line is not None else ""))
         if field is not None:
             where.append(f"field '{field}'")
         super().__init__(f"{', '.join(where)}: {message}")
@@ -179,101 +182,12 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
     return Path(path)
 
 
-# ----------------------------------------------------------------------------- reading helpers
+# ----------------------------------------------------------------------------- reading & writing helpers
 
-def _read_checked(path: os.PathLike | str) -> tuple[bytes, str]:
-    """The file's bytes and text, after checking it exists and is UTF-8 (a BOM is allowed)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if path.is_dir():
-        raise DataError(path, "is a folder, expected a file")
-    raw = path.read_bytes()
-    try:
-        return raw, raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(path, f"not valid UTF-8 (byte {e.start}, line {line}); re-save the file as UTF-8") from None
+def _guard_empty(n_rows: int, path) -> None:
+    from .io.write import guard_empty
 
-
-def _read_text(path: os.PathLike | str) -> str:
-    return _read_checked(path)[1]
-
-
-def _read_csv(path: os.PathLike | str, columns: list[str], header: bool) -> pd.DataFrame:
-    """Read a CSV of string fields; with ``header`` the named columns must be present (extra ones are kept)."""
-    raw, text = _read_checked(path)
-    if not text.strip():
-        raise DataError(path, "file is empty")
-    try:  # parsing the bytes is about twice as fast as parsing the decoded text
-        df = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig", dtype=str, keep_default_na=False, header=0 if header else None,
-                         names=None if header else columns, engine="c")
-    except pd.errors.ParserError as e:
-        raise DataError(path, f"malformed CSV: {e} (expected {len(columns)} fields per row: {','.join(columns)})") from None
-    if header:
-        df.columns = [str(c).strip() for c in df.columns]
-        for col in columns:
-            if col not in df.columns:
-                raise DataError(path, f"missing column (header has: {', '.join(map(str, df.columns))})", field=col)
-    else:
-        # Too few fields on a row leaves NaN in the trailing columns (too many raises above).
-        # A headerless file given where a header CSV is expected shows up here as a header-like first row.
-        if [str(v) for v in df.iloc[0].tolist()[: len(columns)]] == columns[: df.shape[1]] or (
-                str(df.iloc[0, 0]).strip() == "instruction" and str(df.iloc[0, 1]).strip() == "input"):
-            raise DataError(path, "has a header row, but this layout is headerless "
-                                  f"({','.join(columns)}); remove the header or use the header-CSV reader", row=1)
-    missing = df[columns].isna()
-    if missing.values.any():
-        r, c = next(zip(*missing.values.nonzero()))
-        raise DataError(path, f"row has too few fields (expected {len(columns)}: {','.join(columns)})",
-                        row=int(r) + 1, field=columns[int(c)])
-    return df
-
-
-def _require_text(df: pd.DataFrame, path, columns: Iterable[str]) -> None:
-    for col in columns:
-        blank = df[col].astype(str).str.strip() == ""
-        if blank.any():
-            raise DataError(path, "is empty", row=int(blank.values.argmax()) + 1, field=col)
-
-
-def _load_json_list(path: os.PathLike | str) -> list:
-    """A JSON list of objects, or JSON Lines with one object per line."""
-    text = _read_text(path)
-    if not text.strip():
-        raise DataError(path, "file is empty")
-    if Path(path).suffix.lower() == ".jsonl":
-        records = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataError(path, f"malformed JSON line: {e.msg} (column {e.colno})", row=n) from None
-    else:
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(path, f"malformed JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
-        if not isinstance(records, list):
-            raise DataError(path, f"expected a JSON list of objects, found {type(records).__name__}")
-    for n, rec in enumerate(records, 1):
-        if not isinstance(rec, dict):
-            raise DataError(path, f"expected an object, found {type(rec).__name__}", row=n)
-    return records
-
-
-def _require_keys(records: list[dict], path, keys: Iterable[str], text_keys: Iterable[str] = ()) -> None:
-    for n, rec in enumerate(records, 1):
-        for k in keys:
-            if k not in rec:
-                raise DataError(path, f"missing key (entry has: {', '.join(rec) or 'nothing'})", row=n, field=k)
-        for k in text_keys:
-            if not isinstance(rec[k], str):
-                raise DataError(path, f"expected text, found {type(rec[k]).__name__}", row=n, field=k)
-            if not rec[k].strip():
-                raise DataError(path, "is empty", row=n, field=k)
+    guard_empty(n_rows, path)
 
 
 def parse_scores(values: Iterable[object], path=None, field: str = "score") -> list[int]:
@@ -304,6 +218,8 @@ def parse_decisions(values: Iterable[object], path=None, field: str = "feedback"
 
 
 # ----------------------------------------------------------------------------- instructions
+# The readers below are the old names, kept for the modules and notebooks that use them: each one
+# is the reader of its kind in :mod:`sflib.io.tables` (format read from the content, not the suffix).
 
 def instructions_frame(records: list[dict], source: str = "") -> pd.DataFrame:
     """Canonical, deduplicated instructions from ``{instruction, input?, source?|dataset?}`` dicts."""
@@ -317,44 +233,16 @@ def instructions_frame(records: list[dict], source: str = "") -> pd.DataFrame:
     return df
 
 
-def read_instructions(path: os.PathLike | str, source: str | None = None, split: str = "train") -> pd.DataFrame:
-    """Instructions from JSON / JSONL / CSV / Parquet, or a ``datasets`` folder saved with ``save_to_disk``.
+def read_instructions(path: os.PathLike | str, source: str | None = None, split: str | None = None) -> pd.DataFrame:
+    """Instructions (``id, instruction, input, source``): :func:`sflib.io.tables.read_instructions`."""
+    from .io import tables
 
-    ``source`` defaults to each record's ``source``/``dataset`` field, else the file's stem.
-    Duplicates (same instruction and input) are dropped, keeping the first.
-    """
-    path = Path(path)
-    source = source if source is not None else path.stem
-    if path.is_dir():
-        try:
-            import datasets  # optional dependency
-        except ImportError:
-            raise DataError(path, "is a folder; reading a Hugging Face dataset needs `pip install datasets`") from None
-        ds = datasets.load_from_disk(str(path))
-        if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
-                raise DataError(path, f"has no split '{split}' (splits: {', '.join(ds)})")
-            ds = ds[split]
-        records = list(ds)
-    else:
-        suffix = path.suffix.lower()
-        if suffix in (".json", ".jsonl"):
-            records = _load_json_list(path)
-        elif suffix == ".csv":
-            df = _read_csv(path, ["instruction"], header=True)
-            records = df.to_dict("records")
-        elif suffix == ".parquet":
-            if not path.exists():
-                raise DataError(path, "file not found")
-            records = pd.read_parquet(path).to_dict("records")
-        else:
-            raise DataError(path, f"unsupported file type '{suffix}' (use .json, .jsonl, .csv, .parquet or a datasets folder)")
-    _require_keys(records, path, ["instruction"], text_keys=["instruction"])
-    return instructions_frame(records, source)
+    return tables.read_instructions(path, source=source, split=split)
 
 
 def write_instructions_json(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """The original instructions layout ``[{"instruction", "input"}]``."""
+    _guard_empty(len(df), path)
     recs = [{"instruction": i, "input": x} for i, x in zip(df["instruction"], df["input"])]
     return atomic_write_text(path, json.dumps(recs, ensure_ascii=False, indent=1))
 
@@ -373,24 +261,15 @@ def responses_frame(rows: pd.DataFrame, generator: str = "", params: str = "{}")
 
 
 def read_generations(path: os.PathLike | str, generator: str = "") -> pd.DataFrame:
-    """The original generation JSON ``[{"instruction", "input", "responses": [...]}]`` as responses."""
-    records = _load_json_list(path)
-    _require_keys(records, path, ["instruction", "responses"], text_keys=["instruction"])
-    rows = []
-    for n, rec in enumerate(records, 1):
-        if not isinstance(rec["responses"], list):
-            raise DataError(path, f"expected a list of responses, found {type(rec['responses']).__name__}",
-                            row=n, field="responses")
-        for k, text in enumerate(rec["responses"]):
-            if not isinstance(text, str):
-                raise DataError(path, f"response {k + 1} is {type(text).__name__}, expected text", row=n, field="responses")
-            rows.append({"instruction": rec["instruction"], "input": rec.get("input"), "response": text,
-                         "dataset": rec.get("dataset", "")})
-    return responses_frame(pd.DataFrame(rows), generator=generator)
+    """Responses (e.g. the original generation JSON): :func:`sflib.io.tables.read_responses`."""
+    from .io import tables
+
+    return tables.read_responses(path, generator=generator)
 
 
 def write_generations(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """Responses in the original generation JSON layout, grouped by instruction in first-seen order."""
+    _guard_empty(len(df), path)
     out: dict[str, dict] = {}
     for rec in df[["instruction_id", "instruction", "input", "response"]].itertuples(index=False):
         entry = out.setdefault(rec.instruction_id, {"instruction": rec.instruction, "input": rec.input, "responses": []})
@@ -399,26 +278,28 @@ def write_generations(df: pd.DataFrame, path: os.PathLike | str) -> Path:
 
 
 def read_responses_csv(path: os.PathLike | str, generator: str = "") -> pd.DataFrame:
-    """Header CSV ``instruction,input,response`` (the original ratings-request layout)."""
-    df = _read_csv(path, ["instruction", "input", "response"], header=True)
-    _require_text(df, path, ["instruction"])
-    return responses_frame(df, generator=generator)
+    """Responses (e.g. header CSV ``instruction,input,response``): :func:`sflib.io.tables.read_responses`."""
+    from .io import tables
+
+    return tables.read_responses(path, generator=generator)
 
 
 def write_responses_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
+    _guard_empty(len(df), path)
     with atomic_path(path) as tmp:
         df[["instruction", "input", "response"]].to_csv(tmp, index=False)
     return Path(path)
 
 
 def read_pairs_csv(path: os.PathLike | str) -> pd.DataFrame:
-    """Header CSV ``instruction,input,response1,response2`` (the original rankings-request layout)."""
-    df = _read_csv(path, ["instruction", "input", "response1", "response2"], header=True)
-    _require_text(df, path, ["instruction"])
-    return add_ids(df)
+    """Pairs (e.g. header CSV ``instruction,input,response1,response2``): :func:`sflib.io.tables.read_pairs`."""
+    from .io import tables
+
+    return tables.read_pairs(path)
 
 
 def write_pairs_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
+    _guard_empty(len(df), path)
     with atomic_path(path) as tmp:
         df[["instruction", "input", "response1", "response2"]].to_csv(tmp, index=False)
     return Path(path)
@@ -440,17 +321,16 @@ def all_pairs(responses: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- feedback
 
 def read_ratings_csv(path: os.PathLike | str) -> pd.DataFrame:
-    """Headerless feedback CSV ``instruction,input,output,score`` (scores 1–7) as canonical ratings."""
-    df = _read_csv(path, ["instruction", "input", "output", "score"], header=False)
-    _require_text(df, path, ["instruction"])
-    df["score"] = parse_scores(df["score"], path)
-    df = df.rename(columns={"output": "response"})
-    return add_ids(df)[RATING_COLUMNS]
+    """Ratings (e.g. headerless ``instruction,input,output,score``): :func:`sflib.io.tables.read_ratings`."""
+    from .io import tables
+
+    return tables.read_ratings(path)
 
 
 def write_ratings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """Ratings in the original headerless layout (rows without a valid score are left out)."""
     df = df[df["score"].notna()]
+    _guard_empty(len(df), path)
     out = pd.DataFrame({"instruction": df["instruction"], "input": df["input"], "output": df["response"],
                         "score": df["score"].astype(int)})
     with atomic_path(path) as tmp:
@@ -459,17 +339,16 @@ def write_ratings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
 
 
 def read_rankings_csv(path: os.PathLike | str) -> pd.DataFrame:
-    """Headerless feedback CSV ``instruction,input,output1,output2,feedback`` as canonical rankings."""
-    df = _read_csv(path, ["instruction", "input", "output1", "output2", "feedback"], header=False)
-    _require_text(df, path, ["instruction"])
-    df["decision"] = parse_decisions(df["feedback"], path)
-    df = df.rename(columns={"output1": "response1", "output2": "response2"})
-    return add_ids(df)[RANKING_COLUMNS]
+    """Rankings (e.g. headerless ``instruction,input,output1,output2,feedback``): :func:`sflib.io.tables.read_rankings`."""
+    from .io import tables
+
+    return tables.read_rankings(path)
 
 
 def write_rankings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """Rankings in the original headerless layout with ``(a)`` / ``(b)`` / ``equal``."""
     df = df[df["decision"].isin(DECISIONS)]
+    _guard_empty(len(df), path)
     out = pd.DataFrame({"instruction": df["instruction"], "input": df["input"], "output1": df["response1"],
                         "output2": df["response2"], "feedback": df["decision"].map(_LABELS_OUT)})
     with atomic_path(path) as tmp:
@@ -480,62 +359,31 @@ def write_rankings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
 # ----------------------------------------------------------------------------- AlpacaEval outputs
 
 def read_model_outputs(path: os.PathLike | str) -> pd.DataFrame:
-    """AlpacaEval's outputs JSON ``[{"instruction", "output", "generator", "dataset"}]``.
+    """AlpacaEval's outputs ``[{"instruction", "output", "generator", "dataset"}]`` (exactly those
+    columns): :func:`sflib.io.tables.read_model_outputs`."""
+    from .io import tables
 
-    ``generator`` and ``dataset`` are optional (empty when absent); the instruction must be text
-    and the output must be text (it may be empty: evaluation reports empty outputs with counts).
-    """
-    records = _load_json_list(path)
-    _require_keys(records, path, ["instruction", "output"], text_keys=["instruction"])
-    for n, rec in enumerate(records, 1):
-        if not isinstance(rec["output"], str):
-            raise DataError(path, f"expected text, found {type(rec['output']).__name__}", row=n, field="output")
-    df = pd.DataFrame({
-        "instruction": [r["instruction"] for r in records],
-        "output": [r["output"] for r in records],
-        "generator": [str(r.get("generator") or "") for r in records],
-        "dataset": [str(r.get("dataset") or "") for r in records],
-    })
-    return df
+    return tables.read_model_outputs(path)[MODEL_OUTPUT_COLUMNS]
 
 
 def write_model_outputs(df: pd.DataFrame, path: os.PathLike | str) -> Path:
+    _guard_empty(len(df), path)
     recs = df[MODEL_OUTPUT_COLUMNS].to_dict("records")
     return atomic_write_text(path, json.dumps(recs, ensure_ascii=False, indent=2))
 
 
 # ----------------------------------------------------------------------------- canonical storage
 
-def write_table(df: pd.DataFrame, path: os.PathLike | str) -> Path:
-    """Write a canonical table as ``.jsonl`` or ``.parquet`` (by extension), atomically."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    with atomic_path(path) as tmp:
-        if suffix == ".jsonl":
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        elif suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            raise ValueError(f"{path}: unsupported table format '{suffix}' (use .jsonl or .parquet)")
-    return path
+def write_table(df: pd.DataFrame, path: os.PathLike | str, *, replace_with_empty: bool = False) -> Path:
+    """Write a table atomically by extension (never replacing data with an empty table):
+    :func:`sflib.io.write.write_table`."""
+    from .io.write import write_table as _write
+
+    return _write(df, path, replace_with_empty=replace_with_empty)
 
 
 def read_table(path: os.PathLike | str, required: Iterable[str] = ()) -> pd.DataFrame:
-    """Read a canonical ``.jsonl`` / ``.parquet`` table, checking ``required`` columns are present."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        records = _load_json_list(path)
-        df = pd.DataFrame.from_records(records)
-    elif suffix == ".parquet":
-        if not path.exists():
-            raise DataError(path, "file not found")
-        df = pd.read_parquet(path)
-    else:
-        raise DataError(path, f"unsupported table format '{suffix}' (use .jsonl or .parquet)")
-    for col in required:
-        if col not in df.columns:
-            raise DataError(path, f"missing column (table has: {', '.join(df.columns)})", field=col)
-    if "input" in df:
-        df["input"] = [clean_input(x) for x in df["input"]]
-    return df
+    """Any table (format from the content), with the ``required`` columns: :func:`sflib.io.tables.read_table`."""
+    from .io import tables
+
+    return tables.read_table(path, required)

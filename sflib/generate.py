@@ -401,16 +401,23 @@ def sampling_requests(instructions: pd.DataFrame, k: int, prompt_style: str = "c
 
 
 def generate_openai(instructions: pd.DataFrame, judge, k: int = 5, *, store=None, prompt_style: str = "chat",
-                    seed: int = 0, generator: str | None = None, progress: bool = True) -> pd.DataFrame:
+                    seed: int = 0, generator: str | None = None, progress: bool = True,
+                    n_per_request: bool | None = False) -> pd.DataFrame:
     """Sample ``k`` responses per instruction from an OpenAI-compatible server.
 
     ``judge``: an :class:`~sflib.judges.openai_judge.OpenAIJudge` configured with the sampling
     parameters (``temperature``, ``max_tokens``, ``top_p=...``), a judge name such as
     ``"openai:Qwen/Qwen2.5-7B-Instruct"``, or any Judge. Its name and parameters are part of the
-    cache key, and each sample is a separate request told apart by ``cache_salt`` = sample index,
-    so a re-run returns the stored samples and a crashed run resumes. ``store``: None (the
-    default store ``outputs/annotations.sqlite``), False (keep nothing), a path, or an
+    cache key, and each sample has its own key (``cache_salt`` = sample index), so a re-run
+    returns the stored samples and a crashed run resumes. ``store``: None (the default store
+    ``outputs/annotations.sqlite``), False (keep nothing), a path, or an
     :class:`~sflib.store.AnnotationStore`.
+
+    ``n_per_request``: ask for the missing samples of an instruction in one request with ``n``
+    (vLLM, OpenAI: the prompt is sent and paid once; each choice is stored under its own sample
+    key). None or True: whenever the judge supports it; a server that answers fewer choices than
+    asked (llama.cpp) has the rest asked one request per sample. False (default for now): one
+    request per sample.
 
     A request that failed (after the client's retries) is never turned into an empty response:
     the call raises an error with the count, and a re-run retries only the failures.
@@ -426,13 +433,16 @@ def generate_openai(instructions: pd.DataFrame, judge, k: int = 5, *, store=None
     judge = get_judge(judge)
     opened = False
     if store is False:
-        store = None
+        store, opened = AnnotationStore(":memory:"), True  # keeps the n choices for this call only
     elif not isinstance(store, AnnotationStore):
         store, opened = AnnotationStore(Path(store) if store is not None else outputs_dir() / "annotations.sqlite"), True
     instr, requests = sampling_requests(instructions, k, prompt_style, seed)
+    template = f"{GENERATION_TEMPLATE_VERSION}:{prompt_style}"
+    pre = {"requests": 0, "samples": 0, "prompt_tokens": 0, "completion_tokens": 0}
     try:
-        result = annotate(judge, requests, store=store,
-                          template_version=f"{GENERATION_TEMPLATE_VERSION}:{prompt_style}", parse=_parse_text,
+        if n_per_request is not False and k > 1 and getattr(judge, "supports_n", False):
+            pre = _sample_with_n(judge, requests, store, template, progress)
+        result = annotate(judge, requests, store=store, template_version=template, parse=_parse_text,
                           desc=f"sampling {judge.name}", progress=progress).reset_index(drop=True)
     finally:
         if opened:
@@ -448,8 +458,60 @@ def generate_openai(instructions: pd.DataFrame, judge, k: int = 5, *, store=None
             for req, rec in zip(requests, result.to_dict("records"))]
     params = {"model": judge.model, **dict(judge.params or {}), "seed": seed, "prompt_style": prompt_style}
     out = _finish(rows, instr, generator or judge.name, params)
-    out.attrs["stats"] = result.attrs.get("stats", {})
+    stats = dict(result.attrs.get("stats", {}))
+    stats["prompt_tokens"] = stats.get("prompt_tokens", 0) + pre["prompt_tokens"]
+    stats["completion_tokens"] = stats.get("completion_tokens", 0) + pre["completion_tokens"]
+    stats.update(n_requests=pre["requests"], n_samples=pre["samples"])
+    out.attrs["stats"] = stats
     return out
+
+
+def _sample_with_n(judge, requests: list, store, template: str, progress: bool) -> dict:
+    """Ask each instruction's missing samples in one request with ``n``; store every choice under
+    its sample's key (the prompt's tokens on the first choice: it was paid once). Samples a
+    server did not return are left for :func:`annotate` to ask one by one."""
+    from .annotate import request_key
+    from .judges.base import Request
+
+    keys = [request_key(judge, r, template) for r in requests]
+    stored = store.get_many(keys)
+    groups: dict[str, list[int]] = {}
+    for i, (key, r) in enumerate(zip(keys, requests)):
+        if stored.get(key, {}).get("status") != "ok":
+            groups.setdefault(r.meta["instruction_id"], []).append(i)
+    groups = {g: idx for g, idx in groups.items() if len(idx) > 1}
+    spent = {"requests": len(groups), "samples": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    if not groups:
+        return spent
+    members = list(groups.values())
+    asks = [Request(messages=requests[idx[0]].messages, params={"n": len(idx)},
+                    meta={"kind": "generation", "n": len(idx)}) for idx in members]
+    short = 0
+    for g, completion in judge.complete(asks):
+        texts = completion.texts or ([completion.text] if completion.ok else [])
+        if not completion.ok or not texts:
+            continue  # left missing: asked again one by one
+        texts = texts[:len(members[g])]
+        short += len(texts) < len(members[g])
+        each, rest = divmod(completion.completion_tokens, len(texts))
+        for j, text in enumerate(texts):
+            i = members[g][j]
+            tokens = (completion.prompt_tokens if j == 0 else 0, each + (rest if j == 0 else 0))
+            store.put(keys[i], judge=judge.name, model=judge.model, template_version=template,
+                      params=judge.params, messages=requests[i].messages,
+                      meta={**requests[i].meta, "n_group": len(members[g]), "choice": j},
+                      status="ok", raw=text, value=text, valid=True, prompt_tokens=tokens[0],
+                      completion_tokens=tokens[1], latency_s=completion.latency_s,
+                      attempts=completion.attempts)
+            spent["samples"] += 1
+        spent["prompt_tokens"] += completion.prompt_tokens
+        spent["completion_tokens"] += completion.completion_tokens
+    if short:
+        import logging
+
+        logging.getLogger(__name__).info("%s answered fewer choices than n for %d instructions; the rest are asked one "
+                 "request per sample", judge.name, short)
+    return spent
 
 
 def _parse_text(text: str):
@@ -460,30 +522,32 @@ def _parse_text(text: str):
 # ----------------------------------------------------------------------------- CLI
 
 def add_cli(subparsers) -> None:
+    from .judges.config import add_judge_options
+
     p = subparsers.add_parser(
         "generate", help="sample k responses per instruction (local transformers model or OpenAI-compatible server)",
         description="Sample k responses per instruction and write them as a canonical responses table "
-                    "(.jsonl/.parquet) and in the original generation JSON layout.",
+                    "(.jsonl/.parquet) and in the original generation JSON layout. Sampling settings default "
+                    "to the policy's config (sflib/configs/policies/ or ./policies/); the options below override it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--instructions", required=True, help="instructions file (.json/.jsonl/.csv/.parquet)")
     p.add_argument("--out", "--output", dest="out", required=True, help="responses table to write (.jsonl or .parquet)")
     p.add_argument("--generations-json", help="also write the original layout [{instruction, input, responses}]")
     p.add_argument("--n-instructions", type=int, help="a random sample of this many instructions (default: all)")
     p.add_argument("-k", "--k", dest="k", type=int, default=5, help="responses per instruction")
-    p.add_argument("--model", default="smollm2", help="local model: 'smollm2' or a Hugging Face causal-LM folder")
-    p.add_argument("--openai-model", help="sample from an OpenAI-compatible server with this model name instead")
-    p.add_argument("--policy", help="the policy as one spec: 'openai:<model>' (a server) or a local model "
-                                    "(same as --openai-model / --model)")
-    p.add_argument("--base-url", help="server URL, e.g. http://localhost:8000/v1 for `vllm serve` (default: OpenAI)")
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (server only)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (local only)")
+    p.add_argument("--policy", help="policy: a config name (smollm2, qwen2.5-7b-vllm, ./policies/NAME.yaml), a .yaml "
+                                    "path, 'openai:<model>' (a server) or a local model folder (default: smollm2)")
+    p.add_argument("--model", help="local model: 'smollm2' or a Hugging Face causal-LM folder (same as --policy)")
+    p.add_argument("--openai-model", help="sample from an OpenAI-compatible server with this model name "
+                                          "(same as --policy openai:MODEL)")
+    p.add_argument("--base-url", help="server URL, e.g. http://localhost:8000/v1 for `vllm serve` (default: the "
+                                      "policy's, else OpenAI)")
+    add_judge_options(p, sampling=True)
+    p.add_argument("--batch-size", type=int, help="sequences per forward pass (local only)")
     p.add_argument("--device", help="local model device, e.g. cuda or cpu (default: the GPU when there is one)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prompt-style", choices=PROMPT_STYLES, default="chat",
-                   help="the model's chat template, or the Alpaca prompt")
+    p.add_argument("--prompt-style", choices=PROMPT_STYLES, help="the model's chat template, or the Alpaca prompt "
+                                                                 "(default: the policy's, else chat)")
     p.add_argument("--generator", help="generator name recorded with each response")
     p.add_argument("--store", help="local: JSONL of finished samples; server: annotation store (.sqlite)")
     p.set_defaults(func=_cli)
@@ -491,27 +555,20 @@ def add_cli(subparsers) -> None:
 
 def _cli(args) -> int:
     from .data import read_instructions
+    from .judges.config import judge_overrides
+    from .policies import get_policy
 
+    given = [o for o, v in (("--policy", args.policy), ("--model", args.model), ("--openai-model", args.openai_model))
+             if v]
+    if len(given) > 1:
+        raise ValueError(f"give one of --policy, --model, --openai-model (got {', '.join(given)})")
+    spec = args.policy or args.model or (f"openai:{args.openai_model}" if args.openai_model else "smollm2")
+    overrides = dict(judge_overrides(args), base_url=args.base_url, batch_size=args.batch_size,
+                     device=args.device, template=args.prompt_style)
+    policy = get_policy(spec, **{k: v for k, v in overrides.items() if v is not None})
     instructions = pick_instructions(read_instructions(args.instructions), args.n_instructions, seed=args.seed)
-    if args.policy:
-        prefix, sep, rest = args.policy.partition(":")
-        if sep and prefix == "openai":
-            args.openai_model = rest
-        else:
-            args.model = args.policy
-    if args.openai_model:
-        from .judges.openai_judge import OpenAIJudge
-
-        kwargs = {"base_url": args.base_url} if args.base_url else {}
-        judge = OpenAIJudge(args.openai_model, concurrency=args.concurrency, temperature=args.temperature,
-                            max_tokens=args.max_new_tokens, top_p=args.top_p, **kwargs)
-        df = generate_openai(instructions, judge, k=args.k, store=args.store, prompt_style=args.prompt_style,
-                             seed=args.seed, generator=args.generator)
-    else:
-        df = generate_local(instructions, model=args.model, k=args.k, temperature=args.temperature, top_p=args.top_p,
-                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                            prompt_style=args.prompt_style, generator=args.generator, store=args.store,
-                            device=args.device)
+    df = policy.generate(instructions, k=args.k, seed=args.seed, store=args.store, generator=args.generator)
     paths = write_responses(df, args.out, args.generations_json)
-    print(f"{len(df)} responses for {df['instruction_id'].nunique()} instructions -> {', '.join(map(str, paths))}")
+    print(f"{len(df)} responses for {df['instruction_id'].nunique()} instructions from {policy.name} -> "
+          f"{', '.join(map(str, paths))}")
     return 0

@@ -1,33 +1,27 @@
 """What is in the data: the vendored canonical tables, counts per source dataset, and lengths.
 
 Lengths are counted in whitespace-separated words, so they need no tokenizer and read the same
-for every model.
+for every model. Where each file lives is :mod:`sflib.catalog`'s business.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
+from . import catalog
 from . import data as d
-from .paths import data_dir
 
 
 _EVAL_OUTPUTS = {"eval_reference_outputs": "text-davinci-003 (reference)",
                  "eval_ratings_rm_outputs": "best-of-64, ratings RM",
                  "eval_rankings_rm_outputs": "best-of-64, rankings RM"}
 
-
-def canonical_path(name: str) -> Path:
-    """``data/canonical/<name>.jsonl``, with a hint to regenerate it when missing."""
-    path = data_dir() / "canonical" / f"{name}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `python -m sflib convert-original` to regenerate data/canonical")
-    return path
+#: moved to :func:`sflib.catalog.canonical_path`; this name is kept for the notebooks that use it
+canonical_path = catalog.canonical_path
 
 
 def load_canonical(name: str) -> pd.DataFrame:
-    return d.read_table(canonical_path(name))
+    """The canonical table ``name`` (``data/canonical/<name>.jsonl``) as it is stored."""
+    return d.read_table(catalog.canonical_path(name))
 
 
 def word_count(texts) -> pd.Series:
@@ -37,7 +31,7 @@ def word_count(texts) -> pd.Series:
 def summary_table() -> pd.DataFrame:
     """One row per vendored canonical table: rows, distinct instructions, distinct sources."""
     rows = []
-    for path in sorted((data_dir() / "canonical").glob("*.jsonl")):
+    for path in sorted(catalog.canonical_dir().glob("*.jsonl")):
         df = d.read_table(path)
         n_ins = df["instruction_id"].nunique() if "instruction_id" in df else (
             df["id"].nunique() if "id" in df else df["instruction"].nunique())

@@ -8,16 +8,17 @@ the caller keeps the raw text (nothing is dropped). The prompts (``sflib/templat
   1. an explicit final verdict anywhere: "Final score: 6", "Final rating - 5/7";
   2. a first line that is just a score: "6", "Score: 6", "**6**", "6/7", "Rating: 6 out of 7";
   3. the *last* labelled score in the text: "... Score: 6", "Rating: 6/7", "**6**", "6 out of 7",
-     "I would rate it a 6", "I give this response a 5";
+     "I would rate it a 6", "I give this response a 5", "the score for this task is 7";
   4. a line that is nothing but a number;
   5. a reply starting with the score and a dash or colon: "6 - clear and correct" (not "1." — a list).
-  Numbers outside 1–7 ("Score: 8", "9/10"), decimals ("6.5") and unlabelled numbers ("3 facts") are
-  never taken as the score.
+  Numbers outside 1–7 ("Score: 8", "9/10"), decimals ("6.5"), ranges ("Score: 5-6", "5 or 6": ambiguous)
+  and unlabelled numbers ("3 facts") are never taken as the score.
 
 :func:`parse_choice`, in order of precedence
   1. a first line naming exactly one output: "Output (a)", "(b)", "Output (B).", "output b";
   2. explicit verdicts anywhere, the last one wins: "Output (b) is better", "I prefer Output (a)",
-     "Verdict: (b)", "the better response is Output (a)";
+     "Verdict: (b)", "the better response is Output (a)", and for the other output "Output (b) is
+     worse than Output (a)", "Output (a) is less accurate";
   3. mentions of a single output only ("Output (b) answers the question.");
   otherwise — none, both without a verdict, or "neither"/"both equally" — invalid.
 """
@@ -27,8 +28,11 @@ import re
 
 SCORE_MIN, SCORE_MAX = 1, 7
 
-# A number that is a whole number token: not part of a longer number or a decimal.
-_NUM = r"(?<![\d.])(\d+)(?![\d]|\.\d)"
+# A number that is a whole number token: not part of a longer number or a decimal, and not one end
+# of a range ("5-6", "5 to 6", "5 or 6": an ambiguous answer is no answer).
+_RANGE_AFTER = r"(?!\s*(?:[-\u2013\u2014]|to\b|or\b)\s*\d)"
+_RANGE_BEFORE = r"(?<!\d[-\u2013\u2014])(?<!\d\s[-\u2013\u2014]\s)(?<!\d\sto\s)(?<!\d\sor\s)"
+_NUM = r"(?<![\d.])" + _RANGE_BEFORE + r"(\d+)(?![\d]|\.\d)" + _RANGE_AFTER
 _LABEL = r"(?:score|rating|grade|rate)"
 _OUT_OF = r"(?:\s*(?:/|out\s+of|of)\s*(\d+))?"
 
@@ -37,6 +41,10 @@ _FINAL_RE = re.compile(
     re.I)
 _LABELLED_RE = re.compile(
     rf"\b{_LABEL}\s*(?:is|of|would\s+be|[:=\-])?\s*[*_\"'(\[]*\s*{_NUM}\s*[*_\"')\]]*{_OUT_OF}", re.I)
+# "the score for this task is 7", "my rating for the response would be 4", "Score for this response: 5"
+_LABEL_PHRASE_RE = re.compile(
+    rf"\b{_LABEL}\s+(?:for|of|to|i\s+would\s+give|i\s+give|i\s+would\s+assign)\b(?:\s+[a-z]+){{0,3}}?"
+    rf"\s*(?:is|would\s+be|[:=])\s*[*_\"'(\[]*\s*{_NUM}\s*[*_\"')\]]*{_OUT_OF}", re.I)
 _SLASH_RE = re.compile(rf"{_NUM}\s*(?:/|out\s+of)\s*(\d+)(?!\d)", re.I)
 _BOLD_RE = re.compile(rf"(?:\*\*|__)\s*{_NUM}\s*(?:\*\*|__)")
 _GIVE_RE = re.compile(
@@ -80,7 +88,7 @@ def parse_score(text: str | None) -> tuple[int | None, bool]:
             return score, True
     # 3. the last labelled score anywhere ("Score: 6", "6/7", "6 out of 7", "**6**", "I'd give it a 6")
     candidates = []
-    for regex in (_LABELLED_RE, _SLASH_RE, _BOLD_RE, _GIVE_RE):
+    for regex in (_LABELLED_RE, _LABEL_PHRASE_RE, _SLASH_RE, _BOLD_RE, _GIVE_RE):
         for match in regex.finditer(text):
             score = _score_from(match)
             if score is not None:
@@ -115,7 +123,15 @@ _VERDICT_AFTER_RE = re.compile(
     _CHOICE + r"\s*[*_\"'\]]*\s*(?:is|was|would\s+be)?\s*(?:clearly\s+|slightly\s+|much\s+|the\s+)?"
               r"(?:better|superior|preferred|preferable|the\s+better|wins|stronger|more\s+(?:accurate|helpful|coherent))\b",
     re.I)
+# "Output (b) is worse than Output (a)", "Output (a) is less accurate": a verdict for the *other* output
+_VERDICT_WORSE_RE = re.compile(
+    _CHOICE + r"\s*[*_\"'\]]*\s*(?:is|was|would\s+be)?\s*(?:clearly\s+|slightly\s+|much\s+|the\s+)?"
+              r"(?:worse|inferior|weaker|the\s+worse|less\s+(?:accurate|helpful|coherent|relevant|correct))\b",
+    re.I)
 _NEGATED_RE = re.compile(r"\b(?:neither|both\s+(?:are\s+)?equal(?:ly)?|tie\b|cannot\s+(?:choose|decide))", re.I)
+
+
+_OTHER = {"a": "b", "b": "a"}
 
 
 def _letters(matches) -> list[tuple[int, str]]:
@@ -130,14 +146,15 @@ def parse_choice(text: str | None) -> tuple[str | None, bool]:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     # 1. a first line naming exactly one output (the format the prompt asks for)
     first = {c for _, c in _letters(_CHOICE_RE.finditer(lines[0]))}
-    if len(first) == 1 and not _NEGATED_RE.search(lines[0]):
+    if len(first) == 1 and not _NEGATED_RE.search(lines[0]) and not _VERDICT_WORSE_RE.search(lines[0]):
         return first.pop(), True
     # 2. explicit verdicts anywhere: the last one wins
     verdicts = _letters(_VERDICT_BEFORE_RE.finditer(text)) + _letters(_VERDICT_AFTER_RE.finditer(text))
+    verdicts += [(at, _OTHER[c]) for at, c in _letters(_VERDICT_WORSE_RE.finditer(text))]
     if verdicts:
         return max(verdicts)[1], True
     # 3. only one output mentioned at all, and no "neither"/"tie"
     mentioned = {c for _, c in _letters(_CHOICE_RE.finditer(text))}
-    if len(mentioned) == 1 and not _NEGATED_RE.search(text):
+    if len(mentioned) == 1 and not _NEGATED_RE.search(text) and not _VERDICT_WORSE_RE.search(text):
         return mentioned.pop(), True
     return None, False

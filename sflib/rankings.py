@@ -16,7 +16,10 @@ output) in each order. The decision is
 and NaN with ``valid=False`` when either order is invalid or failed (the row is kept, never
 dropped). :func:`position_bias` summarises how often each order picks the first-shown output.
 
-CLI: ``python -m sflib rank --judge J --input FILE --output FILE [--store PATH] [--one-order]``.
+CLI: ``python -m sflib rank --judge J --input FILE --output FILE [--store PATH] [--one-order] [--limit N]
+[--allow-partial] [--concurrency --rpm --tpm --timeout --temperature --max-tokens]``; ``--input`` takes
+a table of pairs or every layout ``rate`` reads (all pairs of each instruction's responses are
+ranked); judge names and the exit status (3 when rows are failed/invalid) as for ``rate``.
 """
 from __future__ import annotations
 
@@ -30,8 +33,10 @@ import pandas as pd
 from . import data as d
 from .judges import Judge, Request
 from .parsing import parse_choice
-from .ratings import (_common_args, _front, _with_ids, annotate_with_store, render_messages, resolve_judge,
-                      summary_line, task_block, template_version, write_feedback)
+from .judges.config import judge_overrides
+from .ratings import (_common_args, _front, _with_ids, annotate_with_store, default_template, finish_cli,
+                      limit_instructions, read_responses, render_messages, resolve_judge, task_block,
+                      template_version)
 
 #: columns :func:`rank` adds after :data:`sflib.data.RANKING_COLUMNS`
 RANKING_RECORD_COLUMNS = ["verdict_12", "verdict_21", "raw_12", "raw_21", "valid", "status", "error",
@@ -72,12 +77,13 @@ def _worst(*statuses: str) -> str:
     return "ok"
 
 
-def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str = "ranking_v1",
+def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str | None = None,
          both_orders: bool = True, retry_invalid: bool = False, progress: bool = True) -> pd.DataFrame:
     """Ask ``judge`` which response of each pair is better (in both orders) and return one row per pair.
 
     ``pairs`` has ``instruction, input, response1, response2`` (ids are added when absent; see
-    :func:`make_pairs`). ``store`` and ``retry_invalid`` as in :func:`sflib.ratings.rate`.
+    :func:`make_pairs`). ``store``, ``retry_invalid`` and ``template`` (default ``ranking_<v>``, the
+    judge config's version) as in :func:`sflib.ratings.rate`.
     ``both_orders=False`` asks only order 12 and takes its verdict as the decision (the original
     scripts' protocol; no position-bias information).
 
@@ -87,6 +93,7 @@ def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template
     when every order came from the store. ``.attrs["stats"]`` counts requests (2 per pair).
     """
     judge = resolve_judge(judge)
+    template = template or default_template(judge, "ranking")
     df = _with_ids(pairs, ["instruction", "input", "response1", "response2"],
                    ["instruction_id", "response_id_1", "response_id_2"])
     orders = ["12", "21"] if both_orders else ["12"]
@@ -171,49 +178,66 @@ def make_pairs(responses: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- CLI
 
+NO_PAIRS = "no pairs: every instruction has one response; rank needs >= 2 per instruction"
+
+
+def pairs_from_responses(responses: pd.DataFrame, path=None) -> pd.DataFrame:
+    """:func:`make_pairs`, refusing (with :data:`NO_PAIRS`) an input that yields no pair at all."""
+    pairs = make_pairs(responses)
+    if pairs.empty:
+        raise d.DataError(path, NO_PAIRS if len(responses) else "no responses to pair")
+    return pairs
+
+
 def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
-    """Pairs to rank from a generation JSON (all pairs), a pairs CSV, or a table of pairs or responses."""
+    """Pairs to rank: a table of pairs (``response1, response2``: .csv/.jsonl/.parquet), or responses in
+    any layout :func:`sflib.ratings.read_responses` reads (generation JSON, Alpaca ``instruction, input,
+    output`` JSON/parquet, responses CSV/table), turned into all pairs per instruction."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        return make_pairs(d.read_generations(path))
     if suffix == ".csv":
-        return d.read_pairs_csv(path)
-    if suffix in (".jsonl", ".parquet"):
+        header = d._read_text(path).lstrip("\ufeff").partition("\n")[0]
+        if "response1" in header and "response2" in header:
+            return d.read_pairs_csv(path)
+    elif suffix in (".jsonl", ".parquet"):
         df = d.read_table(path)
         if "response1" in df.columns and "response2" in df.columns:
             return df
-        if "response" in df.columns:
-            return make_pairs(df)
-        raise d.DataError(path, "expected a table of pairs (response1, response2) or of responses (response); "
-                                f"it has: {', '.join(df.columns)}")
-    raise d.DataError(path, f"unsupported input type '{suffix}' (use a generation .json, a pairs .csv with "
-                            "header instruction,input,response1,response2, or a .jsonl/.parquet table)")
+        if "response" not in df.columns and "output" not in df.columns:
+            raise d.DataError(path, "expected a table of pairs (response1, response2) or of responses (response "
+                                    f"or output); it has: {', '.join(map(str, df.columns))}")
+    return pairs_from_responses(read_responses(path), path)
 
 
 def _cli_rank(args) -> int:
     pairs = read_pairs(args.input)
+    if pairs.empty:
+        raise d.DataError(args.input, "no pairs to rank")
+    pairs = limit_instructions(pairs, args.limit)
+    judge = resolve_judge(args.judge, **judge_overrides(args))
     store = False if args.no_store else args.store
-    out = rank(pairs, args.judge, store=store, both_orders=not args.one_order, retry_invalid=args.retry_invalid,
+    out = rank(pairs, judge, store=store, both_orders=not args.one_order, retry_invalid=args.retry_invalid,
                template=args.template, progress=not args.quiet)
-    note = write_feedback(out, args.output, d.write_rankings_csv)
-    print(f"wrote {args.output}{note}")
-    print(summary_line(out))
     counts = out["decision"].value_counts().to_dict()
+    code = finish_cli(out, args, d.write_rankings_csv)
     print("decisions: " + ", ".join(f"{k}={counts.get(k, 0)}" for k in d.DECISIONS))
     if not args.one_order:
         pb = position_bias(out)
-        print(f"position bias: first-shown picked {pb['first_pick_rate_12']:.2f} (order 12), "
-              f"{pb['first_pick_rate_21']:.2f} (order 21); orders disagree on {pb['disagreement_rate']:.2f} "
-              f"of {pb['pairs']} pairs")
-    return 0
+        if pb["pairs"]:
+            print(f"position bias: first-shown picked {pb['first_pick_rate_12']:.2f} (order 12), "
+                  f"{pb['first_pick_rate_21']:.2f} (order 21); orders disagree on {pb['disagreement_rate']:.2f} "
+                  f"of {pb['pairs']} pairs")
+        else:
+            print("position bias: no pair has a valid verdict in both orders")
+    return code
 
 
 def add_cli(sub) -> None:
     p = sub.add_parser("rank", help="rank pairs of responses with a judge, in both orders")
-    p.add_argument("--input", required=True, help="generation .json (all pairs), pairs .csv (instruction,input,"
-                                                  "response1,response2) or a .jsonl/.parquet table")
-    p.add_argument("--template", default="ranking_v1", help="prompt template (default ranking_v1)")
+    p.add_argument("--input", required=True, help="a table of pairs (.csv with header instruction,input,response1,"
+                                                  "response2, or .jsonl/.parquet), or responses in any layout rate "
+                                                  "reads (all pairs per instruction)")
+    p.add_argument("--template", help="prompt template (default ranking_<v>, <v> from the judge config: ranking_v1)")
     p.add_argument("--one-order", action="store_true", help="ask only with response1 first (no position-bias check)")
     _common_args(p)
     p.set_defaults(func=_cli_rank)

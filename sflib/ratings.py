@@ -8,11 +8,19 @@ score first on its own line, then optional reasoning), asks the judge through
 the judge said. An unparsable reply is kept (``raw``) with ``valid=False`` and ``score`` NaN; a
 failed request (API error, nothing recorded) is kept with ``status='failed'`` and its ``error``.
 
-CLI: ``python -m sflib rate --judge J --input FILE --output FILE [--store PATH] [--retry-invalid]``.
+CLI: ``python -m sflib rate --judge J --input FILE --output FILE [--store PATH] [--retry-invalid]
+[--limit N] [--allow-partial] [--concurrency --rpm --tpm --timeout --temperature --max-tokens]``.
+``J`` is a judge config name (``gpt-4o-mini``, ``smollm2-llamacpp``, ``./judges/NAME.yaml``), a YAML
+path or a spec (``openai:<model>``, ``local:smollm2``, ``recorded[:FILE]``). The command exits with
+status 3 when rows are still failed or invalid (the counts and the commonest reasons are printed and
+the result is written beside the output as ``<name>.partial<suffix>``, leaving an earlier output
+untouched); ``--allow-partial`` accepts a partial result on purpose (exit 0, written to ``--output``).
+Failed requests are asked again by the next run; unparsable replies only with ``--retry-invalid``.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +29,7 @@ import pandas as pd
 from . import data as d
 from .annotate import annotate, format_stats
 from .judges import Judge, Request, get_judge
+from .judges.config import add_judge_options, judge_overrides
 from .parsing import parse_score
 from .paths import outputs_dir
 from .prompts import load_template
@@ -78,13 +87,15 @@ def annotate_with_store(judge: Judge, requests: list, store: Any, *, template: s
             st.close()
 
 
-def resolve_judge(judge: str | Judge) -> Judge:
-    """A :class:`Judge` from a judge or a name; ``"recorded"`` alone is the paper's vendored GPT-3.5 feedback."""
-    if isinstance(judge, str) and judge.strip() == "recorded":
-        from .judges.recorded import RecordedJudge
+def resolve_judge(judge: str | Judge, **overrides: Any) -> Judge:
+    """A :class:`Judge` from a judge or a name (config, YAML path or spec; ``"recorded"`` alone is the
+    paper's vendored GPT-3.5 feedback); ``overrides`` as for :func:`sflib.judges.get_judge`."""
+    return get_judge(judge, **overrides) if isinstance(judge, str) else judge
 
-        return RecordedJudge.vendored()
-    return get_judge(judge) if isinstance(judge, str) else judge
+
+def default_template(judge: Judge, kind: str) -> str:
+    """``<kind>_<version>`` with the judge config's template version (``v1`` when it has none)."""
+    return f"{kind}_{getattr(judge, 'template', None) or 'v1'}"
 
 
 def _with_ids(df: pd.DataFrame, text_columns: list[str], id_columns: list[str]) -> pd.DataFrame:
@@ -124,7 +135,7 @@ def rating_request(instruction: str, input: object, response: str, template: str
     return Request(messages=messages, meta=meta)
 
 
-def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str = "rating_v1",
+def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str | None = None,
          retry_invalid: bool = False, progress: bool = True) -> pd.DataFrame:
     """Rate every response with ``judge`` and return one row per input row, in order.
 
@@ -135,10 +146,12 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
     unparsable (failed requests are always re-asked).
 
     Returns :data:`sflib.data.RATING_COLUMNS` + :data:`RATING_RECORD_COLUMNS` + the input's other
-    columns; ``score`` is NaN where ``valid`` is False. ``.attrs["stats"]`` has the run's counts,
+    columns; ``score`` is NaN where ``valid`` is False. ``template``: default ``rating_<v>`` with the
+    judge config's template version ``<v>`` (``rating_v1``). ``.attrs["stats"]`` has the run's counts,
     tokens and cost (see :func:`sflib.annotate.annotate`).
     """
     judge = resolve_judge(judge)
+    template = template or default_template(judge, "rating")
     df = _with_ids(responses, ["instruction", "input", "response"], ["instruction_id", "response_id"])
     repeats = df.groupby(["instruction_id", "response_id"], sort=False).cumcount()
     requests = [rating_request(i, x, r, template, k)
@@ -162,6 +175,11 @@ def read_responses(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
+        records = d._load_json_list(path)
+        if not records:
+            raise d.DataError(path, "no responses: the file holds an empty list")
+        if all("output" in r and "responses" not in r for r in records):
+            return _alpaca_outputs(records, path)  # Alpaca / AlpacaEval: instruction, input, output
         return d.read_generations(path)
     if suffix == ".csv":
         return d.read_responses_csv(path)
@@ -175,6 +193,63 @@ def read_responses(path: str | os.PathLike) -> pd.DataFrame:
         return df
     raise d.DataError(path, f"unsupported input type '{suffix}' (use a generation .json, a responses .csv "
                             "with header instruction,input,response, or a .jsonl/.parquet table)")
+
+
+def _alpaca_outputs(records: list[dict], path: Path) -> pd.DataFrame:
+    """Records ``{instruction, input, output}`` as responses (``output`` -> ``response``)."""
+    for n, rec in enumerate(records, 1):
+        for key in ("instruction", "output"):
+            if not isinstance(rec.get(key), str):
+                raise d.DataError(path, f"expected text, found {type(rec.get(key)).__name__}", row=n, field=key)
+    return pd.DataFrame(records).rename(columns={"output": "response"})
+
+
+def limit_instructions(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """Only the rows of the first ``limit`` instructions (in file order); all rows when ``limit`` is None."""
+    if limit is None:
+        return df
+    if limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    keys = df["instruction_id"] if "instruction_id" in df.columns else \
+        df["instruction"].astype(str) + "\x1f" + (df["input"].map(d.clean_input) if "input" in df.columns else "")
+    first = list(dict.fromkeys(keys))[:limit]
+    return df[keys.isin(first).values].reset_index(drop=True)
+
+
+def incomplete(df: pd.DataFrame) -> str | None:
+    """``None`` when every row has a valid answer, else one line: counts of failed / invalid rows and
+    the commonest reasons (``"2 of 6 rows failed (HTTP 401 ...: 2); 1 invalid (unparsable reply: 1)"``)."""
+    status = df["status"].astype(str)
+    n_failed, n_invalid = int((status == "failed").sum()), int(((status != "failed") & ~df["valid"].astype(bool)).sum())
+    if not n_failed and not n_invalid:
+        return None
+    parts = []
+    if n_failed:
+        reasons = df.loc[status == "failed", "error"].fillna("no reply").astype(str).str.slice(0, 120).value_counts()
+        parts.append(f"{n_failed} failed (" + "; ".join(f"{r}: {c}" for r, c in reasons.head(3).items()) + ")")
+    if n_invalid:
+        parts.append(f"{n_invalid} invalid (the judge's reply could not be parsed; they are kept with their raw text "
+                     f"and re-asked only with --retry-invalid)")
+    return f"incomplete: {len(df)} rows, " + ", ".join(parts)
+
+
+def finish_cli(out: pd.DataFrame, args, csv_writer) -> int:
+    """Write the result and report; exit status 3 when rows are failed/invalid and not ``--allow-partial``."""
+    problem = incomplete(out)
+    target = Path(args.output)
+    if problem and not args.allow_partial:
+        target = target.with_name(f"{target.stem}.partial{target.suffix}")
+    note = write_feedback(out, target, csv_writer)
+    print(f"wrote {target}{note}")
+    print(summary_line(out))
+    if problem:
+        print(problem, file=sys.stderr)
+        if not args.allow_partial:
+            print(f"not written to {args.output}: the run is incomplete. Run again to retry failed requests "
+                  f"(--retry-invalid to re-ask unparsable ones), or pass --allow-partial to accept it.",
+                  file=sys.stderr)
+            return 3
+    return 0
 
 
 def write_feedback(df: pd.DataFrame, path: str | os.PathLike, csv_writer) -> str:
@@ -195,30 +270,36 @@ def summary_line(df: pd.DataFrame) -> str:
 
 def _cli_rate(args) -> int:
     responses = read_responses(args.input)
+    if responses.empty:
+        raise d.DataError(args.input, "no responses to rate")
+    responses = limit_instructions(responses, args.limit)
+    judge = resolve_judge(args.judge, **judge_overrides(args))
     store = False if args.no_store else args.store
-    out = rate(responses, args.judge, store=store, retry_invalid=args.retry_invalid,
+    out = rate(responses, judge, store=store, retry_invalid=args.retry_invalid,
                template=args.template, progress=not args.quiet)
-    note = write_feedback(out, args.output, d.write_ratings_csv)
-    print(f"wrote {args.output}{note}")
-    print(summary_line(out))
-    return 0
+    return finish_cli(out, args, d.write_ratings_csv)
 
 
 def _common_args(p) -> None:
-    p.add_argument("--judge", required=True, help="judge name, e.g. openai:gpt-4o-mini, local:smollm2, "
-                                                  "recorded:FILE[,FILE], or recorded (the paper's GPT-3.5 feedback)")
+    p.add_argument("--judge", required=True, help="judge: a config name (gpt-4o-mini, smollm2-llamacpp, "
+                                                  "./judges/NAME.yaml), a .yaml path, or openai:MODEL, local:smollm2, "
+                                                  "recorded:FILE[,FILE], recorded (the paper's GPT-3.5 feedback)")
     p.add_argument("--output", required=True, help=".jsonl / .parquet table, or .csv for the original "
                                                    "headerless layout (valid answers only)")
     p.add_argument("--store", default=None, help="annotation store (default outputs/annotations.sqlite)")
     p.add_argument("--no-store", action="store_true", help="do not cache answers")
     p.add_argument("--retry-invalid", action="store_true", help="re-ask replies stored as unparsable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--limit", type=int, help="only the first N instructions of the input")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="accept a result with failed/invalid rows (exit 0, written to --output)")
+    add_judge_options(p)
 
 
 def add_cli(sub) -> None:
     p = sub.add_parser("rate", help="rate responses on the 1-7 scale with a judge")
     p.add_argument("--input", required=True, help="generation .json, responses .csv (instruction,input,"
                                                   "response) or a .jsonl/.parquet table")
-    p.add_argument("--template", default="rating_v1", help="prompt template (default rating_v1)")
+    p.add_argument("--template", help="prompt template (default rating_<v>, <v> from the judge config: rating_v1)")
     _common_args(p)
     p.set_defaults(func=_cli_rate)

@@ -5,6 +5,19 @@ messages, optional salt). A row keeps what was asked (the rendered messages), wh
 raw text), how it was read (parsed value, valid flag), whether it worked (``status`` =
 ``ok`` | ``invalid`` | ``failed`` with ``error``), tokens, latency, attempts and time.
 
+``soft`` is the logprob-weighted verdict when there is one (a rating's expected score, a pair
+order's P(first shown output wins); see :mod:`sflib.logprobs`) and ``logprobs`` its small JSON
+summary (``source`` = ``logprobs`` or ``text`` with the ``reason`` logprobs were not used).
+
+Two more kinds of record live in the same file:
+
+- ``in_flight``: requests an online run has sent and not yet stored (written just before each is
+  sent, removed with its answer). Rows left there were in flight when a run was killed: the
+  provider may have billed them, and the next run reports them (:meth:`AnnotationStore.in_flight`);
+- ``batches`` / ``batch_requests`` / ``batch_events``: provider Batch API jobs (see
+  :mod:`sflib.judges.batch`): each job's intent, input file id and batch id are written before the
+  next step, so a killed run resumes without submitting anything twice.
+
 Safety: the database runs in WAL mode and every :meth:`AnnotationStore.put` is its own committed
 transaction, so a process killed at any moment loses at most what was still in flight; a re-run
 reads back everything that was committed. Use one writing process per store file.
@@ -38,7 +51,7 @@ STATUSES = ("ok", "invalid", "failed")
 COLUMNS = [
     "key", "judge", "model", "template_version", "params", "prompt", "meta", "raw", "value",
     "valid", "status", "error", "prompt_tokens", "completion_tokens", "latency_s", "attempts",
-    "created_at",
+    "created_at", "soft", "logprobs",
 ]
 
 _SCHEMA = """
@@ -62,9 +75,51 @@ CREATE TABLE IF NOT EXISTS annotations (
     created_at        REAL NOT NULL    -- unix time of the last write
 );
 CREATE INDEX IF NOT EXISTS annotations_status ON annotations (status);
+CREATE TABLE IF NOT EXISTS in_flight (
+    key        TEXT PRIMARY KEY,
+    judge      TEXT NOT NULL,
+    run_id     TEXT NOT NULL,
+    started_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    local_id         TEXT PRIMARY KEY,  -- our name for the job, also the uploaded file's name
+    judge            TEXT NOT NULL,
+    template_version TEXT NOT NULL,
+    endpoint         TEXT NOT NULL,
+    state            TEXT NOT NULL,     -- intent | uploaded | submitted | collected
+    input_file_id    TEXT,
+    batch_id         TEXT,
+    remote_status    TEXT,              -- the provider's status when last polled
+    output_file_id   TEXT,
+    error_file_id    TEXT,
+    n_requests       INTEGER NOT NULL,
+    round            INTEGER NOT NULL DEFAULT 0,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_requests (
+    local_id TEXT NOT NULL,
+    key      TEXT NOT NULL,             -- the annotation key, also the line's custom_id
+    body     TEXT NOT NULL,             -- JSON: the request line's body
+    meta     TEXT NOT NULL,             -- JSON: Request.meta
+    state    TEXT NOT NULL,             -- pending | done | resubmit
+    error    TEXT,
+    PRIMARY KEY (local_id, key)
+);
+CREATE INDEX IF NOT EXISTS batch_requests_key ON batch_requests (key);
+CREATE TABLE IF NOT EXISTS batch_events (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    local_id   TEXT,
+    kind       TEXT NOT NULL,           -- unknown_custom_id | truncated_output | expired | ...
+    detail     TEXT,
+    created_at REAL NOT NULL
+);
 """
 
-_JSON_COLUMNS = ("params", "prompt", "meta", "value")
+#: columns added after the first release: (name, SQL type), added to older stores on open
+_ADDED_COLUMNS = [("soft", "REAL"), ("logprobs", "TEXT")]
+
+_JSON_COLUMNS = ("params", "prompt", "meta", "value", "logprobs")
 
 
 def _json_default(obj: Any) -> Any:
@@ -104,6 +159,10 @@ class AnnotationStore:
         # NORMAL in WAL mode: a committed transaction survives the process being killed
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(annotations)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:  # a store written by an older sflib: add the column, keep the rows
+                self._conn.execute(f"ALTER TABLE annotations ADD COLUMN {name} {kind}")
 
     # ----------------------------------------------------------------------------------- keys
     @staticmethod
@@ -208,13 +267,14 @@ class AnnotationStore:
             params: Mapping[str, Any] | None, messages: list[dict], status: str,
             raw: str | None = None, value: Any = None, valid: bool = False,
             error: str | None = None, prompt_tokens: int = 0, completion_tokens: int = 0,
-            latency_s: float = 0.0, attempts: int = 1, meta: Mapping[str, Any] | None = None) -> None:
-        """Insert or replace one row and commit it immediately."""
+            latency_s: float = 0.0, attempts: int = 1, meta: Mapping[str, Any] | None = None,
+            soft: float | None = None, logprobs: Mapping[str, Any] | None = None) -> None:
+        """Insert or replace one row and commit it immediately (and forget it as in flight)."""
         self.put_many([dict(key=key, judge=judge, model=model, template_version=template_version,
                             params=params, messages=messages, status=status, raw=raw, value=value,
                             valid=valid, error=error, prompt_tokens=prompt_tokens,
                             completion_tokens=completion_tokens, latency_s=latency_s,
-                            attempts=attempts, meta=meta)])
+                            attempts=attempts, meta=meta, soft=soft, logprobs=logprobs)])
 
     def put_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert or replace several rows (same fields as :meth:`put`) in one committed transaction."""
@@ -232,6 +292,8 @@ class AnnotationStore:
                 int(bool(r.get("valid"))), status, r.get("error"),
                 int(r.get("prompt_tokens") or 0), int(r.get("completion_tokens") or 0),
                 float(r.get("latency_s") or 0.0), int(r.get("attempts") or 1), now,
+                None if r.get("soft") is None else float(r["soft"]),
+                None if r.get("logprobs") is None else canonical_json(r["logprobs"]),
             ))
         if not records:
             return 0
@@ -242,6 +304,8 @@ class AnnotationStore:
                 self._conn.executemany(
                     f"INSERT OR REPLACE INTO annotations ({', '.join(COLUMNS)}) VALUES ({marks})",
                     records)
+                self._conn.executemany("DELETE FROM in_flight WHERE key = ?",
+                                       [(rec[0],) for rec in records])
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -262,6 +326,61 @@ class AnnotationStore:
             self._conn.execute("COMMIT")
         return n
 
+    # ------------------------------------------------------------------------------ in flight
+    def mark_in_flight(self, key: str, *, judge: str, run_id: str) -> None:
+        """Record that a request is about to be sent (committed before it is)."""
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO in_flight VALUES (?, ?, ?, ?)",
+                               (key, judge, run_id, time.time()))
+
+    def in_flight(self, judge: str | None = None) -> pd.DataFrame:
+        """Requests sent by a run that stopped before storing their answer (key, judge, run_id,
+        started_at): the provider may have billed them, and asking them again pays again."""
+        sql, args = "SELECT key, judge, run_id, started_at FROM in_flight", []
+        if judge is not None:
+            sql, args = sql + " WHERE judge = ?", [judge]
+        with self._lock:
+            return pd.read_sql_query(sql + " ORDER BY started_at", self._conn, params=args)
+
+    def clear_in_flight(self, keys: Iterable[str]) -> int:
+        keys = list(keys)
+        with self._lock:
+            n = 0
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                n += self._conn.execute(
+                    f"DELETE FROM in_flight WHERE key IN ({','.join('?' * len(chunk))})",
+                    chunk).rowcount
+        return n
+
+    # ------------------------------------------------------------------------ raw SQL (batches)
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
+        """Run one statement (its own transaction) and return its rows (for :mod:`sflib.judges.batch`)."""
+        with self._lock:
+            return self._conn.execute(sql, tuple(args)).fetchall()
+
+    def executemany(self, statements: Iterable[tuple[str, Iterable[Any]]]) -> None:
+        """Run several statements in one committed transaction (all or nothing)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    self._conn.execute(sql, tuple(args))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def batches(self) -> pd.DataFrame:
+        """Every Batch API job recorded in this store, newest last."""
+        with self._lock:
+            return pd.read_sql_query("SELECT * FROM batches ORDER BY created_at", self._conn)
+
+    def batch_events(self) -> pd.DataFrame:
+        """What went wrong with batch jobs (unknown custom_ids, truncated outputs, expiries ...)."""
+        with self._lock:
+            return pd.read_sql_query("SELECT * FROM batch_events ORDER BY id", self._conn)
+
     # ------------------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         with self._lock:
@@ -278,7 +397,7 @@ class AnnotationStore:
 
 
 def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return json.loads(text) if isinstance(text, (str, bytes)) else None  # NULL may come back as NaN
 
 
 def _decode(row: dict) -> dict:

@@ -26,10 +26,20 @@ Options of :class:`FakeOpenAI` (all keyword):
   of the kinds, drawn uniformly: ``"429"`` (with ``Retry-After: retry_after``), ``"500"``,
   ``"garbled"`` (200 with a body that is not JSON), ``"truncated"`` (200 whose body stops early:
   the connection closes before ``Content-Length`` bytes), ``"hang"`` (sleeps ``hang_s`` before
-  answering: longer than a client's timeout); ``"401"`` (an auth error echoing the key it got);
+  answering: longer than a client's timeout), ``"null"`` (200 whose message has ``content: null``,
+  ``finish_reason: content_filter``, usage still counted); ``"401"`` (an auth error echoing the key it got);
 - ``schedule``: a list of outcomes used for the first requests in arrival order (``"ok"`` or a
   fault kind), or a callable ``(n, prompt) -> outcome`` deciding every request;
 - ``retry_after``: the Retry-After value sent with scheduled/random 429s (seconds).
+- ``logprobs``: whether the server honours ``logprobs=True, top_logprobs=k`` (default True; False
+  acts like a provider without logprobs: the field is absent). At a score digit the alternatives
+  are ``score_probs`` (``{"5": 0.6, "4": 0.2, ...}``) or by default 0.6 on the served score and
+  0.2 on each neighbour; at an ``(a)``/``(b)`` label ``choice_p`` on the served label, the rest on
+  the other; every other token has only itself (logprob 0).
+- ``support_n``: whether ``n`` > 1 gives n choices (default True, like vLLM / OpenAI; False like
+  llama.cpp, which answers one). Choice j > 0 of an echo reply ends in `` [sample j]``. The prompt
+  is counted once in ``usage``; ``server.n_asked`` lists the ``n`` of each chat request.
+- Batch API (``/v1/files``, ``/v1/batches``): ``batch_delay``, ``batch_outcomes``; see tests/fake_batch.py.
 
 Replies (deterministic, from a hash of the prompt): a prompt mentioning ``1 to 7`` or ``score``
 gets ``"Score: N\\nReasoning: ..."`` (N in 1..7); one mentioning ``Output (a)`` gets
@@ -43,9 +53,9 @@ benchmarked client little CPU)::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import random
+import re
 import socket
 import sys
 import threading
@@ -54,25 +64,13 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-FAULT_KINDS = ("429", "500", "garbled", "truncated", "hang")
+from fake_batch import BatchBackend
+from fake_replies import _completion_body, completion, reply_for  # noqa: F401 (reply_for: public)
+
+FAULT_KINDS = ("429", "500", "garbled", "truncated", "hang", "null")
 #: also accepted in a schedule: "401", an auth error whose message echoes the Authorization header
 #: (as a careless proxy might), to check that clients scrub the key from error text
 ALL_OUTCOMES = ("ok", "401") + FAULT_KINDS
-
-
-def _digest(text: str) -> int:
-    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16)
-
-
-def reply_for(prompt: str) -> str:
-    """The deterministic answer to a prompt (see the module docstring)."""
-    low = prompt.lower()
-    h = _digest(prompt)
-    if "output (a)" in low:
-        return "Output (a)" if h % 2 == 0 else "Output (b)"
-    if "1 to 7" in low or "score" in low:
-        return f"Score: {h % 7 + 1}\nReasoning: a deterministic fake judgment."
-    return "echo: " + prompt[:40]
 
 
 class _TokenBucket:
@@ -110,7 +108,9 @@ class FakeOpenAI:
                  fault_rate: float = 0.0, fault_kinds: tuple[str, ...] = FAULT_KINDS,
                  schedule: list[str] | Callable[[int, str], str] | None = None,
                  retry_after: float = 0.05, hang_s: float = 3.0, seed: int = 0,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, logprobs: bool = True,
+                 score_probs: dict | None = None, choice_p: float = 0.7, support_n: bool = True,
+                 batch_delay: float = 0.0, batch_outcomes=None):
         unknown = set(fault_kinds) - set(ALL_OUTCOMES)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {ALL_OUTCOMES}")
@@ -127,6 +127,11 @@ class FakeOpenAI:
         self.auth_headers: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.n_asked: list[int] = []
+        self.options = {"logprobs": logprobs, "score_probs": score_probs, "choice_p": choice_p,
+                        "support_n": support_n}
+        self.batch = BatchBackend(lambda n, payload: completion(n, payload, self.options),
+                                  batch_delay=batch_delay, batch_outcomes=batch_outcomes)
         self._server = _QuietServer((host, port), _handler(self))
         self._thread: threading.Thread | None = None
 
@@ -201,9 +206,46 @@ def _handler(server: FakeOpenAI):
             body = json.dumps({"error": {"message": message, "type": kind, "code": None}}).encode()
             self._send(status, body, headers)
 
+        def _json(self, status: int, obj: dict) -> None:
+            self._send(status, json.dumps(obj).encode())
+
+        def do_GET(self):  # noqa: N802
+            path = self.path.split("?")[0].rstrip("/").removeprefix("/v1")
+            backend = server.batch
+            with server._lock:
+                if path == "/files":
+                    return self._json(200, backend.list_files())
+                if path == "/batches":
+                    return self._json(200, backend.list_batches())
+                m = re.fullmatch(r"/files/([\w-]+)/content", path)
+                if m:
+                    data = backend.file_content(m.group(1))
+                    if data is None:
+                        return self._error(404, "no such file", "invalid_request_error")
+                    return self._send(200, data, {"Content-Type": "application/octet-stream"})
+                m = re.fullmatch(r"/batches/([\w-]+)", path)
+                if m:
+                    return self._json(*backend.retrieve(m.group(1)))
+            self._error(404, f"no route {self.path}", "invalid_request_error")
+
+        def _batch_post(self, path: str, raw: bytes) -> bool:
+            backend = server.batch
+            with server._lock:
+                if path == "/files":
+                    self._json(*backend.upload(self.headers.get("Content-Type", ""), raw))
+                elif path == "/batches":
+                    self._json(*backend.create(json.loads(raw or b"{}")))
+                elif re.fullmatch(r"/batches/[\w-]+/cancel", path):
+                    self._json(*backend.cancel(path.split("/")[2]))
+                else:
+                    return False
+            return True
+
         def do_POST(self):  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            if self._batch_post(self.path.split("?")[0].rstrip("/").removeprefix("/v1"), raw):
+                return
             if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
                 self._error(404, f"no route {self.path}", "invalid_request_error")
                 return
@@ -222,6 +264,7 @@ def _handler(server: FakeOpenAI):
                 server.auth_headers.append(self.headers.get("Authorization", ""))
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                server.n_asked.append(int(payload.get("n") or 1))
             try:
                 self._answer(n, payload, prompt, last)
             finally:
@@ -257,7 +300,13 @@ def _handler(server: FakeOpenAI):
             if outcome == "500":
                 self._error(500, "The server had an error (injected)", "server_error")
                 return
-            body = _completion_body(n, payload.get("model", "fake"), prompt)
+            body = json.dumps(completion(n, payload, server.options)).encode()
+            if outcome == "null":
+                data = json.loads(body)
+                data["choices"][0]["message"]["content"] = None
+                data["choices"][0]["finish_reason"] = "content_filter"
+                self._send(200, json.dumps(data).encode())
+                return
             if outcome == "garbled":
                 self._send(200, b'{"id": "chatcmpl-x", "choices": [{"mess' + b"\x00garbage}", None)
                 return
@@ -277,19 +326,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _completion_body(n: int, model: str, prompt: str) -> bytes:
-    text = reply_for(prompt)
-    return json.dumps({
-        "id": f"chatcmpl-fake{n}", "object": "chat.completion", "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": text}}],
-        "usage": {"prompt_tokens": max(1, len(prompt) // 4),
-                  "completion_tokens": max(1, len(text) // 4),
-                  "total_tokens": max(1, len(prompt) // 4) + max(1, len(text) // 4)},
-    }).encode()
 
 
 async def serve_async(port: int, latency: float, rpm: float | None = None) -> None:

@@ -172,7 +172,7 @@ def test_judge_registry():
     with pytest.raises(ValueError, match="unknown provider 'nope'.*openai"):
         get_judge("nope:x")
     with pytest.raises(ValueError, match="expected '<provider>:<model>'"):
-        get_judge("gpt-4o")
+        get_judge("gtp-4o")
     with pytest.raises(ValueError, match="without ':'"):
         register_judge("a:b", lambda rest: judge)
 
@@ -200,3 +200,22 @@ def test_interrupt_closes_the_judge_and_keeps_what_was_stored(tmp_path):
     assert info.traceback and closed == [True] and store.count("ok") == 1
     judge = ScriptedJudge()
     assert run(judge, reqs([1, 2, 3]), store)["valid"].all() and sorted(judge.calls) == ["2", "3"]
+
+
+def test_soft_verdict_without_logprobs_is_the_text_verdict_and_stored(tmp_path):
+    from sflib.parsing import parse_score as real_parse
+
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    df = annotate(ScriptedJudge(garble={"2"}), reqs([5, 2]), store=store, template_version="v",
+                  parse=real_parse, progress=False)
+    assert df["soft"].iloc[0] == 5.0 and df["soft_source"].iloc[0] == "text"
+    assert df["soft"].isna().iloc[1]  # an unparsable reply has no soft verdict either
+    assert df.attrs["stats"]["logprobs_missing"] == 0  # this judge never asked for logprobs
+    row = store.get(df["key"].iloc[0])
+    assert row["soft"] == 5.0 and row["logprobs"]["reason"] == "provider returned no logprobs"
+    custom = annotate(ScriptedJudge(), reqs([3]), store=None, template_version="v", parse=real_parse,
+                      progress=False, soft=lambda logprobs, value: (value * 10, {"source": "mine"}))
+    assert custom["soft"].iloc[0] == 30 and custom["soft_source"].iloc[0] == "mine"
+    none = annotate(ScriptedJudge(), reqs([3]), store=None, template_version="v", parse=real_parse,
+                    progress=False, soft=False)
+    assert none["soft"].isna().all() and none.attrs["stats"]["in_flight_repaid"] == 0

@@ -390,3 +390,76 @@ def test_instruction_bootstrap_widens_when_agreement_clusters():
     assert again.ci == inst_rep.ci
     with pytest.raises(ValueError, match="resample must be one of"):
         consistency.report(ratings, rankings, resample="responses")
+
+
+# ----------------------------------------------------------------------------- soft verdicts
+
+def _soft_frames():
+    """One instruction, 4 responses; hard scores tie a lot, the expected scores do not."""
+    ratings = data.add_ids(pd.DataFrame(
+        [("t", "", "r1", 5, 5.4), ("t", "", "r2", 5, 4.9), ("t", "", "r3", 4, 4.2), ("t", "", "r4", 6, None)],
+        columns=["instruction", "input", "response", "score", "expected_score"]))
+    rankings = data.add_ids(pd.DataFrame(
+        [("t", "", "r1", "r2", "equal", 0.7),   # soft: ratings a (5.4 > 4.9), rankings a (p_a .7): agree
+         ("t", "", "r2", "r3", "a", 0.4),       # ratings a (4.9 > 4.2), rankings b: disagree
+         ("t", "", "r3", "r1", "b", 0.1),       # ratings b, rankings b: agree
+         ("t", "", "r4", "r1", "a", None),      # r4 falls back to 6 (> 5.4): a; p_a falls back to 'a': agree
+         ("t", "", "r2", "r1", "equal", 0.5)],  # ratings b, rankings equal (p_a exactly .5): disagree
+        columns=["instruction", "input", "response1", "response2", "decision", "p_a"]))
+    return ratings, rankings
+
+
+def test_soft_consistency_uses_signs_of_expected_scores_and_p_a():
+    ratings, rankings = _soft_frames()
+    soft = consistency.report(ratings, rankings, bootstrap=0, verdicts="soft")
+    hard = consistency.report(ratings, rankings, bootstrap=0)
+    assert soft.verdicts == "soft" and hard.verdicts == "hard"
+    assert list(soft.pairs["ratings_decision"]) == ["a", "a", "b", "a", "b"]
+    assert list(soft.pairs["rankings_decision"]) == ["a", "b", "b", "a", "equal"]
+    assert soft.consistency == pytest.approx(3 / 5)
+    # hard: ratings equal, a, b, a, equal vs equal, a, b, a, equal -> all agree
+    assert hard.consistency == 1.0
+    assert soft.verdict_info["ratings"] == {"verdicts": "soft", "n_soft": 3, "n_fallback": 1,
+                                            "note": "1 ratings without 'expected_score' use their hard score"}
+    assert soft.verdict_info["rankings"]["n_fallback"] == 1 and len(soft.notes) == 2
+    assert soft.to_dict()["verdicts"] == "soft" and "soft verdicts" in soft.headline()
+    assert list(soft.pairs["gap"]) == [0, 1, 1, 1, 0]        # |difference| rounded
+
+
+def test_soft_without_the_columns_falls_back_to_hard_with_a_note():
+    ratings, rankings = _soft_frames()
+    rep = consistency.report(ratings.drop(columns="expected_score"), rankings.drop(columns="p_a"),
+                             bootstrap=0, verdicts="soft")
+    hard = consistency.report(ratings, rankings, bootstrap=0)
+    assert rep.verdicts == "hard" and rep.matrix.equals(hard.matrix)
+    assert any("no 'expected_score' column" in n for n in rep.notes)
+    assert any("no 'p_a' column" in n for n in rep.notes)
+    mixed = consistency.report(ratings, rankings.drop(columns="p_a"), bootstrap=0, verdicts="soft")
+    assert mixed.verdicts == "soft ratings, hard rankings"
+    with pytest.raises(ValueError, match="verdicts must be"):
+        consistency.report(ratings, rankings, verdicts="fuzzy")
+
+
+def test_soft_values_off_their_range_are_a_clear_error():
+    ratings, rankings = _soft_frames()
+    bad = rankings.copy()
+    bad.loc[2, "p_a"] = 1.3
+    with pytest.raises(DataError, match=r"row 3.*p_a 1.3 is not a number in \[0, 1\]"):
+        consistency.report(ratings, bad, verdicts="soft")
+    bad = ratings.copy()
+    bad.loc[0, "expected_score"] = 9.5
+    with pytest.raises(DataError, match=r"row 1.*expected_score 9.5"):
+        consistency.report(bad, rankings, verdicts="soft")
+
+
+def test_cli_soft_verdicts(tmp_path, capsys):
+    ratings, rankings = _soft_frames()
+    data.write_table(ratings, tmp_path / "ratings.jsonl")
+    data.write_table(rankings, tmp_path / "rankings.jsonl")
+    out = tmp_path / "r.json"
+    assert cli.main(["consistency", "--ratings", str(tmp_path / "ratings.jsonl"), "--rankings",
+                     str(tmp_path / "rankings.jsonl"), "--bootstrap", "0", "--verdicts", "soft",
+                     "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "agree on 60.0%" in printed and "note: 1 ratings without 'expected_score'" in printed
+    assert json.loads(out.read_text())["verdict_info"]["rankings"]["n_soft"] == 4

@@ -161,13 +161,14 @@ def test_missing_column(tmp_path):
     p = write(tmp_path / "resp.csv", "instruction,input,answer\nA,,x\n")
     with pytest.raises(d.DataError) as e:
         d.read_responses_csv(p)
-    assert e.value.field == "response" and str(p) in str(e.value) and "header has: instruction, input, answer" in str(e.value)
+    assert e.value.field == "response" and str(p) in str(e.value) and "the file has: instruction, input, answer" in str(e.value)
 
 
 def test_malformed_row_too_many_fields(tmp_path):
     p = write(tmp_path / "k.csv", 'A,,x,y,(a)\nB,,x,y,(b),extra\n')
-    with pytest.raises(d.DataError, match=r"k\.csv: malformed CSV: .*line 2"):
+    with pytest.raises(d.DataError, match=r"k\.csv, row 2, field 'feedback': too many fields: 6, expected 5") as e:
         d.read_rankings_csv(p)
+    assert (e.value.row, e.value.field) == (2, "feedback")
 
 
 def test_malformed_row_too_few_fields(tmp_path):
@@ -179,7 +180,7 @@ def test_malformed_row_too_few_fields(tmp_path):
 
 def test_non_utf8_file(tmp_path):
     p = write(tmp_path / "r.csv", "A,,caf\xe9,5\n", encoding="latin-1")
-    with pytest.raises(d.DataError, match=r"r\.csv: not valid UTF-8 \(byte 6, line 1\)"):
+    with pytest.raises(d.DataError, match=r"r\.csv, row 1, field 'output': not valid UTF-8 \(byte 7\)"):
         d.read_ratings_csv(p)
 
 
@@ -205,9 +206,13 @@ def test_unknown_feedback_label(tmp_path, label):
 
 
 def test_header_csv_given_to_headerless_reader(tmp_path):
+    """A header row is recognised (it names 'instruction'), so the header CSV must carry a score."""
     p = write(tmp_path / "r.csv", "instruction,input,response\nA,,x\n")
-    with pytest.raises(d.DataError, match="has a header row"):
+    with pytest.raises(d.DataError, match="missing column") as e:
         d.read_ratings_csv(p)
+    assert e.value.field == "score"
+    p = write(tmp_path / "r2.csv", "instruction,input,response,score\nA,,x,5\n")
+    assert d.read_ratings_csv(p)["score"].tolist() == [5]
 
 
 def test_empty_instruction_and_empty_file(tmp_path):
@@ -220,12 +225,16 @@ def test_empty_instruction_and_empty_file(tmp_path):
 
 
 @pytest.mark.parametrize("text,row,field,match", [
-    ('{"instruction": "A"}', None, None, "expected a JSON list"),
-    ('[{"instruction": "A", "responses": ["x"]}, {"input": "y", "responses": []}]', 2, "instruction", "missing key"),
+    ('{"instruction": "A"}', None, "response", "missing column"),
+    ('{\n "instruction": "A"\n}', None, None, "found one JSON object"),
+    ('{"instruction": "A", "responses": ["x"]}\n{"b": 2}', 2, "instruction", "line 2, field 'instruction': is missing"),
+    ('{}', None, None, "empty JSON object"),
+    ('[{"instruction": "A", "responses": ["x"]}, {"input": "y", "responses": []}]', 2, "instruction", "is missing"),
+    ('[{"instruction": "A", "responses": ["x"]}, {"instruction": "y", "responses": []}]', 2, "responses", "no responses"),
     ('[{"instruction": "A", "responses": "x"}]', 1, "responses", "expected a list"),
     ('[{"instruction": 3, "responses": []}]', 1, "instruction", "expected text"),
     ('[{"instruction": "A", "responses": [1]}]', 1, "responses", "response 1 is int"),
-    ('[{"instruction": "A",', None, None, "malformed JSON"),
+    ('[{"instruction": "A",', 1, None, "malformed JSON"),
     ('["A"]', 1, None, "expected an object"),
 ])
 def test_bad_generation_json(tmp_path, text, row, field, match):
@@ -246,7 +255,7 @@ def test_bad_jsonl_line_and_model_outputs(tmp_path):
 
 
 def test_unsupported_extension(tmp_path):
-    with pytest.raises(d.DataError, match="unsupported file type"):
+    with pytest.raises(d.DataError, match="not a header"):
         d.read_instructions(write(tmp_path / "i.txt", "A"))
 
 

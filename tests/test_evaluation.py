@@ -290,3 +290,64 @@ def test_cli_offline_writes_json(tmp_path, capsys):
     assert pol["results"]["ranking"]["n_items"] == 553
     assert "original rules (ranking)" in capsys.readouterr().out
     assert main(["winrate", "--policy", str(v["ratings_rm"]), "--reference", str(v["reference"])]) == 1
+
+
+# ----------------------------------------------------------------------------- soft verdicts
+
+def test_soft_rating_protocol_compares_expected_scores():
+    pol = pd.DataFrame({"instruction": ["q1", "q2", "q3", "q4"], "score": [5, 5, 4, 6],
+                        "expected_score": [5.3, 4.8, np.nan, 5.5]})
+    ref = pd.DataFrame({"instruction": ["q1", "q2", "q3", "q4"], "score": [5, 5, 5, 6],
+                        "expected_score": [5.1, 4.9, 4.6, 5.5]})
+    hard = ev.winrate_from_ratings(pol, ref)
+    soft = ev.winrate_from_ratings(pol, ref, verdicts="soft")
+    assert list(hard.items["win"]) == [0.5, 0.5, 0.0, 0.5]
+    # q3's policy has no expected score: its hard 4 against the reference's 4.6
+    assert list(soft.items["win"]) == [1.0, 0.0, 0.0, 0.5]
+    assert soft.verdicts == "soft" and soft.notes == ["1 ratings without 'expected_score' use their hard score"]
+    assert (soft.wins, soft.ties, soft.losses) == (1, 1, 2)
+    assert soft.summary()["verdicts"] == "soft" and "soft verdicts" in str(soft)
+
+
+def test_soft_ranking_protocol_is_the_mean_probability_that_the_policy_is_better():
+    df = pd.DataFrame({"instruction": ["q1", "q2", "q3", "q4"], "decision": ["a", "equal", "b", None],
+                       "p_a": [0.8, 0.45, np.nan, 0.3]})
+    r = ev.winrate_from_rankings(df, verdicts="soft")
+    # q3 falls back to its hard decision (b: 1); q4 has no text decision but a p_a: counted
+    assert list(r.items["win"]) == pytest.approx([0.2, 0.55, 1.0, 0.7])
+    assert r.winrate == pytest.approx(100 * (0.2 + 0.55 + 1.0 + 0.7) / 4)
+    assert r.ci_sem == pytest.approx(_sem_ci([0.2, 0.55, 1.0, 0.7]))
+    assert (r.wins, r.ties, r.losses, r.n) == (3, 0, 1, 4)
+    hard = ev.winrate_from_rankings(df)
+    assert hard.n == 3 and hard.dropped == {"ranking judgment invalid": 1}
+
+
+def test_soft_without_columns_falls_back_to_hard_with_a_note():
+    df = pd.DataFrame({"instruction": ["q1", "q2"], "decision": ["b", "a"]})
+    r = ev.winrate_from_rankings(df, verdicts="soft")
+    assert r.verdicts == "hard" and "no 'p_a' column" in r.notes[0] and r.winrate == 50.0
+    pol = pd.DataFrame({"instruction": ["q1"], "score": [5], "expected_score": [5.5]})
+    ref = pd.DataFrame({"instruction": ["q1"], "score": [4]})
+    r = ev.winrate_from_ratings(pol, ref, verdicts="soft")
+    assert r.verdicts == "hard" and any("hard verdicts used for both sides" in n for n in r.notes)
+    e = ev.evaluate(_outputs([("q1", "pol good", "")]), _outputs([("q1", "ref", "")]), FakeJudge(), store=False,
+                    n_boot=10, progress=False, verdicts="soft")
+    assert all(res.verdicts == "hard" and res.notes for res in e.results.values())
+    assert e.results["ranking"].n == 1
+
+
+def test_recorded_canonical_tables_with_soft_columns(tmp_path):
+    from sflib import data as sfdata
+
+    ref = _outputs([("q1", "r1", "koala"), ("q2", "r2", "koala"), ("q3", "r3", "oasst")])
+    pol = _outputs([("q1", "p1", "koala"), ("q2", "p2", "koala"), ("q3", "p3", "oasst")])
+    rankings = sfdata.add_ids(pd.DataFrame({"instruction": ["q1", "q2", "q3"], "input": "",
+                                            "response1": ["r1", "r2", "r3"], "response2": ["p1", "p2", "p3"],
+                                            "decision": ["b", "equal", "a"], "p_a": [0.1, 0.6, np.nan]}))
+    sfdata.write_table(rankings, tmp_path / "rankings.jsonl")
+    hard = ev.winrates_from_recorded(pol, ref, rankings=tmp_path / "rankings.jsonl", datasets=None, n_boot=20)
+    soft = ev.winrates_from_recorded(pol, ref, rankings=tmp_path / "rankings.jsonl", datasets=None, n_boot=20,
+                                     verdicts="soft")
+    assert list(hard["ranking"].items["win"]) == [1.0, 0.5, 0.0]
+    assert list(soft["ranking"].items["win"]) == pytest.approx([0.9, 0.4, 0.0])
+    assert soft["ranking"].verdicts == "soft" and soft["rating"].n == 0

@@ -186,3 +186,105 @@ def test_auto_rpm_paces_at_the_limit_a_429_announces(fake_openai_factory):
         assert all(c.ok for c in results.values())
         counts[auto] = server.outcomes["429"]
     assert counts[True] * 3 < counts[False]
+
+
+def test_content_null_is_retried_within_the_run_and_its_tokens_counted(fake_openai_factory):
+    server = fake_openai_factory(schedule=["null", "null", "ok"])
+    [(i, c)] = list(judge_for(server, concurrency=1).complete(reqs(1)))
+    assert c.ok and c.text.startswith("Score:") and c.attempts == 3 and server.requests == 3
+    with_null = c.prompt_tokens
+    plain = fake_openai_factory()
+    [(i, one)] = list(judge_for(plain, concurrency=1).complete(reqs(1)))
+    assert with_null == 3 * one.prompt_tokens  # every answered attempt was billed and is counted
+    always = fake_openai_factory(schedule=lambda n, prompt: "null")
+    [(i, c)] = list(judge_for(always, concurrency=1, max_retries=2).complete(reqs(1)))
+    assert not c.ok and "no text" in c.error and always.requests == 3
+
+
+def test_requests_in_flight_at_sigkill_are_recorded_and_reported(fake_openai_factory, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_batch import peek
+
+    root = Path(__file__).resolve().parents[1]
+    server = fake_openai_factory(latency=0.3)
+    path = tmp_path / "s.sqlite"
+    n, concurrency = 120, 8  # ~4.5 s of work: the kill lands mid-run even on a loaded machine
+    script = (
+        "import sys\n"
+        "from sflib.annotate import annotate\nfrom sflib.judges.base import Request\n"
+        "from sflib.judges.openai_judge import OpenAIJudge\nfrom sflib.parsing import parse_score\n"
+        "from sflib.store import AnnotationStore\n"
+        f"reqs = [Request([{{'role': 'user', 'content': f'Rate on 1 to 7. Item {{i}}'}}]) for i in range({n})]\n"
+        f"judge = OpenAIJudge('gpt-4o-mini', base_url=sys.argv[1], api_key='sk', concurrency={concurrency})\n"
+        "annotate(judge, reqs, store=AnnotationStore(sys.argv[2]), template_version='v', "
+        "parse=parse_score, progress=False)\n")
+    child = subprocess.Popen([sys.executable, "-c", script, server.url, str(path)],
+                             env={**os.environ, "PYTHONPATH": str(root)})
+    deadline = time.time() + 60
+    while time.time() < deadline and child.poll() is None:
+        if peek(path, "SELECT COUNT(*) FROM annotations") >= 12:
+            break
+        time.sleep(0.02)
+    assert child.poll() is None, "the run finished before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    store = AnnotationStore(path)
+    stored, left = store.count(), store.in_flight()
+    assert 0 < len(left) <= concurrency and not set(left["key"]) & set(store.to_frame()["key"])
+    time.sleep(0.5)
+    sent_by_dead_run = server.requests
+    items = [Request([{"role": "user", "content": f"Rate on 1 to 7. Item {i}"}]) for i in range(n)]
+    judge = OpenAIJudge("gpt-4o-mini", base_url=server.url, api_key="sk", concurrency=concurrency)
+    df = annotate(judge, items, store=store, template_version="v", parse=parse_score, progress=False)
+    assert (df["status"] == "ok").all() and store.in_flight().empty
+    assert df.attrs["stats"]["in_flight_repaid"] == len(left)
+    # what was paid twice is exactly what the store said was in flight (at most)
+    repaid = server.requests - n
+    assert sent_by_dead_run - stored == repaid and repaid <= len(left)
+
+
+def _instructions(n):
+    import pandas as pd
+
+    return pd.DataFrame({"instruction": [f"Write a haiku about item {i}." for i in range(n)],
+                         "input": [""] * n})
+
+
+def test_n_samples_in_one_request_are_paid_once_and_stored_per_sample(fake_openai_factory, tmp_path):
+    from sflib.generate import generate_openai
+
+    server = fake_openai_factory()
+    judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    out = generate_openai(_instructions(3), judge, k=4, store=store, progress=False, n_per_request=True)
+    assert server.requests == 3 and server.n_asked == [4, 4, 4]  # one request per instruction
+    assert len(out) == 12 and out.groupby("instruction_id")["response"].nunique().eq(4).all()
+    rows = store.to_frame()
+    assert len(rows) == 12 and sorted({r["choice"] for r in rows["meta"]}) == [0, 1, 2, 3]
+    # the prompt was paid once per instruction: only the first choice carries prompt tokens
+    assert (rows["prompt_tokens"] > 0).sum() == 3
+    singles = fake_openai_factory()
+    one_by_one = generate_openai(_instructions(3), OpenAIJudge("policy", base_url=singles.url,
+                                                               api_key="sk", temperature=1.0),
+                                 k=4, store=False, progress=False, n_per_request=False)
+    assert singles.requests == 12 and out.attrs["stats"]["prompt_tokens"] * 4 == \
+        one_by_one.attrs["stats"]["prompt_tokens"]
+    # each sample is addressable: forget one, and a re-run asks only for it
+    store.delete([rows["key"].iloc[0]])
+    again = generate_openai(_instructions(3), judge, k=4, store=store, progress=False, n_per_request=None)
+    assert server.requests == 4 and server.n_asked[-1] == 1
+    assert list(again["response"]) == list(out["response"])
+
+
+def test_server_without_n_gets_the_rest_one_by_one(fake_openai_factory):
+    from sflib.generate import generate_openai
+
+    server = fake_openai_factory(support_n=False)  # like llama.cpp: one choice whatever n is
+    judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)
+    out = generate_openai(_instructions(2), judge, k=3, store=False, progress=False, n_per_request=True)
+    assert len(out) == 6 and server.requests == 2 + 4

@@ -43,6 +43,18 @@ SCORES = [
     ("   \n ", None),
     ("Score: 0", None),
     ("In 2023 there were 5 of them.", None),
+    # real-judge phrasings (issue 13): a labelled score with words between label and number
+    ("The response is correct, and the score for this task is 7.", 7),
+    ("Score for this response: 5", 5),
+    ("The score I would give is 4.", 4),
+    ("My rating for the response would be 4.", 4),
+    ("The final score for this answer is 3.", 3),
+    # ...and ranges, which are ambiguous: no score rather than the first number
+    ("Score: 5-6", None),
+    ("Score: 4\u20135", None),
+    ("Score: 5 to 6", None),
+    ("I'd rate it 5 or 6.", None),
+    ("Score: 6 - 7", None),
 ]
 
 
@@ -81,6 +93,12 @@ CHOICES = [
     ("Answer: (b)", "b"),
     ("The answer is Output (b).", "b"),
     ("Output (a) is better than Output (b).", "a"),
+    # a verdict against one output is a verdict for the other (issue 13)
+    ("Output (b) is worse than Output (a)", "a"),
+    ("Output (a) is worse than Output (b).", "b"),
+    ("Output (a) is less accurate than Output (b).", "b"),
+    ("Output (b) is inferior to Output (a).", "a"),
+    ("Output (a) is worse.", "b"),
 ]
 
 

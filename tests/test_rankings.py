@@ -176,3 +176,66 @@ def test_rank_through_openai_judge_against_fake_server(tmp_path):
         assert out["decision"].tolist() == expected
         rank(_pairs(), judge, store=tmp_path / "s.sqlite", progress=False)
         assert server.requests == 4  # all cached
+
+
+class _FirstJudge(Judge):
+    """Always picks the first-shown output."""
+
+    name = "fake:first"
+    model = "fake"
+    params = {}
+
+    def complete(self, requests):
+        for i, _ in enumerate(requests):
+            yield i, Completion(text="Output (a)")
+
+
+def test_cli_rank_reads_alpaca_outputs_and_refuses_single_responses(tmp_path, capsys, monkeypatch):
+    """rank --input takes the layouts rate takes (Alpaca instruction/input/output), and one response per
+    instruction is a clear error instead of n=0 and a nan position bias."""
+    from sflib import judges
+    from sflib.cli import main
+
+    monkeypatch.setitem(judges._REGISTRY, "fakefirst", lambda rest, **kw: _FirstJudge())
+    single = pd.DataFrame({"instruction": ["Explain rain.", "Name a fruit."], "input": ["", "one word"],
+                           "output": ["Water from clouds.", "Apple"]})
+    single.to_parquet(tmp_path / "alpaca.parquet")
+    code = main(["rank", "--judge", "fakefirst:x", "--input", str(tmp_path / "alpaca.parquet"), "--output",
+                 str(tmp_path / "r.jsonl"), "--no-store", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "no pairs: every instruction has one response; rank needs >= 2 per instruction" in err
+    assert "alpaca.parquet" in err and not (tmp_path / "r.jsonl").exists()
+    several = pd.concat([single, single.assign(output=["Rain.", "Pear"]), single.assign(output=["Sky", "Fig"])])
+    several.to_parquet(tmp_path / "alpaca3.parquet")
+    (tmp_path / "alpaca3.json").write_text(several.to_json(orient="records"))
+    for name in ("alpaca3.parquet", "alpaca3.json"):
+        code = main(["rank", "--judge", "fakefirst:x", "--input", str(tmp_path / name), "--output",
+                     str(tmp_path / "r.jsonl"), "--no-store", "--quiet", "--limit", "1"])
+        out = capsys.readouterr().out
+        assert code == 0
+        table = d.read_table(tmp_path / "r.jsonl")
+        # --limit 1: only the first instruction's 3 pairs; always-first judge: every decision 'equal'
+        assert len(table) == 3 and set(table["instruction"]) == {"Explain rain."}
+        assert (table["decision"] == "equal").all() and "orders disagree on 1.00 of 3 pairs" in out
+
+
+def test_cli_rank_exits_non_zero_when_verdicts_are_unreadable(tmp_path, capsys, monkeypatch):
+    from sflib import judges
+    from sflib.cli import main
+
+    class Mumbler(_FirstJudge):
+        name = "fake:mumble"
+
+        def complete(self, requests):
+            for i, _ in enumerate(requests):
+                yield i, Completion(text="Both have merits.")
+
+    monkeypatch.setitem(judges._REGISTRY, "mumble", lambda rest, **kw: Mumbler())
+    pairs = pd.DataFrame({"instruction": ["Explain rain."], "input": [""], "response1": ["Water."],
+                          "response2": ["Rain."]})
+    d.write_pairs_csv(pairs, tmp_path / "pairs.csv")
+    code = main(["rank", "--judge", "mumble:x", "--input", str(tmp_path / "pairs.csv"), "--output",
+                 str(tmp_path / "r.jsonl"), "--no-store", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 3 and "1 invalid" in captured.err and "no pair has a valid verdict in both orders" in captured.out
+    assert (tmp_path / "r.partial.jsonl").exists() and not (tmp_path / "r.jsonl").exists()

@@ -125,17 +125,25 @@ def test_cli_rate_end_to_end(tmp_path, capsys):
     gens = json.loads((ORIGINAL / "sample_generation.json").read_text())[:4]
     (tmp_path / "gen.json").write_text(json.dumps(gens))
     judge = f"recorded:{ORIGINAL / 'feedback_ratings_sample_generation.csv'}"
+    # one of the 20 was never recorded: the run is incomplete, so it exits non-zero with the reason and
+    # writes the partial result beside the output, not over it
     code, out, err = _run_cli(capsys, "rate", "--judge", judge, "--input", str(tmp_path / "gen.json"), "--output",
                               str(tmp_path / "ratings.jsonl"), "--store", str(tmp_path / "s.sqlite"), "--quiet")
+    assert code == 3, err
+    assert "1 failed (no recorded rating for instruction" in err and "--allow-partial" in err
+    assert not (tmp_path / "ratings.jsonl").exists() and (tmp_path / "ratings.partial.jsonl").exists()
+    code, out, err = _run_cli(capsys, "rate", "--judge", judge, "--input", str(tmp_path / "gen.json"), "--output",
+                              str(tmp_path / "ratings.jsonl"), "--store", str(tmp_path / "s.sqlite"), "--quiet",
+                              "--allow-partial")
     assert code == 0, err
-    assert "n=20" in out and "ok" in out and "$0.0000" in out
+    assert "n=20" in out and "ok" in out and "$0.0000" in out and "incomplete: 20 rows, 1 failed" in err
     table = d.read_table(tmp_path / "ratings.jsonl", required=d.RATING_COLUMNS + ["valid", "status", "raw"])
     recorded = d.read_ratings_csv(ORIGINAL / "feedback_ratings_sample_generation.csv")
     merged = table.merge(recorded.drop_duplicates("response_id"), on="response_id", suffixes=("", "_rec"))
     assert len(merged) >= 18 and (merged["score"] == merged["score_rec"]).all()
     # the original headerless layout, valid rows only
     code, out, err = _run_cli(capsys, "rate", "--judge", judge, "--input", str(tmp_path / "gen.json"), "--output",
-                              str(tmp_path / "ratings.csv"), "--no-store", "--quiet")
+                              str(tmp_path / "ratings.csv"), "--no-store", "--quiet", "--allow-partial")
     assert code == 0, err
     back = d.read_ratings_csv(tmp_path / "ratings.csv")
     assert len(back) == int(table["valid"].sum())
@@ -161,3 +169,26 @@ def test_rate_through_openai_judge_against_fake_server(tmp_path):
         assert server.requests == n and again["cached"].all()
     with AnnotationStore(tmp_path / "s.sqlite") as store:
         assert "sk-test-not-a-secret" not in json.dumps(store.to_frame().astype(str).to_dict("records"))
+
+
+def test_cli_rate_empty_list_is_one_error_naming_the_file(tmp_path, capsys):
+    (tmp_path / "empty.json").write_text("[]")
+    code, out, err = _run_cli(capsys, "rate", "--judge", "recorded", "--input", str(tmp_path / "empty.json"),
+                              "--output", str(tmp_path / "r.jsonl"), "--no-store")
+    assert code == 1 and "empty.json" in err and "no responses" in err and "Traceback" not in err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_cli_rate_reads_alpaca_outputs_json_and_limit(tmp_path, capsys):
+    rows = [{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"},
+            {"instruction": "Name a colour.", "input": "", "output": "Blue"}]
+    (tmp_path / "alpaca.json").write_text(json.dumps(rows))
+    recorded = pd.DataFrame({"instruction": ["Add the numbers.", "Name a colour."], "input": ["2 and 3", ""],
+                             "response": ["5", "Blue"], "score": [7, 6]})
+    d.write_table(recorded, tmp_path / "rec.jsonl")
+    code, out, err = _run_cli(capsys, "rate", "--judge", f"recorded:{tmp_path / 'rec.jsonl'}", "--input",
+                              str(tmp_path / "alpaca.json"), "--output", str(tmp_path / "r.jsonl"), "--no-store",
+                              "--quiet", "--limit", "1")
+    assert code == 0, err
+    table = d.read_table(tmp_path / "r.jsonl")
+    assert table["response"].tolist() == ["5"] and table["score"].tolist() == [7]

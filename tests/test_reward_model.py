@@ -194,7 +194,8 @@ def test_split_by_instruction_never_splits_an_instruction():
 
 def test_lora_reward_model_reloads_with_identical_scores(llama_dir, tmp_path):
     df = _ratings()
-    res = R.train_ratings_rm(df, tmp_path / "rm", backbone=llama_dir, lora=True, lora_r=4, max_steps=3, learning_rate=1e-2, **FAST)
+    res = R.train_ratings_rm(df, tmp_path / "rm", backbone=llama_dir, lora=True, lora_r=4, max_steps=3, learning_rate=1e-2,
+                             gradient_checkpointing=True, **FAST)  # the 7B recipe (LoRA + checkpointing), tiny
     from peft import PeftModel
 
     assert isinstance(res.rm.model, PeftModel)
@@ -202,6 +203,7 @@ def test_lora_reward_model_reloads_with_identical_scores(llama_dir, tmp_path):
     before = R.score(res.rm, df.instruction.tolist(), df.response.tolist(), 8, df.input.tolist())
     meta = json.loads((tmp_path / "rm" / R.META_NAME).read_text())
     assert meta["kind"] == "ratings" and meta["prompt_format"] == R.PROMPT_FORMAT and meta["lora"] is True
+    assert meta["packing"] == "packed"  # a decoder trains on packed rows
     assert (tmp_path / "rm" / "adapter_model.safetensors").exists()
     loaded = R.RewardModel.load(tmp_path / "rm", device="cpu")
     after = R.score(loaded, df.instruction.tolist(), df.response.tolist(), 8, df.input.tolist())
@@ -255,6 +257,8 @@ def test_rankings_rm_trains_and_evaluates_with_cli(bert_dir, tmp_path, capsys):
     assert summary["held_out"]["n_pairs"] > 0 and 0.0 <= summary["held_out"]["pairwise_accuracy"] <= 1.0
     meta = json.loads((out / R.META_NAME).read_text())
     assert meta["kind"] == "rankings" and meta["counts"]["train"]["ties_excluded"] == 6
+    assert meta["packing"] == "padded"  # an encoder keeps padded batches
+    assert not (out / "checkpoints").exists()  # --no-checkpoints: no empty checkpoints/ folder either
     rm = R.RewardModel.load(out)
     table = R.evaluate({"rankings": rm}, ratings=_ratings(), rankings=_rankings(8))
     assert table.loc["rankings", "n_pairs"] == 16 and np.isnan(table.loc["rankings", "mse"])
@@ -328,3 +332,17 @@ def test_smollm2_loads_as_sequence_classifier_with_pad_token(tmp_path):
     raw.save_pretrained(tmp_path / "tok")
     fixed = R.load_tokenizer(str(tmp_path / "tok"))
     assert fixed.pad_token == fixed.eos_token is not None
+
+
+def test_accelerate_configs_load():
+    """The multi-GPU recipes in docs/notes/reward_models.md point at configs accelerate can read."""
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    folder = Path(R.__file__).resolve().parent / "configs" / "accelerate"
+    fsdp = ClusterConfig.from_yaml_file(folder / "fsdp.yaml")
+    assert str(fsdp.distributed_type).endswith("FSDP") and fsdp.mixed_precision == "bf16"
+    assert fsdp.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    zero3 = ClusterConfig.from_yaml_file(folder / "deepspeed_zero3.yaml")
+    assert str(zero3.distributed_type).endswith("DEEPSPEED") and zero3.deepspeed_config["zero_stage"] == 3

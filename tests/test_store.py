@@ -102,3 +102,35 @@ def test_numpy_values_are_stored_as_plain_numbers(tmp_path):
     _put(store, "k", value=np.int64(6), params={"temperature": np.float32(0.5)})
     row = store.get("k")
     assert row["value"] == 6 and isinstance(row["value"], int) and row["params"] == {"temperature": 0.5}
+
+
+def test_a_store_from_before_soft_verdicts_opens_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("""CREATE TABLE annotations (key TEXT PRIMARY KEY, judge TEXT NOT NULL,
+        model TEXT NOT NULL, template_version TEXT NOT NULL, params TEXT NOT NULL,
+        prompt TEXT NOT NULL, meta TEXT NOT NULL, raw TEXT, value TEXT, valid INTEGER NOT NULL,
+        status TEXT NOT NULL, error TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0, latency_s REAL NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL)""")
+    con.execute("INSERT INTO annotations VALUES ('k', 'j', 'm', 'v', '{}', '[]', '{}', 'Score: 5', "
+                "'5', 1, 'ok', NULL, 1, 1, 0.1, 1, 0)")
+    con.commit()
+    con.close()
+    store = AnnotationStore(path)
+    row = store.get("k")
+    assert row["value"] == 5 and row["soft"] is None and row["logprobs"] is None
+    _put(store, "k2", soft=4.5, logprobs={"source": "logprobs", "mass": 0.9})
+    assert store.get("k2")["soft"] == 4.5 and store.get("k2")["logprobs"]["mass"] == 0.9
+    assert len(store.to_frame()) == 2
+
+
+def test_in_flight_rows_are_cleared_by_their_answer(tmp_path):
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    store.mark_in_flight("k1", judge="openai:m", run_id="r1")
+    store.mark_in_flight("k2", judge="openai:m", run_id="r1")
+    store.mark_in_flight("k3", judge="other", run_id="r1")
+    assert list(store.in_flight("openai:m")["key"]) == ["k1", "k2"] and len(store.in_flight()) == 3
+    _put(store, "k1")  # stored answer: no longer in flight
+    assert list(store.in_flight("openai:m")["key"]) == ["k2"]
+    assert store.clear_in_flight(["k2", "k3"]) == 2 and store.in_flight().empty

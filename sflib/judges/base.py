@@ -22,6 +22,10 @@ class Request:
 
     messages: list[dict[str, str]]
     meta: dict[str, Any] = field(default_factory=dict)
+    #: extra API parameters for this request only (e.g. ``{"n": 5}``); an API judge sends them,
+    #: others ignore them. Not part of the cache key: callers that use them key their rows
+    #: themselves (see :func:`sflib.generate.generate_openai`).
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -34,6 +38,11 @@ class Completion:
     completion_tokens: int = 0
     latency_s: float = 0.0
     attempts: int = 1
+    #: per generated token ``[token, {alternative: logprob, ...}]`` when the provider returned
+    #: log-probabilities (``logprobs=True, top_logprobs=k``); None when it did not
+    logprobs: list | None = None
+    #: every choice's text when the request asked for ``n`` > 1 samples (``text`` is the first)
+    texts: list[str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -50,6 +59,11 @@ class Judge:
     params: dict[str, Any] = {}
     #: how many requests the engine should keep in flight (1 for local judges)
     concurrency: int = 1
+    #: True when :meth:`complete` accepts ``on_start=callback(index)``, called just before a
+    #: request is sent (the engine records it as in flight; see :mod:`sflib.annotate`)
+    reports_starts: bool = False
+    #: True when a request's ``params={"n": k}`` can return k choices (``Completion.texts``)
+    supports_n: bool = False
 
     def complete(self, requests: Iterable[Request]) -> Iterator[tuple[int, Completion]]:
         """Yield ``(index, completion)`` for every request, in any order, exactly once each.

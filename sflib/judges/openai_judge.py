@@ -19,7 +19,13 @@ How it stays fast and loses nothing:
   for 408/409/429/5xx, connection errors and timeouts (``timeout`` seconds per attempt);
 - on top of that: a 429 that outlasts the client's retries is retried after its ``Retry-After``
   for up to ``rate_limit_patience`` seconds (a quota that is exhausted, ``insufficient_quota``, is
-  not), and a reply whose body is not valid JSON is asked again up to ``max_retries`` times;
+  not), and a reply whose body is not valid JSON, or whose message has no text
+  (``content: null``), is asked again up to ``max_retries`` times (the tokens of every
+  attempt that was answered are counted);
+- ``logprobs=True, top_logprobs=20`` (passed as extra params) return each generated token's
+  alternatives in :attr:`Completion.logprobs` (read by :mod:`sflib.logprobs`);
+- a request with ``Request.params={"n": k}`` asks for k samples at once (the prompt is sent and
+  paid once); every choice's text is in :attr:`Completion.texts`;
 - whatever still fails comes back as ``Completion(error=...)`` — the engine stores it as a
   visible failure and the next run retries it.
 
@@ -77,6 +83,8 @@ class OpenAIJudge(Judge):
 
     #: the tokens-per-minute budget is a bucket holding ``tpm * tpm_window / 60`` tokens
     tpm_window: float = 60.0
+    reports_starts = True
+    supports_n = True
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
@@ -125,8 +133,11 @@ class OpenAIJudge(Judge):
         self._key()
 
     # ------------------------------------------------------------------------------ public
-    def complete(self, requests: Iterable[Request]) -> Iterator[tuple[int, Completion]]:
-        """Yield ``(index, Completion)`` as answers arrive (any order, each index once)."""
+    def complete(self, requests: Iterable[Request], on_start=None) -> Iterator[tuple[int, Completion]]:
+        """Yield ``(index, Completion)`` as answers arrive (any order, each index once).
+
+        ``on_start(index)``, when given, is called (in a worker thread) just before a request's
+        first HTTP attempt: the engine records it as in flight."""
         requests = list(requests)
         key = self._key()  # configuration error before any request
         if not requests:
@@ -142,7 +153,7 @@ class OpenAIJudge(Judge):
             try:
                 loop = asyncio.new_event_loop()
                 state["loop"] = loop
-                task = loop.create_task(self._run(requests, key, emit, state))
+                task = loop.create_task(self._run(requests, key, emit, state, on_start))
                 state["task"] = task
                 loop.run_until_complete(task)
             except asyncio.CancelledError:
@@ -187,7 +198,7 @@ class OpenAIJudge(Judge):
             thread.join(timeout=10)
 
     # ------------------------------------------------------------------------------- async
-    async def _run(self, requests: list[Request], key: str, emit, state: dict) -> None:
+    async def _run(self, requests: list[Request], key: str, emit, state: dict, on_start=None) -> None:
         from aiolimiter import AsyncLimiter
         import openai
 
@@ -245,6 +256,8 @@ class OpenAIJudge(Judge):
                 index = next(pending, None)  # shared iterator: each index taken by one worker
                 if index is None or state["stop"]:
                     return
+                if on_start is not None:
+                    on_start(index)
                 completion = await self._one(client, requests[index], tpm_limiter, tpm_capacity,
                                              key)
                 emit((index, completion))
@@ -270,18 +283,23 @@ class OpenAIJudge(Judge):
         counter = [0]  # HTTP attempts, counted by the on_request hook (this task only)
         _ATTEMPTS.set(counter)
         bad_bodies = 0
+        no_text = 0
+        spent = [0, 0]  # tokens of answered attempts whose reply had no text (still billed)
+        params = {**self.params, **(request.params or {})}
 
         def failed(message: str) -> Completion:
             return Completion(error=self._scrub(message, key)[:500], attempts=counter[0],
-                              latency_s=time.perf_counter() - start)
+                              latency_s=time.perf_counter() - start, prompt_tokens=spent[0],
+                              completion_tokens=spent[1])
 
         while True:
             if tpm_limiter is not None:
                 await tpm_limiter.acquire(min(self._estimate_tokens(request), tpm_capacity))
             try:
                 response = await client.chat.completions.create(
-                    model=self.model, messages=request.messages, **self.params)
-                choice = response.choices[0]
+                    model=self.model, messages=request.messages, **params)
+                choices = list(response.choices)
+                choice = choices[0]
                 text = choice.message.content
             except openai.RateLimitError as e:  # still 429 after the client's retries
                 if getattr(e, "code", None) == "insufficient_quota":
@@ -305,13 +323,38 @@ class OpenAIJudge(Judge):
                 await asyncio.sleep(min(8.0, 0.25 * 2 ** bad_bodies) * random.random())
                 continue
             usage = getattr(response, "usage", None)
-            prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-            completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-            latency = time.perf_counter() - start
-            if text is None:
-                return Completion(error=f"reply has no text (finish_reason={choice.finish_reason})",
-                                  prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                  latency_s=latency, attempts=counter[0])
-            return Completion(text=text, prompt_tokens=prompt_tokens,
-                              completion_tokens=completion_tokens, latency_s=latency,
-                              attempts=counter[0])
+            spent[0] += int(getattr(usage, "prompt_tokens", 0) or 0)
+            spent[1] += int(getattr(usage, "completion_tokens", 0) or 0)
+            if text is None:  # content: null (a filter, a tool call, a server hiccup): ask again
+                no_text += 1
+                if no_text > self.max_retries:
+                    return failed(f"reply has no text (finish_reason={choice.finish_reason}) "
+                                  f"{no_text} times")
+                await asyncio.sleep(min(8.0, 0.25 * 2 ** no_text) * random.random())
+                continue
+            texts = [c.message.content or "" for c in sorted(choices, key=lambda c: c.index or 0)]
+            return Completion(text=text, prompt_tokens=spent[0], completion_tokens=spent[1],
+                              latency_s=time.perf_counter() - start, attempts=counter[0],
+                              logprobs=token_logprobs(choice),
+                              texts=texts if params.get("n", 1) != 1 else None)
+
+
+def token_logprobs(choice: Any) -> list | None:
+    """``[[token, {alternative: logprob}], ...]`` from a chat choice's ``logprobs.content``
+    (None when the provider sent none). Works on the client's objects and on plain dicts."""
+    def get(obj, name):
+        return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+    lp = get(choice, "logprobs")
+    content = get(lp, "content") if lp is not None else None
+    if not content:
+        return None
+    out = []
+    for item in content:
+        token = get(item, "token")
+        alternatives = {get(t, "token"): float(get(t, "logprob"))
+                        for t in (get(item, "top_logprobs") or [])}
+        if token is not None and token not in alternatives and get(item, "logprob") is not None:
+            alternatives[token] = float(get(item, "logprob"))
+        out.append([token, alternatives])
+    return out

@@ -16,7 +16,6 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import costs
 from ..paths import root, templates_dir
 
 #: stage keys in pipeline order
@@ -115,28 +114,18 @@ class StudyConfig(_Model):
 # ----------------------------------------------------------------------------- judge / policy names
 
 def _resolve(kind: str, name: str) -> dict:
-    """The settings of a judge or policy name (``kind`` "judge" or "policy").
+    """The settings of a judge or policy name (``kind`` "judge" or "policy"): :func:`sflib.judges.config.resolve`,
+    plus the two names only a study uses: the policy ``recorded`` (responses seeded from the released
+    data, never sampled) and ``human:<annotator>`` judges (answers typed in notebook 08). Raises
+    ``ValueError`` for an unknown name."""
+    from ..judges.config import resolve
 
-    Uses :func:`sflib.judges.config.resolve`; without it (ImportError only), accepts the built-in
-    shorthands ``openai:<model>``, ``local:<model>``, ``recorded[:files]``, ``human:<name>`` with
-    prices from :mod:`sflib.costs`. Raises ``ValueError`` for an unknown name.
-    """
-    try:
-        from ..judges.config import resolve
-    except ImportError:
-        pass
-    else:
-        return resolve(kind, name)
-    provider, _, model = str(name).strip().partition(":")
-    if provider == "recorded" or (provider in ("openai", "local", "human") and model):
-        price = costs.price(name)
-        return dict(provider=provider, model=model or name, base_url=None,
-                    base_url_env="OPENAI_BASE_URL" if provider == "openai" else None,
-                    concurrency=None, rpm=None, tpm=None, timeout=None, temperature=None, max_tokens=None,
-                    template=None, price_input_per_mtok=None if price is None else price[0],
-                    price_output_per_mtok=None if price is None else price[1])
-    raise ValueError(f"unknown {kind} {name!r}: expected 'openai:<model>', 'local:<model>', "
-                     f"'recorded[:files]' or 'human:<name>'")
+    provider, _, rest = str(name).strip().partition(":")
+    if (kind == "policy" and provider == "recorded" and not rest) or (kind == "judge" and provider == "human" and rest):
+        return dict(provider=provider, model=rest or provider, name=str(name).strip(), base_url=None,
+                    base_url_env=None, concurrency=None, rpm=None, tpm=None, timeout=None, temperature=None,
+                    max_tokens=None, template=None, price_input_per_mtok=0.0, price_output_per_mtok=0.0)
+    return resolve(kind, name)
 
 
 # ----------------------------------------------------------------------------- loading

@@ -1,0 +1,326 @@
+"""Batch mode: a judge's requests through the provider's Batch API (``/v1/files`` + ``/v1/batches``),
+at the batch price (50% of online), resumable after a kill at any point.
+
+Used by ``annotate(..., mode="batch")`` with an :class:`~sflib.judges.openai_judge.OpenAIJudge`
+(any OpenAI-compatible provider that has the Batch API). Every step is written to the store
+(tables ``batches``, ``batch_requests``, ``batch_events``) before the next one starts:
+
+1. **intent**: a job name (``sflib-<hex>``) and its request lines (custom_id = the annotation key)
+   are committed; nothing has been sent yet;
+2. **upload**: the JSONL file is uploaded under the name ``<job>.jsonl``; its file id is recorded.
+   A run killed during the upload looks the file up by name before uploading again;
+3. **create**: the batch is created (``metadata.sflib_job`` = the job name); its batch id is
+   recorded. A run killed during creation looks the batch up by input file before creating one;
+4. **poll** until the provider's status is final (completed / expired / cancelled / failed);
+5. **download**: each output line is parsed and stored as an annotation as it is read; the job is
+   marked collected only after the whole output and error files were read, so a kill while
+   downloading reads them again (nothing is asked again: the results are files).
+
+Lines with custom_ids we never sent, and an output file whose last line was cut off, are recorded
+in ``batch_events`` (and counted in the run's stats). Requests with no result — in the error
+file, past an expiry or a cancellation, missing from the output, or a reply without text — are
+resubmitted *alone* in a new job (``max_rounds`` times), then stored as failed with the reason.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from ..store import AnnotationStore, canonical_json
+from .base import Completion, Judge, Request
+
+log = logging.getLogger(__name__)
+
+#: batch price relative to online (OpenAI: 50%)
+BATCH_PRICE_FACTOR = 0.5
+ENDPOINT = "/v1/chat/completions"
+FINAL = ("completed", "expired", "cancelled", "failed")
+OPEN = ("intent", "uploaded", "submitted")
+#: test hooks: ``HOOKS[point](**info)`` runs at intent / uploaded / created / polling / downloading
+HOOKS: dict[str, Callable[..., None]] = {}
+
+
+def _hook(point: str, **info: Any) -> None:
+    if point in HOOKS:
+        HOOKS[point](**info)
+
+
+def _client(judge: Judge):
+    import openai
+
+    from .openai_judge import OPENAI_URL, ConfigurationError, OpenAIJudge
+
+    if not isinstance(judge, OpenAIJudge):
+        raise ConfigurationError(f"mode='batch' needs an OpenAI-compatible judge (openai:<model>), "
+                                 f"not {judge.name}")
+    return openai.OpenAI(api_key=judge._key(), base_url=judge.base_url or OPENAI_URL,
+                         timeout=judge.timeout, max_retries=judge.max_retries)
+
+
+def _completion(line: dict, attempt: int) -> tuple[Completion | None, str | None]:
+    """``(completion, None)`` for a usable output line, ``(None, why)`` for one to resubmit."""
+    from .openai_judge import token_logprobs
+
+    response = line.get("response") or {}
+    error = line.get("error")
+    if error or response.get("status_code") != 200:
+        body_error = ((response.get("body") or {}).get("error") or {}).get("message")
+        return None, f"batch line error: {error or ''} {response.get('status_code')} {body_error or ''}".strip()
+    body = response.get("body") or {}
+    try:
+        choice = body["choices"][0]
+        text = choice["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None, "batch line without a chat completion"
+    if text is None:
+        return None, f"reply has no text (finish_reason={choice.get('finish_reason')})"
+    usage = body.get("usage") or {}
+    return Completion(text=text, prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(usage.get("completion_tokens") or 0),
+                      attempts=attempt, logprobs=token_logprobs(choice)), None
+
+
+class BatchRun:
+    """One ``annotate(mode="batch")`` call: drives this judge's open jobs and creates new ones."""
+
+    def __init__(self, judge: Judge, todo: dict[str, Request], store: AnnotationStore, recorder,
+                 template_version: str, client=None, poll_s: float = 30.0,
+                 max_wait_s: float | None = None, max_rounds: int = 3, max_per_batch: int = 50_000):
+        self.judge, self.todo, self.store, self.rec = judge, todo, store, recorder
+        self.tv, self.client = template_version, client or _client(judge)
+        self.poll_s, self.max_wait_s = poll_s, max_wait_s
+        self.max_rounds, self.max_per_batch = max_rounds, max_per_batch
+        self.stats = dict(batches_created=0, batches_resumed=0, batch_resubmitted=0,
+                          batch_unknown_ids=0, batch_truncated_outputs=0, batch_pending=0)
+        self.errors: dict[str, str] = {}  # key -> why it has no result yet
+
+    # ----------------------------------------------------------------------------- records
+    def _event(self, local_id: str | None, kind: str, detail: str) -> None:
+        self.store.execute("INSERT INTO batch_events (local_id, kind, detail, created_at) "
+                           "VALUES (?, ?, ?, ?)", (local_id, kind, detail[:2000], time.time()))
+        log.warning("batch %s: %s: %s", local_id, kind, detail[:300])
+
+    def _set(self, local_id: str, **fields: Any) -> None:
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self.store.execute(f"UPDATE batches SET {cols}, updated_at = ? WHERE local_id = ?",
+                           (*fields.values(), time.time(), local_id))
+
+    def _open_jobs(self) -> list[dict]:
+        cols = ["local_id", "state", "input_file_id", "batch_id", "round"]
+        rows = self.store.execute(
+            f"SELECT {', '.join(cols)} FROM batches WHERE judge = ? AND template_version = ? "
+            f"AND state IN ({','.join('?' * len(OPEN))}) ORDER BY created_at",
+            (self.judge.name, self.tv, *OPEN))
+        return [dict(zip(cols, r)) for r in rows]
+
+    def _attached(self) -> set[str]:
+        rows = self.store.execute(
+            "SELECT r.key FROM batch_requests r JOIN batches b ON r.local_id = b.local_id "
+            f"WHERE r.state = 'pending' AND b.judge = ? AND b.state IN ({','.join('?' * len(OPEN))})",
+            (self.judge.name, *OPEN))
+        return {r[0] for r in rows}
+
+    def _new_job(self, keys: list[str], round_: int) -> None:
+        local_id = f"sflib-{uuid.uuid4().hex[:16]}"
+        now = time.time()
+        statements = [("INSERT INTO batches (local_id, judge, template_version, endpoint, state, "
+                       "n_requests, round, created_at, updated_at) VALUES (?, ?, ?, ?, 'intent', ?, ?, ?, ?)",
+                       (local_id, self.judge.name, self.tv, ENDPOINT, len(keys), round_, now, now))]
+        for key in keys:
+            r = self.todo[key]
+            body = {"model": self.judge.model, "messages": r.messages, **self.judge.params,
+                    **(r.params or {})}
+            statements.append(("INSERT INTO batch_requests (local_id, key, body, meta, state) "
+                               "VALUES (?, ?, ?, ?, 'pending')",
+                               (local_id, key, canonical_json(body), canonical_json(r.meta or {}))))
+        self.store.executemany(statements)  # the intent, before anything is sent
+        self.stats["batches_created"] += 1
+        _hook("intent", local_id=local_id)
+
+    # ------------------------------------------------------------------------------- steps
+    def _upload(self, job: dict) -> None:
+        name = f"{job['local_id']}.jsonl"
+        recent = self.client.files.list(purpose="batch", limit=1000, order="desc").data  # one page
+        found = next((f for f in recent if f.filename == name), None)
+        if found is None:
+            rows = self.store.execute("SELECT key, body FROM batch_requests WHERE local_id = ? "
+                                      "ORDER BY key", (job["local_id"],))
+            data = "".join(json.dumps({"custom_id": k, "method": "POST", "url": ENDPOINT,
+                                       "body": json.loads(b)}) + "\n" for k, b in rows)
+            found = self.client.files.create(file=(name, data.encode("utf-8")), purpose="batch")
+            _hook("uploaded", local_id=job["local_id"], file_id=found.id)
+        self._set(job["local_id"], state="uploaded", input_file_id=found.id)
+        job.update(state="uploaded", input_file_id=found.id)
+
+    def _create(self, job: dict) -> None:
+        recent = self.client.batches.list(limit=100).data  # one page: the newest 100
+        found = next((b for b in recent if b.input_file_id == job["input_file_id"]), None)
+        if found is None:
+            found = self.client.batches.create(input_file_id=job["input_file_id"], endpoint=ENDPOINT,
+                                               completion_window="24h",
+                                               metadata={"sflib_job": job["local_id"]})
+            _hook("created", local_id=job["local_id"], batch_id=found.id)
+        self._set(job["local_id"], state="submitted", batch_id=found.id, remote_status=found.status)
+        job.update(state="submitted", batch_id=found.id)
+
+    def _poll(self, job: dict) -> bool:
+        """True once the job is collected (its results stored or marked for resubmission)."""
+        batch = self.client.batches.retrieve(job["batch_id"])
+        self._set(job["local_id"], remote_status=batch.status, output_file_id=batch.output_file_id,
+                  error_file_id=batch.error_file_id)
+        _hook("polling", local_id=job["local_id"], status=batch.status)
+        if batch.status not in FINAL:
+            return False
+        self._collect(job, batch)
+        return True
+
+    def _collect(self, job: dict, batch) -> None:
+        local_id = job["local_id"]
+        rows = self.store.execute("SELECT key, body, meta, state FROM batch_requests WHERE local_id = ?",
+                                  (local_id,))
+        lines = {k: (json.loads(b), json.loads(m)) for k, b, m, _ in rows}
+        seen: set[str] = set()
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            text = self.client.files.content(file_id).text
+            raw_lines = text.split("\n")
+            for i, raw in enumerate(raw_lines):
+                if not raw.strip():
+                    continue
+                try:
+                    line = json.loads(raw)
+                    key = line["custom_id"]
+                except (ValueError, KeyError, TypeError):
+                    last = i == len(raw_lines) - 1
+                    kind = "truncated_output" if last else "malformed_line"
+                    self.stats["batch_truncated_outputs"] += int(last)
+                    self._event(local_id, kind, f"file {file_id} line {i + 1}: {raw[:200]!r}")
+                    continue
+                if key not in lines:
+                    self.stats["batch_unknown_ids"] += 1
+                    self._event(local_id, "unknown_custom_id", f"file {file_id} line {i + 1}: {key!r}")
+                    continue
+                seen.add(key)
+                self._result(local_id, key, lines[key], line, job["round"])
+                _hook("downloading", local_id=local_id, line=i)
+        unanswered = [k for k in lines if k not in seen]
+        if unanswered:
+            why = f"no result in batch {job['batch_id']} (status {batch.status})"
+            self._event(local_id, f"{batch.status}_missing_results" if batch.status != "completed"
+                        else "missing_ids", f"{len(unanswered)} requests: {why}")
+            for key in unanswered:
+                self._resubmit(local_id, key, why)
+        self._set(local_id, state="collected")
+
+    def _result(self, local_id: str, key: str, stored: tuple[dict, dict], line: dict,
+                round_: int) -> None:
+        completion, why = _completion(line, round_ + 1)
+        if completion is None:
+            self._resubmit(local_id, key, why)
+            return
+        body, meta = stored
+        request = self.todo.get(key)
+        if request is None:  # a job of an earlier run: keep its answer unless already stored
+            request = Request(messages=body["messages"], meta=meta)
+            done = self.store.get(key)
+            if done is None or done["status"] != "ok":
+                self.rec.record(key, request, completion)
+        else:
+            self.rec.record(key, request, completion)
+        self.errors.pop(key, None)
+        self.store.execute("UPDATE batch_requests SET state = 'done' WHERE local_id = ? AND key = ?",
+                           (local_id, key))
+        if self.bar is not None and key in self.todo:
+            self.bar.update(1)
+
+    def _resubmit(self, local_id: str, key: str, why: str) -> None:
+        self.errors[key] = why
+        self.store.execute("UPDATE batch_requests SET state = 'resubmit', error = ? "
+                           "WHERE local_id = ? AND key = ?", (why, local_id, key))
+
+    # --------------------------------------------------------------------------------- run
+    def run(self, progress: bool = True, desc: str = "") -> dict:
+        self.bar = tqdm(total=len(self.todo), desc=desc or f"{self.judge.name} (batch)", unit="req",
+                        disable=not progress, dynamic_ncols=True)
+        deadline = None if self.max_wait_s is None else time.monotonic() + self.max_wait_s
+        try:
+            jobs = self._open_jobs()
+            self.stats["batches_resumed"] = len(jobs)
+            round_ = max([j["round"] for j in jobs], default=0)
+            while True:
+                attached = self._attached()
+                missing = [k for k in self.todo if k not in self.rec.rows and k not in attached]
+                if missing and round_ <= self.max_rounds:
+                    if any(k in self.errors for k in missing):
+                        self.stats["batch_resubmitted"] += sum(k in self.errors for k in missing)
+                    for start in range(0, len(missing), self.max_per_batch):
+                        self._new_job(missing[start:start + self.max_per_batch], round_)
+                    round_ += 1
+                jobs = self._open_jobs()
+                if not jobs:
+                    break
+                if not self._drive(jobs, deadline):
+                    break  # out of time: the rest stays in its jobs for the next run
+        finally:
+            self.bar.close()
+        attached = self._attached()
+        for key in self.todo:
+            if key in self.rec.rows:
+                continue
+            if key in attached:  # still in a job: not a failure, a later run collects it
+                self.stats["batch_pending"] += 1
+                self.rec.rows[key] = dict(key=key, value=None, valid=False, status="failed", raw=None,
+                                          error="pending in a batch job; re-run to collect it",
+                                          prompt_tokens=0, completion_tokens=0, latency_s=0.0,
+                                          attempts=0, cached=False, judge=self.judge.name,
+                                          soft=None, soft_source=None)
+            else:
+                self.rec.record(key, self.todo[key], Completion(
+                    error=f"{self.errors.get(key, 'no result')} (after {self.max_rounds + 1} batch jobs)",
+                    attempts=self.max_rounds + 1))
+        return self.stats
+
+    def _drive(self, jobs: list[dict], deadline: float | None) -> bool:
+        """Advance every open job until all are collected; False when the deadline passed."""
+        while jobs:
+            for job in list(jobs):
+                if job["state"] == "intent":
+                    self._upload(job)
+                if job["state"] == "uploaded":
+                    self._create(job)
+                if self._poll(job):
+                    jobs.remove(job)
+            if not jobs:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(self.poll_s)
+        return True
+
+
+def run_batch(judge: Judge, todo: dict[str, Request], *, store: AnnotationStore, recorder,
+              template_version: str, progress: bool = True, desc: str = "", **options: Any) -> dict:
+    """Ask ``todo`` (key -> request) through the Batch API; results go through ``recorder``
+    (:class:`sflib.annotate.Recorder`). Options: ``poll_s`` (30), ``max_wait_s`` (None: until
+    done), ``max_rounds`` (3 resubmissions), ``max_per_batch`` (50,000), ``client``."""
+    return BatchRun(judge, todo, store, recorder, template_version, **options).run(progress, desc)
+
+
+def cancel_jobs(judge: Judge, store: AnnotationStore, client=None) -> list[str]:
+    """Cancel this judge's submitted, unfinished jobs; the next run collects what they answered
+    and resubmits the rest. Returns the cancelled batch ids."""
+    client = client or _client(judge)
+    rows = store.execute("SELECT batch_id FROM batches WHERE judge = ? AND state = 'submitted'",
+                         (judge.name,))
+    out = []
+    for (batch_id,) in rows:
+        if client.batches.retrieve(batch_id).status not in FINAL:
+            client.batches.cancel(batch_id)
+            out.append(batch_id)
+    return out

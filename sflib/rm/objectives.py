@@ -1,0 +1,150 @@
+"""Reward-model objectives and the feedback they train on.
+
+- **ratings RM**: regression of ``sigmoid(r)`` onto ``(score - 1) / 6`` with squared error;
+- **rankings RM**: Bradley–Terry, ``-log sigmoid(r_preferred - r_other - margin)``; ties
+  (``decision == "equal"``) are excluded by default (``ties="include"`` pulls tied rewards
+  together with ``-(log sigmoid(d) + log sigmoid(-d)) / 2``).
+
+Also the preparation of the feedback tables (usable rows and their counts) and the
+train / validation split by instruction.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data import DECISIONS, SCORE_MAX, SCORE_MIN, DataError, clean_input, make_id
+
+KINDS = ("ratings", "rankings")
+
+
+def score_to_target(score) -> np.ndarray | torch.Tensor:
+    """The ratings RM target: ``(score - 1) / 6`` maps the 1–7 scale onto [0, 1]."""
+    return (score - SCORE_MIN) / (SCORE_MAX - SCORE_MIN)
+
+
+def reward_to_score(reward) -> np.ndarray:
+    """A ratings RM's reward mapped back to the 1–7 scale: ``1 + 6 * sigmoid(reward)``."""
+    return SCORE_MIN + (SCORE_MAX - SCORE_MIN) / (1.0 + np.exp(-np.asarray(reward, dtype=float)))
+
+
+def ratings_loss(rewards: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between ``sigmoid(reward)`` and the target ``(score - 1) / 6``."""
+    return torch.mean((torch.sigmoid(rewards.float()) - targets.float()) ** 2)
+
+
+def bradley_terry_loss(r_preferred: torch.Tensor, r_other: torch.Tensor, margin: float = 0.0,
+                       ties: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean Bradley–Terry loss ``-log sigmoid(r_preferred - r_other - margin)`` over pairs.
+
+    Pairs flagged in ``ties`` (when ties are included in training) use
+    ``-(log sigmoid(d) + log sigmoid(-d)) / 2`` instead, which is smallest when the rewards are equal.
+    """
+    d = r_preferred.float() - r_other.float()
+    loss = -torch.nn.functional.logsigmoid(d - margin)
+    if ties is not None and bool(ties.any()):
+        tie_loss = -0.5 * (torch.nn.functional.logsigmoid(d) + torch.nn.functional.logsigmoid(-d))
+        loss = torch.where(ties.bool(), tie_loss, loss)
+    return loss.mean()
+
+
+
+def _require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(None, f"{what} table lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, df.columns))})",
+                        field=missing[0])
+
+
+def _instruction_ids(df: pd.DataFrame) -> pd.Series:
+    if "instruction_id" in df.columns:
+        return df["instruction_id"].astype(str)
+    inputs = df["input"] if "input" in df.columns else [""] * len(df)
+    return pd.Series([make_id(i, x) for i, x in zip(df["instruction"], inputs)], index=df.index)
+
+
+def prepare_ratings(ratings: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Usable ratings rows and counts; rows without a score (an invalid judge reply) are dropped and counted.
+
+    A score that is present but not an integer on the 1–7 scale raises :class:`DataError` naming
+    the row (1-based) and the field, before any training starts.
+    """
+    _require_columns(ratings, ["instruction", "response", "score"], "ratings")
+    df = ratings.reset_index(drop=True)
+    missing = df["score"].isna()
+    for n, v in enumerate(df["score"], 1):
+        if pd.isna(v):
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise DataError(None, f"score {v!r} is not a number on the {SCORE_MIN}-{SCORE_MAX} scale", row=n,
+                            field="score") from None
+        if not (SCORE_MIN <= f <= SCORE_MAX) or f != int(f):
+            raise DataError(None, f"score {v!r} is outside the {SCORE_MIN}-{SCORE_MAX} integer scale; "
+                                  "fix or drop that row before training", row=n, field="score")
+    out = df.loc[~missing].copy()
+    out["score"] = out["score"].astype(float).astype(int)
+    out["input"] = [clean_input(x) for x in out["input"]] if "input" in out else ""
+    return out.reset_index(drop=True), {"rows": len(df), "without_score": int(missing.sum()), "used": len(out)}
+
+
+def prepare_rankings(rankings: pd.DataFrame, ties: str = "exclude") -> tuple[pd.DataFrame, dict]:
+    """Usable ranking pairs with ``preferred``/``other`` columns and counts.
+
+    Ties are excluded (``ties="exclude"``, the default) or kept as tie pairs (``"include"``);
+    rows without a decision (an invalid judge reply) are dropped and counted; any other decision
+    than a / b / equal raises :class:`DataError` naming the row.
+    """
+    if ties not in ("exclude", "include"):
+        raise ValueError(f"ties must be 'exclude' or 'include', not {ties!r}")
+    _require_columns(rankings, ["instruction", "response1", "response2", "decision"], "rankings")
+    df = rankings.reset_index(drop=True)
+    missing = df["decision"].isna()
+    for n, v in enumerate(df["decision"], 1):
+        if not pd.isna(v) and v not in DECISIONS:
+            raise DataError(None, f"decision {v!r} is not one of {', '.join(DECISIONS)}", row=n, field="decision")
+    is_tie = df["decision"] == "equal"
+    keep = ~missing & (~is_tie if ties == "exclude" else True)
+    out = df.loc[keep].copy()
+    b = out["decision"] == "b"
+    out["preferred"] = np.where(b, out["response2"], out["response1"])
+    out["other"] = np.where(b, out["response1"], out["response2"])
+    out["tie"] = out["decision"] == "equal"
+    out["input"] = [clean_input(x) for x in out["input"]] if "input" in out else ""
+    counts = {"rows": len(df), "without_decision": int(missing.sum()), "ties": int(is_tie.sum()),
+              "ties_excluded": int(is_tie.sum()) if ties == "exclude" else 0, "used": len(out)}
+    return out.reset_index(drop=True), counts
+
+
+def validation_instructions(ids: Iterable[str], val_fraction: float = 0.2, seed: int = 0) -> set[str]:
+    """A seeded choice of ``ceil(val_fraction * n)`` instruction ids (at least one when 0 < val_fraction and n ≥ 2)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
+    unique = sorted(set(map(str, ids)))
+    n_val = 0 if val_fraction == 0 else min(len(unique) - 1, max(1, math.ceil(val_fraction * len(unique))))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    return {unique[i] for i in order[:max(n_val, 0)]}
+
+
+def split_by_instruction(df: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0,
+                         val_ids: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train / validation frames split by instruction (never by row): an instruction is on one side only.
+
+    Pass ``val_ids`` (e.g. from :func:`validation_instructions` over the union of the ratings and the
+    rankings) so the two feedback tables share one split; otherwise the split is drawn from ``df``.
+    """
+    ids = _instruction_ids(df)
+    chosen = set(map(str, val_ids)) if val_ids is not None else validation_instructions(ids, val_fraction, seed)
+    is_val = ids.isin(chosen).to_numpy()
+    return df.loc[~is_val].reset_index(drop=True), df.loc[is_val].reset_index(drop=True)
+
+
+
+def prepare(kind: str, df: pd.DataFrame, ties: str = "exclude") -> tuple[pd.DataFrame, dict]:
+    """:func:`prepare_ratings` or :func:`prepare_rankings` by ``kind``."""
+    return prepare_ratings(df) if kind == "ratings" else prepare_rankings(df, ties)

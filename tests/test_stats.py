@@ -1,0 +1,93 @@
+"""sflib.stats: the one statistics module consistency and evaluation share."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from sflib import consistency, evaluation, stats
+
+
+def test_one_implementation_is_used_by_both_stages():
+    assert evaluation.ci_sem is stats.ci_sem and evaluation.bootstrap_ci is stats.bootstrap_ci
+    assert consistency.cohen_kappa is stats.cohen_kappa
+    assert consistency._stats is stats.agreement_stats
+
+
+def test_sem_interval_is_the_papers():
+    values = [1.0, 0.5, 0.0, 1.0, 1.0]
+    m = sum(values) / 5
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / 4)
+    assert stats.sem(values) == pytest.approx(sd / math.sqrt(5))
+    assert stats.ci_sem(values) == pytest.approx(1.96 * sd / math.sqrt(5))
+    mean, half = stats.mean_ci(values)
+    assert (mean, half) == pytest.approx((100 * m, 100 * 1.96 * sd / math.sqrt(5)))
+    assert math.isnan(stats.ci_sem([1.0])) and math.isnan(stats.sem([]))
+    assert math.isnan(stats.mean_ci([])[0])
+
+
+def test_bootstrap_ci_is_scipys_percentile_bootstrap():
+    v = np.random.default_rng(3).choice([0.0, 0.5, 1.0], size=150)
+    lo, hi = stats.bootstrap_ci(v, n_boot=400, seed=11)
+    kwargs = dict(n_resamples=400, confidence_level=0.95, method="percentile", vectorized=True)
+    try:
+        ref = st.bootstrap((v,), np.mean, rng=np.random.default_rng(11), **kwargs)
+    except TypeError:
+        ref = st.bootstrap((v,), np.mean, random_state=np.random.default_rng(11), **kwargs)
+    assert (lo, hi) == (ref.confidence_interval.low, ref.confidence_interval.high)
+    assert stats.bootstrap_ci([0.5, 0.5, 0.5]) == (0.5, 0.5)
+
+
+def test_kappa_any_size_and_vectorised():
+    two = np.array([[20, 5], [10, 15]])          # po .7, pe (25*30 + 25*20)/2500 = .5
+    assert stats.cohen_kappa(two) == pytest.approx(0.4)
+    tables = np.random.default_rng(0).integers(0, 20, size=(50, 3, 3))
+    many = stats.cohen_kappa_tables(tables)
+    assert many == pytest.approx([stats.cohen_kappa(t) for t in tables])
+    assert np.isnan(stats.cohen_kappa(np.zeros((3, 3))))
+    assert np.isnan(stats.cohen_kappa([[0, 0], [0, 7]]))
+
+
+def test_agreement_stats_by_hand():
+    m = np.array([[10, 2, 3], [1, 8, 1], [4, 0, 6]])
+    s = stats.agreement_stats(m.ravel())
+    assert float(s["consistency"]) == pytest.approx(24 / 35)
+    assert float(s["consistency_excluding_ties"]) == pytest.approx(18 / 21)
+    assert float(s["ratings_tie_rate"]) == pytest.approx(10 / 35)
+    assert float(s["rankings_tie_rate"]) == pytest.approx(10 / 35)
+    assert float(s["kappa"]) == pytest.approx(415 / 800)
+
+
+def test_multinomial_draws_are_resampled_pairs():
+    """Resampling n labelled pairs with replacement = a multinomial draw of the cell counts: same
+    mean and covariance of the cells over many replicates."""
+    cells = np.array([30, 5, 10, 4, 25, 6, 8, 2, 10])
+    rng = np.random.default_rng(0)
+    draws = stats.multinomial_draws(cells, 4000, rng)
+    assert (draws.sum(axis=1) == cells.sum()).all()
+    labels = np.repeat(np.arange(9), cells)
+    explicit = np.stack([np.bincount(rng.choice(labels, len(labels)), minlength=9) for _ in range(4000)])
+    assert draws.mean(axis=0) == pytest.approx(explicit.mean(axis=0), abs=0.35)
+    assert draws.std(axis=0) == pytest.approx(explicit.std(axis=0), rel=0.1)
+
+
+def test_cluster_draws_resample_whole_clusters():
+    per = np.array([[3, 0, 0, 0, 0, 0, 0, 0, 1], [0, 2, 0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0, 0]])
+    a = stats.cluster_draws(per, 7, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    idx = rng.integers(0, 3, size=(7, 3))
+    expected = np.stack([per[i].sum(axis=0) for i in idx])
+    assert (a == expected).all()
+    # one pair per cluster: the cluster bootstrap is the pair bootstrap
+    ci = stats.cluster_bootstrap(np.eye(9, dtype=np.int64)[[0, 0, 4, 4, 8, 1]], 500, np.random.default_rng(1))
+    lo, hi = ci["consistency"]
+    assert 0 <= lo < 4 / 6 < hi <= 1
+
+
+def test_empty_or_no_resamples_give_nan_intervals():
+    out = stats.cells_bootstrap(np.zeros(9), 100, np.random.default_rng(0))
+    assert all(math.isnan(lo) and math.isnan(hi) for lo, hi in out.values())
+    out = stats.cluster_bootstrap(np.zeros((0, 9), dtype=np.int64), 100, np.random.default_rng(0))
+    assert set(out) == {"consistency", "consistency_excluding_ties", "kappa", "ratings_tie_rate", "rankings_tie_rate"}
