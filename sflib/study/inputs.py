@@ -1,11 +1,21 @@
-"""The study's inputs as tables: the feedback instructions and the evaluation instructions / reference.
+"""The study's inputs and the calls its first notebooks make.
 
-Both apply the study file's filters in a fixed order — deduplicate, ``max_chars`` (instruction +
-input), then a random ``sample`` drawn with the study's ``seed`` — so the plan and the notebooks
-see the same rows.
+- tables: the feedback instructions (:func:`instructions`) and the evaluation instructions /
+  reference (:func:`evaluation_instructions`). Both apply the study file's filters in a fixed
+  order — deduplicate, ``max_chars`` (instruction + input), then a random ``sample`` drawn with the
+  study's ``seed`` — so the plan and the notebooks see the same rows;
+- the policy (:func:`generate_responses`, :func:`sample_responses` for notebook 01) and the feedback
+  judges (:func:`judge`, :func:`ask` for notebooks 02 / 03), with their options from their config
+  files, never from a notebook;
+- counts for a stage's manifest: :func:`outcome` (n / valid / invalid / failed and why),
+  :func:`outcome_table`, :func:`outcome_line`.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +42,8 @@ def available_instructions(study) -> pd.DataFrame:
     """Every instruction of ``instructions.paths`` (deduplicated, ``max_chars`` applied, not sampled)."""
     cfg = study.config.instructions
     if cfg.paths:
-        frames = [d.read_instructions(resolve_path(p, _base(study)), split=cfg.split) for p in cfg.paths]
+        paths = [resolve_path(p, _base(study)) for p in cfg.paths]  # ``split`` is for dataset folders only
+        frames = [d.read_instructions(p, split=cfg.split if p.is_dir() else None) for p in paths]
         df = pd.concat(frames, ignore_index=True)
         df, _ = d.dedupe(df, ["id"])
     else:
@@ -72,10 +83,330 @@ def evaluation_instructions(study) -> pd.DataFrame:
     return _filter(df, cfg.max_chars, cfg.sample, study.config.seed, ["instruction"])
 
 
+# ----------------------------------------------------------------------------- the study's policy and judges
+
+#: the options a judge or policy is run with, shown in the notebooks (from its config file or defaults)
+OPTION_NAMES = ("concurrency", "rpm", "tpm", "timeout", "temperature", "max_tokens", "top_p")
+
+
+def is_recorded(judge) -> bool:
+    """Whether a judge (or its name) replays recorded answers instead of asking a model."""
+    name = judge if isinstance(judge, str) else getattr(judge, "name", "")
+    return str(name).strip().startswith("recorded")
+
+
+def judge(name: str):
+    """A :class:`~sflib.judges.Judge` for a judge name of the study (config name, YAML path or spec).
+
+    Its options (concurrency, rpm, tpm, timeout, temperature, max_tokens) come from the judge's
+    config file (``sflib.judges.config``) or the provider's defaults — never from a notebook.
+    """
+    from ..ratings import resolve_judge
+
+    return resolve_judge(name)
+
+
+def options(j) -> dict:
+    """The options a judge or policy client runs with: ``name`` plus :data:`OPTION_NAMES` it has."""
+    params = dict(getattr(j, "params", None) or {})
+    out = {"name": j.name}
+    for key in OPTION_NAMES:
+        value = getattr(j, key, None) if key not in ("temperature", "max_tokens", "top_p") else params.get(key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def generate_responses(study, instructions: pd.DataFrame, *, k: int | None = None,
+                       max_new_tokens: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Sample ``k`` responses per instruction with the study's policy (``policy`` section).
+
+    Sampling settings (temperature, top_p, max_new_tokens, prompt_style) come from the study file;
+    a server policy's request limits (concurrency, rpm, tpm, timeout) from its policy config.
+    ``k`` / ``max_new_tokens`` override the study's (the notebooks' quick mode). Raises
+    ``RuntimeError`` when requests to a server failed (they are retried by the next run).
+    """
+    cfg = study.config.policy
+    k = int(k or cfg.k)
+    tokens = int(max_new_tokens or cfg.max_new_tokens)
+    if is_recorded(cfg.name):
+        raise ValueError(f"study {study.name}: policy {cfg.name!r} writes no responses; list 'responses' in "
+                         "seeded_from_data or name a policy such as local:smollm2 or openai:<model>")
+    try:
+        from ..policies import get_policy
+    except ImportError:  # before sflib.policies: the two built-in kinds
+        get_policy = None
+    if get_policy is not None:
+        policy = get_policy(cfg.name, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=tokens,
+                            template=cfg.prompt_style)
+        return policy.generate(instructions, k=k, seed=study.config.seed, progress=progress)
+    from .. import generate as g
+
+    provider, _, model = cfg.name.partition(":")
+    if provider == "openai":
+        from ..judges import get_judge
+
+        client = get_judge(cfg.name, temperature=cfg.temperature, max_tokens=tokens, top_p=cfg.top_p)
+        return g.generate_openai(instructions, client, k=k, prompt_style=cfg.prompt_style,
+                                 seed=study.config.seed, progress=progress)
+    return g.generate_local(instructions, model=model if provider == "local" else cfg.name, k=k,
+                            temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=tokens,
+                            seed=study.config.seed, prompt_style=cfg.prompt_style, progress=progress)
+
+
+#: notebook 01's quick mode: at most this many instructions, samples and new tokens
+QUICK = {"instructions": 2, "k": 3, "max_new_tokens": 32}
+#: the bundled policy of notebook 01's demonstration (the paper study's responses are seeded)
+DEMO_POLICY = "local:smollm2"
+
+
+def _sampled(responses: pd.DataFrame, instr: pd.DataFrame, k: int, failure: str | None, quick: bool) -> dict:
+    """Counts for the responses manifest: ``n``, ``valid`` (non-empty), ``invalid`` (empty), ``failed``."""
+    text = responses["response"].fillna("").astype(str) if len(responses) else pd.Series(dtype=str)
+    empty = int((text.str.strip() == "").sum())
+    cut = int((responses.get("finish_reason", pd.Series(dtype=object)) == "length").sum())
+    counts = {"n": int(len(responses)), "instructions": int(len(instr)), "k": int(k), "valid": int(len(responses)) - empty,
+              "invalid": empty, "failed": 0, "cut_at_max_new_tokens": cut, "quick": bool(quick), "reasons": {}}
+    if empty:
+        counts["reasons"]["empty response (kept)"] = empty
+    if failure:
+        counts["failed"] = int(len(instr)) * int(k)
+        counts["reasons"][failure] = counts["failed"]
+    return counts
+
+
+def _quiet_transformers() -> None:
+    """No "Loading weights" progress widget in the notebooks (the samples themselves have a bar)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
+def sample_responses(study, quick: bool = False, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Notebook 01 for a study whose responses are not seeded: ``(responses, instructions, counts)``.
+
+    The study's instructions, ``k`` samples each from its policy (quick: :data:`QUICK` limits).
+    A server policy whose requests failed gives an empty table and the reason in ``counts``
+    (the answers that did arrive are in the annotation store, so a re-run only asks the rest).
+    Empty responses are kept and counted (``invalid``), not warned about.
+    """
+    cfg = study.config.policy
+    instr = instructions(study)
+    k, tokens = cfg.k, cfg.max_new_tokens
+    if quick:
+        instr = instr.head(QUICK["instructions"])
+        k, tokens = min(k, QUICK["k"]), min(tokens, QUICK["max_new_tokens"])
+    failure = None
+    _quiet_transformers()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*responses are empty.*")
+        try:
+            responses = generate_responses(study, instr, k=k, max_new_tokens=tokens, progress=progress)
+        except RuntimeError as e:  # requests to a server that failed after retries
+            responses, failure = pd.DataFrame(columns=d.RESPONSE_COLUMNS), str(e).split(";")[0]
+    return responses, instr, _sampled(responses, instr, k, failure, quick)
+
+
+def demo_responses(study, n: int, k: int = 3, max_new_tokens: int = 48, max_chars: int = 400,
+                   progress: bool = False) -> pd.DataFrame:
+    """A demonstration of sampling with the bundled SmolLM2 (:data:`DEMO_POLICY`) on ``n`` of the
+    study's instructions (at most ``max_chars`` long). Nothing is saved to the study."""
+    from .. import generate as g
+
+    cfg = study.config.policy
+    pool = available_instructions(study)
+    pool = _filter(pool, max_chars, None, study.config.seed, ["instruction", "input"])
+    pool = _filter(pool, None, n, study.config.seed, ["instruction"])
+    _quiet_transformers()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*responses are empty.*")
+        return g.generate_local(pool, model=DEMO_POLICY.partition(":")[2], k=k, temperature=cfg.temperature,
+                                top_p=cfg.top_p, max_new_tokens=max_new_tokens, seed=study.config.seed,
+                                progress=progress)
+
+
+def responses_summary(responses: pd.DataFrame, width: int = 60) -> pd.DataFrame:
+    """Per instruction: samples, empty ones, how many stopped on their own / were cut, lengths in words."""
+    if responses.empty:
+        return pd.DataFrame(columns=["instruction", "samples", "empty", "stopped", "cut", "mean_words"])
+    words = responses["response"].fillna("").astype(str).str.split().str.len()
+    finish = responses["finish_reason"] if "finish_reason" in responses else pd.Series(None, index=responses.index)
+    out = responses.assign(words=words, empty=responses["response"].fillna("").str.strip() == "",
+                           stopped=finish == "stop", cut=finish == "length").groupby("instruction_id", sort=False).agg(
+        instruction=("instruction", "first"), samples=("response", "size"), empty=("empty", "sum"),
+        stopped=("stopped", "sum"), cut=("cut", "sum"), mean_words=("words", "mean"),
+        min_words=("words", "min"), max_words=("words", "max"))
+    if finish.isna().all():  # e.g. the paper's released responses: how they ended is not known
+        out = out.drop(columns=["stopped", "cut"])
+    out["instruction"] = out["instruction"].str.slice(0, width)
+    out["mean_words"] = out["mean_words"].round(1)
+    return out.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- asking the feedback judge
+
+@contextlib.contextmanager
+def _quiet_retry_warning():
+    """Drop the engine's "N requests failed ... the next run retries them" (wrong for recorded answers)."""
+    log = logging.getLogger("sflib.annotate")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "requests failed" not in record.getMessage()
+
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
+
+
+def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = None) -> pd.DataFrame:
+    """Rate (``kind="ratings"``: a responses table) or rank (``"rankings"``: a pairs table) with judge ``j``.
+
+    The study's templates and ``both_orders`` are used and answers are cached in the study's
+    annotation store. A recorded judge is replayed without the store (nothing to cache or pay):
+    an item it has no answer for is ``failed`` with the reason "not recorded", reported once in
+    the counts, never as a failure to retry. ``progress``: default only for judges that are asked.
+    """
+    from ..rankings import rank
+    from ..ratings import rate
+
+    recorded = is_recorded(j)
+    store = False if recorded else study.store_path
+    progress = (not recorded) if progress is None else progress
+    fb = study.config.feedback
+    with _quiet_retry_warning() if recorded else contextlib.nullcontext():
+        if kind == "ratings":
+            return rate(table, j, store=store, template=fb.rating_template, progress=progress)
+        if kind == "rankings":
+            return rank(table, j, store=store, template=fb.ranking_template, both_orders=fb.both_orders,
+                        progress=progress)
+    raise ValueError(f"kind must be 'ratings' or 'rankings', not {kind!r}")
+
+
+# ----------------------------------------------------------------------------- counts for the manifest
+
+_HEX = re.compile(r"\b[0-9a-f]{12,}\b")
+
+
+def reason(status: str, error: object) -> str:
+    """A short, groupable reason for a row without a valid answer."""
+    if status == "invalid":
+        text = str(error or "")
+        return "reply could not be parsed" if not text or "could not be parsed" in text else text[:100]
+    text = str(error or "no answer")
+    if "no recorded" in text:
+        return "not recorded (the paper's run has no answer for it)"
+    text = re.sub(r"^order \d\d: ", "", text.split("; order ")[0])
+    return _HEX.sub("…", text)[:100]
+
+
+def outcome(df: pd.DataFrame) -> dict:
+    """Counts for a stage's manifest: ``n``, ``valid``, ``invalid``, ``failed`` and ``reasons`` (reason -> rows).
+
+    A table without ``valid`` / ``status`` columns (seeded feedback) counts every row as valid; a
+    judge's output adds what it asked and paid (:func:`spending`).
+    """
+    n = len(df)
+    if n == 0:
+        return {"n": 0, "valid": 0, "invalid": 0, "failed": 0, "reasons": {}}
+    valid = df["valid"].astype(bool) if "valid" in df else pd.Series(True, index=df.index)
+    status = df["status"].astype(str) if "status" in df else pd.Series("ok", index=df.index)
+    status = status.where(~valid, "ok").where(valid | (status != "ok"), "invalid")
+    errors = df["error"] if "error" in df else pd.Series(None, index=df.index)
+    reasons = pd.Series([reason(s, e) for s, e in zip(status[~valid], errors[~valid])], dtype=object)
+    counts = {"n": int(n), "valid": int(valid.sum()), "invalid": int((status == "invalid").sum()),
+              "failed": int((status == "failed").sum()),
+              "reasons": {str(r): int(c) for r, c in reasons.value_counts().items()}}
+    return {**counts, **spending(df.attrs["stats"])} if df.attrs.get("stats") else counts
+
+
+def outcome_table(counts: dict) -> pd.DataFrame:
+    """The counts as a small table: one row per outcome (valid, then each reason), with its share."""
+    n = max(counts["n"], 1)
+    rows = [{"outcome": "valid", "reason": "", "items": counts["valid"]}]
+    for why, c in counts.get("reasons", {}).items():
+        rows.append({"outcome": "not recorded" if why.startswith("not recorded") else
+                     ("invalid" if why == "reply could not be parsed" else "failed"), "reason": why, "items": c})
+    out = pd.DataFrame(rows)
+    out["share"] = (out["items"] / n).map("{:.0%}".format)
+    return out
+
+
+def outcome_line(counts: dict, what: str) -> str:
+    """One line: ``"98 ratings: 97 valid, 0 invalid, 1 failed (not recorded ...: 1)"``."""
+    n = counts.get("n", 0)
+    line = (f"{n} {what}: {counts.get('valid', n)} valid, {counts.get('invalid', 0)} invalid, "
+            f"{counts.get('failed', 0)} failed")
+    if counts.get("reasons"):
+        line += " (" + "; ".join(f"{r}: {c}" for r, c in counts["reasons"].items()) + ")"
+    return line
+
+
+def spending(stats: dict) -> dict:
+    """What a judge run asked and paid (from ``df.attrs["stats"]``): requests, cached, asked, tokens, cost."""
+    cost = stats.get("cost_usd")
+    return {"requests": int(stats.get("requests", 0)), "cached": int(stats.get("cached", 0)),
+            "asked": int(stats.get("called", 0)), "prompt_tokens": int(stats.get("prompt_tokens", 0)),
+            "completion_tokens": int(stats.get("completion_tokens", 0)),
+            "cost_usd": None if cost is None or cost != cost else round(float(cost), 6)}
+
+
+def too_little(counts: dict, what: str, stage: str) -> str | None:
+    """One line when a feedback stage has no valid answer (later stages then say they cannot compute), else None."""
+    if counts.get("valid", 0) > 0:
+        return None
+    if counts.get("n", 0) == 0:
+        return f"{stage}: nothing to judge: the responses stage is empty; saved an empty {what} table"
+    return (f"{stage}: none of the {counts['n']} {what} is valid ({outcome_line(counts, what).split(': ', 1)[1]}); "
+            f"saved with this reason, later stages will report that they have too little to work with")
+
+
+NOT_RECORDED = "not recorded (the paper's run has no answer for it)"
+
+
+def check_judged(responses: pd.DataFrame, table: pd.DataFrame, kind: str) -> tuple[str, dict]:
+    """What a feedback table covers of notebook 01's responses: ``(one line, counts)``; raises if it judged
+    anything else.
+
+    ``kind="ratings"``: the rated responses must be 01's responses; ``"rankings"``: each pair must be
+    two of 01's responses to the same instruction. The counts are over 01's responses (ratings) or
+    all their pairs (rankings): ``valid`` = with a valid answer, the rest ``failed`` — for recorded
+    (seeded) feedback, :data:`NOT_RECORDED`.
+    """
+    ids = set(responses["response_id"]) if len(responses) else set()
+    valid = table["valid"].astype(bool) if "valid" in table and len(table) else pd.Series(True, index=table.index)
+    if kind == "ratings":
+        foreign = set(table["response_id"]) - ids if len(table) else set()
+        if foreign:
+            raise ValueError(f"the ratings judge {len(foreign)} response(s) that are not notebook 01's")
+        items, got, what, extra = ids, set(table.loc[valid, "response_id"]), "responses", 0
+    else:
+        from ..rankings import make_pairs
+
+        owner = dict(zip(responses["response_id"], responses["instruction_id"])) if len(responses) else {}
+        bad = [(a, b) for a, b, i in zip(table["response_id_1"], table["response_id_2"], table["instruction_id"])
+               if owner.get(a) != i or owner.get(b) != i] if len(table) else []
+        if bad:
+            raise ValueError(f"{len(bad)} ranked pair(s) are not two of notebook 01's responses to one instruction")
+        pairs = make_pairs(responses) if len(responses) else pd.DataFrame(columns=["response_id_1", "response_id_2"])
+        items = {frozenset(p) for p in zip(pairs["response_id_1"], pairs["response_id_2"])}
+        got = {frozenset(p) for p in zip(table.loc[valid, "response_id_1"], table.loc[valid, "response_id_2"])}
+        what, extra = "pairs of notebook 01's responses", len(got - items)
+    covered, missing = len(items & got), len(items - got)
+    counts = {"n": len(items), "valid": covered, "invalid": 0, "failed": missing,
+              "reasons": {NOT_RECORDED: missing} if missing else {}}
+    line = (f"{covered} of the {len(items)} {what} have a valid {'rating' if kind == 'ratings' else 'decision'}"
+            + (f"; {missing} {'has' if missing == 1 else 'have'} none" if missing else "")
+            + (f"; {extra} more pair a response with an identical copy of itself" if extra else ""))
+    return line, counts
+
+
 # ----------------------------------------------------------------------------- notebooks 04-07: what the valid inputs allow
 
 import os  # noqa: E402  (kept with the functions below, which were added at the end of this module)
-import warnings  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 
@@ -108,26 +439,6 @@ def attempt(fn, *args, **kwargs) -> Attempt:
             value, reason = None, _one_line(e)
     notes = list(dict.fromkeys(_one_line(w.message) for w in caught if issubclass(w.category, UserWarning)))
     return Attempt(value, reason, notes)
-
-
-def judged_counts(df: pd.DataFrame, column: str) -> dict:
-    """``n / valid / invalid / failed`` and the reasons for a judged table (``column``: ``score`` or ``decision``).
-
-    Uses the ``valid`` / ``status`` / ``error`` columns that ``rate`` / ``rank`` write; a table without
-    them (recorded feedback) counts a row as valid when ``column`` has a value.
-    """
-    n = len(df)
-    if n == 0:
-        return {"n": 0, "valid": 0, "invalid": 0, "failed": 0, "reasons": {}}
-    has = df[column].notna() if column in df else pd.Series(False, index=df.index)
-    valid = has & (df["valid"].fillna(False).astype(bool) if "valid" in df else True)
-    status = df["status"].fillna("").astype(str) if "status" in df else pd.Series("", index=df.index)
-    failed = ~valid & (status == "failed")
-    why = df["error"] if "error" in df else pd.Series(None, index=df.index)
-    why = why.where(why.notna() & (why.astype(str).str.strip() != ""), status.where(status != "", "no " + column))
-    reasons = why[~valid].map(lambda t: _one_line(t, 80)).value_counts().head(5)
-    return {"n": n, "valid": int(valid.sum()), "invalid": int((~valid & ~failed).sum()), "failed": int(failed.sum()),
-            "reasons": {str(k): int(v) for k, v in reasons.items()}}
 
 
 def stage_counts(study, stages) -> pd.DataFrame:
