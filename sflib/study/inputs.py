@@ -606,3 +606,13 @@ def at_chance(accuracy: float, n: int, chance: float = 0.5) -> bool:
 
     low, high = wilson(round(accuracy * n), n)
     return low <= chance <= high
+
+
+def attempt_quietly(fn, *args, **kwargs) -> Attempt:
+    """:func:`attempt` with what ``fn`` prints to stdout swallowed (the Trainer's raw log dicts; the losses
+    stay in the result's ``log_history``) and no Hugging Face progress widgets."""
+    import io
+
+    _quiet_transformers()
+    with contextlib.redirect_stdout(io.StringIO()):
+        return attempt(fn, *args, **kwargs)
