@@ -6,8 +6,8 @@ judged 06's outputs (checked from the stage files and the manifests' input hashe
 with a judge that answers mostly unparsable text completes 01 -> 07, and every affected executed
 notebook shows how many answers were invalid.
 
-Upstream stages 01-03 come from notebooks 01-03 when they take a ``study`` parameter, else from the
-same library calls those notebooks make (generate, rate, rank), saved with ``Study.save``.
+Every executed notebook is also checked like tests/test_notebooks.py checks the paper's run: one inline
+image per saved figure, and no warnings, tracebacks, machine paths or raw log dicts in its outputs.
 """
 import json
 import os
@@ -21,6 +21,8 @@ import yaml
 pytest.importorskip("papermill")
 
 import fake_openai  # noqa: E402  (tests/ is on sys.path under pytest)
+import fake_replies  # noqa: E402
+import nbcheck  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,38 +45,6 @@ def _study_file(tmp: Path, name: str, judge: str) -> Path:
     return path
 
 
-def _takes_study(notebook: str) -> bool:
-    nb = json.loads((ROOT / "notebooks" / f"{notebook}.ipynb").read_text(encoding="utf-8"))
-    params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    return bool(params) and re.search(r"^study\s*=", "".join(params[0]["source"]), re.M) is not None
-
-
-def _upstream(s) -> None:
-    """Stages responses / ratings / rankings: notebooks 01-03 if they are study-aware, else their library calls."""
-    from sflib import study as studies
-
-    if all(_takes_study(nb) for nb in ("01_generate", "02_ratings", "03_rankings")):
-        studies.run(s, only="01,02,03", quick=True, progress=False, log=lambda *_: None)
-        return
-    from sflib import generate
-    from sflib.rankings import make_pairs, rank
-    from sflib.ratings import rate
-    from sflib.study import inputs
-
-    p = s.config.policy
-    responses = generate.generate_local(inputs.instructions(s), model="smollm2", k=p.k, max_new_tokens=p.max_new_tokens,
-                                        temperature=p.temperature, top_p=p.top_p, seed=s.config.seed,
-                                        prompt_style=p.prompt_style, progress=False)
-    s.save("responses", tables={"responses": responses}, counts={"n": len(responses)}, policy=p.name)
-    judge = s.config.feedback.judge
-    ratings = rate(s.read("responses"), judge, store=s.store_path, progress=False)
-    s.save("ratings", tables={"ratings": ratings}, counts=inputs.judged_counts(ratings, "score"), inputs=["responses"],
-           judge=judge)
-    rankings = rank(make_pairs(s.read("responses")), judge, store=s.store_path, both_orders=True, progress=False)
-    s.save("rankings", tables={"rankings": rankings}, counts=inputs.judged_counts(rankings, "decision"),
-           inputs=["responses"], judge=judge)
-
-
 def _text(executed: Path) -> str:
     """Everything an executed notebook shows as text (streams, plain-text results, errors)."""
     nb = json.loads(executed.read_text(encoding="utf-8"))
@@ -85,6 +55,18 @@ def _text(executed: Path) -> str:
             parts.append("".join(out.get("data", {}).get("text/plain", "")))
             parts.append(str(out.get("evalue", "")))
     return "\n".join(parts)
+
+
+def _check_notebooks(s) -> dict:
+    """Every executed notebook of the study: inline figures and no noise; returns their texts by number."""
+    executed = sorted((s.folder / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert [p.name[:2] for p in executed] == ["01", "02", "03", "04", "05", "06", "07"]
+    for path in executed:
+        report = nbcheck.check(path)
+        assert report["inline_images"] >= len(report["saved_figures"]) and not report["unshown"], report
+        assert report["noise"] == [], report
+        assert KEY.encode() not in path.read_bytes(), f"the API key leaked into {path.name}"
+    return {p.name[:2]: _text(p) for p in executed}
 
 
 def _ids(df: pd.DataFrame) -> set:
@@ -114,8 +96,7 @@ def test_fresh_study_flows_forward(env):
 
     tmp, server = env
     s = studies.load(_study_file(tmp, "flow", "openai:gpt-4o-mini"))
-    _upstream(s)
-    studies.run(s, only="04,05,06,07", quick=True, progress=False, log=lambda *_: None)
+    studies.run(s, only="01,02,03,04,05,06,07", quick=True, progress=False, log=lambda *_: None)
     assert [s.state(st) for st in studies.STAGES] == ["done"] * 7
 
     def inputs_current(stage):  # each manifest names its inputs with the hash of their manifests as read
@@ -165,8 +146,7 @@ def test_fresh_study_flows_forward(env):
     assert set(counted["reference_output"]) <= set(s.read("best_of_n", "reference_outputs")["output"])
     asked = " ".join(server.prompts)
     assert all(text[:40] in asked for text in counted["policy_output"])
-    for path in (s.folder / "notebooks").glob("*.ipynb"):
-        assert KEY.encode() not in path.read_bytes(), f"the API key leaked into {path.name}"
+    _check_notebooks(s)
 
 
 @pytest.mark.slow
@@ -174,21 +154,21 @@ def test_noisy_judge_completes_with_invalid_counts(env, monkeypatch):
     from sflib import study as studies
 
     tmp, _ = env
-    clean = fake_openai.reply_for
+    clean = fake_replies.reply_for
 
     def mostly_garbled(prompt: str) -> str:  # 4 of 5 answers unparsable, deterministically by prompt
         return clean(prompt) if fake_openai._digest(prompt) % 5 == 0 else GARBLE
 
+    monkeypatch.setattr(fake_replies, "reply_for", mostly_garbled)   # what the server's replies call
     monkeypatch.setattr(fake_openai, "reply_for", mostly_garbled)
     s = studies.load(_study_file(tmp, "noisy", "openai:gpt-4.1-nano"))  # another judge: nothing from the clean cache
-    _upstream(s)
-    studies.run(s, only="04,05,06,07", quick=True, progress=False, log=lambda *_: None)
+    studies.run(s, only="01,02,03,04,05,06,07", quick=True, progress=False, log=lambda *_: None)
     assert [s.state(st) for st in studies.STAGES] == ["done"] * 7
 
     ratings_counts, rankings_counts = s.manifest("ratings")["counts"], s.manifest("rankings")["counts"]
     assert ratings_counts["invalid"] + ratings_counts["failed"] > ratings_counts["valid"]
     assert rankings_counts["invalid"] + rankings_counts["failed"] > rankings_counts["valid"]
-    executed = {p.name[:2]: _text(p) for p in (s.folder / "notebooks").glob("*.ipynb")}
+    executed = _check_notebooks(s)
     for nb in ("04", "05"):  # the upstream counts, with their invalid numbers, in the notebooks that read them
         for kind, c in (("ratings", ratings_counts), ("rankings", rankings_counts)):
             assert re.search(rf"^{kind}\s+done\s+openai:gpt-4\.1-nano\s+{c['n']}\s+{c['valid']}\s+{c['invalid']}\s",
@@ -197,5 +177,5 @@ def test_noisy_judge_completes_with_invalid_counts(env, monkeypatch):
     assert m04["invalid"] > 0 and (m04["reasons"] or m04.get("reason"))
     m07 = s.manifest("evaluation")["counts"]
     assert m07["invalid"] + m07["failed"] > 0
-    assert re.search(r"dropped .*(invalid|failed|unparsable)", executed["07"]), "07 does not say what it dropped"
+    assert re.search(r"judgment (invalid|failed)", executed["07"]), "07 does not say what it dropped"
     assert "Traceback" not in "".join(executed.values())
