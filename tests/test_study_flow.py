@@ -9,6 +9,7 @@ notebook shows how many answers were invalid.
 Every executed notebook is also checked like tests/test_notebooks.py checks the paper's run: one inline
 image per saved figure, and no warnings, tracebacks, machine paths or raw log dicts in its outputs.
 """
+import hashlib
 import json
 import os
 import re
@@ -167,7 +168,8 @@ def test_noisy_judge_completes_with_invalid_counts(env, monkeypatch):
     clean = fake_replies.reply_for
 
     def mostly_garbled(prompt: str) -> str:  # 4 of 5 answers unparsable, deterministically by prompt
-        return clean(prompt) if fake_openai._digest(prompt) % 5 == 0 else GARBLE
+        digest = int(hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:8], 16)
+        return clean(prompt) if digest % 5 == 0 else GARBLE
 
     monkeypatch.setattr(fake_replies, "reply_for", mostly_garbled)   # what the server's replies call
     monkeypatch.setattr(fake_openai, "reply_for", mostly_garbled)
