@@ -202,7 +202,10 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
     if stats["logprobs_missing"]:
         log.warning("%s: %d replies came without usable logprobs; their soft verdict is the text "
                     "verdict (soft_source='text')", judge.name, stats["logprobs_missing"])
-    if stats["failed"] and store is not None:
+    if stats["failed"] and not getattr(judge, "answers_on_retry", True):
+        log.info("%s: %d of %d items not recorded (this judge only replays answers)", judge.name,
+                 stats["failed"], len(requests))
+    elif stats["failed"] and store is not None:
         log.warning("%s: %d of %d requests failed; they are stored with status 'failed' and the "
                     "next run retries them (see store.failures())", judge.name, stats["failed"],
                     len(requests))

@@ -39,6 +39,7 @@ from typing import Sequence
 import pandas as pd
 
 from . import data as sfdata
+from . import io as sfio
 from .data import DataError
 from .bon.curves import (_pick, _rewards_dict, agreement, best_of_m_curve, best_of_m_selections,  # noqa: F401
                          default_ms, expected_best_of_m, length_by_m, subset_order, words)
@@ -92,11 +93,12 @@ PAPER_DATASETS = ("helpful_base", "koala", "oasst", "vicuna")
 def evaluation_instructions(path: os.PathLike | str | None = None,
                             datasets: Sequence[str] | None = PAPER_DATASETS) -> pd.DataFrame:
     """The unseen evaluation instructions (``id, instruction, input, source``) from an AlpacaEval
-    outputs file (default: the vendored ``davinci003.json``), keeping ``datasets`` (None: all)."""
-    from .paths import data_dir
+    outputs file (default: the vendored ``davinci003.json``, catalog role ``eval.reference_outputs``),
+    keeping ``datasets`` (None: all)."""
+    from . import catalog
 
-    path = Path(path) if path is not None else data_dir() / "original" / "inference_model_outputs" / "davinci003.json"
-    outputs = sfdata.read_model_outputs(path)
+    path = Path(path) if path is not None else catalog.path("eval.reference_outputs", original=True)
+    outputs = sfio.read_model_outputs(path)
     if datasets is not None:
         unknown = set(datasets) - set(outputs["dataset"])
         if unknown:
@@ -123,14 +125,13 @@ def reward_models(folder: os.PathLike | str | None = None, *, train_missing: boo
     ``stand_in_dir`` (default ``outputs/best_of_n/stand_in_reward_models``; reused when already
     there), never into ``folder``, and the table says so.
     """
+    from . import catalog
     from . import reward_model as R
-    from .paths import data_dir, outputs_dir
+    from .paths import outputs_dir
 
     folder = Path(folder) if folder is not None else outputs_dir() / "reward_models"
     stand_in_dir = Path(stand_in_dir) if stand_in_dir is not None else outputs_dir() / "best_of_n" / "stand_in_reward_models"
-    original = data_dir() / "original" / "alpaca_generation"
-    feedback = {"ratings": original / "feedback_ratings_sample_generation.csv",
-                "rankings": original / "feedback_rankings_sample_generation.csv"}
+    feedback = {kind: f"feedback.{kind}" for kind in RM_NAMES}  # catalog roles of the vendored sample feedback
     rms, rows = {}, []
     for kind, name in RM_NAMES.items():
         path = folder / kind
@@ -144,9 +145,10 @@ def reward_models(folder: os.PathLike | str | None = None, *, train_missing: boo
                 steps = rms[name].meta.get("config", {}).get("max_steps")
                 source = f"STAND-IN trained earlier ({steps} steps on the vendored sample; no RM in {folder / kind})"
             else:
-                result = R.train_reward_model(kind, R.read_feedback(feedback[kind], kind), path, backbone=backbone,
-                                              max_steps=max_steps, max_length=128, save_checkpoints=False,
-                                              progress=False, logging_steps=max(1, max_steps // 4))
+                sample = R.read_feedback(catalog.path(feedback[kind], original=True), kind)
+                result = R.train_reward_model(kind, sample, path, backbone=backbone, max_steps=max_steps, max_length=128,
+                                              save_checkpoints=False, progress=False,
+                                              logging_steps=max(1, max_steps // 4))
                 rms[name] = result.rm
                 source = f"STAND-IN: {max_steps} steps on the vendored sample (no RM in {folder / kind})"
         else:
@@ -214,8 +216,8 @@ def add_cli(subparsers) -> None:
                     "in AlpacaEval's model_outputs layout, and write the best-of-m curve (m = 1, 2, 4, ..., n) "
                     "computed from the same samples.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--responses", required=True,
-                   help="sampled responses: a canonical table (.jsonl/.parquet) or the generation JSON layout")
+    sfio.add_input_options(p, flag="--responses",
+                           help="sampled responses: a canonical table (.jsonl/.parquet) or the generation JSON layout")
     p.add_argument("--rm", action="append", required=True, metavar="NAME=FOLDER",
                    help="a reward model folder, optionally named (repeatable), e.g. ratings_rm=outputs/reward_models/ratings")
     p.add_argument("--n", type=int, help="samples per instruction to select from (default: all)")
@@ -228,20 +230,19 @@ def add_cli(subparsers) -> None:
     p.set_defaults(func=_cli)
 
 
-def read_samples(path: os.PathLike | str) -> pd.DataFrame:
-    """Responses from a canonical table or from the original generation JSON layout."""
-    path = Path(path)
-    if path.suffix.lower() == ".json":
-        return sfdata.read_generations(path)
-    return sfdata.read_table(path, required=["instruction", "response"])
+def read_samples(path: os.PathLike | str, *, split: str | None = None) -> pd.DataFrame:
+    """Sampled responses, one row per response (:func:`sflib.io.read_responses`): a canonical table,
+    the generation JSON layout (``responses: [...]`` per instruction), AlpacaEval outputs, a CSV."""
+    return sfio.read_responses(path, split=split)
 
 
 def _cli(args) -> int:
     from .paths import outputs_dir
 
-    samples = read_samples(args.responses)
+    samples = sfio.read_input(args, "responses", flag="--responses")
     out_dir = Path(args.out_dir) if args.out_dir else outputs_dir() / "best_of_n"
-    policy = str(samples["generator"].iloc[0]) if "generator" in samples and len(samples) else "policy"
+    named = [g for g in samples.get("generator", pd.Series(dtype=object)).astype(str) if g.strip()]
+    policy = named[0] if named else "policy"  # the reader gives a file without generators an empty one
     for spec in args.rm:
         name, sep, folder = spec.partition("=")
         if not sep:
@@ -252,9 +253,9 @@ def _cli(args) -> int:
         n = int(best["n_samples"].max())
         generator = args.generator or f"{policy}_best_of_{n}_{name}"
         path = write_model_outputs(best, out_dir / f"{name}_outputs.json", generator)
-        sfdata.write_table(scored, out_dir / f"{name}_scored.jsonl")
+        sfio.write_table(scored, out_dir / f"{name}_scored.jsonl")
         curve = best_of_m_curve(check_samples(scored, args.n, allow_fewer=args.allow_fewer), seed=args.seed)
-        sfdata.write_table(curve, out_dir / f"{name}_best_of_m.jsonl")
+        sfio.write_table(curve, out_dir / f"{name}_best_of_m.jsonl")
         print(f"{name}: best of {n} for {len(best)} instructions -> {path}")
         print(curve.to_string(index=False))
     return 0

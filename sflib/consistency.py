@@ -13,7 +13,8 @@ The definition is that of the original consistency script, made explicit:
   score (the vendored sample has two such responses, rated 6 then 5 and 5 then 4), and a pair ranked
   twice in the same order keeps its first decision. ``(r1, r2)`` and ``(r2, r1)`` are different rows;
 - a pair is **skipped** when either response has no (valid) rating; skipped pairs are counted
-  (``n_skipped_missing_rating``) and a warning names one of them; ratings with no valid score
+  (``n_skipped_missing_rating``; ``n_skipped_invalid_rating`` of them because the response's
+  rating is stored invalid) and a warning names one of them; ratings with no valid score
   (an unparsable judge reply stored as NaN) count as missing and are set aside *before* the first
   occurrence is picked (a failed first attempt does not hide a later valid rating);
 - a rankings row with no decision (NaN / None: the judge failed) is skipped and counted too;
@@ -103,9 +104,12 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("consistency", help="how often ratings and rankings feedback agree",
                               description="Compare ratings-implied preferences with rankings decisions "
                                           "(original headerless CSVs or canonical .jsonl/.parquet tables).")
-    p.add_argument("--ratings", required=True, help="ratings: headerless CSV instruction,input,output,score or .jsonl/.parquet")
+    p.add_argument("--ratings", required=True, help="ratings: the headerless CSV instruction,input,output,score or "
+                                                    "any table the ratings stage writes (JSON, JSON Lines, CSV, "
+                                                    "Parquet; the format is read from the content)")
     p.add_argument("--rankings", required=True,
-                   help="rankings: headerless CSV instruction,input,output1,output2,feedback or .jsonl/.parquet")
+                   help="rankings: the headerless CSV instruction,input,output1,output2,feedback or any table the "
+                        "rankings stage writes (JSON, JSON Lines, CSV, Parquet)")
     p.add_argument("--json", default=None, help="also write the report as JSON here")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (0 = none)")
     p.add_argument("--seed", type=int, default=0)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import data
+from . import catalog, data
+from . import io as sfio
 from .data import DECISIONS, DataError
 
 RATINGS_INDEX = pd.Index([f"ratings says {d}" for d in DECISIONS], name="ratings")
@@ -32,29 +32,23 @@ class ConsistencyWarning(UserWarning):
 # ----------------------------------------------------------------------------- loading
 
 def load_ratings(path: os.PathLike | str) -> pd.DataFrame:
-    """Ratings from the original headerless CSV (``instruction,input,output,score``) or a canonical
-    ``.jsonl`` / ``.parquet`` table (as written by the ratings stage)."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        return data.read_ratings_csv(path)
-    df = data.read_table(path, required=["score"])
-    return _with_ids(df, path, "ratings")
+    """Ratings in any layout :func:`sflib.io.read_ratings` reads (the original headerless CSV
+    ``instruction,input,output,score``, the ratings stage's tables); a row stored as invalid keeps
+    a NaN score."""
+    return sfio.read_ratings(path)
 
 
 def load_rankings(path: os.PathLike | str) -> pd.DataFrame:
-    """Rankings from the original headerless CSV (``instruction,input,output1,output2,feedback``) or a
-    canonical ``.jsonl`` / ``.parquet`` table (as written by the rankings stage)."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        return data.read_rankings_csv(path)
-    df = data.read_table(path, required=["decision"])
-    return _with_ids(df, path, "rankings")
+    """Rankings in any layout :func:`sflib.io.read_rankings` reads (the original headerless CSV
+    ``instruction,input,output1,output2,feedback``, the rankings stage's tables); a row stored as
+    invalid has no decision."""
+    return sfio.read_rankings(path)
 
 
+#: which -> (ratings role(s), rankings role) in :mod:`sflib.catalog`
 VENDORED = {
-    "sample": ("sample_ratings.jsonl", "sample_rankings.jsonl"),
-    "evaluation": (("eval_ratings_reference.jsonl", "eval_ratings_ratings_rm.jsonl"),
-                   "eval_rankings_reference_vs_ratings_rm.jsonl"),
+    "sample": ("feedback.ratings", "feedback.rankings"),
+    "evaluation": (("eval.ratings.reference", "eval.ratings.ratings_rm"), "eval.rankings.reference_vs_ratings_rm"),
 }
 
 
@@ -67,17 +61,14 @@ def load_vendored(which: str = "sample") -> tuple[pd.DataFrame, pd.DataFrame]:
       outputs on AlpacaEval instructions, and rankings of reference (a) vs policy (b) — partial
       recordings; ``source`` is the AlpacaEval dataset of each instruction.
     """
-    from .paths import data_dir
-
     if which not in VENDORED:
         raise ValueError(f"unknown vendored feedback {which!r}; choose one of: {', '.join(VENDORED)}")
-    folder = data_dir() / "canonical"
     rat, rank = VENDORED[which]
     rat = (rat,) if isinstance(rat, str) else rat
-    ratings = pd.concat([load_ratings(folder / f) for f in rat], ignore_index=True)
-    rankings = load_rankings(folder / rank)
+    ratings = pd.concat([load_ratings(catalog.path(role)) for role in rat], ignore_index=True)
+    rankings = load_rankings(catalog.path(rank))
     if which == "evaluation":
-        ref = data.read_table(folder / "eval_reference_outputs.jsonl", required=["instruction", "dataset"])
+        ref = sfio.read_model_outputs(catalog.path("eval.reference_outputs"))
         dataset = ref.drop_duplicates("instruction").set_index("instruction")["dataset"]
         rankings["source"] = rankings["instruction"].map(dataset).fillna("").to_numpy()
     return ratings, rankings
@@ -210,23 +201,40 @@ def _compare(ratings: pd.DataFrame, rankings: pd.DataFrame, *, ratings_name: str
     s1, s2 = lookup(key_1[rows]), lookup(key_2[rows])
     rated = ~(np.isnan(s1) | np.isnan(s2))
     decided = code[rows] >= 0
+    # a response whose only ratings are stored invalid (unparsable reply, failed request) has a rating
+    # row but no score: told apart from a response that was never rated
+    invalid_keys = np.unique(key_r[~valid])
+    has_invalid = ((np.isnan(s1) & np.isin(key_1[rows], invalid_keys))
+                   | (np.isnan(s2) & np.isin(key_2[rows], invalid_keys)))
     stats["n_skipped_missing_rating"] = int((~rated).sum())
+    stats["n_skipped_invalid_rating"] = int((~rated & has_invalid).sum())
     stats["n_skipped_no_decision"] = int((rated & ~decided).sum())
     use = rated & decided
     stats["n_compared"] = int(use.sum())
+    n_unrated = stats["n_skipped_missing_rating"] - stats["n_skipped_invalid_rating"]
+    invalid_note = ""
+    if stats["n_skipped_invalid_rating"]:
+        invalid_note = (f"{stats['n_skipped_invalid_rating']} reference a response whose rating in {ratings_name} "
+                        f"is invalid ({_invalid_reasons(ratings, ~valid)})")
     if stats["n_compared"] == 0:
+        parts = ([f"{n_unrated} reference a response that has no rating in {ratings_name}"] if n_unrated else []) + \
+            ([invalid_note] if invalid_note else []) + \
+            ([f"{stats['n_skipped_no_decision']} have no decision"] if stats["n_skipped_no_decision"] else [])
+        hint = (" The rankings must be of the same responses (same instruction, input and text) as the ratings."
+                if n_unrated else "")
         raise DataError(rankings_name, f"none of the {len(rows)} ranked pairs can be compared: "
-                                       f"{stats['n_skipped_missing_rating']} reference a response that has no rating in "
-                                       f"{ratings_name}, {stats['n_skipped_no_decision']} have no decision. The rankings "
-                                       "must be of the same responses (same instruction, input and text) as the ratings.")
-    if warn and stats["n_skipped_missing_rating"]:
-        i = int(np.flatnonzero(~rated)[0])
+                                       f"{', '.join(parts)}.{hint}")
+    if warn and n_unrated:
+        i = int(np.flatnonzero(~rated & ~has_invalid)[0])
         which = "response1" if np.isnan(s1[i]) else "response2"
         col = which if which in rankings.columns else ("response_id_1" if which == "response1" else "response_id_2")
         text = str(rankings[col].iloc[rows[i]])
-        warnings.warn(f"{stats['n_skipped_missing_rating']} of {len(rows)} ranked pairs skipped: a response has no "
+        warnings.warn(f"{n_unrated} of {len(rows)} ranked pairs skipped: a response has no "
                       f"rating in {ratings_name} (first: {rankings_name} row {rows[i] + 1}, {which} {text[:60]!r})",
                       ConsistencyWarning, stacklevel=3)
+    if warn and invalid_note:
+        warnings.warn(f"{stats['n_skipped_invalid_rating']} of {len(rows)} ranked pairs skipped: "
+                      + invalid_note.split(" ", 1)[1], ConsistencyWarning, stacklevel=3)
     if warn and stats["n_skipped_no_decision"]:
         warnings.warn(f"{stats['n_skipped_no_decision']} ranked pairs skipped: no decision in {rankings_name}",
                       ConsistencyWarning, stacklevel=3)
@@ -247,6 +255,17 @@ def _compare(ratings: pd.DataFrame, rankings: pd.DataFrame, *, ratings_name: str
     if source is not None:
         out["source"] = source
     return out, stats
+
+
+def _invalid_reasons(ratings: pd.DataFrame, invalid: np.ndarray) -> str:
+    """Counts of why the ratings in ``invalid`` have no valid score: ``"unparsable reply: 18, failed request: 2"``."""
+    if "status" in ratings.columns:
+        status = ratings["status"].astype(str).to_numpy()[invalid]
+        reasons = np.where(status == "failed", "failed request", "unparsable reply")
+    else:
+        reasons = np.full(int(invalid.sum()), "no valid score")
+    counts = pd.Series(reasons).value_counts()
+    return ", ".join(f"{r}: {n}" for r, n in counts.items())
 
 
 def _example_instruction(df: pd.DataFrame) -> str:

@@ -103,6 +103,7 @@ class ConsistencyReport:
             row("pairs compared", None, self.n_compared),
             row("pairs compared excluding ties", None, self.n_excluding_ties),
             row("pairs skipped: a response has no rating", None, self.n_skipped_missing_rating),
+            row("  of which the rating is invalid", None, self.counts.get("n_skipped_invalid_rating", 0)),
             row("pairs skipped: no decision", None, self.n_skipped_no_decision),
             row("duplicate rating rows (first kept)", None, self.counts.get("n_duplicate_ratings", 0)),
             row("  of which with a different score", None, self.counts.get("n_conflicting_duplicate_ratings", 0)),

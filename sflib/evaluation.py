@@ -44,13 +44,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from . import catalog
 from . import data as sfdata
 from .consistency_compare import load_rankings, load_ratings
 from .lc_winrate import LCResult, with_instruction_difficulty  # noqa: F401
 from .original_rules import (OriginalWinRate, _original, original_vs_ours,  # noqa: F401
                              original_winrate_from_rankings, original_winrate_from_ratings)
 from .output_alignment import Alignment, _add, _as_outputs, _keys, _norm_text, align_outputs, instruction_key  # noqa: F401
-from .paths import data_dir
 from .judges import get_judge
 from .judges.config import add_judge_options, judge_overrides
 from .soft_verdicts import VERDICTS
@@ -65,17 +65,21 @@ from .winrate_analysis import (LENGTH_BUCKETS, Comparison, _bucket_labels, _word
 PAPER_DATASETS = ("helpful_base", "koala", "oasst", "vicuna")
 
 
+#: :func:`vendored_paths` key -> :mod:`sflib.catalog` role
+VENDORED_ROLES = {
+    "reference": "eval.reference_outputs",
+    "ratings_rm": "eval.ratings_rm_outputs",
+    "rankings_rm": "eval.rankings_rm_outputs",
+    "reference_ratings": "eval.ratings.reference",
+    "ratings_rm_ratings": "eval.ratings.ratings_rm",
+    "ratings_rm_rankings": "eval.rankings.reference_vs_ratings_rm",
+}
+
+
 def vendored_paths() -> dict[str, Path]:
-    """The paper's evaluation files vendored under ``data/original/inference_model_outputs``."""
-    d = data_dir() / "original" / "inference_model_outputs"
-    return {
-        "reference": d / "davinci003.json",
-        "ratings_rm": d / "ratings_alpaca.json",
-        "rankings_rm": d / "rankings_alpaca.json",
-        "reference_ratings": d / "feedback_ratings_davinci_for_llm_eval.csv",
-        "ratings_rm_ratings": d / "feedback_ratings_ratings_for_llm_eval.csv",
-        "ratings_rm_rankings": d / "feedback_rankings_davincivsratings_for_llm_eval.csv",
-    }
+    """The paper's evaluation files as released under ``data/original/inference_model_outputs``
+    (from :mod:`sflib.catalog`)."""
+    return {key: catalog.path(role, original=True) for key, role in VENDORED_ROLES.items()}
 
 
 # ----------------------------------------------------------------------------- recorded judgments (offline)
@@ -292,6 +296,8 @@ def add_cli(subparsers) -> None:
                    help="hard: parsed score / decision; soft: the judge's expected_score / p_a where stored "
                         "(falls back to hard, with a note, where missing)")
     p.add_argument("--json", metavar="OUT", help="write all results as JSON here (each result with lc_winrate)")
+    p.add_argument("--mode", choices=["online", "batch"], default="online",
+                   help="batch: the provider's Batch API (half price, resumable after a kill)")
     add_judge_options(p)
     p.set_defaults(func=_cli)
 
@@ -313,7 +319,8 @@ def _cli(args) -> int:
         evaluations = {}
         for path in args.policy:
             ev = evaluate(path, args.reference, judge, protocols, store=store, datasets=args.datasets,
-                          limit=args.limit, n_boot=args.n_boot, seed=args.seed, verdicts=args.verdicts)
+                          limit=args.limit, n_boot=args.n_boot, seed=args.seed, verdicts=args.verdicts,
+                          mode=args.mode)
             evaluations[ev.policy] = ev
         for name, ev in with_difficulty(evaluations).items():
             per_policy[name] = ev.results

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import catalog
-from . import data as d
+from . import io as sfio
 
 
 _EVAL_OUTPUTS = {"eval_reference_outputs": "text-davinci-003 (reference)",
@@ -21,7 +21,7 @@ canonical_path = catalog.canonical_path
 
 def load_canonical(name: str) -> pd.DataFrame:
     """The canonical table ``name`` (``data/canonical/<name>.jsonl``) as it is stored."""
-    return d.read_table(catalog.canonical_path(name))
+    return sfio.read_table(catalog.canonical_path(name))
 
 
 def word_count(texts) -> pd.Series:
@@ -32,7 +32,7 @@ def summary_table() -> pd.DataFrame:
     """One row per vendored canonical table: rows, distinct instructions, distinct sources."""
     rows = []
     for path in sorted(catalog.canonical_dir().glob("*.jsonl")):
-        df = d.read_table(path)
+        df = sfio.read_table(path)
         n_ins = df["instruction_id"].nunique() if "instruction_id" in df else (
             df["id"].nunique() if "id" in df else df["instruction"].nunique())
         src = next((c for c in ("dataset", "source") if c in df and (df[c].astype(str) != "").any()), None)

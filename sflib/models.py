@@ -49,8 +49,16 @@ def smollm2_path() -> Path:
     gguf = smollm2_gguf()
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the one-off GGUF conversion is quiet (no widgets in notebooks)
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     # The GGUF weights are de-quantised to float on load; drop the GGUF "quantizer" marker so the
     # float weights can be saved as ordinary safetensors.
     model.hf_quantizer = None

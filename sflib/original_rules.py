@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from . import data as sfdata
+from . import io as sfio
 from .stats import ci_sem
 from .winrate import DECISION_WIN, WinRate, _count
 
@@ -46,8 +46,9 @@ def original_winrate_from_ratings(reference_feedback: os.PathLike | str,
     win = 1 if the policy's score > the reference's, 0.5 if equal; mean ×100 and 1.96·SEM ×100.
     Instructions rated in only one file are left out without notice — ``rows`` says how many.
     """
-    ref = sfdata.read_ratings_csv(reference_feedback)
-    pol = sfdata.read_ratings_csv(policy_feedback)
+    ref = sfio.read_ratings(reference_feedback)
+    pol = sfio.read_ratings(policy_feedback)
+    ref, pol = ref[ref["score"].notna()], pol[pol["score"].notna()]  # rows stored without a valid score
     ref1 = ref.drop_duplicates("instruction", keep="first")
     pol1 = pol.drop_duplicates("instruction", keep="first")
     merged = ref1[["instruction", "score"]].merge(pol1[["instruction", "score"]], on="instruction",
@@ -65,9 +66,12 @@ def original_winrate_from_rankings(feedback: os.PathLike | str) -> OriginalWinRa
     ((b) = 1, equal = 0.5, (a) = 0; the reference is output1 = (a)); mean ×100 and 1.96·SEM ×100.
     The script does not de-duplicate: ``rows['duplicate_instructions']`` says whether that matters.
     """
-    df = sfdata.read_rankings_csv(feedback)
-    win = np.array([DECISION_WIN[d] for d in df["decision"]], dtype=float)
+    df = sfio.read_rankings(feedback)
+    decided = df["decision"].isin(list(DECISION_WIN))
+    win = np.array([DECISION_WIN[d] for d in df["decision"][decided]], dtype=float)
     rows = {"rows": len(df), "duplicate_instructions": int(df["instruction"].duplicated().sum())}
+    if not decided.all():  # rows stored without a decision (an invalid judge reply) cannot count
+        rows["no_decision"] = int((~decided).sum())
     return _original("ranking", win, rows)
 
 

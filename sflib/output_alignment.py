@@ -16,6 +16,7 @@ from typing import Sequence
 import pandas as pd
 
 from . import data as sfdata
+from . import io as sfio
 
 
 def _norm_text(text: object) -> str:
@@ -71,7 +72,8 @@ class Alignment:
 
 def _as_outputs(outputs: pd.DataFrame | os.PathLike | str) -> tuple[pd.DataFrame, str]:
     if isinstance(outputs, (str, os.PathLike)):
-        df = sfdata.read_model_outputs(outputs)
+        df = sfio.read_model_outputs(outputs)
+        df = df[sfdata.MODEL_OUTPUT_COLUMNS + (["input"] if "input" in df else [])]
         name = Path(outputs).stem
     else:
         df = outputs.copy()

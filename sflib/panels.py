@@ -44,37 +44,16 @@ class Panel:
 
 
 def cohen_kappa(a: Iterable, b: Iterable, weights: str | None = None) -> float:
-    """Cohen's kappa of two raters' labels (``weights``: None, ``linear`` or ``quadratic`` for
-    ordinal labels, which must then be numbers). NaN for no items; 1.0 when both raters are
-    constant and agree everywhere."""
+    """Cohen's kappa of two judges' labels (:func:`sflib.agreement.cohen_kappa`, scikit-learn's);
+    1.0 when both judges gave one identical label everywhere (sklearn leaves that undefined)."""
+    from .agreement import cohen_kappa as _kappa
+
+    if weights not in (None, "linear", "quadratic"):
+        raise ValueError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
     a, b = list(a), list(b)
-    if len(a) != len(b):
-        raise ValueError(f"cohen_kappa: {len(a)} and {len(b)} labels")
-    if not a:
-        return float("nan")
-    labels = sorted(set(a) | set(b), key=lambda x: (str(type(x)), x))
-    index = {v: i for i, v in enumerate(labels)}
-    k = len(labels)
-    observed = np.zeros((k, k))
-    for x, y in zip(a, b):
-        observed[index[x], index[y]] += 1
-    observed /= observed.sum()
-    expected = np.outer(observed.sum(1), observed.sum(0))
-    if weights is None:
-        w = 1.0 - np.eye(k)
-    else:
-        values = np.asarray(labels, dtype=float)
-        diff = np.abs(values[:, None] - values[None, :])
-        if weights == "linear":
-            w = diff
-        elif weights == "quadratic":
-            w = diff ** 2
-        else:
-            raise ValueError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
-    denominator = (w * expected).sum()
-    if denominator == 0:
-        return 1.0 if (w * observed).sum() == 0 else float("nan")
-    return float(1.0 - (w * observed).sum() / denominator)
+    if a and a == b and len(set(map(str, a))) == 1:
+        return 1.0
+    return _kappa(a, b, weights=weights)
 
 
 def _pool(values: list, how: str) -> Any:

@@ -16,31 +16,32 @@ output) in each order. The decision is
 and NaN with ``valid=False`` when either order is invalid or failed (the row is kept, never
 dropped). :func:`position_bias` summarises how often each order picks the first-shown output.
 
-CLI: ``python -m sflib rank --judge J --input FILE --output FILE [--store PATH] [--one-order] [--limit N]
+CLI: ``python -m sflib rank --judge J --input FILE [--split NAME] --output FILE [--store PATH] [--one-order] [--limit N]
 [--allow-partial] [--concurrency --rpm --tpm --timeout --temperature --max-tokens]``; ``--input`` takes
 a table of pairs or every layout ``rate`` reads (all pairs of each instruction's responses are
-ranked); judge names and the exit status (3 when rows are failed/invalid) as for ``rate``.
+ranked), read by :func:`sflib.io.read_pairs`; judge names and the exit status (3 when rows are failed/invalid) as for ``rate``.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import data as d
+from . import io
 from .judges import Judge, Request
 from .parsing import parse_choice
 from .judges.config import judge_overrides
 from .ratings import (_common_args, _front, _with_ids, annotate_with_store, default_template, finish_cli,
-                      limit_instructions, read_responses, render_messages, resolve_judge, task_block,
+                      limit_instructions, render_messages, resolve_judge, soft_values, task_block,
                       template_version)
+from .logprobs import combine_orders
 
 #: columns :func:`rank` adds after :data:`sflib.data.RANKING_COLUMNS`
 RANKING_RECORD_COLUMNS = ["verdict_12", "verdict_21", "raw_12", "raw_21", "valid", "status", "error",
-                          "judge", "template_version", "prompt_tokens", "completion_tokens", "cached"]
+                          "judge", "template_version", "prompt_tokens", "completion_tokens", "cached", "p_a"]
 
 
 def ranking_request(instruction: str, input: object, response1: str, response2: str, order: str = "12",
@@ -78,7 +79,8 @@ def _worst(*statuses: str) -> str:
 
 
 def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str | None = None,
-         both_orders: bool = True, retry_invalid: bool = False, progress: bool = True) -> pd.DataFrame:
+         both_orders: bool = True, retry_invalid: bool = False, progress: bool = True,
+         mode: str = "online") -> pd.DataFrame:
     """Ask ``judge`` which response of each pair is better (in both orders) and return one row per pair.
 
     ``pairs`` has ``instruction, input, response1, response2`` (ids are added when absent; see
@@ -101,7 +103,8 @@ def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template
                 for order in orders
                 for i, x, r1, r2 in zip(df["instruction"], df["input"], df["response1"], df["response2"])]
     res = annotate_with_store(judge, requests, store, template=template, parse=parse_choice,
-                              retry_invalid=retry_invalid, desc=f"rank ({judge.name})", progress=progress)
+                              retry_invalid=retry_invalid, desc=f"rank ({judge.name})", progress=progress,
+                              mode=mode)
     n = len(df)
     parts = {order: res.iloc[k * n:(k + 1) * n].reset_index(drop=True) for k, order in enumerate(orders)}
     out = df.copy()
@@ -114,6 +117,8 @@ def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template
         out[f"verdict_{order}"] = part["value"].where(part["valid"]).values
         out[f"raw_{order}"] = part["raw"].values
     out["decision"] = [combine_verdicts(a, b, both_orders) for a, b in zip(out["verdict_12"], out["verdict_21"])]
+    # P(response 1 better), position-corrected across the two orders, where the judge returned logprobs
+    out["p_a"] = combine_orders(soft_values(parts["12"]), soft_values(parts["21"]) if "21" in parts else None)
     out["valid"] = out["decision"].notna()
     out["status"] = [_worst(*s) for s in zip(*(parts[o]["status"] for o in orders))]
     out["error"] = [
@@ -189,35 +194,25 @@ def pairs_from_responses(responses: pd.DataFrame, path=None) -> pd.DataFrame:
     return pairs
 
 
-def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
-    """Pairs to rank: a table of pairs (``response1, response2``: .csv/.jsonl/.parquet), or responses in
-    any layout :func:`sflib.ratings.read_responses` reads (generation JSON, Alpaca ``instruction, input,
-    output`` JSON/parquet, responses CSV/table), turned into all pairs per instruction."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        header = d._read_text(path).lstrip("\ufeff").partition("\n")[0]
-        if "response1" in header and "response2" in header:
-            return d.read_pairs_csv(path)
-    elif suffix in (".jsonl", ".parquet"):
-        df = d.read_table(path)
-        if "response1" in df.columns and "response2" in df.columns:
-            return df
-        if "response" not in df.columns and "output" not in df.columns:
-            raise d.DataError(path, "expected a table of pairs (response1, response2) or of responses (response "
-                                    f"or output); it has: {', '.join(map(str, df.columns))}")
-    return pairs_from_responses(read_responses(path), path)
+def read_pairs(path: str | os.PathLike, *, split: str | None = None) -> pd.DataFrame:
+    """Pairs to rank: :func:`sflib.io.read_pairs` (a table of pairs, or responses in any layout
+    :func:`sflib.ratings.read_responses` reads, turned into all pairs per instruction), refusing an
+    input that yields no pair with :data:`NO_PAIRS`."""
+    pairs = io.read_pairs(path, split=split, allow_empty=True)
+    if pairs.empty:
+        # no pair: say why (an empty file, or one response per instruction)
+        responses = io.read_responses(path, split=split)
+        raise d.DataError(path, NO_PAIRS if len(responses) else "no responses to pair")
+    return pairs
 
 
 def _cli_rank(args) -> int:
-    pairs = read_pairs(args.input)
-    if pairs.empty:
-        raise d.DataError(args.input, "no pairs to rank")
+    pairs = read_pairs(args.input, split=args.split)
     pairs = limit_instructions(pairs, args.limit)
     judge = resolve_judge(args.judge, **judge_overrides(args))
     store = False if args.no_store else args.store
     out = rank(pairs, judge, store=store, both_orders=not args.one_order, retry_invalid=args.retry_invalid,
-               template=args.template, progress=not args.quiet)
+               template=args.template, progress=not args.quiet, mode=args.mode)
     counts = out["decision"].value_counts().to_dict()
     code = finish_cli(out, args, d.write_rankings_csv)
     print("decisions: " + ", ".join(f"{k}={counts.get(k, 0)}" for k in d.DECISIONS))
@@ -234,9 +229,8 @@ def _cli_rank(args) -> int:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("rank", help="rank pairs of responses with a judge, in both orders")
-    p.add_argument("--input", required=True, help="a table of pairs (.csv with header instruction,input,response1,"
-                                                  "response2, or .jsonl/.parquet), or responses in any layout rate "
-                                                  "reads (all pairs per instruction)")
+    io.add_input_options(p, help="a table of pairs (instruction, input, response1, response2), or responses "
+                                 "in any layout rate reads (all pairs per instruction)")
     p.add_argument("--template", help="prompt template (default ranking_<v>, <v> from the judge config: ranking_v1)")
     p.add_argument("--one-order", action="store_true", help="ask only with response1 first (no position-bias check)")
     _common_args(p)

@@ -8,9 +8,10 @@ score first on its own line, then optional reasoning), asks the judge through
 the judge said. An unparsable reply is kept (``raw``) with ``valid=False`` and ``score`` NaN; a
 failed request (API error, nothing recorded) is kept with ``status='failed'`` and its ``error``.
 
-CLI: ``python -m sflib rate --judge J --input FILE --output FILE [--store PATH] [--retry-invalid]
+CLI: ``python -m sflib rate --judge J --input FILE [--split NAME] --output FILE [--store PATH] [--retry-invalid]
 [--limit N] [--allow-partial] [--concurrency --rpm --tpm --timeout --temperature --max-tokens]``.
-``J`` is a judge config name (``gpt-4o-mini``, ``smollm2-llamacpp``, ``./judges/NAME.yaml``), a YAML
+``FILE`` is any layout :func:`sflib.io.read_responses` reads (a saved ``datasets`` folder with
+``--split``). ``J`` is a judge config name (``gpt-4o-mini``, ``smollm2-llamacpp``, ``./judges/NAME.yaml``), a YAML
 path or a spec (``openai:<model>``, ``local:smollm2``, ``recorded[:FILE]``). The command exits with
 status 3 when rows are still failed or invalid (the counts and the commonest reasons are printed and
 the result is written beside the output as ``<name>.partial<suffix>``, leaving an earlier output
@@ -24,9 +25,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import data as d
+from . import io
 from .annotate import annotate, format_stats
 from .judges import Judge, Request, get_judge
 from .judges.config import add_judge_options, judge_overrides
@@ -37,7 +40,7 @@ from .store import AnnotationStore
 
 #: columns :func:`rate` adds after :data:`sflib.data.RATING_COLUMNS`
 RATING_RECORD_COLUMNS = ["judge", "valid", "status", "raw", "error", "template_version",
-                         "prompt_tokens", "completion_tokens", "cached"]
+                         "prompt_tokens", "completion_tokens", "cached", "expected_score"]
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -75,16 +78,27 @@ def open_store(store: Any) -> tuple[AnnotationStore | None, bool]:
 
 
 def annotate_with_store(judge: Judge, requests: list, store: Any, *, template: str, parse, retry_invalid: bool,
-                        desc: str, progress: bool) -> pd.DataFrame:
+                        desc: str, progress: bool, mode: str = "online") -> pd.DataFrame:
     """:func:`sflib.annotate.annotate` with ``store`` given as :func:`open_store` accepts it
     (a store opened here is closed afterwards)."""
     st, opened = open_store(store)
     try:
         return annotate(judge, requests, store=st, template_version=template_version(template), parse=parse,
-                        retry_invalid=retry_invalid, desc=desc, progress=progress)
+                        retry_invalid=retry_invalid, desc=desc, progress=progress, mode=mode)
     finally:
         if opened:
             st.close()
+
+
+def soft_values(res: pd.DataFrame) -> np.ndarray:
+    """The annotate() result's ``soft`` verdicts where they came from log-probabilities, NaN elsewhere
+    (a verdict re-read from the text is not a soft verdict)."""
+    if "soft" not in res:
+        return np.full(len(res), np.nan)
+    soft = pd.to_numeric(res["soft"], errors="coerce")
+    if "soft_source" in res:
+        soft = soft.where(res["soft_source"] == "logprobs")
+    return soft.astype(float).values
 
 
 def resolve_judge(judge: str | Judge, **overrides: Any) -> Judge:
@@ -136,14 +150,15 @@ def rating_request(instruction: str, input: object, response: str, template: str
 
 
 def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str | None = None,
-         retry_invalid: bool = False, progress: bool = True) -> pd.DataFrame:
+         retry_invalid: bool = False, progress: bool = True, mode: str = "online") -> pd.DataFrame:
     """Rate every response with ``judge`` and return one row per input row, in order.
 
     ``responses`` has ``instruction, input, response`` (``output`` is accepted for ``response``;
     ids are added when absent). ``judge`` is a :class:`Judge` or a name for
     :func:`sflib.judges.get_judge` (``"recorded"`` alone: the paper's vendored GPT-3.5 feedback). ``store``: ``None`` = ``outputs/annotations.sqlite``, a path,
     an :class:`AnnotationStore`, or ``False`` for none. ``retry_invalid`` re-asks replies stored as
-    unparsable (failed requests are always re-asked).
+    unparsable (failed requests are always re-asked). ``mode="batch"`` sends the requests through the
+    provider's Batch API (half price; resumable, see :mod:`sflib.judges.batch`).
 
     Returns :data:`sflib.data.RATING_COLUMNS` + :data:`RATING_RECORD_COLUMNS` + the input's other
     columns; ``score`` is NaN where ``valid`` is False. ``template``: default ``rating_<v>`` with the
@@ -157,11 +172,13 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
     requests = [rating_request(i, x, r, template, k)
                 for i, x, r, k in zip(df["instruction"], df["input"], df["response"], repeats)]
     res = annotate_with_store(judge, requests, store, template=template, parse=parse_score,
-                              retry_invalid=retry_invalid, desc=f"rate ({judge.name})", progress=progress)
+                              retry_invalid=retry_invalid, desc=f"rate ({judge.name})", progress=progress,
+                              mode=mode)
     out = df.copy()
     out["score"] = pd.to_numeric(res["value"].where(res["valid"]), errors="coerce").astype(float).values
     for col in ["judge", "valid", "status", "raw", "error", "prompt_tokens", "completion_tokens", "cached"]:
         out[col] = res[col].values
+    out["expected_score"] = soft_values(res)     # logprob-weighted score where the judge returned logprobs
     out["template_version"] = template_version(template)
     out = _front(out, d.RATING_COLUMNS + RATING_RECORD_COLUMNS)
     out.attrs["stats"] = dict(res.attrs["stats"])
@@ -170,38 +187,24 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
 
 # ----------------------------------------------------------------------------- CLI
 
-def read_responses(path: str | os.PathLike) -> pd.DataFrame:
-    """Responses to rate from a generation JSON, a header CSV (instruction,input,response) or a table."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        records = d._load_json_list(path)
-        if not records:
-            raise d.DataError(path, "no responses: the file holds an empty list")
-        if all("output" in r and "responses" not in r for r in records):
-            return _alpaca_outputs(records, path)  # Alpaca / AlpacaEval: instruction, input, output
-        return d.read_generations(path)
-    if suffix == ".csv":
-        return d.read_responses_csv(path)
-    if suffix in (".jsonl", ".parquet"):
-        df = d.read_table(path)
-        if "response" not in df.columns and "output" in df.columns:
-            df = df.rename(columns={"output": "response"})
-        for col in ("instruction", "response"):
-            if col not in df.columns:
-                raise d.DataError(path, f"missing column (table has: {', '.join(df.columns)})", field=col)
-        return df
-    raise d.DataError(path, f"unsupported input type '{suffix}' (use a generation .json, a responses .csv "
-                            "with header instruction,input,response, or a .jsonl/.parquet table)")
+def read_responses(path: str | os.PathLike, *, split: str | None = None) -> pd.DataFrame:
+    """Responses to rate, in any layout :func:`sflib.io.read_responses` reads (kept for the notebooks)."""
+    return io.read_responses(path, split=split)
 
 
-def _alpaca_outputs(records: list[dict], path: Path) -> pd.DataFrame:
-    """Records ``{instruction, input, output}`` as responses (``output`` -> ``response``)."""
-    for n, rec in enumerate(records, 1):
-        for key in ("instruction", "output"):
-            if not isinstance(rec.get(key), str):
-                raise d.DataError(path, f"expected text, found {type(rec.get(key)).__name__}", row=n, field=key)
-    return pd.DataFrame(records).rename(columns={"output": "response"})
+#: how :mod:`sflib.io` begins the reason of a file with no records
+EMPTY_REASONS = ("file is empty", "has no records", "has a header row but no data rows")
+
+
+def read_stage_input(args, kind: str, nothing: str, *, flag: str = "--input") -> pd.DataFrame:
+    """:func:`sflib.io.read_input`, a file without records reported as ``"<nothing>: <why>"``."""
+    try:
+        return io.read_input(args, kind, flag=flag)
+    except d.DataError as e:
+        if not e.reason.startswith(EMPTY_REASONS):
+            raise
+        raise d.DataError(e.path, f"{nothing}: the file {e.reason}" if not e.reason.startswith("file")
+                          else f"{nothing}: {e.reason}") from None
 
 
 def limit_instructions(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
@@ -269,13 +272,11 @@ def summary_line(df: pd.DataFrame) -> str:
 
 
 def _cli_rate(args) -> int:
-    responses = read_responses(args.input)
-    if responses.empty:
-        raise d.DataError(args.input, "no responses to rate")
+    responses = read_stage_input(args, "responses", "no responses to rate")
     responses = limit_instructions(responses, args.limit)
     judge = resolve_judge(args.judge, **judge_overrides(args))
     store = False if args.no_store else args.store
-    out = rate(responses, judge, store=store, retry_invalid=args.retry_invalid,
+    out = rate(responses, judge, store=store, retry_invalid=args.retry_invalid, mode=args.mode,
                template=args.template, progress=not args.quiet)
     return finish_cli(out, args, d.write_ratings_csv)
 
@@ -289,6 +290,8 @@ def _common_args(p) -> None:
     p.add_argument("--store", default=None, help="annotation store (default outputs/annotations.sqlite)")
     p.add_argument("--no-store", action="store_true", help="do not cache answers")
     p.add_argument("--retry-invalid", action="store_true", help="re-ask replies stored as unparsable")
+    p.add_argument("--mode", choices=["online", "batch"], default="online",
+                   help="batch: the provider's Batch API (half price, resumable after a kill)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--limit", type=int, help="only the first N instructions of the input")
     p.add_argument("--allow-partial", action="store_true",
@@ -298,8 +301,7 @@ def _common_args(p) -> None:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("rate", help="rate responses on the 1-7 scale with a judge")
-    p.add_argument("--input", required=True, help="generation .json, responses .csv (instruction,input,"
-                                                  "response) or a .jsonl/.parquet table")
+    io.add_input_options(p, help="responses to rate")
     p.add_argument("--template", help="prompt template (default rating_<v>, <v> from the judge config: rating_v1)")
     _common_args(p)
     p.set_defaults(func=_cli_rate)

@@ -9,7 +9,8 @@ raw text), how it was read (parsed value, valid flag), whether it worked (``stat
 order's P(first shown output wins); see :mod:`sflib.logprobs`) and ``logprobs`` its small JSON
 summary (``source`` = ``logprobs`` or ``text`` with the ``reason`` logprobs were not used).
 
-Two more kinds of record live in the same file:
+Two more kinds of record live in the same file (the schema of every table:
+:mod:`sflib.store_schema`):
 
 - ``in_flight``: requests an online run has sent and not yet stored (written just before each is
   sent, removed with its answer). Rows left there were in flight when a run was killed: the
@@ -45,81 +46,8 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-STATUSES = ("ok", "invalid", "failed")
-
-#: columns of the ``annotations`` table, in order
-COLUMNS = [
-    "key", "judge", "model", "template_version", "params", "prompt", "meta", "raw", "value",
-    "valid", "status", "error", "prompt_tokens", "completion_tokens", "latency_s", "attempts",
-    "created_at", "soft", "logprobs",
-]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS annotations (
-    key               TEXT PRIMARY KEY,
-    judge             TEXT NOT NULL,
-    model             TEXT NOT NULL,
-    template_version  TEXT NOT NULL,
-    params            TEXT NOT NULL,   -- JSON: decoding parameters
-    prompt            TEXT NOT NULL,   -- JSON: the rendered chat messages
-    meta              TEXT NOT NULL,   -- JSON: Request.meta (never sent to an API)
-    raw               TEXT,            -- the judge's reply, verbatim (NULL when failed)
-    value             TEXT,            -- JSON: the parsed value
-    valid             INTEGER NOT NULL,
-    status            TEXT NOT NULL CHECK (status IN ('ok', 'invalid', 'failed')),
-    error             TEXT,
-    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    latency_s         REAL NOT NULL DEFAULT 0,
-    attempts          INTEGER NOT NULL DEFAULT 1,
-    created_at        REAL NOT NULL    -- unix time of the last write
-);
-CREATE INDEX IF NOT EXISTS annotations_status ON annotations (status);
-CREATE TABLE IF NOT EXISTS in_flight (
-    key        TEXT PRIMARY KEY,
-    judge      TEXT NOT NULL,
-    run_id     TEXT NOT NULL,
-    started_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batches (
-    local_id         TEXT PRIMARY KEY,  -- our name for the job, also the uploaded file's name
-    judge            TEXT NOT NULL,
-    template_version TEXT NOT NULL,
-    endpoint         TEXT NOT NULL,
-    state            TEXT NOT NULL,     -- intent | uploaded | submitted | collected
-    input_file_id    TEXT,
-    batch_id         TEXT,
-    remote_status    TEXT,              -- the provider's status when last polled
-    output_file_id   TEXT,
-    error_file_id    TEXT,
-    n_requests       INTEGER NOT NULL,
-    round            INTEGER NOT NULL DEFAULT 0,
-    created_at       REAL NOT NULL,
-    updated_at       REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batch_requests (
-    local_id TEXT NOT NULL,
-    key      TEXT NOT NULL,             -- the annotation key, also the line's custom_id
-    body     TEXT NOT NULL,             -- JSON: the request line's body
-    meta     TEXT NOT NULL,             -- JSON: Request.meta
-    state    TEXT NOT NULL,             -- pending | done | resubmit
-    error    TEXT,
-    PRIMARY KEY (local_id, key)
-);
-CREATE INDEX IF NOT EXISTS batch_requests_key ON batch_requests (key);
-CREATE TABLE IF NOT EXISTS batch_events (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    local_id   TEXT,
-    kind       TEXT NOT NULL,           -- unknown_custom_id | truncated_output | expired | ...
-    detail     TEXT,
-    created_at REAL NOT NULL
-);
-"""
-
-#: columns added after the first release: (name, SQL type), added to older stores on open
-_ADDED_COLUMNS = [("soft", "REAL"), ("logprobs", "TEXT")]
-
-_JSON_COLUMNS = ("params", "prompt", "meta", "value", "logprobs")
+# the tables' schema; COLUMNS, STATUSES, _SCHEMA, _ADDED_COLUMNS stay importable from here
+from .store_schema import _ADDED_COLUMNS, _JSON_COLUMNS, _SCHEMA, COLUMNS, STATUSES, create_tables  # noqa: F401
 
 
 def _json_default(obj: Any) -> Any:
@@ -158,11 +86,7 @@ class AnnotationStore:
                                    "put the store on a local file system")
         # NORMAL in WAL mode: a committed transaction survives the process being killed
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        have = {row[1] for row in self._conn.execute("PRAGMA table_info(annotations)")}
-        for name, kind in _ADDED_COLUMNS:
-            if name not in have:  # a store written by an older sflib: add the column, keep the rows
-                self._conn.execute(f"ALTER TABLE annotations ADD COLUMN {name} {kind}")
+        create_tables(self._conn)  # and upgrades a store written by an older sflib (rows kept)
 
     # ----------------------------------------------------------------------------------- keys
     @staticmethod

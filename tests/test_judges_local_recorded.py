@@ -175,3 +175,19 @@ def test_recorded_alone_means_the_vendored_paper_feedback():
                                 "feedback_rankings_davincivsratings_for_llm_eval.csv")
     out = rank(evals.drop(columns="decision"), judge, store=False, progress=False)
     assert out["decision"].tolist() == evals["decision"].tolist()
+
+
+def test_recorded_judge_gaps_are_not_recorded_not_a_retry_warning(caplog):
+    """An item the recorded judge lacks is reported as 'not recorded' (info), never as a failure to retry."""
+    import logging
+
+    import pandas as pd
+
+    from sflib.ratings import rate
+
+    df = pd.DataFrame({"instruction": ["An instruction nobody recorded."], "input": [""], "response": ["x"]})
+    with caplog.at_level(logging.INFO, logger="sflib.annotate"):
+        out = rate(df, "recorded", store=False, progress=False)
+    assert out["status"].tolist() == ["failed"]
+    assert "not recorded" in caplog.text and "retries" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

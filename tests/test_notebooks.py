@@ -1,7 +1,8 @@
 """Every numbered notebook runs headlessly in quick mode for the paper study, in pipeline order, writes
 figures, and leaks no secret into its executed copy or its figures; a fresh study from
 studies/example.yaml flows forward through 01 -> 02 -> 03 against the fake OpenAI server, also when
-the judge answers mostly unparsable text.
+the judge answers mostly unparsable text and when the policy's server is down. Every executed
+notebook shows one inline image per saved figure and no noise (tests/nbcheck.py).
 
 The paper-study notebooks share one temporary outputs folder (SFLIB_OUTPUTS) because later stages
 read what earlier ones wrote, exactly as in run_all.sh.
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 pm = pytest.importorskip("papermill")
+import nbcheck  # noqa: E402  (tests/nbcheck.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -35,6 +37,15 @@ def shared_outputs(tmp_path_factory):
             os.environ[k] = v
 
 
+def _check_reads_well(executed: Path) -> None:
+    """One inline image per saved figure, every saved figure shown, and no noise (warnings, tracebacks,
+    machine paths, float spam, progress widgets, "SPEC") in any output."""
+    report = nbcheck.check(executed)
+    assert nbcheck.inline_images(executed) >= len(report["saved_figures"]), report
+    assert report["unshown"] == [], report
+    assert report["noise"] == [], report
+
+
 def test_there_are_notebooks():
     assert [p.name[:2] for p in NOTEBOOKS][:1] == ["00"]
 
@@ -46,7 +57,8 @@ def test_notebook_runs_in_quick_mode(notebook, shared_outputs, tmp_path):
     assert src["metadata"].get("kernelspec") and src["metadata"].get("language_info"), "papermill needs both"
     assert not any(c.get("outputs") for c in src["cells"] if c["cell_type"] == "code"), "commit notebooks without outputs"
     tagged = [c for c in src["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert tagged and "quick" in "".join(tagged[0]["source"]) and "figures_dir" in "".join(tagged[0]["source"])
+    params = "".join(tagged[0]["source"]) if tagged else ""
+    assert all(re.search(rf"^{name} = ", params, re.M) for name in ("study", "quick", "figures_dir")), params
 
     figures = tmp_path / "figures"
     out = tmp_path / notebook.name
@@ -55,6 +67,8 @@ def test_notebook_runs_in_quick_mode(notebook, shared_outputs, tmp_path):
     pngs = sorted(figures.glob("*.png"))
     assert pngs, f"{notebook.name} saved no figure"
     assert {p.stem for p in pngs} == {p.stem for p in figures.glob("*.pdf")}, "every figure as PNG and PDF"
+    _check_reads_well(out)
+    assert set(nbcheck.saved_figures(out)) == {p.stem for p in pngs}, "every saved figure went through save_figure"
     for path in [out, *figures.iterdir()]:
         assert FAKE_KEY.encode() not in path.read_bytes(), f"the API key leaked into {path.name}"
 
@@ -85,6 +99,7 @@ def _run_flow(study_file: Path, executed: Path) -> dict[str, str]:
                             cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
         texts[name] = out.read_text(encoding="utf-8")
         assert FAKE_KEY not in texts[name], f"the API key leaked into {name}"
+        _check_reads_well(out)
     return texts
 
 
@@ -162,7 +177,14 @@ def test_mostly_unparsable_judge_completes_with_counts(example_flow, tmp_path, m
     shutil.copytree(example_flow["outputs"] / "generations", outputs / "generations")  # SmolLM2's samples, cached
     monkeypatch.setenv("SFLIB_OUTPUTS", str(outputs))
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
-    monkeypatch.setattr(fake_openai, "reply_for", _mostly_prose(fake_openai.reply_for))
+    noisy = _mostly_prose(fake_openai.reply_for)
+    monkeypatch.setattr(fake_openai, "reply_for", noisy)
+    try:  # the server's replies may live in their own module (tests/fake_replies.py)
+        import fake_replies
+    except ImportError:
+        pass
+    else:
+        monkeypatch.setattr(fake_replies, "reply_for", noisy)
     with fake_openai.FakeOpenAI(latency=0.0) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         study_file = _example_study(tmp_path, "noisy")
@@ -181,3 +203,29 @@ def test_mostly_unparsable_judge_completes_with_counts(example_flow, tmp_path, m
         if counts["valid"] == 0:
             assert f"none of the {counts['n']} {what} is valid" in texts[notebook]
     assert sorted(s.read("ratings")["response_id"]) == sorted(responses["response_id"])
+
+
+@pytest.mark.slow
+def test_unreachable_policy_server_gives_empty_stages_not_tracebacks(tmp_path, monkeypatch):
+    """A study whose policy server is down: 01 saves no responses with the reason, 02 and 03 say in one
+    line that there is nothing to judge and save empty stages; no notebook stops, nothing is noisy."""
+    import socket
+
+    from sflib.study import load
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(tmp_path / "outputs"))
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    study_file = _example_study(tmp_path, "down")
+    study_file.write_text(study_file.read_text().replace("name: local:smollm2", "name: openai:nowhere"))
+    texts = _run_flow(study_file, tmp_path / "executed")
+    s = load(study_file)
+    counts = s.manifest("responses")["counts"]
+    assert counts["n"] == 0 and counts["failed"] == counts["instructions"] * counts["k"] > 0
+    assert "01_generate: no responses: " in texts["01_generate"] and "openai:nowhere failed" in texts["01_generate"]
+    for stage, what, notebook in (("ratings", "ratings", "02_ratings"), ("rankings", "ranked pairs", "03_rankings")):
+        assert s.manifest(stage)["counts"]["n"] == 0 and s.state(stage) == "done"
+        assert f"{notebook}: nothing to judge: the responses stage is empty; saved an empty {what} table" in texts[notebook]

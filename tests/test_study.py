@@ -244,6 +244,25 @@ def test_plan_numbers_of_a_small_study(tmp_path, outputs):
     assert df.loc[["consistency", "reward_models"], "calls"].tolist() == [0, 0]
 
 
+def test_batch_mode_prices_the_judge_stages_at_half(tmp_path, outputs):
+    online = plan(load(write_study(tmp_path, TINY))).set_index("stage")
+    batch_text = TINY.replace("feedback:\n  judge: openai:gpt-4o-mini\n",
+                              "feedback:\n  judge: openai:gpt-4o-mini\n  mode: batch\n")
+    batch_text = batch_text.replace("evaluation:\n  judge: openai:gpt-4o-mini\n",
+                                    "evaluation:\n  judge: openai:gpt-4o-mini\n  mode: batch\n")
+    assert batch_text.count("mode: batch") == 2
+    batch = plan(load(write_study(tmp_path, batch_text, name="tiny_batch.yaml"))).set_index("stage")
+    judged = ["ratings", "rankings", "evaluation"]
+    assert online.loc[judged, "mode"].tolist() == ["online"] * 3
+    assert batch.loc[judged, "mode"].tolist() == ["batch"] * 3
+    assert batch.loc["responses", "mode"] == "online"          # the local policy is not batched
+    for col in ("calls", "input_tokens", "output_tokens"):      # same work, only the price differs
+        assert batch[col].tolist() == online[col].tolist()
+    assert online.loc["total", "usd"] > 0
+    for stage in judged + ["total"]:
+        assert batch.loc[stage, "usd"] == pytest.approx(online.loc[stage, "usd"] / 2, rel=1e-12)
+
+
 def test_full_scale_plan_counts_the_papers_calls():
     df = plan(load("paper_full_scale")).set_index("stage")
     assert df.loc["responses", "calls"] == 5000 * 5
@@ -317,3 +336,13 @@ def test_plan_uses_the_written_responses_and_inputs_apply_the_filters(tmp_path, 
     assert len(ev) == 553 and set(ev["dataset"]) == {"helpful_base", "koala", "oasst", "vicuna"}
     paper.config.best_of_n.sample = 12
     assert len(inputs.evaluation_instructions(paper)) == 12
+
+
+def test_a_stage_saved_empty_reads_back_empty_with_its_columns(tmp_path, outputs):
+    """A noisy judge can leave a stage with nothing valid: it is saved (with its reason) and reads back empty."""
+    study = load(write_study(tmp_path, TINY))
+    empty = pd.DataFrame(columns=["instruction_id", "response_id", "score"])
+    study.save("responses", tables={"responses": empty}, counts={"n": 0}, notes="policy server unreachable")
+    got = study.read("responses")
+    assert got.empty and list(got.columns) == ["instruction_id", "response_id", "score"]
+    assert study.manifest("responses")["notes"] == "policy server unreachable"

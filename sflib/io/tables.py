@@ -144,10 +144,12 @@ def read_pairs(path: os.PathLike | str, *, split: str | None = None, allow_empty
 
 # ----------------------------------------------------------------------------- feedback
 
-def read_ratings(path: os.PathLike | str, *, split: str | None = None, allow_empty: bool = False) -> pd.DataFrame:
+def read_ratings(path: os.PathLike | str, *, split: str | None = None, allow_empty: bool = False,
+                 missing_as_invalid: bool = False) -> pd.DataFrame:
     """Ratings: the original headerless CSV ``instruction,input,output,score`` or any table with
     ``instruction, response (or output), score``. Scores are integers 1-7; a missing score is
-    accepted only on a row stored as invalid (``valid`` false), and is then NaN."""
+    accepted only on a row stored as invalid (``valid`` false), and is then NaN.
+    ``missing_as_invalid`` accepts a missing score on any row (a recording with no answer there)."""
     raw = c.load_kind("ratings", path, split, allow_empty, d.RATING_COLUMNS)
     if isinstance(raw, pd.DataFrame):
         return raw
@@ -156,7 +158,10 @@ def read_ratings(path: os.PathLike | str, *, split: str | None = None, allow_emp
     c.require_text(raw, df, "instruction")
     c.require_text(raw, df, "response", allow_empty=True)
     c.clean_inputs(raw, df)
-    df["score"] = _scores(raw, df["score"].tolist(), c.invalid_rows(df))
+    invalid = c.invalid_rows(df)
+    if missing_as_invalid:
+        invalid = invalid | np.array([c.blank(v) for v in df["score"]], dtype=bool)
+    df["score"] = _scores(raw, df["score"].tolist(), invalid)
     return c.order(d.add_ids(df), d.RATING_COLUMNS, raw)
 
 
@@ -203,9 +208,12 @@ def _decisions(raw: Raw, values: list, invalid: np.ndarray) -> list:
     return out
 
 
-def read_rankings(path: os.PathLike | str, *, split: str | None = None, allow_empty: bool = False) -> pd.DataFrame:
+def read_rankings(path: os.PathLike | str, *, split: str | None = None, allow_empty: bool = False,
+                  missing_as_invalid: bool = False) -> pd.DataFrame:
     """Rankings: the original headerless CSV ``instruction,input,output1,output2,feedback`` or any table
-    with ``instruction, response1, response2, decision`` (``(a)``/``(b)``/``equal`` or ``a``/``b``/``equal``)."""
+    with ``instruction, response1, response2, decision`` (``(a)``/``(b)``/``equal`` or ``a``/``b``/``equal``).
+    A missing decision is accepted only on a row stored as invalid (``valid`` false), or on any row
+    with ``missing_as_invalid`` (a recording with no answer there)."""
     raw = c.load_kind("rankings", path, split, allow_empty, d.RANKING_COLUMNS)
     if isinstance(raw, pd.DataFrame):
         return raw
@@ -215,7 +223,10 @@ def read_rankings(path: os.PathLike | str, *, split: str | None = None, allow_em
     for col in ("response1", "response2"):
         c.require_text(raw, df, col, allow_empty=True)
     c.clean_inputs(raw, df)
-    df["decision"] = _decisions(raw, df["decision"].tolist(), c.invalid_rows(df))
+    invalid = c.invalid_rows(df)
+    if missing_as_invalid:
+        invalid = invalid | np.array([c.blank(v) for v in df["decision"]], dtype=bool)
+    df["decision"] = _decisions(raw, df["decision"].tolist(), invalid)
     return c.order(d.add_ids(df), d.RANKING_COLUMNS, raw)
 
 

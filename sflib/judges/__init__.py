@@ -43,6 +43,7 @@ _REGISTRY: dict[str, Factory] = {
     "openai": _lazy(".openai_judge", "OpenAIJudge"),
     "local": _lazy(".local", "LocalJudge"),
     "recorded": _lazy(".recorded", "RecordedJudge", split_files=True),
+    "human": _lazy("..human.judge", "HumanJudge"),
 }
 
 
@@ -109,6 +110,9 @@ def build_judge(cfg: dict, **kwargs: Any) -> Judge:
 
         if "top_p" not in extra and cfg.get("top_p") is not None:
             extra["top_p"] = cfg["top_p"]
+        if cfg.get("logprobs") and "logprobs" not in extra:   # logprob-weighted verdicts (sflib.logprobs)
+            extra["logprobs"] = True
+            extra["top_logprobs"] = cfg.get("top_logprobs") or 20
         extra.setdefault("base_url", base_url(cfg))
         if cfg.get("api_key_env"):
             extra.setdefault("api_key", api_key(cfg))

@@ -64,6 +64,9 @@ class Judge:
     reports_starts: bool = False
     #: True when a request's ``params={"n": k}`` can return k choices (``Completion.texts``)
     supports_n: bool = False
+    #: False for judges that only replay answers (recorded feedback, humans): asking again cannot
+    #: help, so an item they lack is "not recorded", not a failure a re-run retries
+    answers_on_retry: bool = True
 
     def complete(self, requests: Iterable[Request]) -> Iterator[tuple[int, Completion]]:
         """Yield ``(index, completion)`` for every request, in any order, exactly once each.

@@ -53,7 +53,7 @@ KEYS: dict[str, tuple[type, ...]] = {
     "price_input_per_mtok": _OPT_NUM, "price_output_per_mtok": _OPT_NUM,
     "price_batch_input_per_mtok": _OPT_NUM, "price_batch_output_per_mtok": _OPT_NUM,
     "max_retries": (int,), "batch_size": (int,), "device": _OPT_STR, "files": (list, str, type(None)),
-    "source": (str,),
+    "source": (str,), "logprobs": (bool,), "top_logprobs": (int, type(None)),
 }
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "text", list: "a list", type(None): "null"}
 
@@ -62,7 +62,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "judge": {"description": "", "provider": "openai", "base_url": None, "base_url_env": None, "api_key_env": "OPENAI_API_KEY",
               "concurrency": 16, "rpm": None, "tpm": None, "timeout": 60.0, "temperature": 0.0,
               "max_tokens": 512, "top_p": None, "template": "v1", "max_retries": 6, "batch_size": 8,
-              "device": None, "files": None},
+              "device": None, "files": None, "logprobs": False, "top_logprobs": None},
     "policy": {"description": "", "provider": "local", "base_url": None, "base_url_env": None, "api_key_env": "OPENAI_API_KEY",
                "concurrency": 8, "rpm": None, "tpm": None, "timeout": 120.0, "temperature": 1.0,
                "max_tokens": 128, "top_p": 0.9, "template": "chat", "max_retries": 6, "batch_size": 8,

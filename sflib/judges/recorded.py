@@ -5,7 +5,10 @@ is how the notebooks reproduce the paper's GPT-3.5 feedback without an API key.
 
 Recorded files (any mix, first recording of an item wins):
 
-- canonical tables (``.jsonl`` / ``.parquet``, :func:`sflib.data.write_table`) with rating columns
+Every file is read by :func:`sflib.io.read_ratings` / :func:`sflib.io.read_rankings` (format from
+the content, not the suffix); which of the two is told from its columns.
+
+- tables (JSON Lines, JSON, CSV with a header, Parquet, :func:`sflib.data.write_table`) with rating columns
   (``instruction, input, response, score``) or ranking columns (``instruction, input, response1,
   response2, decision``) — including the outputs of :func:`sflib.ratings.rate` /
   :func:`sflib.rankings.rank`; rows without a valid score/decision are *not* recorded answers.
@@ -57,7 +60,9 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
+from .. import catalog
 from .. import data as d
+from .. import io as sfio
 from .base import Completion, Judge, Request
 
 
@@ -72,32 +77,56 @@ def _csv_width(path: Path) -> int:
     return len(first)
 
 
+def _feedback_kind(path: Path) -> str:
+    """``"ratings"`` or ``"rankings"``, from the file's content (columns, or the width of a headerless CSV)."""
+    try:
+        raw = sfio.load(path)
+    except d.DataError as e:
+        if not e.reason.startswith("the first row is not a header"):
+            raise
+        width = _csv_width(path)  # the original headerless layouts
+        if width in (4, 5):
+            return "ratings" if width == 4 else "rankings"
+        raise d.DataError(path, f"first row has {width} fields; a recorded feedback CSV has 4 "
+                                "(instruction,input,output,score) or 5 "
+                                "(instruction,input,output1,output2,feedback)", row=1) from None
+    cols = {str(c).strip().lower() for c in raw.frame.columns}
+    if "score" in cols and cols & {"response", "output"}:
+        return "ratings"
+    if cols & {"response1", "output1", "output_1"} and cols & {"decision", "feedback"}:
+        return "rankings"
+    raise d.DataError(path, "is neither a ratings table (instruction, input, response, score) nor a rankings "
+                            "table (instruction, input, response1, response2, decision); it has: "
+                            f"{', '.join(map(str, raw.frame.columns))}")
+
+
 def _short(text: str, n: int = 50) -> str:
     text = " ".join(str(text).split())
     return repr(text if len(text) <= n else text[: n - 3] + "...")
 
 
-#: the paper's released GPT-3.5 feedback: canonical table name -> original CSV (relative to data/)
-VENDORED = {
-    "sample_ratings": "alpaca_generation/feedback_ratings_sample_generation.csv",
-    "sample_rankings": "alpaca_generation/feedback_rankings_sample_generation.csv",
-    "eval_ratings_reference": "inference_model_outputs/feedback_ratings_davinci_for_llm_eval.csv",
-    "eval_ratings_ratings_rm": "inference_model_outputs/feedback_ratings_ratings_for_llm_eval.csv",
-    "eval_rankings_reference_vs_ratings_rm": "inference_model_outputs/feedback_rankings_davincivsratings_for_llm_eval.csv",
-}
+#: the paper's released GPT-3.5 feedback: canonical table name -> original CSV (relative to
+#: data/original), from :mod:`sflib.catalog`
+VENDORED = {name: catalog.entry(catalog.BY_TABLE[name]).original
+            for name in ("sample_ratings", "sample_rankings", "eval_ratings_reference", "eval_ratings_ratings_rm",
+                         "eval_rankings_reference_vs_ratings_rm")}
 #: the name of the judge that replays them
 PAPER_JUDGE = "recorded:gpt-3.5-turbo (paper)"
 
 
 def vendored_feedback_files(which: Iterable[str] | None = None) -> list[Path]:
-    """The vendored recorded feedback files: ``data/canonical/<name>.jsonl`` where present, else the
-    original CSV under ``data/original``. ``which`` picks names from :data:`VENDORED` (default all)."""
-    from ..paths import data_dir
-
+    """The vendored recorded feedback files (:func:`sflib.catalog.path`): ``data/canonical/<name>.jsonl``
+    where present, else the original CSV under ``data/original``. ``which`` picks names from
+    :data:`VENDORED` (default all)."""
     files = []
     for name in (which or VENDORED):
-        canonical = data_dir() / "canonical" / f"{name}.jsonl"
-        files.append(canonical if canonical.exists() else data_dir() / "original" / VENDORED[name])
+        if name not in VENDORED:
+            raise KeyError(f"unknown vendored feedback {name!r}; choose one of: {', '.join(VENDORED)}")
+        role = catalog.BY_TABLE[name]
+        try:
+            files.append(catalog.path(role))
+        except FileNotFoundError:  # data/canonical not generated: the released CSV
+            files.append(catalog.path(role, original=True))
     return files
 
 
@@ -105,6 +134,7 @@ class RecordedJudge(Judge):
     """Answer rating and ranking requests from recorded feedback files (see the module docs)."""
 
     concurrency = 1
+    answers_on_retry = False
 
     def __init__(self, files: str | Path | Iterable[str | Path], *, name: str | None = None):
         if isinstance(files, (str, Path)):
@@ -132,30 +162,11 @@ class RecordedJudge(Judge):
     # ------------------------------------------------------------------ loading
 
     def _load(self, path: Path) -> None:
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            width = _csv_width(path)
-            if width == 4:
-                self._add_ratings(d.read_ratings_csv(path), path)
-            elif width == 5:
-                self._add_rankings(d.read_rankings_csv(path), path)
-            else:
-                raise d.DataError(path, f"first row has {width} fields; a recorded feedback CSV has 4 "
-                                        "(instruction,input,output,score) or 5 "
-                                        "(instruction,input,output1,output2,feedback)", row=1)
-        elif suffix in (".jsonl", ".parquet"):
-            df = d.read_table(path)
-            if "score" in df.columns and "response" in df.columns:
-                self._add_ratings(df, path)
-            elif "response1" in df.columns and ("decision" in df.columns or "verdict_12" in df.columns):
-                self._add_rankings(df, path)
-            else:
-                raise d.DataError(path, "is neither a ratings table (instruction, input, response, score) "
-                                        "nor a rankings table (instruction, input, response1, response2, "
-                                        f"decision); it has: {', '.join(map(str, df.columns))}")
+        kind = _feedback_kind(path)
+        if kind == "ratings":
+            self._add_ratings(sfio.read_ratings(path, missing_as_invalid=True), path)
         else:
-            raise d.DataError(path, f"unsupported recorded feedback file type '{suffix}' "
-                                    "(use .jsonl, .parquet or an original headerless .csv)")
+            self._add_rankings(sfio.read_rankings(path, missing_as_invalid=True), path)
 
     def _add_ratings(self, df: pd.DataFrame, path: Path) -> None:
         for row in df.itertuples(index=False):

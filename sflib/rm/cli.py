@@ -5,6 +5,11 @@ Command line::
     python -m sflib train-rm --kind rankings --data feedback_rankings.csv --output outputs/reward_models/rankings
     python -m sflib score --rm outputs/reward_models/rankings --data model_outputs.json --output scored.jsonl
 
+``--data`` is read by :mod:`sflib.io` (``--split`` for a saved dataset folder): feedback by the
+ratings / rankings reader, responses to score by the responses reader (AlpacaEval outputs and the
+generation JSON included; the scored table keeps the file's name for the response column). A bad
+file is one message naming the file, row and field; the previous output is never replaced.
+
 Several GPUs (one process per GPU; FSDP with the bundled accelerate config)::
 
     accelerate launch --config_file sflib/configs/accelerate/fsdp.yaml -m sflib train-rm --kind ratings \\
@@ -19,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data import DataError
+from ..io import add_input_options, read_input
 from .folder import RewardModel
 from .metrics import pairwise_accuracy, ratings_agreement
 from .objectives import KINDS, split_by_instruction
@@ -26,53 +32,51 @@ from .scoring import score_frame
 from .training import train_reward_model
 
 
-def read_feedback(path: os.PathLike | str, kind: str) -> pd.DataFrame:
-    """Ratings or rankings from the original headerless CSV or a canonical ``.jsonl`` / ``.parquet`` table."""
-    from .. import data
+def read_feedback(path: os.PathLike | str, kind: str, *, split: str | None = None) -> pd.DataFrame:
+    """Ratings or rankings (``kind``) from any file :mod:`sflib.io` reads: the original headerless CSV,
+    a canonical ``.jsonl`` / ``.parquet`` table, JSON, a saved dataset folder (``split``)."""
+    from .. import io
 
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        return data.read_ratings_csv(path) if kind == "ratings" else data.read_rankings_csv(path)
-    required = ["instruction", "response", "score"] if kind == "ratings" else \
-        ["instruction", "response1", "response2", "decision"]
-    df = data.read_table(path, required=required)
-    if "input" not in df:
-        df["input"] = ""
-    return df
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    return io.read(kind, path, split=split)
 
 
-def read_responses(path: os.PathLike | str) -> tuple[pd.DataFrame, str]:
-    """A table of responses to score and the name of its response column (``response`` or ``output``)."""
-    from .. import data
+def read_responses(path: os.PathLike | str, *, split: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Responses to score (:func:`sflib.io.read_responses`: column ``response``, one row per response)
+    and the name the file gives that column (``response``, or ``output`` for AlpacaEval outputs), which
+    the scored table keeps."""
+    from .. import io
 
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        df = data.read_model_outputs(path)
-    elif suffix == ".csv":
-        df = data.read_responses_csv(path)
-    else:
-        df = data.read_table(path, required=["instruction"])
-    column = "response" if "response" in df.columns else "output"
-    if column not in df.columns:
-        raise DataError(path, "has neither a 'response' nor an 'output' column", field="response")
-    return df, column
+    df = io.read_responses(path, split=split)
+    return df, _response_name(df)
+
+
+def _response_name(df: pd.DataFrame) -> str:
+    """The file's name for the ``response`` column of a table read by :mod:`sflib.io`."""
+    return df.attrs.get("renamed", {}).get("response", "response")
+
+
+def _check_scored_path(path: Path) -> None:
+    """Refuse an output format :func:`sflib.io.write_table` cannot write before any scoring is done."""
+    from ..io.write import TABLE_SUFFIXES
+
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(path, f"unsupported output format '{path.suffix}' (use {', '.join(TABLE_SUFFIXES)})",
+                        field="--output")
 
 
 def _write_scored(df: pd.DataFrame, path: Path) -> None:
-    from .. import data
+    """Write the scored table atomically; a file that holds data is never replaced by an empty table."""
+    from .. import io
 
-    if path.suffix.lower() == ".csv":
-        with data.atomic_path(path) as tmp:
-            df.to_csv(tmp, index=False)
-    else:
-        data.write_table(df, path)
+    io.write_table(df, path)
 
 
 def _cli_train(args) -> int:
     from .. import paths
 
-    df = read_feedback(args.data, args.kind)
+    df = read_input(args, args.kind, flag="--data")
     train_df, val_df = split_by_instruction(df, args.val_fraction, args.seed) if args.val_fraction > 0 else (df, None)
     output = Path(args.output) if args.output else paths.outputs_dir() / "reward_models" / args.kind
     resume = None if args.resume is None else (True if args.resume == "latest" else args.resume)
@@ -97,11 +101,14 @@ def _cli_train(args) -> int:
 
 
 def _cli_score(args) -> int:
-    df, column = read_responses(args.data)
+    output = Path(args.output)
+    _check_scored_path(output)
+    df = read_input(args, "responses", flag="--data")
+    column = _response_name(df)
     rm = RewardModel.load(args.rm)
     df = df.copy()
-    df["reward"] = score_frame(rm, df, column, args.batch_size, progress=True, max_tokens=args.max_tokens)
-    _write_scored(df, Path(args.output))
+    df["reward"] = score_frame(rm, df, "response", args.batch_size, progress=True, max_tokens=args.max_tokens)
+    _write_scored(df.rename(columns={"response": column}), output)
     print(f"scored {len(df)} responses with {args.rm} ({rm.kind} RM) -> {args.output}")
     return 0
 
@@ -112,7 +119,8 @@ def add_cli(subparsers) -> None:
                               description="Train a reward model on ratings or rankings feedback. Several GPUs: "
                                           "accelerate launch --config_file sflib/configs/accelerate/fsdp.yaml -m sflib train-rm ...")
     p.add_argument("--kind", choices=KINDS, required=True)
-    p.add_argument("--data", required=True, help="feedback: original headerless CSV, or canonical .jsonl/.parquet")
+    add_input_options(p, flag="--data", help="feedback (ratings or rankings): the original headerless CSV, "
+                                              "a canonical .jsonl/.parquet table")
     p.add_argument("--output", help="reward model folder (default: outputs/reward_models/<kind>)")
     p.add_argument("--backbone", default="minilm", help="minilm, smollm2, a local folder or a cached HF id")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of instructions held out (0: none)")
@@ -144,7 +152,8 @@ def add_cli(subparsers) -> None:
 
     s = subparsers.add_parser("score", help="score responses with a trained reward model")
     s.add_argument("--rm", required=True, help="reward model folder")
-    s.add_argument("--data", required=True, help="AlpacaEval outputs .json, responses .csv, or .jsonl/.parquet")
+    add_input_options(s, flag="--data", help="responses to score: AlpacaEval outputs (instruction, output), "
+                                              "a generation JSON, a responses table")
     s.add_argument("--output", required=True, help=".jsonl, .parquet or .csv with a 'reward' column added")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--max-tokens", type=int, default=None, help="token budget of a batch (default: batch size x max length)")

@@ -201,7 +201,10 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
                                  lora_dropout=config.lora_dropout, target_modules=config.lora_target_modules)
         model = get_peft_model(model, lora_config)  # SEQ_CLS keeps the score head trainable (modules_to_save)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 renamed it
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
 
@@ -237,6 +240,10 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         data_collator=collator, kind=kind, margin=config.margin,
     )
+    if not config.progress:  # without tqdm the Trainer prints every log dict; the history stays in state.log_history
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     started = time.time()
     from transformers.utils import logging as hf_logging
 

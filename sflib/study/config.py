@@ -60,6 +60,8 @@ class Feedback(_Model):
     both_orders: bool = True
     rating_template: str = "rating_v1"
     ranking_template: str = "ranking_v1"
+    mode: Literal["online", "batch"] = "online"   # batch: the provider's Batch API (half price, resumable)
+    verdicts: Literal["hard", "soft"] = "hard"    # soft: logprob-weighted verdicts where the judge returns them
 
 
 class RewardModels(_Model):
@@ -91,6 +93,8 @@ class BestOfN(_Model):
 
 class Evaluation(_Model):
     judge: str = "recorded"
+    mode: Literal["online", "batch"] = "online"
+    verdicts: Literal["hard", "soft"] = "hard"
     protocols: list[Literal["rating", "ranking"]] = Field(default_factory=lambda: list(PROTOCOLS), min_length=1)
     policies: list[str] = Field(default_factory=lambda: ["ratings", "rankings"],
                                 description="best-of-n outputs to evaluate, by reward model")

@@ -292,6 +292,7 @@ class Study:
             "judge": judge, "policy": policy, "template_version": template_version,
             "sflib_version": _sflib_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "tables": {n: int(len(df)) for n, df in tables.items()}, "files": listed, "sha256": hashes,
+            "columns": {n: [str(c) for c in df.columns] for n, df in tables.items()},
             "counts": dict(counts or {}), "notes": notes,
         }
         if seeded_from:
@@ -334,6 +335,8 @@ class Study:
         folder = self.stage_dir(stage)
         for suffix in (".jsonl", ".parquet"):
             if (folder / f"{name}{suffix}").exists():
+                if (self.manifest(stage) or {}).get("tables", {}).get(name) == 0:  # saved empty, with its reason
+                    return pd.DataFrame(columns=(self.manifest(stage) or {}).get("columns", {}).get(name, []))
                 return d.read_table(folder / f"{name}{suffix}")
         if (folder / f"{name}.json").exists():
             return _read_json_table(folder / f"{name}.json")

@@ -21,8 +21,14 @@ from pathlib import Path
 import pandas as pd
 
 from .. import data as d
+from .. import io as sfio
 from .config import resolve_path
 from .seed import canonical
+
+
+def _model_outputs(path) -> pd.DataFrame:
+    """AlpacaEval ``model_outputs`` (:func:`sflib.io.read_model_outputs`), its four columns only."""
+    return sfio.read_model_outputs(path)[d.MODEL_OUTPUT_COLUMNS]
 
 
 def _base(study) -> Path:
@@ -42,8 +48,9 @@ def available_instructions(study) -> pd.DataFrame:
     """Every instruction of ``instructions.paths`` (deduplicated, ``max_chars`` applied, not sampled)."""
     cfg = study.config.instructions
     if cfg.paths:
-        paths = [resolve_path(p, _base(study)) for p in cfg.paths]  # ``split`` is for dataset folders only
-        frames = [d.read_instructions(p, split=cfg.split if p.is_dir() else None) for p in paths]
+        paths = [resolve_path(p, _base(study)) for p in cfg.paths]
+        # ``split`` (default "train") picks the split of a saved dataset folder; a file has none
+        frames = [sfio.read_instructions(p, split=cfg.split if Path(p).is_dir() else None) for p in paths]
         df = pd.concat(frames, ignore_index=True)
         df, _ = d.dedupe(df, ["id"])
     else:
@@ -60,7 +67,7 @@ def instructions(study) -> pd.DataFrame:
 def reference_outputs(study) -> pd.DataFrame:
     """The reference outputs (AlpacaEval layout) — ``best_of_n.reference`` or the vendored text-davinci-003."""
     ref = study.config.best_of_n.reference
-    return d.read_model_outputs(resolve_path(ref, _base(study))) if ref else canonical("eval_reference_outputs")
+    return _model_outputs(resolve_path(ref, _base(study))) if ref else canonical("eval_reference_outputs")
 
 
 def evaluation_instructions(study) -> pd.DataFrame:
@@ -72,7 +79,7 @@ def evaluation_instructions(study) -> pd.DataFrame:
     cfg = study.config.best_of_n
     ref = reference_outputs(study).drop_duplicates("instruction")
     if cfg.instructions:
-        asked = d.read_model_outputs(resolve_path(cfg.instructions, _base(study)))[["instruction", "dataset"]]
+        asked = _model_outputs(resolve_path(cfg.instructions, _base(study)))[["instruction", "dataset"]]
         asked = asked.drop_duplicates("instruction")
         df = asked.merge(ref[["instruction", "output"]], on="instruction", how="left")
         df["output"] = df["output"].fillna("")
@@ -96,24 +103,23 @@ def is_recorded(judge) -> bool:
 
 
 def judge(name: str):
-    """A :class:`~sflib.judges.Judge` for a judge name of the study (config name, YAML path or spec).
-
-    Its options (concurrency, rpm, tpm, timeout, temperature, max_tokens) come from the judge's
-    config file (``sflib.judges.config``) or the provider's defaults — never from a notebook.
-    """
+    """A :class:`~sflib.judges.Judge` for a judge name of the study (config name, YAML path or spec); its
+    options (concurrency, rpm, tpm, timeout, temperature, max_tokens) come from its config file."""
     from ..ratings import resolve_judge
 
     return resolve_judge(name)
 
 
 def options(j) -> dict:
-    """The options a judge or policy client runs with: ``name`` plus :data:`OPTION_NAMES` it has."""
+    """The options a judge or policy client runs with (``name``, :data:`OPTION_NAMES`, the file they come from)."""
+    cfg = getattr(j, "config", None) or {}
     params = dict(getattr(j, "params", None) or {})
     out = {"name": j.name}
     for key in OPTION_NAMES:
-        value = getattr(j, key, None) if key not in ("temperature", "max_tokens", "top_p") else params.get(key)
-        if value is not None:
-            out[key] = value
+        value = cfg.get(key, params.get(key, getattr(j, key, None)))
+        out[key] = "none" if value is None else value
+    source = cfg.get("source")
+    out["from"] = "defaults" if source in (None, "shorthand") else Path(str(source)).name
     return out
 
 
@@ -132,30 +138,15 @@ def generate_responses(study, instructions: pd.DataFrame, *, k: int | None = Non
     if is_recorded(cfg.name):
         raise ValueError(f"study {study.name}: policy {cfg.name!r} writes no responses; list 'responses' in "
                          "seeded_from_data or name a policy such as local:smollm2 or openai:<model>")
-    try:
-        from ..policies import get_policy
-    except ImportError:  # before sflib.policies: the two built-in kinds
-        get_policy = None
-    if get_policy is not None:
-        policy = get_policy(cfg.name, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=tokens,
-                            template=cfg.prompt_style)
-        return policy.generate(instructions, k=k, seed=study.config.seed, progress=progress)
-    from .. import generate as g
+    from ..policies import get_policy
 
-    provider, _, model = cfg.name.partition(":")
-    if provider == "openai":
-        from ..judges import get_judge
-
-        client = get_judge(cfg.name, temperature=cfg.temperature, max_tokens=tokens, top_p=cfg.top_p)
-        return g.generate_openai(instructions, client, k=k, prompt_style=cfg.prompt_style,
-                                 seed=study.config.seed, progress=progress)
-    return g.generate_local(instructions, model=model if provider == "local" else cfg.name, k=k,
-                            temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=tokens,
-                            seed=study.config.seed, prompt_style=cfg.prompt_style, progress=progress)
+    policy = get_policy(cfg.name, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=tokens,
+                        template=cfg.prompt_style)
+    return policy.generate(instructions, k=k, seed=study.config.seed, progress=progress)
 
 
 #: notebook 01's quick mode: at most this many instructions, samples and new tokens
-QUICK = {"instructions": 2, "k": 3, "max_new_tokens": 32}
+QUICK = {"instructions": 8, "k": 4, "max_new_tokens": 32}
 #: the bundled policy of notebook 01's demonstration (the paper study's responses are seeded)
 DEMO_POLICY = "local:smollm2"
 
@@ -176,12 +167,19 @@ def _sampled(responses: pd.DataFrame, instr: pd.DataFrame, k: int, failure: str 
 
 
 def _quiet_transformers() -> None:
-    """No "Loading weights" progress widget in the notebooks (the samples themselves have a bar)."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        return
+    """No "Loading weights" progress widget in the notebooks."""
+    from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def _quiet_sampling():
+    """No "Loading weights" widget, no empty-responses warning (the counts say it) while sampling."""
+    _quiet_transformers()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*responses are empty.*")
+        yield
 
 
 def sample_responses(study, quick: bool = False, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -199,13 +197,14 @@ def sample_responses(study, quick: bool = False, progress: bool = True) -> tuple
         instr = instr.head(QUICK["instructions"])
         k, tokens = min(k, QUICK["k"]), min(tokens, QUICK["max_new_tokens"])
     failure = None
-    _quiet_transformers()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*responses are empty.*")
+    with _quiet_sampling(), _quiet_retry_warning():  # the counts say it, once
         try:
             responses = generate_responses(study, instr, k=k, max_new_tokens=tokens, progress=progress)
         except RuntimeError as e:  # requests to a server that failed after retries
-            responses, failure = pd.DataFrame(columns=d.RESPONSE_COLUMNS), str(e).split(";")[0]
+            text = str(e)
+            common = re.findall(r"'([^']{1,120})':", text.split("errors: ", 1)[-1]) if "errors: " in text else []
+            failure = text.split(";")[0] + (f" ({common[0]})" if common else "")
+            responses = pd.DataFrame(columns=EMPTY["responses"])
     return responses, instr, _sampled(responses, instr, k, failure, quick)
 
 
@@ -219,12 +218,26 @@ def demo_responses(study, n: int, k: int = 3, max_new_tokens: int = 48, max_char
     pool = available_instructions(study)
     pool = _filter(pool, max_chars, None, study.config.seed, ["instruction", "input"])
     pool = _filter(pool, None, n, study.config.seed, ["instruction"])
-    _quiet_transformers()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*responses are empty.*")
+    with _quiet_sampling():
         return g.generate_local(pool, model=DEMO_POLICY.partition(":")[2], k=k, temperature=cfg.temperature,
                                 top_p=cfg.top_p, max_new_tokens=max_new_tokens, seed=study.config.seed,
                                 progress=progress)
+
+
+#: the columns of an empty table of notebooks 01-03 (an empty table is written as an empty file)
+EMPTY = {"responses": d.RESPONSE_COLUMNS + ["sample", "n_tokens", "finish_reason", "source"],
+         "ratings": d.RATING_COLUMNS + ["judge", "valid", "status", "raw", "error"],
+         "rankings": d.RANKING_COLUMNS + ["verdict_12", "verdict_21", "valid", "status", "error", "judge"]}
+
+
+def read(study, stage: str) -> pd.DataFrame:
+    """``study.read(stage)`` (missing / stale stages raise as there), except that a stage saved with no
+    rows reads as an empty table with the usual columns instead of an "empty file" error."""
+    study.check(stage)
+    path = study.stage_dir(stage) / f"{stage}.jsonl"
+    if stage in EMPTY and path.exists() and path.stat().st_size < 8 and not path.read_text(encoding="utf-8").strip():
+        return pd.DataFrame(columns=EMPTY[stage])
+    return study.read(stage)
 
 
 def responses_summary(responses: pd.DataFrame, width: int = 60) -> pd.DataFrame:
@@ -263,13 +276,9 @@ def _quiet_retry_warning():
 
 
 def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = None) -> pd.DataFrame:
-    """Rate (``kind="ratings"``: a responses table) or rank (``"rankings"``: a pairs table) with judge ``j``.
-
-    The study's templates and ``both_orders`` are used and answers are cached in the study's
-    annotation store. A recorded judge is replayed without the store (nothing to cache or pay):
-    an item it has no answer for is ``failed`` with the reason "not recorded", reported once in
-    the counts, never as a failure to retry. ``progress``: default only for judges that are asked.
-    """
+    """Rate (``kind="ratings"``: responses) or rank (``"rankings"``: pairs) with judge ``j``, the study's templates,
+    ``both_orders`` and annotation store. A recorded judge is replayed without the store: an item it has no
+    answer for is ``failed``, "not recorded" in the counts, and not announced as a failure to retry."""
     from ..rankings import rank
     from ..ratings import rate
 
@@ -289,6 +298,7 @@ def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = Non
 # ----------------------------------------------------------------------------- counts for the manifest
 
 _HEX = re.compile(r"\b[0-9a-f]{12,}\b")
+NOT_RECORDED = "not recorded (the paper's run has no answer for it)"
 
 
 def reason(status: str, error: object) -> str:
@@ -298,7 +308,7 @@ def reason(status: str, error: object) -> str:
         return "reply could not be parsed" if not text or "could not be parsed" in text else text[:100]
     text = str(error or "no answer")
     if "no recorded" in text:
-        return "not recorded (the paper's run has no answer for it)"
+        return NOT_RECORDED
     text = re.sub(r"^order \d\d: ", "", text.split("; order ")[0])
     return _HEX.sub("…", text)[:100]
 
@@ -362,9 +372,6 @@ def too_little(counts: dict, what: str, stage: str) -> str | None:
         return f"{stage}: nothing to judge: the responses stage is empty; saved an empty {what} table"
     return (f"{stage}: none of the {counts['n']} {what} is valid ({outcome_line(counts, what).split(': ', 1)[1]}); "
             f"saved with this reason, later stages will report that they have too little to work with")
-
-
-NOT_RECORDED = "not recorded (the paper's run has no answer for it)"
 
 
 def check_judged(responses: pd.DataFrame, table: pd.DataFrame, kind: str) -> tuple[str, dict]:

@@ -9,7 +9,9 @@ Estimates, stated plainly:
 - **replies**: a policy writes ``max_new_tokens`` per call (an upper bound); a judge reply is
   counted as :data:`JUDGE_REPLY_TOKENS` tokens (a score or a choice plus a short reason), or the
   judge's ``max_tokens`` when that is smaller.
-- **dollars** from the judge / policy price (USD per 1M input and output tokens); ``local``,
+- **dollars** from the judge / policy price (USD per 1M input and output tokens); a judge stage whose
+  study section says ``mode: batch`` (``feedback.mode``, ``evaluation.mode``) is priced at the judge's
+  batch prices (``price_batch_input_per_mtok`` / ``price_batch_output_per_mtok``); ``local``,
   ``recorded`` and ``human`` cost nothing; an unknown price gives NaN and says so.
 - **stored**: a stage whose output is written and current has everything stored. Otherwise the
   annotation store is asked how many answers (ok or invalid) it holds for the same judge and
@@ -36,7 +38,7 @@ JUDGE_REPLY_TOKENS = 64
 CHARS_PER_TOKEN = 4
 FREE = {"local": "local model: nothing to pay", "recorded": "recorded answers: nothing to pay",
         "human": "human annotators: no API cost"}
-PLAN_COLUMNS = ["stage", "notebook", "kind", "name", "calls", "stored", "input_tokens", "output_tokens",
+PLAN_COLUMNS = ["stage", "notebook", "kind", "name", "mode", "calls", "stored", "input_tokens", "output_tokens",
                 "usd", "usd_to_pay", "note"]
 
 
@@ -86,7 +88,7 @@ class _Planner:
         self.rows: list[dict] = []
         self.stored = _store_counts(study)
 
-    def row(self, stage, kind, name, calls, in_chars, out_tokens, template=None, note=""):
+    def row(self, stage, kind, name, calls, in_chars, out_tokens, template=None, note="", mode="online"):
         settings = _resolve(kind, name)
         provider = settings.get("provider") or name.partition(":")[0]
         calls = int(calls)
@@ -103,19 +105,20 @@ class _Planner:
             usd = 0.0
             notes.append(FREE[provider])
         else:
-            pin, pout = settings.get("price_input_per_mtok"), settings.get("price_output_per_mtok")
+            prefix = "price_batch_" if mode == "batch" else "price_"
+            pin, pout = settings.get(f"{prefix}input_per_mtok"), settings.get(f"{prefix}output_per_mtok")
             if pin is None or pout is None:
                 usd = float("nan")
-                notes.append(f"price of {name} unknown: give it in the judge/policy file or SFLIB_PRICES")
+                notes.append(f"{mode} price of {name} unknown: give it in the judge/policy file or SFLIB_PRICES")
             else:
                 usd = (in_tok * pin + out_tok * pout) / 1e6
         to_pay = 0.0 if calls == 0 else usd * (calls - stored) / calls
-        self.rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], kind=kind, name=name, calls=calls,
-                              stored=stored, input_tokens=in_tok, output_tokens=out_tok, usd=usd,
+        self.rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], kind=kind, name=name, mode=mode,
+                              calls=calls, stored=stored, input_tokens=in_tok, output_tokens=out_tok, usd=usd,
                               usd_to_pay=to_pay, note="; ".join(notes)))
 
     def empty(self, stage, note):
-        self.rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], kind="", name="", calls=0, stored=0,
+        self.rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], kind="", name="", mode="", calls=0, stored=0,
                               input_tokens=0, output_tokens=0, usd=0.0, usd_to_pay=0.0, note=note))
 
     def seeded(self, stage) -> bool:
@@ -165,7 +168,7 @@ class _Planner:
         chars = sum(rating_chars(fb.rating_template, i, x, t) for i, x, rs in groups for t in rs) * scale
         for judge in [fb.judge, *fb.extra_judges]:
             self.row("ratings", "judge", judge, round(calls), chars, round(calls) * self.judge_reply(judge),
-                     fb.rating_template, note)
+                     fb.rating_template, note, mode=fb.mode)
 
     def rankings(self, groups, scale, note):
         if self.seeded("rankings"):
@@ -183,7 +186,7 @@ class _Planner:
         calls, chars = round(calls * scale), chars * scale
         for judge in [fb.judge, *fb.extra_judges]:
             self.row("rankings", "judge", judge, calls, chars, calls * self.judge_reply(judge),
-                     fb.ranking_template, note)
+                     fb.ranking_template, note, mode=fb.mode)
 
     # ----------------------------------------------------------------------- best-of-n and evaluation
     def best_of_n(self, ev):
@@ -218,7 +221,7 @@ class _Planner:
         if "evaluation" in self.cfg.seeded_from_data:
             note += "; recorded judgments seeded from data/canonical"
         self.row("evaluation", "judge", e.judge, calls, chars, calls * self.judge_reply(e.judge),
-                 fb.rating_template, note)
+                 fb.rating_template, note, mode=e.mode)
 
     def _seeded_outputs(self, ev) -> dict[str, list[str]]:
         from .seed import SEED_TABLES, canonical
@@ -250,7 +253,8 @@ def plan(study, total: bool = True) -> pd.DataFrame:
                for c in ("calls", "stored", "input_tokens", "output_tokens", "usd", "usd_to_pay")}
         unknown = sorted(set(df.loc[df["usd"].isna(), "name"]))
         note = f"plus the calls of {', '.join(unknown)} (price unknown)" if unknown else ""
-        df = pd.concat([df, pd.DataFrame([dict(stage="total", notebook="", kind="", name="", note=note, **tot)])],
+        df = pd.concat([df, pd.DataFrame([dict(stage="total", notebook="", kind="", name="", mode="", note=note,
+                                                **tot)])],
                        ignore_index=True)
     return df
 

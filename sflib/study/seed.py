@@ -17,8 +17,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from .. import catalog
 from .. import data as d
-from ..paths import data_dir
+from .. import io as sfio
 from .config import SEEDABLE
 
 PAPER_JUDGE = "gpt-3.5-turbo (paper)"
@@ -43,11 +44,7 @@ _INPUTS = {"responses": [], "ratings": ["responses"], "rankings": ["responses"],
 
 def canonical(name: str):
     """A vendored canonical table (``data/canonical/<name>.jsonl``)."""
-    path = data_dir() / "canonical" / f"{name}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `python -m sflib convert-original` to regenerate "
-                                "data/canonical")
-    return d.read_table(path)
+    return sfio.read_table(catalog.canonical_path(name))
 
 
 def seed_stage(study, stage: str, force: bool = False) -> Path | None:
