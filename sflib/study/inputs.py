@@ -623,3 +623,49 @@ def attempt_quietly(fn, *args, **kwargs) -> Attempt:
     _quiet_transformers()
     with contextlib.redirect_stdout(io.StringIO()):
         return attempt(fn, *args, **kwargs)
+
+
+def paper_vs_run(study, results, comparison: pd.DataFrame, min_n: int = 10) -> pd.DataFrame:
+    """Notebook 07's closing table: the paper's statements (abstract) beside this study's numbers, with n.
+
+    Rows: notebook 04's disagreement (when the study has it), each win rate (``results``: WinRates;
+    fewer than ``min_n`` instructions: no number), and the head-to-head per protocol (``comparison``:
+    :func:`sflib.evaluation.compare_policies`). The paper's win rates are not transcribed in
+    :mod:`sflib.paper`, so only its qualitative finding is quoted.
+    """
+    import json
+
+    from .. import paper
+    from .folder import StudyError
+
+    source = f"{paper.ARXIV}, Abstract"
+    rows = []
+    try:
+        rep = json.loads(study.path_of("consistency", "report.json").read_text(encoding="utf-8"))
+    except (StudyError, ValueError):
+        rep = {}
+    if rep.get("n_compared"):
+        lo, hi = rep["ci95"]["consistency"]
+        stated = paper.table("consistency").set_index("quantity")["paper_value"]
+        rows.append({"quantity": "ratings and rankings disagree (%, notebook 04)",
+                     "paper": f"{stated.get('disagreement, AI annotators (%)', float('nan')):g} (human and AI annotators)",
+                     "this run": f"{100 * (1 - rep['consistency']):.1f} (95% CI {100 * (1 - hi):.1f}–{100 * (1 - lo):.1f})",
+                     "n": rep["n_compared"], "source": source})
+    for r in results:
+        rows.append({"quantity": f"win rate of {r.policy} vs {r.reference}, {r.protocol} protocol (%)",
+                     "paper": "not transcribed in sflib/paper.py",
+                     "this run": (f"{r.winrate:.1f} ± {r.ci_sem:.1f} (length-controlled {r.lc_winrate:.1f})"
+                                  if r.n >= min_n else f"n = {r.n}: too few for a number"), "n": r.n, "source": ""})
+    for proto in ("rating", "ranking"):
+        got = comparison[comparison["protocol"] == proto] if len(comparison) else comparison
+        if len(got):
+            g = got.iloc[0]
+            ours = (f"{g['policy_a']} − {g['policy_b']} = {g['diff']:+.1f} ± {g['ci_sem']:.1f}" if g["n"] >= min_n
+                    else f"not measurable: the two policies share {int(g['n'])} judged instructions")
+        else:
+            ours = "not measurable: fewer than two policies"
+        rows.append({"quantity": f"rankings-RM vs ratings-RM, {proto} protocol",
+                     "paper": "rankings-RM preferred" if proto == "ranking" else "rankings-RM not preferred",
+                     "this run": ours, "n": int(got.iloc[0]["n"]) if len(got) else 0,
+                     "source": f"{source} (qualitative)"})
+    return pd.DataFrame(rows).set_index("quantity")
