@@ -669,3 +669,68 @@ def paper_vs_run(study, results, comparison: pd.DataFrame, min_n: int = 10) -> p
                      "this run": ours, "n": int(got.iloc[0]["n"]) if len(got) else 0,
                      "source": f"{source} (qualitative)"})
     return pd.DataFrame(rows).set_index("quantity")
+
+
+def rm_verdict(held_out: pd.DataFrame, chance: float = 0.5) -> str:
+    """One sentence on the held-out pairwise accuracy of the reward models (``sflib.reward_model.evaluate``):
+    which are at chance (within the 95% Wilson interval of ``chance``), on how many pairs, and whether that is
+    a demonstration (fewer than 100 pairs)."""
+    if not len(held_out) or not held_out["n_pairs"].max():
+        return "**No held-out ranked pairs**: the reward models cannot be compared with chance."
+    rows = list(held_out.iterrows())
+    low = [name for name, r in rows if at_chance(r["pairwise_accuracy"], int(r["n_pairs"]), chance)]
+    n = int(held_out["n_pairs"].max())
+    if len(low) == len(rows):
+        head = f"{'Both reward models are' if len(rows) == 2 else 'The reward model is'} at chance on {n} held-out pairs"
+    elif low:
+        head = f"{', '.join(low)} at chance on {n} held-out pairs; the other above"
+    else:
+        head = f"every reward model ranks the {n} held-out pairs better than chance"
+    return f"**{head}** (95% intervals)." + (" A demonstration of the pipeline at this scale, not a result." if n < 100 else "")
+
+
+def reward_models_record(ratings: pd.DataFrame, rankings: pd.DataFrame, runs: dict, notes: dict, settings: dict,
+                         held_out_instructions: int, held_out: pd.DataFrame) -> tuple[dict, dict]:
+    """Notebook 05's manifest counts and ``metrics.json``: rows read / usable / without a valid answer,
+    ties left out, which RMs were trained and why the others were not."""
+    no_score = int(ratings["score"].isna().sum()) if "score" in ratings else len(ratings)
+    no_decision = int(rankings["decision"].isna().sum()) if "decision" in rankings else len(rankings)
+    ties = int((rankings["decision"] == "equal").sum()) if "decision" in rankings else 0
+    trained = sorted(k for k, run in runs.items() if run is not None)
+    reasons = {"ratings: no valid score": no_score, "rankings: no decision": no_decision, "rankings: tie, left out": ties}
+    reasons = {k: v for k, v in reasons.items() if v}
+    reasons.update({f"{kind} RM not trained: {why}": 1 for kind, why in notes.items() if runs[kind] is None})
+    counts = {"n": len(ratings) + len(rankings),
+              "valid": len(ratings) - no_score + len(rankings) - no_decision - ties,
+              "invalid": no_score + no_decision, "failed": len(runs) - len(trained), "reasons": reasons,
+              "trained": trained}
+    if not trained:
+        counts["reason"] = "no reward model could be trained: " + "; ".join(notes.values())
+    metrics = {"settings": {k: v for k, v in settings.items() if k != "progress"},
+               "held_out_instructions": held_out_instructions,
+               "trained": {k: {"counts": runs[k].counts, "steps": runs[k].trainer.state.global_step} for k in trained},
+               "not_trained": {k: notes[k] for k in runs if runs[k] is None},
+               "held_out": held_out.reset_index().to_dict("records") if len(held_out) else []}
+    return counts, metrics
+
+
+def evaluation_record(evaluations: dict, recorded: bool) -> tuple[pd.DataFrame, dict]:
+    """Notebook 07's ``judgments`` table (every judged item, with policy and protocol) and manifest counts:
+    instructions counted / invalid / failed per protocol and why, and what the judge cost. For a recorded
+    judge, an instruction without a recording is "not recorded", never "failed"."""
+    results = [r for e in evaluations.values() for r in e.results.values()]
+    judgments = (pd.concat([r.items.assign(policy=r.policy, protocol=r.protocol) for r in results], ignore_index=True)
+                 if results else pd.DataFrame())
+    reasons: dict = {}
+    for r in results:
+        for why, k in r.dropped.items():
+            why = why.replace("judgment failed", "judgment not recorded") if recorded else why
+            reasons[f"{r.protocol}: {why}"] = reasons.get(f"{r.protocol}: {why}", 0) + k
+    n, valid = sum(r.n_items for r in results), sum(r.n for r in results)
+    failed = 0 if recorded else sum(k for why, k in reasons.items() if "failed" in why)
+    cost = sum(float(st.get("cost_usd") or 0) for e in evaluations.values() for st in e.stats.values())
+    counts = {"n": n, "valid": valid, "invalid": n - valid - failed, "failed": failed, "reasons": reasons,
+              "cost_usd": round(cost, 6)}
+    if not valid:
+        counts["reason"] = "no policy outputs to evaluate" if not results else "no judgment could be counted"
+    return judgments, counts
