@@ -9,7 +9,6 @@ import pytest
 from sflib import best_of_n as bon
 from sflib import data as d
 from sflib.cli import build_parser, main
-from sflib.prompts import PROMPT_FORMAT
 
 
 def scored(rewards: dict[str, list[float]], texts=None) -> pd.DataFrame:
@@ -151,26 +150,6 @@ def test_alpacaeval_layout_round_trip(tmp_path):
     assert out["instruction"].tolist() == ["A\n\nctx", "B"]
     with pytest.raises(ValueError, match="several m"):
         bon.to_model_outputs(bon.best_of_m_selections(df), "g")
-
-
-@pytest.fixture(scope="module")
-def tiny_rm_folder(tmp_path_factory):
-    """A saved reward model: a 1-layer random BERT over the MiniLM tokenizer, with its metadata."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from sflib.models import minilm_path
-    from sflib.reward_model import RewardModel
-
-    tok = AutoTokenizer.from_pretrained(minilm_path())
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
-                                                     num_attention_heads=2, intermediate_size=32, num_labels=1))
-    meta = {"format": "sflib-reward-model", "version": 1, "kind": "ratings", "prompt_format": PROMPT_FORMAT,
-            "backbone": "tiny", "lora": False, "max_length": 64}
-    folder = tmp_path_factory.mktemp("rm") / "ratings"
-    RewardModel(model.eval(), tok, meta).save(folder)
-    return folder
 
 
 def test_prompt_format_mismatch_is_refused(tiny_rm_folder, tmp_path):

@@ -16,7 +16,6 @@ from sflib import best_of_n as bon
 from sflib import cli
 from sflib import io as sfio
 from sflib.data import DataError
-from sflib.prompts import PROMPT_FORMAT
 
 # kind of table -> fields of its file (the last one is broken by a short row), two valid rows, headerless CSV?
 SPECS = {
@@ -133,23 +132,11 @@ def test_the_bad_file_table_covers_the_brief():
 # ----------------------------------------------------------------------------- valid inputs
 
 @pytest.fixture(scope="module")
-def tiny_rm(tmp_path_factory):
-    """A saved ratings reward model: a 1-layer random BERT over the MiniLM tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from sflib.models import minilm_path
+def tiny_rm(tiny_rm_folder):
+    """The tiny saved reward model of conftest.py, loaded, and its folder."""
     from sflib.reward_model import RewardModel
 
-    tok = AutoTokenizer.from_pretrained(minilm_path())
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
-                                                     num_attention_heads=2, intermediate_size=32, num_labels=1))
-    meta = {"format": "sflib-reward-model", "version": 1, "kind": "ratings", "prompt_format": PROMPT_FORMAT,
-            "backbone": "tiny", "lora": False, "max_length": 64}
-    folder = tmp_path_factory.mktemp("rm") / "ratings"
-    RewardModel(model.eval(), tok, meta).save(folder)
-    return RewardModel.load(folder), folder
+    return RewardModel.load(tiny_rm_folder), tiny_rm_folder
 
 
 def _expected(rm, instructions, responses, inputs=None):
