@@ -205,3 +205,10 @@ def test_winrate_legend_is_not_hatched_by_a_small_bar():
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["rating protocol", "ranking protocol", "50%: tie with the reference"]
     assert not any(getattr(h, "get_hatch", lambda: None)() for h in handles)
+
+
+def test_save_figure_of_nothing_saves_nothing(tmp_path):
+    from sflib import plots
+
+    assert list(plots.save_figure(None, "empty", tmp_path)) == []
+    assert not list(tmp_path.iterdir())

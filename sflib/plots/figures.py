@@ -70,9 +70,13 @@ def save_figure(fig, name: str, folder: os.PathLike | str | None = None, *, show
     """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf`` (folder: ``figures/``, see :mod:`sflib.paths`).
 
     In a kernel (``show=None``) the figure is displayed inline once and closed; ``show=False``
-    saves without displaying (recorded as not shown). Returns the two paths quietly.
+    saves without displaying (recorded as not shown). Returns the two paths quietly. ``fig=None`` (a
+    plot function that had nothing to draw, and said why) saves nothing and returns no paths.
     """
     import io
+
+    if fig is None:
+        return SavedFigure()
 
     from ..paths import figures_dir
 

@@ -148,6 +148,9 @@ def _commit(staged: list[tuple[Path, Path]]) -> None:
     mode = 0o666 & ~_umask()
     for tmp, target in staged:
         if tmp.is_dir():
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: the usual permissions, files included
+            for path in tmp.rglob("*"):
+                os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
             old = None
             if target.exists():
                 old = target.with_name(f".{target.name}.old.{os.getpid()}")
