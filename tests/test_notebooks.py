@@ -229,3 +229,24 @@ def test_unreachable_policy_server_gives_empty_stages_not_tracebacks(tmp_path, m
     for stage, what, notebook in (("ratings", "ratings", "02_ratings"), ("rankings", "ranked pairs", "03_rankings")):
         assert s.manifest(stage)["counts"]["n"] == 0 and s.state(stage) == "done"
         assert f"{notebook}: nothing to judge: the responses stage is empty; saved an empty {what} table" in texts[notebook]
+
+
+@pytest.mark.slow
+def test_consistency_notebook_shows_humans_beside_the_ai_judge(tmp_path, monkeypatch):
+    """Human answers in the study's store (here two SIMULATED annotators, written through the widget's own
+    session) appear in notebook 04 beside the AI judge, with their agreement on the overlap."""
+    from sflib import human, study
+
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(tmp_path / "outputs"))
+    s = study.load("paper")
+    human.simulated_answers(s.store_path, human.study_material("paper"), names=("ann-a", "ann-b"))
+    out = tmp_path / "04.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "04_consistency.ipynb"), str(out),
+                        parameters={"quick": True, "figures_dir": str(tmp_path / "figures")},
+                        cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    text = out.read_text(encoding="utf-8")
+    assert "ann-a (human, own pairs): consistency" in text and "ann-b (human, own pairs): consistency" in text
+    assert "(AI, the pairs the humans ranked): consistency" in text
+    assert "agreement on rankings (ann-a · ann-b)" in text
+    assert (tmp_path / "figures" / "04_humans_beside_ai.png").exists()
+    assert nbcheck.inline_images(out) >= len(nbcheck.saved_figures(out)) and nbcheck.noise(out) == []
