@@ -82,6 +82,19 @@ def _texts(out) -> list[tuple[str, str]]:
     return texts
 
 
+def _is_progress(out: dict) -> bool:
+    """A widget output that is a progress bar: tqdm's (an HBox of HTML and FloatProgress/IntProgress) or any
+    widget that is not a composed layout (a VBox / Box, as notebook 08's annotator is)."""
+    text = str(out.get("data", {}).get("text/plain", ""))
+    return not text.startswith(("VBox(", "Box("))
+
+
+def widgets(nb_path) -> list[str]:
+    """The interactive (non-progress) widgets a reader sees, one line each: ``cell N: excerpt``."""
+    return [f"cell {i}: {str(out['data'].get('text/plain', ''))[:80]}" for i, out in _outputs(_read(nb_path))
+            if "application/vnd.jupyter.widget-view+json" in out.get("data", {}) and not _is_progress(out)]
+
+
 def noise(nb_path) -> list[str]:
     """What a reader should not see in the outputs, one line each: ``cell N: kind: excerpt``."""
     found = []
@@ -90,7 +103,8 @@ def noise(nb_path) -> list[str]:
             found.append(f"cell {i}: traceback: {out.get('ename')}: {str(out.get('evalue'))[:80]}")
             continue
         if "application/vnd.jupyter.widget-view+json" in out.get("data", {}):
-            found.append(f"cell {i}: progress widget: {out['data'].get('text/plain', '')[:80]!s}".rstrip())
+            if _is_progress(out):  # an interactive widget (notebook 08's annotator) is the point, not noise
+                found.append(f"cell {i}: progress widget: {out['data'].get('text/plain', '')[:80]!s}".rstrip())
         for where, text in _texts(out):
             if where == "stderr" and text.strip():
                 kinds = [k for k, p in PATTERNS.items() if p.search(text)] or ["stderr"]
@@ -132,5 +146,5 @@ def check(nb_path) -> dict:
             "saved_figures": saved_figures(nb_path), "unshown": unshown_figures(nb_path), "noise": noise(nb_path)}
 
 
-__all__ = ["inline_images", "saved_figures", "figure_markers", "unshown_figures", "noise", "check", "PATTERNS",
+__all__ = ["inline_images", "saved_figures", "figure_markers", "unshown_figures", "noise", "widgets", "check", "PATTERNS",
            "make_notebook", "execute"]
