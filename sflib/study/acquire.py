@@ -210,10 +210,11 @@ def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = Non
     fb = study.config.feedback
     with _quiet_retry_warning() if recorded else contextlib.nullcontext():
         if kind == "ratings":
-            return rate(table, j, store=store, template=fb.rating_template, progress=progress)
+            return rate(table, j, store=store, template=fb.rating_template, progress=progress,
+                        mode="online" if recorded else fb.mode)
         if kind == "rankings":
             return rank(table, j, store=store, template=fb.ranking_template, both_orders=fb.both_orders,
-                        progress=progress)
+                        progress=progress, mode="online" if recorded else fb.mode)
     raise ValueError(f"kind must be 'ratings' or 'rankings', not {kind!r}")
 
 
