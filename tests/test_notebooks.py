@@ -155,6 +155,8 @@ def test_fresh_study_flows_forward(example_flow, monkeypatch):
         assert m["counts"]["n"] == n and m["counts"]["valid"] == n and m["counts"]["invalid"] == 0
         assert s.state(stage) == "done"
     assert f"{len(responses)} ratings: {len(responses)} valid, 0 invalid" in example_flow["texts"]["02_ratings"]
+    # example.yaml asks for soft verdicts from a judge file with logprobs: the fake server returns them
+    assert ratings["expected_score"].between(1, 7).all() and rankings["p_a"].between(0, 1).all()
 
 
 def _mostly_prose(original):

@@ -197,6 +197,28 @@ def _quiet_retry_warning():
         log.removeFilter(keep)
 
 
+@contextlib.contextmanager
+def _logprob_notes():
+    """Print the engine's "N replies came without usable logprobs" as one plain line (a note for the
+    reader of the notebook, not a warning on stderr)."""
+    log = logging.getLogger("sflib.annotate")
+    seen: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        if "without usable logprobs" in record.getMessage():
+            seen.append(record.getMessage())
+            return False
+        return True
+
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
+        for message in seen:
+            print("note:", message, "(soft verdicts need a provider that returns logprobs)")
+
+
 def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = None) -> pd.DataFrame:
     """Rate (``kind="ratings"``: responses) or rank (``"rankings"``: pairs) with judge ``j``, the study's templates,
     ``both_orders`` and annotation store. A recorded judge is replayed without the store: an item it has no
@@ -208,7 +230,7 @@ def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = Non
     store = False if recorded else study.store_path
     progress = (not recorded) if progress is None else progress
     fb = study.config.feedback
-    with _quiet_retry_warning() if recorded else contextlib.nullcontext():
+    with _quiet_retry_warning() if recorded else _logprob_notes():
         if kind == "ratings":
             return rate(table, j, store=store, template=fb.rating_template, progress=progress,
                         mode="online" if recorded else fb.mode)

@@ -195,7 +195,7 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log) -
             budget_check(study, stage, plan_df, log)
             log(f"== {nb.name} (study={study.name}, quick={quick}) ==")
             out = result.run_dir / nb.name
-            parameters = {"study": str(study.path or study.name), "quick": bool(quick), **params}
+            parameters = {"study": _study_parameter(study), "quick": bool(quick), **params}
             t0 = time.perf_counter()
             error = None
             try:
@@ -217,3 +217,13 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log) -
         result.timings = pd.DataFrame(rows, columns=["notebook", "seconds"])
         log(f"== done: executed notebooks in {keep} and {result.run_dir} ==")
         return result
+
+
+def _study_parameter(study) -> str:
+    """How the notebooks are told the study: its name when the file is ``studies/<name>.yaml`` of this
+    repository (no machine path in the executed notebooks), else the file's path."""
+    path = Path(study.path) if study.path else None
+    if path is None:
+        return study.name
+    shipped = (root() / "studies" / f"{path.stem}.yaml").resolve()
+    return path.stem if path.resolve() == shipped else str(path)
