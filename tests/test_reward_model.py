@@ -335,7 +335,7 @@ def test_smollm2_loads_as_sequence_classifier_with_pad_token(tmp_path):
 
 
 def test_accelerate_configs_load():
-    """The multi-GPU recipes in docs/notes/reward_models.md point at configs accelerate can read."""
+    """The multi-GPU recipes in docs/reward_models.md point at configs accelerate can read."""
     from pathlib import Path
 
     from accelerate.commands.config.config_args import ClusterConfig

@@ -9,7 +9,7 @@
 - agreement and humans vs the AI judge: :mod:`sflib.agreement`; for the consistency notebook in one call:
   :func:`consistency_beside_ai` (table, figure, note).
 
-See ``docs/notes/human.md``.
+See ``docs/human.md``.
 """
 from .feedback import (RANKINGS_COLUMNS, RATINGS_COLUMNS, all_feedback, annotator_summary, human_feedback,
                        known_annotators)

@@ -12,7 +12,7 @@ longest sequence. ``reward_model.json`` records which path was used (``packing``
 On GPUs: bf16 (or fp16), fused AdamW, optional ``torch.compile``; for 7B backbones, LoRA
 (``peft``; the score head is trained and saved with the adapter) and gradient checkpointing;
 across GPUs, ``accelerate launch`` with ``sflib/configs/accelerate/fsdp.yaml`` (see
-docs/notes/reward_models.md). Logging, a checkpoint every epoch, resume and ``report_to``
+docs/reward_models.md). Logging, a checkpoint every epoch, resume and ``report_to``
 (none / tensorboard / wandb) come from the Trainer.
 """
 from __future__ import annotations
