@@ -17,9 +17,12 @@ SITE=${SFLIB_BENCH_SITE:-/tmp/site}
 mkdir -p "$SITE"
 "$PY" -m pip install -q --no-index --no-deps --target "$SITE" .whl/trl-*.whl .whl/datasets-*.whl
 # datasets' own dependencies, only where the image lacks them (and only wheels built for this Python)
+# (pyarrow also where the image's is older than the 24 that datasets 5.2 needs)
 for pair in pyarrow:pyarrow dill:dill multiprocess:multiprocess xxhash:xxhash; do
     mod=${pair%%:*}; whl=${pair##*:}
-    if ! "$PY" -c "import $mod" 2>/dev/null; then
+    check="import $mod"
+    [ "$mod" = pyarrow ] && check="import pyarrow, sys; sys.exit(int(pyarrow.__version__.split('.')[0]) < 24)"
+    if ! "$PY" -c "$check" 2>/dev/null; then
         "$PY" -m pip install -q --no-index --no-deps --target "$SITE" .whl/"$whl"-*.whl || echo "could not install $whl" >&2
     fi
 done
