@@ -149,12 +149,17 @@ def bench_scoring(rm, instr, outs, device, max_tokens, peak):
 
 
 def fp32_equality(model_dir, tok, instr, outs, device, n=64):
-    """Original recipe vs sflib's packed scoring, both in fp32 on the same weights."""
-    model = R.load_backbone(str(model_dir), tok, attention="sdpa").to(device).eval()
-    rm = R.RewardModel(model, tok, {"kind": "ratings", "max_length": ORIGINAL_LENGTH})
-    a = score_original(rm, R.encode(tok, instr[:n], outs[:n], ORIGINAL_LENGTH))
-    b = R.score(rm, instr[:n], outs[:n], max_tokens=4 * ORIGINAL_LENGTH, progress=False)
-    del model, rm
+    """Original recipe vs sflib's packed scoring, both in fp32 on the same weights (TF32 off: true fp32 matmuls)."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        model = R.load_backbone(str(model_dir), tok, attention="sdpa").to(device).eval()
+        rm = R.RewardModel(model, tok, {"kind": "ratings", "max_length": ORIGINAL_LENGTH})
+        a = score_original(rm, R.encode(tok, instr[:n], outs[:n], ORIGINAL_LENGTH))
+        b = R.score(rm, instr[:n], outs[:n], max_tokens=4 * ORIGINAL_LENGTH, progress=False)
+        del model, rm
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     return {"compared": len(a), "max_abs_diff": float(np.max(np.abs(a - b))),
             "within_1e-3": bool(np.max(np.abs(a - b)) <= 1e-3)}
 
