@@ -64,7 +64,8 @@ class Policy:
                                     prompt_style=self.prompt_style, generator=generator, store=store,
                                     device=c.get("device"), progress=progress, **self.options)
         return g.generate_openai(instructions, self.client(), k=k, store=store, prompt_style=self.prompt_style,
-                                 seed=seed, generator=generator, progress=progress)
+                                 seed=seed, generator=generator, progress=progress,
+                                 n_per_request=None if c.get("n_per_request", True) else False)
 
 
 def get_policy(name_or_spec: "str | Policy", **overrides: Any) -> Policy:

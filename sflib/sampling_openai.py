@@ -38,7 +38,7 @@ def sampling_requests(instructions: pd.DataFrame, k: int, prompt_style: str = "c
 
 def generate_openai(instructions: pd.DataFrame, judge, k: int = 5, *, store=None, prompt_style: str = "chat",
                     seed: int = 0, generator: str | None = None, progress: bool = True,
-                    n_per_request: bool | None = False) -> pd.DataFrame:
+                    n_per_request: bool | None = None) -> pd.DataFrame:
     """Sample ``k`` responses per instruction from an OpenAI-compatible server.
 
     ``judge``: an :class:`~sflib.judges.openai_judge.OpenAIJudge` configured with the sampling
@@ -52,8 +52,8 @@ def generate_openai(instructions: pd.DataFrame, judge, k: int = 5, *, store=None
     ``n_per_request``: ask for the missing samples of an instruction in one request with ``n``
     (vLLM, OpenAI: the prompt is sent and paid once; each choice is stored under its own sample
     key). None or True: whenever the judge supports it; a server that answers fewer choices than
-    asked (llama.cpp) has the rest asked one request per sample. False (default for now): one
-    request per sample.
+    asked (llama.cpp) has the rest asked one request per sample. False: one request per sample
+    (a policy file says ``n_per_request: false``).
 
     A request that failed (after the client's retries) is never turned into an empty response:
     the call raises an error with the count, and a re-run retries only the failures.

@@ -185,7 +185,7 @@ def test_openai_compatible_policy_uses_the_engine_and_store(fake_openai, tmp_pat
                          temperature=0.7, max_tokens=32, top_p=0.9)
     store = AnnotationStore(tmp_path / "a.sqlite")
     out = g.generate_openai(INSTRUCTIONS, policy, k=3, store=store, progress=False)
-    assert fake_openai.requests == 12  # one request per sample: the sample index keeps them apart
+    assert fake_openai.requests == 4  # one request with n=3 per instruction; each choice its own sample
     assert out.groupby("instruction_id")["sample"].apply(list).tolist() == [[0, 1, 2]] * 4
     assert out["response"].str.startswith("echo: ").all()
     assert any(p.startswith("Add the numbers.\n\n1 2") for p in fake_openai.prompts)  # chat: instruction + input
@@ -193,7 +193,10 @@ def test_openai_compatible_policy_uses_the_engine_and_store(fake_openai, tmp_pat
     params = json.loads(out["params"].iloc[0])
     assert params["temperature"] == 0.7 and params["top_p"] == 0.9 and params["model"] == "my-policy"
     again = g.generate_openai(INSTRUCTIONS, policy, k=4, store=store, progress=False)
-    assert fake_openai.requests == 16  # resumed: only the new fourth samples were asked
+    assert fake_openai.requests == 8  # resumed: only the new fourth samples were asked (one each)
+    one_each = g.generate_openai(INSTRUCTIONS, policy, k=3, store=False, progress=False, n_per_request=False)
+    assert fake_openai.requests == 20  # n_per_request=False: one request per sample
+    assert len(one_each) == 12
     assert again[again["sample"] < 3]["response"].tolist() == out["response"].tolist()
 
 
@@ -223,7 +226,7 @@ def test_cli_generate_against_a_server_writes_both_layouts(fake_openai, tmp_path
     code = main(["generate", "--instructions", str(src), "--policy", "openai:my-policy", "--base-url", fake_openai.url,
                  "--k", "2", "--output", str(tmp_path / "r.jsonl"), "--generations-json", str(tmp_path / "r.json"),
                  "--store", str(tmp_path / "a.sqlite"), "--temperature", "0.8"])
-    assert code == 0 and fake_openai.requests == 8
+    assert code == 0 and fake_openai.requests == 4  # one request with n=2 per instruction
     table = d.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
     assert len(table) == 8 and (table["generator"] == "openai:my-policy").all()
     assert json.loads(table["params"].iloc[0])["temperature"] == 0.8

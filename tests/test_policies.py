@@ -61,10 +61,22 @@ def test_server_policy_generates_through_the_engine(fake_openai, tmp_path, monke
     monkeypatch.setenv("VLLM_BASE_URL", fake_openai.url)  # the shipped config's variable wins over its base_url
     out = get_policy("qwen2.5-7b-vllm").generate(INSTRUCTIONS, k=2, seed=1, store=tmp_path / "s.sqlite",
                                                  progress=False)
-    assert len(out) == 4 and fake_openai.requests == 4
+    assert len(out) == 4 and fake_openai.requests == 2  # n=2 in one request per instruction (the default)
     assert (out["generator"] == "openai:Qwen/Qwen2.5-7B-Instruct").all()
+    assert out["response"].nunique() == 4  # each choice is its own sample
     params = json.loads(out["params"].iloc[0])
     assert params["temperature"] == 1.0 and params["top_p"] == 0.9 and params["max_tokens"] == 512
+
+
+def test_policy_file_can_ask_one_request_per_sample(fake_openai, tmp_path):
+    cfg = tmp_path / "one_each.yaml"
+    cfg.write_text(f"provider: openai\nmodel: m\nbase_url: {fake_openai.url}\napi_key_env: null\nn_per_request: false\n")
+    out = get_policy(str(cfg)).generate(INSTRUCTIONS, k=2, store=False, progress=False)
+    assert len(out) == 4 and fake_openai.requests == 4
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("provider: openai\nmodel: m\nn_per_request: sometimes\n")
+    with pytest.raises(ValueError, match="n_per_request"):
+        get_policy(str(bad))
 
 
 def test_cli_generate_with_a_policy_config_name_and_overrides(fake_openai, tmp_path, monkeypatch):
@@ -76,7 +88,7 @@ def test_cli_generate_with_a_policy_config_name_and_overrides(fake_openai, tmp_p
     code = main(["generate", "--instructions", str(src), "--policy", "qwen2.5-7b-vllm", "--k", "3", "--output",
                  str(tmp_path / "r.jsonl"), "--store", str(tmp_path / "a.sqlite"), "--temperature", "0.5",
                  "--max-tokens", "64", "--concurrency", "2", "--rpm", "6000"])
-    assert code == 0 and fake_openai.requests == 6 and fake_openai.max_in_flight <= 2
+    assert code == 0 and fake_openai.requests == 2 and fake_openai.max_in_flight <= 2  # n=3 per request
     table = d.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
     params = json.loads(table["params"].iloc[0])
     assert params["temperature"] == 0.5 and params["max_tokens"] == 64

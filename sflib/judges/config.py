@@ -21,7 +21,9 @@ template version, ``v1`` = ``rating_v1`` / ``ranking_v1``; policies: ``chat`` or
 ``price_input_per_mtok`` / ``price_output_per_mtok`` (USD per million tokens; from
 :mod:`sflib.costs` when absent, 0 for local / recorded, ``None`` when unknown) and the batch-API
 prices ``price_batch_input_per_mtok`` / ``price_batch_output_per_mtok``, plus ``max_retries``,
-``batch_size``, ``device`` (local) and ``files`` (recorded). ``name`` is what was asked for and
+``batch_size``, ``device`` (local), ``files`` (recorded) and, for a policy on a server,
+``n_per_request`` (default true: an instruction's k samples in one request with ``n``, the prompt
+paid once; a server that ignores ``n`` has the rest asked one by one; false: one request per sample). ``name`` is what was asked for and
 ``source`` the file read (or ``"shorthand"``).
 
 An unknown key or a value of the wrong type in a file is one :class:`ConfigError` naming the file
@@ -53,7 +55,7 @@ KEYS: dict[str, tuple[type, ...]] = {
     "price_input_per_mtok": _OPT_NUM, "price_output_per_mtok": _OPT_NUM,
     "price_batch_input_per_mtok": _OPT_NUM, "price_batch_output_per_mtok": _OPT_NUM,
     "max_retries": (int,), "batch_size": (int,), "device": _OPT_STR, "files": (list, str, type(None)),
-    "source": (str,), "logprobs": (bool,), "top_logprobs": (int, type(None)),
+    "source": (str,), "logprobs": (bool,), "top_logprobs": (int, type(None)), "n_per_request": (bool,),
 }
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "text", list: "a list", type(None): "null"}
 
@@ -66,7 +68,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "policy": {"description": "", "provider": "local", "base_url": None, "base_url_env": None, "api_key_env": "OPENAI_API_KEY",
                "concurrency": 8, "rpm": None, "tpm": None, "timeout": 120.0, "temperature": 1.0,
                "max_tokens": 128, "top_p": 0.9, "template": "chat", "max_retries": 6, "batch_size": 8,
-               "device": None, "files": None},
+               "device": None, "files": None, "n_per_request": True},
 }
 PRICE_KEYS = ("price_input_per_mtok", "price_output_per_mtok", "price_batch_input_per_mtok",
               "price_batch_output_per_mtok")
