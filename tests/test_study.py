@@ -263,6 +263,21 @@ def test_batch_mode_prices_the_judge_stages_at_half(tmp_path, outputs):
         assert batch.loc[stage, "usd"] == pytest.approx(online.loc[stage, "usd"] / 2, rel=1e-12)
 
 
+def test_plan_counts_one_request_per_instruction_for_a_server_policy(tmp_path, outputs):
+    """A policy on a server asks k samples in one request with n: k times fewer calls, the prompt once."""
+    tok = lambda chars: math.ceil(chars / 4)  # noqa: E731
+    prompts = sum(len(alpaca_prompt(x["instruction"], x["input"])) for x in INSTRUCTIONS)
+    server = TINY.replace("local:smollm2", "openai:gpt-4o-mini")
+    r = plan(load(write_study(tmp_path, server))).set_index("stage").loc["responses"]
+    assert (r["calls"], r["input_tokens"], r["output_tokens"]) == (len(INSTRUCTIONS), tok(prompts), 3 * len(INSTRUCTIONS) * 10)
+    assert "one request with n" in r["note"]
+    (tmp_path / "one_each.yaml").write_text("provider: openai\nmodel: gpt-4o-mini\nn_per_request: false\n")
+    one_each = TINY.replace("local:smollm2", str(tmp_path / "one_each.yaml"))
+    r = plan(load(write_study(tmp_path, one_each, name="one_each_study.yaml"))).set_index("stage").loc["responses"]
+    assert (r["calls"], r["input_tokens"]) == (3 * len(INSTRUCTIONS), tok(3 * prompts))
+    assert r["usd"] > 0
+
+
 def test_full_scale_plan_counts_the_papers_calls():
     df = plan(load("paper_full_scale")).set_index("stage")
     assert df.loc["responses", "calls"] == 5000 * 5

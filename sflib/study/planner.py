@@ -5,7 +5,9 @@ Estimates, stated plainly:
 - **tokens** are characters / 4, rounded up per stage (OpenAI's rule of thumb for English). A
   judge call's prompt is the rendered template (system + user message) with the real instruction,
   input and reference texts; a response that does not exist yet is counted as ``max_new_tokens``
-  x 4 characters (an upper bound). A policy call's prompt is the Alpaca prompt.
+  x 4 characters (an upper bound). A policy call's prompt is the Alpaca prompt; a policy on a
+  server asks an instruction's k samples in one request with ``n`` (one call, the prompt counted
+  once) unless its file says ``n_per_request: false``.
 - **replies**: a policy writes ``max_new_tokens`` per call (an upper bound); a judge reply is
   counted as :data:`JUDGE_REPLY_TOKENS` tokens (a score or a choice plus a short reason), or the
   judge's ``max_tokens`` when that is smaller.
@@ -80,6 +82,13 @@ def judge_name(settings: dict, name: str) -> str:
         return f"{settings['provider']}:{settings['model']}"
     return name
 
+
+
+def _n_per_request(policy: str) -> bool:
+    """Whether a policy's samples of one instruction go in one request with ``n`` (a server policy
+    whose file does not say ``n_per_request: false``; a server that ignores ``n`` costs more)."""
+    settings = _resolve("policy", policy)
+    return settings.get("provider") == "openai" and bool(settings.get("n_per_request", True))
 
 class _Planner:
     def __init__(self, study):
@@ -157,8 +166,11 @@ class _Planner:
             return
         p = self.cfg.policy
         n = len(groups) * scale
-        chars = sum(len(alpaca_prompt(i, x)) for i, x, _ in groups) * p.k * scale
-        self.row("responses", "policy", p.name, round(n * p.k), chars, round(n * p.k) * p.max_new_tokens, note=note)
+        per = 1 if p.k > 1 and _n_per_request(p.name) else p.k  # requests (and prompts paid) per instruction
+        chars = sum(len(alpaca_prompt(i, x)) for i, x, _ in groups) * per * scale
+        if per == 1 and p.k > 1:
+            note = "; ".join(filter(None, [note, f"k={p.k} samples in one request with n (prompt paid once)"]))
+        self.row("responses", "policy", p.name, round(n * per), chars, round(n * p.k) * p.max_new_tokens, note=note)
 
     def ratings(self, groups, scale, note):
         if self.seeded("ratings"):
@@ -194,10 +206,12 @@ class _Planner:
             return
         b = self.cfg.best_of_n
         name = b.policy or self.cfg.policy.name
-        calls = len(ev) * b.n
-        chars = sum(len(alpaca_prompt(i)) for i in ev["instruction"]) * b.n
-        self.row("best_of_n", "policy", name, calls, chars, calls * b.max_new_tokens,
-                 note=f"{len(ev)} instructions x n={b.n}; reward-model scoring is local")
+        per = 1 if b.n > 1 and _n_per_request(name) else b.n
+        calls = len(ev) * per
+        chars = sum(len(alpaca_prompt(i)) for i in ev["instruction"]) * per
+        how = f"n={b.n} in one request each (prompt paid once)" if per == 1 and b.n > 1 else f"n={b.n}"
+        self.row("best_of_n", "policy", name, calls, chars, len(ev) * b.n * b.max_new_tokens,
+                 note=f"{len(ev)} instructions x {how}; reward-model scoring is local")
 
     def evaluation(self, ev):
         e, fb = self.cfg.evaluation, self.cfg.feedback
