@@ -278,6 +278,28 @@ def test_plan_counts_one_request_per_instruction_for_a_server_policy(tmp_path, o
     assert r["usd"] > 0
 
 
+def test_judge_and_policy_files_beside_the_study_file_are_found(tmp_path, outputs, monkeypatch):
+    """A study names its own policy file (a relative path) and judge (a name in its judges/ folder);
+    both are found from any working directory, and a missing one names the folders looked in."""
+    folder = tmp_path / "my_study"
+    (folder / "judges").mkdir(parents=True)
+    (folder / "my_policy.yaml").write_text("provider: openai\nmodel: my-server-model\nbase_url: http://127.0.0.1:9/v1\n"
+                                           "api_key_env: null\nprice_input_per_mtok: 0\nprice_output_per_mtok: 0\n")
+    (folder / "judges" / "my-judge.yaml").write_text("provider: openai\nmodel: my-judge-model\n"
+                                                     "price_input_per_mtok: 1.0\nprice_output_per_mtok: 2.0\n")
+    text = TINY.replace("local:smollm2", "my_policy.yaml").replace("judge: openai:gpt-4o-mini", "judge: my-judge")
+    path = write_study(folder, text)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    df = plan(load(path)).set_index("stage")
+    assert df.loc["responses", "name"] == "my_policy.yaml" and df.loc["responses", "usd"] == 0
+    assert df.loc["ratings", "name"] == "my-judge" and df.loc["ratings", "usd"] > 0  # its own prices
+    (folder / "missing.yaml").unlink(missing_ok=True)
+    with pytest.raises(StudyConfigError, match=r"policy.name: .*missing.yaml does not exist \(looked in"):
+        load(write_study(folder, TINY.replace("local:smollm2", "missing.yaml"), name="broken.yaml"))
+
+
 def test_full_scale_plan_counts_the_papers_calls():
     df = plan(load("paper_full_scale")).set_index("stage")
     assert df.loc["responses", "calls"] == 5000 * 5

@@ -3,10 +3,11 @@
 A judge or a policy is named by
 
 - a config name: ``./judges/<name>.yaml`` / ``./policies/<name>.yaml`` in the current folder,
-  then the shipped ``sflib/configs/judges/<name>.yaml`` / ``sflib/configs/policies/<name>.yaml``
+  then in the ``judges/`` / ``policies/`` folder beside a loaded study file, then the shipped ``sflib/configs/judges/<name>.yaml`` / ``sflib/configs/policies/<name>.yaml``
   (``gpt-4o-mini``, ``gpt-4o``, ``smollm2-llamacpp``, ``recorded``; policies ``smollm2``,
   ``qwen2.5-7b-vllm``);
-- a path to a YAML file of your own (``my_judge.yaml``);
+- a path to a YAML file of your own (``my_judge.yaml``; relative to the current folder, else to
+  the folder of a loaded study file);
 - the shorthand ``openai:<model>``, ``local:<model>``, ``recorded[:file,file]`` (and, for a policy,
   a local model folder).
 
@@ -96,8 +97,21 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
+#: folders of the study files loaded in this process (:func:`add_study_folder`): a judge or policy
+#: file named in a study is looked for beside the study file too
+_STUDY_FOLDERS: list[Path] = []
+
+
+def add_study_folder(folder: str | Path) -> None:
+    """Also look for judge / policy files relative to ``folder`` (a study file's folder): a YAML
+    path relative to it, and config names in its ``judges/`` and ``policies/`` subfolders."""
+    folder = Path(folder).expanduser().resolve()
+    if folder not in _STUDY_FOLDERS:
+        _STUDY_FOLDERS.append(folder)
+
+
 def _search_dirs(kind: str) -> list[Path]:
-    return [Path.cwd() / FOLDERS[kind], shipped_dir(kind)]
+    return [Path.cwd() / FOLDERS[kind], *(f / FOLDERS[kind] for f in _STUDY_FOLDERS), shipped_dir(kind)]
 
 
 def known_names(kind: str) -> list[str]:
@@ -112,9 +126,14 @@ def known_names(kind: str) -> list[str]:
 def _find_file(kind: str, name: str) -> Path | None:
     p = Path(name).expanduser()
     if p.suffix in (".yaml", ".yml"):
-        if not p.is_file():
-            raise FileNotFoundError(f"{kind} config file {p} does not exist")
-        return p
+        if p.is_file():
+            return p
+        if not p.is_absolute():
+            for folder in reversed(_STUDY_FOLDERS):  # the newest study first
+                if (folder / p).is_file():
+                    return folder / p
+        where = f" (looked in {Path.cwd()}{''.join(', ' + str(f) for f in _STUDY_FOLDERS)})" if not p.is_absolute() else ""
+        raise FileNotFoundError(f"{kind} config file {p} does not exist{where}")
     if os.sep in name or "/" in name:
         return None
     for folder in _search_dirs(kind):

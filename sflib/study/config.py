@@ -5,7 +5,9 @@ Every problem is ONE :class:`StudyConfigError` naming the file and the key path,
 missing file, an unknown judge or policy name.
 
 Relative paths in a study file are resolved against the study file's folder first, then against
-the repository root (so ``data/original/...`` works from ``studies/*.yaml``).
+the repository root (so ``data/original/...`` works from ``studies/*.yaml``). Judge and policy files
+named in it are found relative to the current folder, then beside the study file (a YAML path, or a
+config name in the study folder's ``judges/`` / ``policies/``), then among the shipped configs.
 """
 from __future__ import annotations
 
@@ -215,6 +217,10 @@ def validate(raw: Any, file: str = "<study>", base: Path | None = None) -> Study
         cfg = StudyConfig.model_validate(raw)
     except ValidationError as e:
         raise StudyConfigError(_message(file, e.errors()[0])) from None
+    if base is not None:  # judge / policy files named in the study are found beside it
+        from ..judges.config import add_study_folder
+
+        add_study_folder(base)
     _check_names(cfg, file)
     _check_files(cfg, file, base or root())
     return cfg
