@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .acquire import _quiet_transformers
+from .acquire import quiet_transformers
 
 
 @dataclass
@@ -216,7 +216,7 @@ def attempt_quietly(fn, *args, **kwargs) -> Attempt:
     stay in the result's ``log_history``) and no Hugging Face progress widgets."""
     import io
 
-    _quiet_transformers()
+    quiet_transformers()
     with contextlib.redirect_stdout(io.StringIO()):
         return attempt(fn, *args, **kwargs)
 
