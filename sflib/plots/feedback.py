@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..stats import wilson
 from .common import MIN_N, chance_line, interval_err, label_n, mark_small, nothing_to_draw, small_n_note
 from .style import EQUAL, OKABE_ITO, PALETTE, figure, styled
 
@@ -17,16 +18,6 @@ def _valid_scores(ratings: pd.DataFrame) -> pd.DataFrame:
     from ..ratings import valid_ratings
 
     return valid_ratings(ratings)[0]
-
-
-def wilson(k, n, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials (NaN, NaN when n = 0)."""
-    from scipy.stats import binomtest
-
-    if not n:
-        return float("nan"), float("nan")
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 @styled
