@@ -33,7 +33,7 @@ pairs). Pairs of the same instruction are treated as independent, as in the pape
 with a note where they are missing.
 
 The pieces: :mod:`sflib.consistency_compare` (loading, the vectorised comparison),
-:mod:`sflib.consistency_report` (the report, breakdowns, annotators side by side),
+:mod:`sflib.consistency_report` (the report, breakdowns, annotators side by side, example pairs),
 :mod:`sflib.stats` (kappa, the bootstraps); this module re-exports them and holds the CLI.
 """
 from __future__ import annotations
@@ -51,13 +51,15 @@ from .consistency_compare import (RANKINGS_COLUMNS, RATINGS_INDEX, VENDORED, Con
                                   _cells, _codes, _compare, _decision_codes, _scores, _with_ids, agreement_matrix,
                                   compare, load_rankings, load_ratings, load_vendored)
 from .consistency_report import (RESAMPLE, ConsistencyReport, _bootstrap, _breakdown,  # noqa: F401
-                                 _cluster_bootstrap, _report_from_pairs, _stats, compare_annotators, report)
+                                 _cluster_bootstrap, _report_from_pairs, _stats, compare_annotators,
+                                 opposite_preferences, rated_differently, report, response_words)
 from .soft_verdicts import VERDICTS
 from .stats import cohen_kappa  # noqa: F401
 
 __all__ = [
     "ConsistencyReport", "ConsistencyWarning", "compare", "report", "compare_annotators",
     "cohen_kappa", "agreement_matrix", "load_ratings", "load_rankings", "load_vendored", "add_cli",
+    "opposite_preferences", "rated_differently", "response_words",
 ]
 
 

@@ -1,6 +1,9 @@
 """Stage 5, the report: the 3x3 agreement matrix, consistency, kappa, tie rates, bootstrap intervals
 and breakdowns of the pairs compared by :mod:`sflib.consistency_compare` (statistics from
-:mod:`sflib.stats`), with hard or soft verdicts (:mod:`sflib.soft_verdicts`)."""
+:mod:`sflib.stats`), with hard or soft verdicts (:mod:`sflib.soft_verdicts`); and the texts behind
+the numbers: pairs the two protocols prefer oppositely (:func:`opposite_preferences`), responses
+rated twice with different scores (:func:`rated_differently`), response lengths
+(:func:`response_words`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -252,3 +255,66 @@ def compare_annotators(annotators: Mapping[str, tuple[pd.DataFrame, pd.DataFrame
     return out
 
 
+# ----------------------------------------------------------------------------- the texts behind the numbers
+
+def _short(text: object, width: int) -> str:
+    text = " ".join(str(text if text is not None else "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _texts(ratings: pd.DataFrame, rankings: pd.DataFrame) -> dict:
+    """``response_id`` -> response text, from the ratings and the rankings tables."""
+    texts = {}
+    if {"response_id", "response"} <= set(ratings.columns):
+        texts.update(zip(ratings["response_id"], ratings["response"]))
+    for i in ("1", "2"):
+        if {f"response_id_{i}", f"response{i}"} <= set(rankings.columns):
+            texts.update(zip(rankings[f"response_id_{i}"], rankings[f"response{i}"]))
+    return texts
+
+
+def response_words(ratings: pd.DataFrame, rankings: pd.DataFrame) -> dict:
+    """``response_id`` -> length in words (for :func:`sflib.plots.plot_disagreement_vs_length`)."""
+    return {rid: len(str(t).split()) for rid, t in _texts(ratings, rankings).items()}
+
+
+def opposite_preferences(pairs: pd.DataFrame, ratings: pd.DataFrame, rankings: pd.DataFrame, n: int = 3,
+                         width: int = 400) -> pd.DataFrame:
+    """Up to ``n`` compared pairs where the ratings prefer one response and the rankings the other:
+    the instruction, both responses (shortened to ``width`` characters), both scores and both decisions.
+    One column per pair (largest rating gap first)."""
+    if not len(pairs):
+        return pd.DataFrame()
+    opp = pairs[pairs["ratings_decision"].isin(["a", "b"]) & pairs["rankings_decision"].isin(["a", "b"])
+                & (pairs["ratings_decision"] != pairs["rankings_decision"])]
+    opp = opp.sort_values(["gap", "row"], ascending=[False, True], kind="stable").head(n)
+    texts = _texts(ratings, rankings)
+    instr = {}
+    for df in (ratings, rankings):
+        if {"instruction_id", "instruction"} <= set(df.columns):
+            instr.update(zip(df["instruction_id"], df["instruction"]))
+    cols = {}
+    for k, r in enumerate(opp.itertuples(), 1):
+        cols[f"pair {k}"] = {
+            "instruction": _short(instr.get(r.instruction_id, ""), width),
+            "response (a)": _short(texts.get(r.response_id_1, ""), width),
+            "response (b)": _short(texts.get(r.response_id_2, ""), width),
+            "rating of (a)": int(r.score1), "rating of (b)": int(r.score2),
+            "ratings prefer": f"({r.ratings_decision})", "rankings prefer": f"({r.rankings_decision})"}
+    return pd.DataFrame(cols)
+
+
+def rated_differently(ratings: pd.DataFrame, width: int = 300) -> pd.DataFrame:
+    """Responses rated more than once with different scores: the response (shortened) and its scores in order."""
+    if not len(ratings) or "score" not in ratings or "response_id" not in ratings:
+        return pd.DataFrame(columns=["instruction", "response", "scores"])
+    ok = ratings[ratings["score"].notna()]
+    keys = ["instruction_id", "response_id"] if "instruction_id" in ok else ["response_id"]
+    groups = ok.groupby(keys, sort=False)
+    rows = []
+    for _, g in groups:
+        if g["score"].nunique() > 1:
+            rows.append({"instruction": _short(g["instruction"].iloc[0], 120) if "instruction" in g else "",
+                         "response": _short(g["response"].iloc[0], width) if "response" in g else "",
+                         "scores": ", ".join(str(int(v)) for v in g["score"])})
+    return pd.DataFrame(rows, columns=["instruction", "response", "scores"])

@@ -185,6 +185,48 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
     return out
 
 
+def valid_ratings(ratings: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The valid ratings with each response counted once: ``(rows, counts)``.
+
+    Rows without a valid score (``valid`` False, or a score that is not a number) are set aside
+    first; then a response rated more than once keeps its **first** valid rating — the rule of
+    :mod:`sflib.consistency` (the paper's released sample rates two responses twice, 6 then 5 and 5
+    then 4). A response is its ``response_id`` (else its ``instruction, input, response`` text), per
+    ``judge`` when the table has one, so several judges' ratings of one response all stay. Score
+    distributions, counts and plots of a ratings table go through this, so a figure and a table
+    of the same ratings report the same n.
+
+    ``counts``: ``rows`` (read), ``without_score``, ``duplicates`` (later ratings of a response,
+    dropped), ``conflicting`` (of those, with a score other than the one kept), ``used``.
+    """
+    score = pd.to_numeric(ratings["score"], errors="coerce") if "score" in ratings else pd.Series(
+        np.nan, index=ratings.index, dtype=float)
+    ok = score.notna()
+    if "valid" in ratings.columns:
+        ok &= ratings["valid"].fillna(False).astype(bool)
+    df = ratings.loc[ok].copy()
+    df["score"] = score[ok].astype(int)
+    if "response_id" in df.columns:
+        keys = ["response_id"]
+    else:
+        keys = [c for c in ("instruction", "input", "response") if c in df.columns]
+        keys = keys if "response" in keys else []
+    dup = pd.Series(False, index=df.index)
+    conflicting = 0
+    if keys:
+        keys = keys + (["judge"] if "judge" in df.columns else [])
+        ident = df[keys].astype(str)
+        if "input" in keys:
+            ident["input"] = [d.clean_input(x) for x in df["input"]]
+        dup = ident.duplicated(keep="first")
+        first_score = df["score"].groupby([ident[c] for c in keys], sort=False).transform("first")
+        conflicting = int((dup & (df["score"] != first_score)).sum())
+    out = df.loc[~dup]
+    counts = {"rows": len(ratings), "without_score": int((~ok).sum()), "duplicates": int(dup.sum()),
+              "conflicting": conflicting, "used": len(out)}
+    return out, counts
+
+
 # ----------------------------------------------------------------------------- CLI
 
 def read_responses(path: str | os.PathLike, *, split: str | None = None) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from .rm import __all__  # noqa: F401
 from .rm.cli import _cli_score, _cli_train  # noqa: F401
 from .rm.encoding import _fit, _special_tokens  # noqa: F401
 from .rm.folder import _quiet_transformers  # noqa: F401
-from .rm.objectives import _instruction_ids, _require_columns  # noqa: F401
+from .rm.objectives import _require_columns  # noqa: F401
 from .rm.training import _dataset, _trainer_class  # noqa: F401
 from .rm.cli import _write_scored  # noqa: F401,E402
 from .rm.metrics import _score_unique  # noqa: F401,E402

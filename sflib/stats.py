@@ -13,6 +13,8 @@
   milliseconds at 100k pairs, where :func:`scipy.stats.bootstrap` would resample 100k labels per
   replicate; :func:`percentile_intervals` turns replicates into intervals of any statistic of the
   cells (e.g. :func:`agreement_stats`).
+- **Proportions**: the Wilson score interval (:func:`wilson`, :func:`scipy.stats.binomtest`) and whether
+  a pairwise accuracy is within it of chance (:func:`at_chance`).
 """
 from __future__ import annotations
 
@@ -61,6 +63,25 @@ def bootstrap_ci(values: Sequence[float], *, n_boot: int = N_BOOT, seed: int = 0
     except TypeError:  # scipy < 1.15 names the generator random_state
         res = _st.bootstrap((v,), np.mean, random_state=np.random.default_rng(seed), **kwargs)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+# ----------------------------------------------------------------------------- proportions
+
+def wilson(k, n, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for ``k`` successes in ``n`` trials (NaN, NaN when n = 0)."""
+    if not n:
+        return float("nan"), float("nan")
+    ci = _st.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def at_chance(accuracy: float, n: int, chance: float = 0.5, level: float = 0.95) -> bool:
+    """Whether a pairwise accuracy on ``n`` pairs is within the Wilson interval (95%) of ``chance``, i.e.
+    cannot be told from guessing; True when there are no pairs."""
+    if not n:
+        return True
+    low, high = wilson(round(accuracy * n), n, level)
+    return low <= chance <= high
 
 
 # ----------------------------------------------------------------------------- kappa

@@ -341,6 +341,44 @@ def test_canonical_jsonl_tables_load(tmp_path):
     assert a.matrix.to_numpy().tolist() == oracle_from_csv(SAMPLE_RATINGS, SAMPLE_RANKINGS)["matrix"]
 
 
+def test_examples_show_the_pairs_the_two_protocols_prefer_oppositely():
+    ratings = data.read_ratings_csv(SAMPLE_RATINGS)
+    rankings = data.read_rankings_csv(SAMPLE_RANKINGS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", consistency.ConsistencyWarning)
+        pairs = consistency.compare(ratings, rankings)
+    opposite = pairs[pairs["ratings_decision"].isin(["a", "b"]) & pairs["rankings_decision"].isin(["a", "b"])
+                     & (pairs["ratings_decision"] != pairs["rankings_decision"])]
+    assert len(opposite) >= 3
+    ex = consistency.opposite_preferences(pairs, ratings, rankings, n=3, width=60)
+    assert list(ex.columns) == ["pair 1", "pair 2", "pair 3"]
+    gaps = [abs(ex.loc["rating of (a)", c] - ex.loc["rating of (b)", c]) for c in ex.columns]
+    assert gaps == sorted(gaps, reverse=True) and gaps[0] == opposite["gap"].max()
+    texts = dict(zip(ratings["response_id"], ratings["response"]))
+    first = opposite.sort_values(["gap", "row"], ascending=[False, True], kind="stable").iloc[0]
+    col = ex["pair 1"]
+    assert {col["ratings prefer"], col["rankings prefer"]} == {"(a)", "(b)"}
+    assert col["rankings prefer"] == f"({first.rankings_decision})"
+    assert (col["rating of (a)"], col["rating of (b)"]) == (first.score1, first.score2)
+    short = " ".join(texts[first.response_id_1].split())
+    assert col["response (a)"] == (short if len(short) <= 60 else short[:59] + "…")
+    assert all(len(v) <= 60 for v in ex.loc[["instruction", "response (a)", "response (b)"]].to_numpy().ravel())
+    assert consistency.opposite_preferences(pairs.iloc[:0], ratings, rankings).empty
+    words = consistency.response_words(ratings, rankings)
+    assert words[first.response_id_1] == len(texts[first.response_id_1].split())
+
+
+def test_rated_differently_lists_each_response_with_its_scores_in_order():
+    ratings = pd.DataFrame({"instruction_id": ["i", "i", "i", "i", "j"], "response_id": ["r1", "r2", "r1", "r2", "r3"],
+                            "instruction": ["Add."] * 4 + ["Sort."], "response": ["3", "4", "3", "4", "x"],
+                            "score": [6, 5, 5, 5, None]})
+    twice = consistency.rated_differently(ratings)
+    assert twice.to_dict("records") == [{"instruction": "Add.", "response": "3", "scores": "6, 5"}]
+    assert consistency.rated_differently(ratings.drop(columns="response_id")).empty
+    vendored = consistency.rated_differently(data.read_ratings_csv(SAMPLE_RATINGS))
+    assert sorted(vendored["scores"]) == ["5, 4", "6, 5"]  # the paper's sample: two responses rated twice
+
+
 def test_disagreement_kinds_add_up_and_summary():
     rep = fast_from_csv(SAMPLE_RATINGS, SAMPLE_RANKINGS, bootstrap=50)
     assert rep.opposite_rate + rep.one_side_equal_rate == pytest.approx(1 - rep.consistency)

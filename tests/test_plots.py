@@ -66,6 +66,29 @@ def test_score_distribution_drops_empty_and_marks_small_groups():
     assert len(one.axes) == 1
 
 
+def test_score_figure_and_ratings_tables_report_the_same_n():
+    """Notebook 02: the figure's n, the score table (valid_ratings) and the coverage table (check_judged)
+    must count the same ratings, also on the paper's released sample, which rates two responses twice."""
+    import re
+
+    from sflib.ratings import valid_ratings
+    from sflib.study.acquire import check_judged
+    from sflib.study.seed import canonical
+
+    responses, ratings = canonical("sample_responses"), canonical("sample_ratings")
+    assert ratings["response_id"].duplicated().sum() == 2  # the case this test is about
+    valid, counts = valid_ratings(ratings)
+    _, covered = check_judged(responses, ratings, "ratings")
+    fig = plots.plot_score_distribution(ratings, by="source")
+    n_figure = int(re.fullmatch(r"All rated responses \(n=(\d+)\)", fig.axes[0].get_title()).group(1))
+    assert n_figure == len(valid) == counts["used"] == covered["valid"] == 97
+    # and per judge when several judges rate the same responses
+    both = pd.concat([ratings.assign(judge="j1"), ratings.assign(judge="j2")], ignore_index=True)
+    fig = plots.plot_score_distribution(both, by="judge")
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert fig.axes[0].get_title() == "All rated responses (n=194)" and labels == ["j1 (n=97)", "j2 (n=97)"]
+
+
 def test_decisions_tie_rate_in_title():
     rk = pd.DataFrame({"decision": ["a"] * 5 + ["b"] * 3 + ["equal"] * 2 + [None], "valid": [True] * 10 + [False]})
     fig = plots.plot_decisions(rk, reference_tie_rate=0.25)

@@ -7,7 +7,7 @@ import pytest
 
 from sflib import data as d
 from sflib.judges.base import Completion, Judge, Request
-from sflib.ratings import RATING_RECORD_COLUMNS, rate, rating_request, task_block
+from sflib.ratings import RATING_RECORD_COLUMNS, rate, rating_request, task_block, valid_ratings
 from sflib.store import AnnotationStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,3 +192,51 @@ def test_cli_rate_reads_alpaca_outputs_json_and_limit(tmp_path, capsys):
     assert code == 0, err
     table = d.read_table(tmp_path / "r.jsonl")
     assert table["response"].tolist() == ["5"] and table["score"].tolist() == [7]
+
+
+# ----------------------------------------------------------------------------- valid ratings, each response once
+
+def test_valid_ratings_count_each_response_once_first_valid_rating_wins():
+    df = pd.DataFrame({
+        "response_id": ["r1", "r2", "r1", "r3", "r3", "r4", "r2"],
+        "score": [6, None, 5, "x", 4, 7, 3],
+        "valid": [True, False, True, True, True, True, True],
+    })
+    kept, counts = valid_ratings(df)
+    # r2's invalid first row does not hide its later valid one; r3's unparsable score is not a rating
+    assert kept["response_id"].tolist() == ["r1", "r3", "r4", "r2"]
+    assert kept["score"].tolist() == [6, 4, 7, 3]
+    assert counts == {"rows": 7, "without_score": 2, "duplicates": 1, "conflicting": 1, "used": 4}
+    # the same response rated twice with the same score is a duplicate, not a conflict
+    same = pd.DataFrame({"response_id": ["r1", "r1"], "score": [5, 5]})
+    assert valid_ratings(same)[1] == {"rows": 2, "without_score": 0, "duplicates": 1, "conflicting": 0, "used": 1}
+
+
+def test_valid_ratings_keep_every_judge_and_fall_back_to_the_text():
+    two_judges = pd.DataFrame({"response_id": ["r1", "r1", "r1"], "judge": ["j1", "j2", "j1"], "score": [6, 2, 5]})
+    kept, counts = valid_ratings(two_judges)
+    assert kept["judge"].tolist() == ["j1", "j2"] and counts["duplicates"] == 1
+    by_text = pd.DataFrame({"instruction": ["Add.", "Add.", "Add."], "input": [None, "", "1 2"],
+                            "response": ["3", "3", "3"], "score": [4, 5, 6]})
+    kept, counts = valid_ratings(by_text)  # None and "" are the same (empty) input
+    assert kept["score"].tolist() == [4, 6] and counts["conflicting"] == 1
+    assert valid_ratings(by_text[["score"]])[1]["used"] == 3  # nothing to identify a response by: no dedup
+    empty = valid_ratings(pd.DataFrame(columns=["response_id", "score", "valid"]))
+    assert len(empty[0]) == 0 and empty[1]["used"] == 0
+
+
+def test_vendored_ratings_duplicates_are_those_consistency_drops():
+    """The paper's released ratings rate two responses twice (6 then 5, 5 then 4); valid_ratings drops the
+    same rows as the consistency comparison, so notebooks 02 and 04 count the same ratings."""
+    from sflib.consistency import ConsistencyWarning, compare
+    from sflib.study.seed import canonical
+
+    ratings, rankings = canonical("sample_ratings"), canonical("sample_rankings")
+    kept, counts = valid_ratings(ratings)
+    with pytest.warns(ConsistencyWarning, match="no rating"):  # the one response the paper's run never rated
+        stats = compare(ratings, rankings).attrs["counts"]
+    assert counts["duplicates"] == stats["n_duplicate_ratings"] == 2
+    assert counts["conflicting"] == stats["n_conflicting_duplicate_ratings"] == 2
+    assert counts["used"] == ratings["response_id"].nunique() == len(ratings) - 2
+    first = ratings.drop_duplicates("response_id").set_index("response_id")["score"]
+    assert kept.set_index("response_id")["score"].equals(first.astype(int))

@@ -190,6 +190,22 @@ def test_split_by_instruction_never_splits_an_instruction():
     assert sorted(val3.instruction) == sorted(val.instruction)
 
 
+def test_instruction_ids_use_the_column_or_hash_the_text():
+    df = pd.DataFrame({"instruction": ["Add.", "Add.", "Sort."], "input": ["1 2", "3 4", None],
+                       "instruction_id": ["x", "y", "z"]}, index=[5, 6, 7])
+    assert R.instruction_ids(df).tolist() == ["x", "y", "z"]
+    hashed = R.instruction_ids(df.drop(columns="instruction_id"))
+    assert hashed.index.tolist() == [5, 6, 7]
+    assert hashed.tolist() == [make_id("Add.", "1 2"), make_id("Add.", "3 4"), make_id("Sort.", "")]
+    assert hashed.iloc[0] != hashed.iloc[1]  # the input is part of the id
+    no_input = R.instruction_ids(df[["instruction"]])
+    assert no_input.iloc[0] == no_input.iloc[1] == make_id("Add.")
+    # the ids split_by_instruction splits by
+    ids = set(R.validation_instructions(hashed, 0.5, seed=0))
+    _, val = R.split_by_instruction(df.drop(columns="instruction_id"), val_ids=ids)
+    assert set(R.instruction_ids(val)) == ids
+
+
 # ----------------------------------------------------------------------------- save / reload / resume
 
 def test_lora_reward_model_reloads_with_identical_scores(llama_dir, tmp_path):

@@ -16,6 +16,31 @@ def test_one_implementation_is_used_by_both_stages():
     assert consistency._stats is stats.agreement_stats
 
 
+def test_wilson_interval_and_at_chance():
+    low, high = stats.wilson(7, 10)
+    ci = st.binomtest(7, 10).proportion_ci(method="wilson")
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+    # by hand: (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)
+    z, n, p = st.norm.ppf(0.975), 10, 0.7
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (low, high) == pytest.approx((centre - half, centre + half))
+    assert all(math.isnan(x) for x in stats.wilson(0, 0))
+    # 0.6 on 20 pairs cannot be told from a coin; 0.6 on 2,000 pairs can; 0.4 on 2,000 is below chance
+    assert stats.at_chance(0.6, 20) and not stats.at_chance(0.6, 2000) and not stats.at_chance(0.4, 2000)
+    assert stats.at_chance(0.0, 0)  # no pairs: nothing shows it is better than chance
+    assert not stats.at_chance(0.75, 40) and stats.at_chance(0.75, 40, chance=0.7)
+
+
+def test_moved_helpers_stay_importable_from_their_old_homes():
+    from sflib.plots import feedback
+    from sflib.study import findings, inputs
+
+    assert feedback.wilson is stats.wilson
+    assert findings.at_chance is stats.at_chance and inputs.at_chance is stats.at_chance
+    for name in ("opposite_preferences", "rated_differently", "response_words"):
+        assert getattr(findings, name) is getattr(consistency, name) is getattr(inputs, name)
+
+
 def test_sem_interval_is_the_papers():
     values = [1.0, 0.5, 0.0, 1.0, 1.0]
     m = sum(values) / 5

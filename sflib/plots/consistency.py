@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..stats import wilson
 from .common import MIN_N, interval_err, label_n, mark_small, nothing_to_draw, small_n_note
-from .feedback import wilson
 from .style import AGREE, EQUAL, OKABE_ITO, OPPOSITE, PAPER, figure, styled
 
 _DECISION_TICKS = ["a\n(response 1)", "b\n(response 2)", "equal"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..stats import wilson
 from .common import MIN_N, chance_line, interval_err, label_n, mark_small, nothing_to_draw, small_n_note
 from .style import EQUAL, OKABE_ITO, PALETTE, figure, styled
 
@@ -13,22 +14,10 @@ _DECISION_LABELS = {"a": "a (response 1)", "b": "b (response 2)", "equal": "equa
 
 
 def _valid_scores(ratings: pd.DataFrame) -> pd.DataFrame:
-    df = ratings
-    if "valid" in df.columns:
-        df = df[df["valid"].fillna(False).astype(bool)]
-    df = df[pd.to_numeric(df["score"], errors="coerce").notna()].copy()
-    df["score"] = pd.to_numeric(df["score"]).astype(int)
-    return df
+    """Valid scores, one per response (per judge): :func:`sflib.ratings.valid_ratings`."""
+    from ..ratings import valid_ratings
 
-
-def wilson(k, n, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials (NaN, NaN when n = 0)."""
-    from scipy.stats import binomtest
-
-    if not n:
-        return float("nan"), float("nan")
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
-    return float(ci.low), float(ci.high)
+    return valid_ratings(ratings)[0]
 
 
 @styled
@@ -38,8 +27,9 @@ def plot_score_distribution(ratings: pd.DataFrame, *, by: str | None = "source",
     """Distribution of rating scores: all rated responses (left, counts and shares) and the share of
     each score within each group of ``by`` (right; e.g. ``"source"`` or ``"judge"``).
 
-    Only valid scores count. Empty groups are dropped; groups with fewer than ``min_n`` ratings are
-    drawn faint and hatched, with n in the legend. ``reference``: ``{score: share}`` drawn as
+    Only valid scores count, each response once (a response rated twice keeps its first rating:
+    :func:`sflib.ratings.valid_ratings`, so n here is that function's ``used``). Empty groups are
+    dropped; groups with fewer than ``min_n`` ratings are drawn faint and hatched, with n in the legend. ``reference``: ``{score: share}`` drawn as
     markers on the left panel (e.g. a published distribution).
     """
     df = _valid_scores(ratings)

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..stats import wilson
 from .common import MIN_N, chance_line, interval_err, mark_small, nothing_to_draw, small_n_note
-from .feedback import wilson
 from .style import OKABE_ITO, PALETTE, figure, styled
 
 

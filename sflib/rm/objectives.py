@@ -60,7 +60,11 @@ def _require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> Non
                         field=missing[0])
 
 
-def _instruction_ids(df: pd.DataFrame) -> pd.Series:
+def instruction_ids(df: pd.DataFrame) -> pd.Series:
+    """The instruction id of every row of a feedback table (same index): its ``instruction_id`` column,
+    or else the stable hash of ``instruction`` and ``input`` (:func:`sflib.data.make_id`; no ``input``
+    column = empty inputs). These are the ids :func:`validation_instructions` draws from and
+    :func:`split_by_instruction` splits by."""
     if "instruction_id" in df.columns:
         return df["instruction_id"].astype(str)
     inputs = df["input"] if "input" in df.columns else [""] * len(df)
@@ -138,7 +142,7 @@ def split_by_instruction(df: pd.DataFrame, val_fraction: float = 0.2, seed: int 
     Pass ``val_ids`` (e.g. from :func:`validation_instructions` over the union of the ratings and the
     rankings) so the two feedback tables share one split; otherwise the split is drawn from ``df``.
     """
-    ids = _instruction_ids(df)
+    ids = instruction_ids(df)
     chosen = set(map(str, val_ids)) if val_ids is not None else validation_instructions(ids, val_fraction, seed)
     is_val = ids.isin(chosen).to_numpy()
     return df.loc[~is_val].reset_index(drop=True), df.loc[is_val].reset_index(drop=True)

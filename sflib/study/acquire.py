@@ -88,8 +88,9 @@ def _sampled(responses: pd.DataFrame, instr: pd.DataFrame, k: int, failure: str 
     return counts
 
 
-def _quiet_transformers() -> None:
-    """No "Loading weights" progress widget in the notebooks."""
+def quiet_transformers() -> None:
+    """Turn off the Hugging Face ``transformers`` progress bars (the "Loading weights" widget) for the rest
+    of the process, so an executed notebook shows no widget."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -98,7 +99,7 @@ def _quiet_transformers() -> None:
 @contextlib.contextmanager
 def _quiet_sampling():
     """No "Loading weights" widget, no empty-responses warning (the counts say it) while sampling."""
-    _quiet_transformers()
+    quiet_transformers()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*responses are empty.*")
         yield
@@ -119,7 +120,7 @@ def sample_responses(study, quick: bool = False, progress: bool = True) -> tuple
         instr = instr.head(QUICK["instructions"])
         k, tokens = min(k, QUICK["k"]), min(tokens, QUICK["max_new_tokens"])
     failure = None
-    with _quiet_sampling(), _quiet_retry_warning():  # the counts say it, once
+    with _quiet_sampling(), quiet_retry_warning():  # the counts say it, once
         try:
             responses = generate_responses(study, instr, k=k, max_new_tokens=tokens, progress=progress)
         except RuntimeError as e:  # requests to a server that failed after retries
@@ -183,8 +184,9 @@ def responses_summary(responses: pd.DataFrame, width: int = 60) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- asking the feedback judge
 
 @contextlib.contextmanager
-def _quiet_retry_warning():
-    """Drop the engine's "N requests failed ... the next run retries them" (wrong for recorded answers)."""
+def quiet_retry_warning():
+    """A context in which the engine's "N requests failed ... the next run retries them" log line is dropped:
+    for a recorded judge, which has nothing to retry (its missing answers are counted as not recorded)."""
     log = logging.getLogger("sflib.annotate")
 
     def keep(record: logging.LogRecord) -> bool:
@@ -230,7 +232,7 @@ def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = Non
     store = False if recorded else study.store_path
     progress = (not recorded) if progress is None else progress
     fb = study.config.feedback
-    with _quiet_retry_warning() if recorded else _logprob_notes():
+    with quiet_retry_warning() if recorded else _logprob_notes():
         if kind == "ratings":
             return rate(table, j, store=store, template=fb.rating_template, progress=progress,
                         mode="online" if recorded else fb.mode)

@@ -1,5 +1,11 @@
-"""What notebooks 04–07 call: stage records and counts, best-of-n sampling, concrete disagreement
-examples, honest verdicts at demo scale and the closing "paper vs this run" table."""
+"""What notebooks 04–07 call that is study-level glue: library calls that report instead of raising
+(:func:`attempt`), stage records and counts for the manifests, best-of-n sampling from the study's
+policy, honest verdicts at demo scale and the closing "paper vs this run" table.
+
+Helpers of one library concern live in that concern's module and are re-exported here (and so reach
+the notebooks as ``inputs.<name>`` too): the disagreement examples (:func:`opposite_preferences`,
+:func:`rated_differently`, :func:`response_words`) in :mod:`sflib.consistency_report`;
+:func:`at_chance` in :mod:`sflib.stats`."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .acquire import _quiet_transformers
+from ..consistency_report import opposite_preferences, rated_differently, response_words  # noqa: F401
+from ..stats import at_chance
+from .acquire import quiet_transformers
 
 
 @dataclass
@@ -132,83 +140,10 @@ def save_stage(study, stage: str, *, json_files: dict | None = None, files=(), *
         return study.save(stage, files=paths, **kwargs)
 
 
-def _short(text: object, width: int) -> str:
-    text = " ".join(str(text if text is not None else "").split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _texts(ratings: pd.DataFrame, rankings: pd.DataFrame) -> dict:
-    """``response_id`` -> response text, from the ratings and the rankings tables."""
-    texts = {}
-    if {"response_id", "response"} <= set(ratings.columns):
-        texts.update(zip(ratings["response_id"], ratings["response"]))
-    for i in ("1", "2"):
-        if {f"response_id_{i}", f"response{i}"} <= set(rankings.columns):
-            texts.update(zip(rankings[f"response_id_{i}"], rankings[f"response{i}"]))
-    return texts
-
-
-def response_words(ratings: pd.DataFrame, rankings: pd.DataFrame) -> dict:
-    """``response_id`` -> length in words (for :func:`sflib.plots.plot_disagreement_vs_length`)."""
-    return {rid: len(str(t).split()) for rid, t in _texts(ratings, rankings).items()}
-
-
-def opposite_preferences(pairs: pd.DataFrame, ratings: pd.DataFrame, rankings: pd.DataFrame, n: int = 3,
-                         width: int = 400) -> pd.DataFrame:
-    """Up to ``n`` compared pairs where the ratings prefer one response and the rankings the other:
-    the instruction, both responses (shortened to ``width`` characters), both scores and both decisions.
-    One column per pair (largest rating gap first)."""
-    if not len(pairs):
-        return pd.DataFrame()
-    opp = pairs[pairs["ratings_decision"].isin(["a", "b"]) & pairs["rankings_decision"].isin(["a", "b"])
-                & (pairs["ratings_decision"] != pairs["rankings_decision"])]
-    opp = opp.sort_values(["gap", "row"], ascending=[False, True], kind="stable").head(n)
-    texts = _texts(ratings, rankings)
-    instr = {}
-    for df in (ratings, rankings):
-        if {"instruction_id", "instruction"} <= set(df.columns):
-            instr.update(zip(df["instruction_id"], df["instruction"]))
-    cols = {}
-    for k, r in enumerate(opp.itertuples(), 1):
-        cols[f"pair {k}"] = {
-            "instruction": _short(instr.get(r.instruction_id, ""), width),
-            "response (a)": _short(texts.get(r.response_id_1, ""), width),
-            "response (b)": _short(texts.get(r.response_id_2, ""), width),
-            "rating of (a)": int(r.score1), "rating of (b)": int(r.score2),
-            "ratings prefer": f"({r.ratings_decision})", "rankings prefer": f"({r.rankings_decision})"}
-    return pd.DataFrame(cols)
-
-
-def rated_differently(ratings: pd.DataFrame, width: int = 300) -> pd.DataFrame:
-    """Responses rated more than once with different scores: the response (shortened) and its scores in order."""
-    if not len(ratings) or "score" not in ratings or "response_id" not in ratings:
-        return pd.DataFrame(columns=["instruction", "response", "scores"])
-    ok = ratings[ratings["score"].notna()]
-    keys = ["instruction_id", "response_id"] if "instruction_id" in ok else ["response_id"]
-    groups = ok.groupby(keys, sort=False)
-    rows = []
-    for _, g in groups:
-        if g["score"].nunique() > 1:
-            rows.append({"instruction": _short(g["instruction"].iloc[0], 120) if "instruction" in g else "",
-                         "response": _short(g["response"].iloc[0], width) if "response" in g else "",
-                         "scores": ", ".join(str(int(v)) for v in g["score"])})
-    return pd.DataFrame(rows, columns=["instruction", "response", "scores"])
-
-
 def ci_verdict(value: float, low: float, high: float, paper: float, what: str) -> str:
     """One sentence: whether this run's 95% interval for ``what`` includes the paper's ``paper`` value."""
     where = "includes" if low <= paper <= high else ("is below" if high < paper else "is above")
     return f"{what}: {value:.1f}% (95% CI {low:.1f}–{high:.1f}%); the interval {where} the paper's {paper:g}%"
-
-
-def at_chance(accuracy: float, n: int, chance: float = 0.5) -> bool:
-    """Whether a pairwise accuracy on ``n`` pairs is within the 95% Wilson interval of chance."""
-    if not n:
-        return True
-    from ..plots.feedback import wilson
-
-    low, high = wilson(round(accuracy * n), n)
-    return low <= chance <= high
 
 
 def attempt_quietly(fn, *args, **kwargs) -> Attempt:
@@ -216,7 +151,7 @@ def attempt_quietly(fn, *args, **kwargs) -> Attempt:
     stay in the result's ``log_history``) and no Hugging Face progress widgets."""
     import io
 
-    _quiet_transformers()
+    quiet_transformers()
     with contextlib.redirect_stdout(io.StringIO()):
         return attempt(fn, *args, **kwargs)
 
