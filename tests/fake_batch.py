@@ -20,7 +20,8 @@ Options (keywords of :class:`fake_openai.FakeOpenAI`):
 ``GET /v1/batches`` and ``GET /v1/files`` page like OpenAI's lists: newest first (files:
 ``order=asc|desc``, ``purpose``), ``limit`` (batches: default 20, at most 100; files: default
 10,000), ``after`` (the id the page starts after); the reply has ``data``, ``first_id``,
-``last_id`` and ``has_more``. ``list_calls`` counts list requests (Counter: ``batches`` / ``files``).
+``last_id`` and ``has_more``. ``list_calls`` counts list requests (Counter: ``batches`` / ``files``);
+``add_other_batches(n)`` fills the account with other batches (and their files).
 
 Counters: ``uploads`` (files received), ``batches_created``, ``batch_lines`` (request lines in
 created batches), ``batch_custom_ids`` (Counter: times each custom_id was in a created batch),
@@ -130,6 +131,16 @@ class BatchBackend:
             "_lines": lines, "_outcome": outcome, "_due": time.monotonic() + self.batch_delay,
         }
         return 200, self._public(self.batches[batch_id])
+
+    def add_other_batches(self, n: int, files_only: bool = False) -> None:
+        """Put ``n`` batches of someone else's (one request each, with their input files) on the
+        account, as if created since; ``files_only``: the input files alone."""
+        for i in range(n):
+            line = {"custom_id": f"other-{len(self.files)}", "method": "POST",
+                    "url": "/v1/chat/completions", "body": {"messages": [{"content": "hi"}]}}
+            f = self._new_file((json.dumps(line) + "\n").encode(), f"other-{i}.jsonl", "batch")
+            if not files_only:
+                self.create({"input_file_id": f["id"], "endpoint": line["url"]})
 
     def create_fault(self, number: int) -> str:
         """What the client hears about the batch created as number ``number`` (0-based)."""
