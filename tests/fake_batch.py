@@ -12,7 +12,16 @@ Options (keywords of :class:`fake_openai.FakeOpenAI`):
   submitted); ``missing`` (one line silently absent); ``partial_errors`` (every third request
   answered with a 500 in the error file).
   A batch cancelled by the client (``POST /v1/batches/{id}/cancel``) before it finished gets the
-  first half answered and status ``cancelled``.
+  first half answered and status ``cancelled``;
+- ``batch_create_faults``: what the client hears from ``POST /v1/batches`` in creation order (a
+  list; beyond it a normal reply): ``"ok"``, ``"500"`` (the batch *is* created, the reply is a
+  500) or ``"hang"`` (created, the reply comes after ``hang_s``: a client timeout).
+
+``GET /v1/batches`` and ``GET /v1/files`` page like OpenAI's lists: newest first (files:
+``order=asc|desc``, ``purpose``), ``limit`` (batches: default 20, at most 100; files: default
+10,000), ``after`` (the id the page starts after); the reply has ``data``, ``first_id``,
+``last_id`` and ``has_more``. ``list_calls`` counts list requests (Counter: ``batches`` / ``files``);
+``add_other_batches(n)`` fills the account with other batches (and their files).
 
 Counters: ``uploads`` (files received), ``batches_created``, ``batch_lines`` (request lines in
 created batches), ``batch_custom_ids`` (Counter: times each custom_id was in a created batch),
@@ -30,9 +39,11 @@ OUTCOMES = ("completed", "expired", "failed", "truncated", "unknown_id", "missin
 
 
 class BatchBackend:
-    def __init__(self, answer, batch_delay: float = 0.0, batch_outcomes=None):
+    def __init__(self, answer, batch_delay: float = 0.0, batch_outcomes=None, create_faults=None):
         self.answer = answer  # (n, payload) -> chat completion dict
         self.batch_delay, self.batch_outcomes = batch_delay, batch_outcomes
+        self.create_faults = list(create_faults or [])
+        self.list_calls: Counter = Counter()
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
         self.uploads = 0
@@ -69,9 +80,23 @@ class BatchBackend:
     def _public(obj: dict) -> dict:
         return {k: v for k, v in obj.items() if not k.startswith("_")}
 
-    def list_files(self) -> dict:
-        return {"object": "list", "data": [self._public(f) for f in self.files.values()],
-                "has_more": False}
+    def list_files(self, query: dict | None = None) -> dict:
+        query = query or {}
+        self.list_calls["files"] += 1
+        files = [f for f in self.files.values() if query.get("purpose") in (None, f["purpose"])]
+        if query.get("order", "desc") == "desc":
+            files.reverse()
+        return self._page(files, query, default=10_000, most=10_000)
+
+    def _page(self, items: list[dict], query: dict, default: int, most: int) -> dict:
+        """One page of ``items`` (already in list order) like OpenAI's cursor pages."""
+        limit = min(max(int(query.get("limit") or default), 1), most)
+        ids = [item["id"] for item in items]
+        start = ids.index(query["after"]) + 1 if query.get("after") in ids else 0
+        page = [self._public(item) for item in items[start:start + limit]]
+        return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": start + limit < len(items)}
 
     def file_content(self, file_id: str) -> bytes | None:
         f = self.files.get(file_id)
@@ -107,6 +132,20 @@ class BatchBackend:
         }
         return 200, self._public(self.batches[batch_id])
 
+    def add_other_batches(self, n: int, files_only: bool = False) -> None:
+        """Put ``n`` batches of someone else's (one request each, with their input files) on the
+        account, as if created since; ``files_only``: the input files alone."""
+        for i in range(n):
+            line = {"custom_id": f"other-{len(self.files)}", "method": "POST",
+                    "url": "/v1/chat/completions", "body": {"messages": [{"content": "hi"}]}}
+            f = self._new_file((json.dumps(line) + "\n").encode(), f"other-{i}.jsonl", "batch")
+            if not files_only:
+                self.create({"input_file_id": f["id"], "endpoint": line["url"]})
+
+    def create_fault(self, number: int) -> str:
+        """What the client hears about the batch created as number ``number`` (0-based)."""
+        return self.create_faults[number] if number < len(self.create_faults) else "ok"
+
     def retrieve(self, batch_id: str) -> tuple[int, dict]:
         b = self.batches.get(batch_id)
         if b is None:
@@ -123,9 +162,9 @@ class BatchBackend:
             self._finish(b, "cancelled")
         return 200, self._public(b)
 
-    def list_batches(self) -> dict:
-        return {"object": "list", "data": [self._public(b) for b in self.batches.values()],
-                "has_more": False}
+    def list_batches(self, query: dict | None = None) -> dict:
+        self.list_calls["batches"] += 1
+        return self._page(list(reversed(self.batches.values())), query or {}, default=20, most=100)
 
     def _finish(self, b: dict, outcome: str) -> None:
         lines = b["_lines"]

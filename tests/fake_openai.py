@@ -1,4 +1,4 @@
-"""A fake OpenAI-compatible chat server for tests and benchmarks (real HTTP on 127.0.0.1).
+"""A fake OpenAI-compatible server for tests and benchmarks (real HTTP on 127.0.0.1).
 
 In a test::
 
@@ -39,60 +39,43 @@ Options of :class:`FakeOpenAI` (all keyword):
 - ``support_n``: whether ``n`` > 1 gives n choices (default True, like vLLM / OpenAI; False like
   llama.cpp, which answers one). Choice j > 0 of an echo reply ends in `` [sample j]``. The prompt
   is counted once in ``usage``; ``server.n_asked`` lists the ``n`` of each chat request.
-- Batch API (``/v1/files``, ``/v1/batches``): ``batch_delay``, ``batch_outcomes``; see tests/fake_batch.py.
+- Batch API (``/v1/files``, ``/v1/batches``, lists paginated like OpenAI's): ``batch_delay``,
+  ``batch_outcomes``, ``batch_create_faults``; see tests/fake_batch.py.
 
 Replies (deterministic, from a hash of the prompt): a prompt mentioning ``1 to 7`` or ``score``
 gets ``"Score: N\\nReasoning: ..."`` (N in 1..7); one mentioning ``Output (a)`` gets
 ``"Output (a)"`` or ``"Output (b)"``; anything else an echo ``"echo: <first 40 chars>"``.
 ``usage`` counts ~4 characters per token.
 
-Standalone (for the benchmark; serves until killed; fault-free, asyncio-based so it costs the
-benchmarked client little CPU)::
+The routes and replies live in :class:`FakeAPI` (no socket); :class:`FakeOpenAI` serves it from
+threads, and the standalone server (for the benchmark and for trying a study by hand) serves the
+same :class:`FakeAPI` from asyncio, so that it costs the benchmarked client little CPU. It serves
+until killed, with logprobs, ``n`` and the Batch API, fault-free::
 
-    python tests/fake_openai.py PORT LATENCY [RPM]
+    python tests/fake_openai.py PORT LATENCY [RPM] [--batch-delay S] [--no-logprobs]
+    OPENAI_BASE_URL=http://127.0.0.1:PORT/v1 ./run_all.sh --study studies/example.yaml [--mode batch]
+
+It prints one line, ``fake OpenAI server on http://127.0.0.1:PORT/v1 ...``, once it listens.
 """
 from __future__ import annotations
 
-import json
-import random
-import re
+import argparse
+import asyncio
 import socket
 import sys
 import threading
 import time
-from collections import Counter
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
-from fake_batch import BatchBackend
-from fake_replies import _completion_body, completion, reply_for  # noqa: F401 (reply_for: public)
+from fake_api import ALL_OUTCOMES, FAULT_KINDS, FakeAPI, Reply
+from fake_replies import completion, reply_for
 
-FAULT_KINDS = ("429", "500", "garbled", "truncated", "hang", "null")
-#: also accepted in a schedule: "401", an auth error whose message echoes the Authorization header
-#: (as a careless proxy might), to check that clients scrub the key from error text
-ALL_OUTCOMES = ("ok", "401") + FAULT_KINDS
+__all__ = ["ALL_OUTCOMES", "FAULT_KINDS", "FakeAPI", "FakeOpenAI", "Reply", "completion", "free_port",
+           "main", "reply_for", "serve_async"]
 
 
-class _TokenBucket:
-    def __init__(self, rpm: float, burst: float | None):
-        self.rate = rpm / 60.0
-        self.capacity = burst if burst is not None else max(1.0, self.rate)
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-        self.lock = threading.Lock()
-
-    def take(self) -> float:
-        """0 when a request may go now, else the seconds until one may."""
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1.0:
-                self.tokens -= 1.0
-                return 0.0
-            return (1.0 - self.tokens) / self.rate
-
-
+# ------------------------------------------------------------------------------ thread server
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default listen backlog (5) drops bursts of new connections
@@ -101,41 +84,22 @@ class _QuietServer(ThreadingHTTPServer):
         pass
 
 
-class FakeOpenAI:
-    """The server; see the module docstring for options and counters."""
+def _head(reply: Reply) -> dict:
+    """The reply's headers with Content-Type and Content-Length."""
+    headers = {"Content-Type": "application/json", **reply.headers}
+    headers["Content-Length"] = str(len(reply.body) if reply.length is None else reply.length)
+    return headers
 
-    def __init__(self, latency: float = 0.0, *, rpm: float | None = None, burst: float | None = None,
-                 fault_rate: float = 0.0, fault_kinds: tuple[str, ...] = FAULT_KINDS,
-                 schedule: list[str] | Callable[[int, str], str] | None = None,
-                 retry_after: float = 0.05, hang_s: float = 3.0, seed: int = 0,
-                 host: str = "127.0.0.1", port: int = 0, logprobs: bool = True,
-                 score_probs: dict | None = None, choice_p: float = 0.7, support_n: bool = True,
-                 batch_delay: float = 0.0, batch_outcomes=None):
-        unknown = set(fault_kinds) - set(ALL_OUTCOMES)
-        if unknown:
-            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {ALL_OUTCOMES}")
-        self.latency, self.fault_rate, self.fault_kinds = latency, fault_rate, tuple(fault_kinds)
-        self.schedule, self.retry_after, self.hang_s = schedule, retry_after, hang_s
-        self.bucket = _TokenBucket(rpm, burst) if rpm else None
-        self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-        self.requests = 0
-        self.outcomes: Counter = Counter()
-        self.prompts: Counter = Counter()
-        self.times: list[float] = []
-        self.ok_times: list[float] = []
-        self.auth_headers: list[str] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.n_asked: list[int] = []
-        self.options = {"logprobs": logprobs, "score_probs": score_probs, "choice_p": choice_p,
-                        "support_n": support_n}
-        self.batch = BatchBackend(lambda n, payload: completion(n, payload, self.options),
-                                  batch_delay=batch_delay, batch_outcomes=batch_outcomes)
+
+class FakeOpenAI(FakeAPI):
+    """:class:`FakeAPI` on a random free port (or ``port``), served from a thread once started;
+    see the module docstring for options and counters."""
+
+    def __init__(self, latency: float = 0.0, *, host: str = "127.0.0.1", port: int = 0, **options):
+        super().__init__(latency, **options)
         self._server = _QuietServer((host, port), _handler(self))
         self._thread: threading.Thread | None = None
 
-    # ------------------------------------------------------------------------------ lifecycle
     @property
     def port(self) -> int:
         return self._server.server_address[1]
@@ -164,160 +128,34 @@ class FakeOpenAI:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def reset_counts(self) -> None:
-        with self._lock:
-            self.requests = 0
-            self.outcomes.clear()
-            self.prompts.clear()
-            self.times.clear()
-            self.ok_times.clear()
-            self.max_in_flight = self.in_flight
 
-    # -------------------------------------------------------------------------------- logic
-    def _decide(self, n: int, prompt: str) -> str:
-        if callable(self.schedule):
-            return self.schedule(n, prompt)
-        if self.schedule is not None and n < len(self.schedule):
-            return self.schedule[n]
-        if self.fault_rate and self._rng.random() < self.fault_rate:
-            return self._rng.choice(self.fault_kinds)
-        return "ok"
-
-
-def _handler(server: FakeOpenAI):
+def _handler(api: FakeAPI):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, *args):  # quiet
             pass
 
-        def _send(self, status: int, body: bytes, headers: dict | None = None,
-                  length: int | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body) if length is None else length))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
+        def _serve(self, method: str) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            reply = api.respond(method, self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
+            if reply.delay:
+                time.sleep(reply.delay)
+            if reply.done:
+                reply.done()
+            self.send_response(reply.status)
+            for name, value in _head(reply).items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(reply.body)
             self.wfile.flush()
-
-        def _error(self, status: int, message: str, kind: str, headers: dict | None = None):
-            body = json.dumps({"error": {"message": message, "type": kind, "code": None}}).encode()
-            self._send(status, body, headers)
-
-        def _json(self, status: int, obj: dict) -> None:
-            self._send(status, json.dumps(obj).encode())
+            self.close_connection = self.close_connection or reply.close
 
         def do_GET(self):  # noqa: N802
-            path = self.path.split("?")[0].rstrip("/").removeprefix("/v1")
-            backend = server.batch
-            with server._lock:
-                if path == "/files":
-                    return self._json(200, backend.list_files())
-                if path == "/batches":
-                    return self._json(200, backend.list_batches())
-                m = re.fullmatch(r"/files/([\w-]+)/content", path)
-                if m:
-                    data = backend.file_content(m.group(1))
-                    if data is None:
-                        return self._error(404, "no such file", "invalid_request_error")
-                    return self._send(200, data, {"Content-Type": "application/octet-stream"})
-                m = re.fullmatch(r"/batches/([\w-]+)", path)
-                if m:
-                    return self._json(*backend.retrieve(m.group(1)))
-            self._error(404, f"no route {self.path}", "invalid_request_error")
-
-        def _batch_post(self, path: str, raw: bytes) -> bool:
-            backend = server.batch
-            with server._lock:
-                if path == "/files":
-                    self._json(*backend.upload(self.headers.get("Content-Type", ""), raw))
-                elif path == "/batches":
-                    self._json(*backend.create(json.loads(raw or b"{}")))
-                elif re.fullmatch(r"/batches/[\w-]+/cancel", path):
-                    self._json(*backend.cancel(path.split("/")[2]))
-                else:
-                    return False
-            return True
+            self._serve("GET")
 
         def do_POST(self):  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
-            if self._batch_post(self.path.split("?")[0].rstrip("/").removeprefix("/v1"), raw):
-                return
-            if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-                self._error(404, f"no route {self.path}", "invalid_request_error")
-                return
-            try:
-                payload = json.loads(raw)
-                messages = payload["messages"]
-                prompt = "\n".join(str(m.get("content", "")) for m in messages)
-                last = str(messages[-1].get("content", ""))
-            except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-                self._error(400, "body must be JSON with a messages list", "invalid_request_error")
-                return
-            with server._lock:
-                n = server.requests
-                server.requests += 1
-                server.times.append(time.monotonic())
-                server.auth_headers.append(self.headers.get("Authorization", ""))
-                server.in_flight += 1
-                server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                server.n_asked.append(int(payload.get("n") or 1))
-            try:
-                self._answer(n, payload, prompt, last)
-            finally:
-                with server._lock:
-                    server.in_flight -= 1
-
-        def _answer(self, n: int, payload: dict, prompt: str, last: str) -> None:
-            wait = server.bucket.take() if server.bucket else 0.0
-            if wait > 0:
-                with server._lock:
-                    server.outcomes["429"] += 1
-                self._error(429, "Rate limit reached for requests", "requests",
-                            {"Retry-After": f"{wait:.3f}", "retry-after-ms": str(int(wait * 1000) + 1),
-                             "x-ratelimit-limit-requests": f"{server.bucket.rate * 60:g}"})
-                return
-            outcome = server._decide(n, prompt)
-            with server._lock:
-                server.outcomes[outcome] += 1
-            if outcome == "hang":
-                time.sleep(server.hang_s)
-            elif server.latency:
-                time.sleep(server.latency)
-            if outcome == "429":
-                ra = server.retry_after
-                self._error(429, "Rate limit reached (injected)", "requests",
-                            {"Retry-After": f"{ra:.3f}", "retry-after-ms": str(int(ra * 1000))})
-                return
-            if outcome == "401":
-                self._error(401, "Incorrect API key provided: "
-                            + self.headers.get("Authorization", "").removeprefix("Bearer "),
-                            "invalid_request_error")
-                return
-            if outcome == "500":
-                self._error(500, "The server had an error (injected)", "server_error")
-                return
-            body = json.dumps(completion(n, payload, server.options)).encode()
-            if outcome == "null":
-                data = json.loads(body)
-                data["choices"][0]["message"]["content"] = None
-                data["choices"][0]["finish_reason"] = "content_filter"
-                self._send(200, json.dumps(data).encode())
-                return
-            if outcome == "garbled":
-                self._send(200, b'{"id": "chatcmpl-x", "choices": [{"mess' + b"\x00garbage}", None)
-                return
-            if outcome == "truncated":
-                self._send(200, body[: len(body) // 2], length=len(body))
-                self.close_connection = True
-                return
-            with server._lock:
-                server.prompts[last] += 1
-                server.ok_times.append(time.monotonic())
-            self._send(200, body)
+            self._serve("POST")
 
     return Handler
 
@@ -328,63 +166,64 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def serve_async(port: int, latency: float, rpm: float | None = None) -> None:
-    """The standalone server: the same replies and rate limit, on asyncio instead of threads, so
-    that under a benchmark the server costs little CPU (a real API costs the client none)."""
-    import asyncio
-
-    bucket = _TokenBucket(rpm, None) if rpm else None
-    counter = [0]
+# ------------------------------------------------------------------------- asyncio server
+async def serve_async(api: FakeAPI, port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``api`` on ``host:port`` until cancelled: HTTP/1.1 keep-alive on asyncio (one thread,
+    little CPU under a benchmark), every reply from :meth:`FakeAPI.respond`."""
 
     async def handle(reader, writer):
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value.strip())
-                payload = json.loads(await reader.readexactly(length)) if length else {}
-                messages = payload.get("messages") or [{"content": ""}]
-                prompt = "\n".join(str(m.get("content", "")) for m in messages)
-                wait = bucket.take() if bucket else 0.0
-                if wait > 0:
-                    status, extra = "429 Too Many Requests", (
-                        f"Retry-After: {wait:.3f}\r\nretry-after-ms: {int(wait * 1000) + 1}\r\n"
-                        f"x-ratelimit-limit-requests: {rpm:g}\r\n")
-                    body = json.dumps({"error": {"message": "Rate limit reached for requests",
-                                                 "type": "requests", "code": None}}).encode()
-                else:
-                    await asyncio.sleep(latency)
-                    status, extra = "200 OK", ""
-                    body = _completion_body(counter[0], payload.get("model", "fake"), prompt)
-                counter[0] += 1
-                writer.write(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                             f"Content-Length: {len(body)}\r\n{extra}\r\n".encode() + body)
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                method, target, _ = head[0].split(" ", 2)
+                headers = {}
+                for line in head[1:]:
+                    name, _, value = line.partition(":")
+                    if name:
+                        headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length") or 0)
+                raw = await reader.readexactly(length) if length else b""
+                reply = api.respond(method, target, headers, raw)
+                if reply.delay:
+                    await asyncio.sleep(reply.delay)
+                if reply.done:
+                    reply.done()
+                lines = [f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}"]
+                lines += [f"{name}: {value}" for name, value in _head(reply).items()]
+                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+                if reply.close or headers.get("connection", "").lower() == "close":
+                    break
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
             pass
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-    print(f"fake OpenAI server on http://127.0.0.1:{port}/v1 (latency {latency}s, rpm {rpm})",
-          flush=True)
+    server = await asyncio.start_server(handle, host, port, backlog=1024)
+    print(f"fake OpenAI server on http://{host}:{port}/v1 (latency {api.latency}s, "
+          f"rpm {api.bucket.rate * 60 if api.bucket else None}, logprobs {api.options['logprobs']}, "
+          f"batch delay {api.batch.batch_delay}s)", flush=True)
     async with server:
         await server.serve_forever()
 
 
 def main(argv: list[str]) -> int:
-    import asyncio
-
-    if len(argv) not in (2, 3):
-        print(__doc__.split("Standalone")[1].strip(), file=sys.stderr)
-        return 2
-    port, latency = int(argv[0]), float(argv[1])
-    rpm = float(argv[2]) if len(argv) == 3 else None
+    parser = argparse.ArgumentParser(prog="python tests/fake_openai.py",
+                                     description="A fake OpenAI-compatible server (chat "
+                                     "completions with logprobs and n, files, batches).")
+    parser.add_argument("port", type=int)
+    parser.add_argument("latency", type=float, help="seconds each chat request takes")
+    parser.add_argument("rpm", type=float, nargs="?", default=None,
+                        help="requests per minute (429 with Retry-After beyond it)")
+    parser.add_argument("--batch-delay", type=float, default=0.0,
+                        help="seconds from a batch's creation until it is finished")
+    parser.add_argument("--no-logprobs", action="store_true",
+                        help="act like a provider without logprobs")
+    args = parser.parse_args(argv)
+    api = FakeAPI(args.latency, rpm=args.rpm, logprobs=not args.no_logprobs,
+                  batch_delay=args.batch_delay)
     try:
-        asyncio.run(serve_async(port, latency, rpm))
+        asyncio.run(serve_async(api, args.port))
     except KeyboardInterrupt:
         pass
     return 0

@@ -3,7 +3,6 @@ log-probabilities and ``n`` choices; used by the chat endpoint and by the batch 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import time
@@ -70,18 +69,3 @@ def completion(n: int, payload: dict, options: dict | None = None) -> dict:
             "model": payload.get("model", "fake"), "choices": choices,
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens}}
-
-
-def _completion_body(n: int, model: str, prompt: str) -> bytes:
-    text = reply_for(prompt)
-    return json.dumps({
-        "id": f"chatcmpl-fake{n}", "object": "chat.completion", "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": text}}],
-        "usage": {"prompt_tokens": max(1, len(prompt) // 4),
-                  "completion_tokens": max(1, len(text) // 4),
-                  "total_tokens": max(1, len(prompt) // 4) + max(1, len(text) // 4)},
-    }).encode()
-
-

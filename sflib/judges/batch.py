@@ -8,10 +8,16 @@ Used by ``annotate(..., mode="batch")`` with an :class:`~sflib.judges.openai_jud
 1. **intent**: a job name (``sflib-<hex>``) and its request lines (custom_id = the annotation key)
    are committed; nothing has been sent yet;
 2. **upload**: the JSONL file is uploaded under the name ``<job>.jsonl``; its file id is recorded.
-   A run killed during the upload looks the file up by name before uploading again;
+   A run that finds a job still at its intent looks the file up by name (every page of the
+   account's batch files) before uploading again;
 3. **create**: the batch is created (``metadata.sflib_job`` = the job name); its batch id is
-   recorded. A run killed during creation looks the batch up by input file before creating one;
-4. **poll** until the provider's status is final (completed / expired / cancelled / failed);
+   recorded. A run that finds a job uploaded but without a batch id looks the batch up by its
+   input file id (every page of the account's batches, newest first) before creating one. The
+   create call itself is sent without the client's automatic retries (the OpenAI client sends no
+   idempotency key, so a retry after a timeout or a 5xx could create a second, paid batch): after
+   such an error the batch is looked up the same way, and only created again if it is not there;
+4. **poll** (``batches.retrieve`` of the recorded batch id) until the provider's status is final
+   (completed / expired / cancelled / failed);
 5. **download**: each output line is parsed and stored as an annotation as it is read; the job is
    marked collected only after the whole output and error files were read, so a kill while
    downloading reads them again (nothing is asked again: the results are files).
@@ -62,6 +68,12 @@ def _client(judge: Judge):
                          timeout=judge.timeout, max_retries=judge.max_retries)
 
 
+def _retryable(error: Exception) -> bool:
+    """Whether the openai client would retry this error (a timeout or a 5xx: it may have been done)."""
+    status = getattr(error, "status_code", None)  # None: no reply (connection error, timeout)
+    return status is None or status in (408, 409, 429) or status >= 500
+
+
 def _completion(line: dict, attempt: int) -> tuple[Completion | None, str | None]:
     """``(completion, None)`` for a usable output line, ``(None, why)`` for one to resubmit."""
     from .openai_judge import token_logprobs
@@ -98,6 +110,7 @@ class BatchRun:
         self.stats = dict(batches_created=0, batches_resumed=0, batch_resubmitted=0,
                           batch_unknown_ids=0, batch_truncated_outputs=0, batch_pending=0)
         self.errors: dict[str, str] = {}  # key -> why it has no result yet
+        self.resumed: dict[str, str] = {}  # local_id -> state, of jobs an earlier run left open
 
     # ----------------------------------------------------------------------------- records
     def _event(self, local_id: str | None, kind: str, detail: str) -> None:
@@ -145,8 +158,10 @@ class BatchRun:
     # ------------------------------------------------------------------------------- steps
     def _upload(self, job: dict) -> None:
         name = f"{job['local_id']}.jsonl"
-        recent = self.client.files.list(purpose="batch", limit=1000, order="desc").data  # one page
-        found = next((f for f in recent if f.filename == name), None)
+        found = None
+        if self.resumed.get(job["local_id"]) == "intent":  # an earlier run may have uploaded it
+            found = next((f for f in self.client.files.list(purpose="batch", order="desc")
+                          if f.filename == name), None)  # iterating fetches every page
         if found is None:
             rows = self.store.execute("SELECT key, body FROM batch_requests WHERE local_id = ? "
                                       "ORDER BY key", (job["local_id"],))
@@ -157,13 +172,35 @@ class BatchRun:
         self._set(job["local_id"], state="uploaded", input_file_id=found.id)
         job.update(state="uploaded", input_file_id=found.id)
 
+    def _find_batch(self, input_file_id: str):
+        """The account's batch reading ``input_file_id``, or None (every page, newest first)."""
+        return next((b for b in self.client.batches.list(limit=100)
+                     if b.input_file_id == input_file_id), None)
+
     def _create(self, job: dict) -> None:
-        recent = self.client.batches.list(limit=100).data  # one page: the newest 100
-        found = next((b for b in recent if b.input_file_id == job["input_file_id"]), None)
-        if found is None:
-            found = self.client.batches.create(input_file_id=job["input_file_id"], endpoint=ENDPOINT,
-                                               completion_window="24h",
-                                               metadata={"sflib_job": job["local_id"]})
+        import openai
+
+        found = None
+        if self.resumed.get(job["local_id"]) == "uploaded":  # an earlier run may have created it
+            found = self._find_batch(job["input_file_id"])
+        once = self.client.with_options(max_retries=0)  # a retried create could pay twice
+        tries = 0
+        while found is None:
+            try:
+                found = once.batches.create(input_file_id=job["input_file_id"], endpoint=ENDPOINT,
+                                            completion_window="24h",
+                                            metadata={"sflib_job": job["local_id"]})
+            except (openai.APIConnectionError, openai.APIStatusError) as error:
+                if not _retryable(error) or tries >= self.judge.max_retries:
+                    raise
+                tries += 1
+                time.sleep(min(8.0, 0.5 * 2 ** (tries - 1)))
+                found = self._find_batch(job["input_file_id"])  # the failed call may have created it
+                if found is not None:
+                    self._event(job["local_id"], "create_reply_lost",
+                                f"batches.create failed ({type(error).__name__}) but created "
+                                f"{found.id}; using it")
+                continue
             _hook("created", local_id=job["local_id"], batch_id=found.id)
         self._set(job["local_id"], state="submitted", batch_id=found.id, remote_status=found.status)
         job.update(state="submitted", batch_id=found.id)
@@ -252,6 +289,7 @@ class BatchRun:
         try:
             jobs = self._open_jobs()
             self.stats["batches_resumed"] = len(jobs)
+            self.resumed = {j["local_id"]: j["state"] for j in jobs}
             round_ = max([j["round"] for j in jobs], default=0)
             while True:
                 attached = self._attached()
