@@ -168,7 +168,8 @@ def human_vs_ai(humans: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
     :func:`sflib.consistency.report` of the human's own ratings against their own rankings; each AI
     judge gets a row over all its pairs and one over only the pairs the humans ranked
     (``pairs = "same as humans"``), so the comparison is like for like. ``.attrs["reports"]`` holds the
-    reports. A human with no comparable pair gets a row with ``n_compared`` 0 and NaN values.
+    reports. A human or AI judge with no comparable pair gets a row with ``n_compared`` 0, NaN values
+and the reason in ``note``.
     """
     rows, reports, human_pairs = [], {}, set()
     for name, (ratings, rankings) in humans.items():
@@ -182,7 +183,12 @@ def human_vs_ai(humans: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
         reports[name] = rep
         rows.append(_row(name, "human", "own", rep))
     for name, (ratings, rankings) in (ai or {}).items():
-        rep = _report(ratings, rankings, name, bootstrap, seed)
+        try:
+            rep = _report(ratings, rankings, name, bootstrap, seed)
+        except (ValueError, ZeroDivisionError) as e:  # e.g. a noisy judge: no comparable pair
+            rows.append({"judge": name, "who": "AI", "pairs": "all", "n_compared": 0, "consistency": np.nan,
+                         "note": str(e)})
+            continue
         reports[name] = rep
         rows.append(_row(name, "AI", "all", rep))
         same = rankings[_item_keys(rankings, "rankings").isin(human_pairs).to_numpy()]

@@ -81,3 +81,18 @@ def test_human_vs_ai_calls_the_consistency_report():
     assert table["consistency"].tolist() == pytest.approx([mine.consistency, full.consistency, same.consistency])
     assert table["n_compared"].tolist() == [mine.n_compared, full.n_compared, same.n_compared]
     assert set(table.attrs["reports"]) == {"contrary", "gpt", "gpt (same pairs as humans)"}
+
+
+@pytest.mark.filterwarnings("ignore::sflib.consistency.ConsistencyWarning")
+def test_human_vs_ai_keeps_a_row_for_an_ai_judge_with_nothing_comparable():
+    """A noisy AI judge (every rating unparsable) gives a row with n 0 and the reason, not an exception."""
+    ratings, rankings = consistency.load_vendored("sample")
+    some = rankings.head(30)
+    ids = set(some["response_id_1"]) | set(some["response_id_2"])
+    h_r = ratings[ratings["response_id"].isin(ids)].copy()
+    noisy = ratings.assign(score=np.nan, valid=False, status="invalid", error="unparsable reply")
+    table = agreement.human_vs_ai({"ann": (h_r, some)}, {"noisy": (noisy, rankings)}, bootstrap=0)
+    assert list(table["judge"]) == ["ann", "noisy"]
+    row = table.set_index("judge").loc["noisy"]
+    assert row["n_compared"] == 0 and np.isnan(row["consistency"]) and "no valid ratings" in row["note"]
+    assert set(table.attrs["reports"]) == {"ann"}
