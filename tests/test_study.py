@@ -5,6 +5,7 @@ import json
 import math
 import textwrap
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -116,8 +117,13 @@ def test_save_read_round_trip_and_manifest(tmp_path, outputs):
     study.save("ratings", tables={"ratings": rat}, inputs=["responses"], judge="openai:gpt-4o-mini")
     assert study.manifest("ratings")["inputs"] == {"responses": study.manifest_hash("responses")}
     assert study.read("ratings")["score"].tolist() == [3, 7]
-    assert status(study).set_index("stage").loc[["responses", "ratings", "rankings"], "state"].tolist() == [
-        "done", "done", "missing"]
+    st = status(study).set_index("stage")
+    assert st.loc[["responses", "ratings", "rankings"], "state"].tolist() == ["done", "done", "missing"]
+    # spent: a local policy and a stage not run cost nothing; a judge stage that recorded no cost is unknown
+    assert st.loc["responses", "spent_usd"] == 0 and st.loc["rankings", "spent_usd"] == 0
+    assert np.isnan(st.loc["ratings", "spent_usd"])
+    study.save("consistency", tables={"pairs": resp}, counts={"n": 1})
+    assert status(study).set_index("stage").loc["consistency", "spent_usd"] == 0  # a local computation
 
 
 def test_a_failing_save_leaves_the_previous_output_intact(tmp_path, outputs, monkeypatch):

@@ -306,6 +306,22 @@ def spent(study) -> float:
     return total
 
 
+def _unrecorded_cost(study, stage: str, state: str) -> float:
+    """Dollars of a stage whose manifest records none: 0 for local computations, for a stage not
+    written, and for a policy that costs nothing (local, or priced 0); else unknown (NaN)."""
+    if state not in ("done", "stale") or stage in ("consistency", "reward_models"):
+        return 0.0
+    if stage in ("responses", "best_of_n"):
+        name = (study.config.best_of_n.policy if stage == "best_of_n" else None) or study.config.policy.name
+        try:
+            s = _resolve("policy", name)
+        except Exception:  # noqa: BLE001 - a policy file gone since: the cost is simply unknown
+            return np.nan
+        if s.get("provider") in FREE or (s.get("price_input_per_mtok") == 0 and s.get("price_output_per_mtok") == 0):
+            return 0.0
+    return np.nan
+
+
 STATUS_COLUMNS = ["stage", "notebook", "state", "n", "valid", "invalid", "failed", "spent_usd", "written", "folder",
                   "detail"]
 
@@ -325,7 +341,7 @@ def status(study) -> pd.DataFrame:
         rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], state=state,
                          n=counts.get("n", np.nan), valid=counts.get("valid", np.nan),
                          invalid=counts.get("invalid", np.nan), failed=counts.get("failed", np.nan),
-                         spent_usd=counts.get("cost_usd", np.nan if state in ("done", "stale") else 0.0), written=m.get("time", ""),
+                         spent_usd=counts.get("cost_usd", _unrecorded_cost(study, stage, state)), written=m.get("time", ""),
                          folder=str(study.stage_dir(stage)), detail=detail))
     rows.append(dict(stage="total", notebook="", state="", n=np.nan, valid=np.nan, invalid=np.nan, failed=np.nan,
                      spent_usd=spent(study), written="", folder=str(study.folder),
