@@ -177,6 +177,27 @@ def test_changed_study_section_makes_downstream_stale(tmp_path, outputs):
         study.read("ratings")
 
 
+def test_an_edited_data_file_makes_its_stages_stale(tmp_path, outputs):
+    """Editing the instructions file (or the reference) after a run, with the study file unchanged, is a
+    stale reason naming the file, for the stage that read it and every stage after it."""
+    path = write_study(tmp_path, TINY)
+    study = load(path)
+    study.save("responses", tables={"responses": pd.DataFrame({"x": [1]})})
+    study.save("ratings", tables={"ratings": pd.DataFrame({"x": [1]})}, inputs=["responses"])
+    study.save("best_of_n", tables={"samples": pd.DataFrame({"x": [1]})})
+    assert [study.state(s) for s in ("responses", "ratings", "best_of_n")] == ["done"] * 3
+    with open(tmp_path / "instructions.jsonl", "a") as f:
+        f.write(json.dumps({"instruction": "Name a fruit.", "input": ""}) + "\n")
+    with pytest.raises(StaleStage, match=r"responses is stale: the data file instructions.jsonl was edited since"):
+        study.read("responses")
+    assert study.stale_reasons("ratings") == ["the data file instructions.jsonl was edited since it was written"]
+    assert study.state("best_of_n") == "stale"        # best_of_n's chain starts at the responses too
+    (tmp_path / "reference.json").write_text(json.dumps(REFERENCE[:2]))
+    assert "the data file reference.json was edited since it was written" in study.stale_reasons("best_of_n")
+    study.save("responses", tables={"responses": pd.DataFrame({"x": [2]})})    # re-run: current again
+    assert study.state("responses") == "done" and study.state("ratings") == "stale"
+
+
 # ----------------------------------------------------------------------------- paper seeding
 
 def test_paper_seeding_gives_the_canonical_tables(outputs):

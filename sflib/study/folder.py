@@ -23,7 +23,7 @@ import pandas as pd
 from .. import data as d
 from ..paths import outputs_dir, root
 from ..store import canonical_json
-from .config import STAGES, StudyConfig, StudyConfigError, load_config
+from .config import STAGES, StudyConfig, StudyConfigError, load_config, resolve_path
 
 #: stage -> (notebook, folder, default table)
 STAGE_INFO = {
@@ -208,6 +208,17 @@ class Study:
         payload["seeded_from_data"] = seeded
         return _sha(canonical_json(payload).encode("utf-8"))
 
+    def data_files(self, stage: str) -> dict[str, str | None]:
+        """The data files the study file names for ``stage`` and its upstream stages (instruction files,
+        evaluation set, reference) -> their fingerprint (None: missing): an edited file makes the stage stale."""
+        cfg, chain = self.config, _chain(stage)
+        named = list(cfg.instructions.paths) if "responses" in chain else []
+        if "best_of_n" in chain:
+            named += [p for p in (cfg.best_of_n.reference, cfg.best_of_n.instructions) if p]
+        base = self.path.parent if self.path else Path.cwd()
+        found = {p: resolve_path(p, base) for p in named}
+        return {p: _fingerprint(f) if f.exists() else None for p, f in found.items()}
+
     # ------------------------------------------------------------------------- folders
     @staticmethod
     def _check_stage(stage: str) -> None:
@@ -242,6 +253,12 @@ class Study:
         if m.get("study_hash") != self.stage_hash(stage):
             reasons.append(f"the study sections it depends on ({', '.join(stage_sections(stage))}) changed "
                            f"since it was written")
+        if "data_files" in m:  # manifests written before data files were recorded have none
+            now = self.data_files(stage)
+            for p, h in m["data_files"].items():  # a file no longer named: the sections changed (above)
+                if p in now and now[p] != h:
+                    reasons.append(f"the data file {p} was {'removed' if now[p] is None else 'edited'} since "
+                                   "it was written")
         for up, h in (m.get("inputs") or {}).items():
             now = self.manifest_hash(up) if up in STAGE_INFO else None
             if now != h:
@@ -291,7 +308,7 @@ class Study:
             "stage": stage, "notebook": STAGE_INFO[stage][0], "study": self.name,
             "study_file": str(self.path) if self.path else None,
             "study_hash": self.stage_hash(stage), "sections": stage_sections(stage),
-            "inputs": {up: self.manifest_hash(up) for up in inputs},
+            "inputs": {up: self.manifest_hash(up) for up in inputs}, "data_files": self.data_files(stage),
             "judge": judge, "policy": policy, "template_version": template_version,
             "sflib_version": _sflib_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "tables": {n: int(len(df)) for n, df in tables.items()}, "files": listed, "sha256": hashes,
