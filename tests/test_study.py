@@ -410,3 +410,23 @@ def test_a_stage_saved_empty_reads_back_empty_with_its_columns(tmp_path, outputs
     got = study.read("responses")
     assert got.empty and list(got.columns) == ["instruction_id", "response_id", "score"]
     assert study.manifest("responses")["notes"] == "policy server unreachable"
+
+
+def test_instruction_sample_survives_an_added_row_and_a_reordered_file(tmp_path, outputs):
+    """``instructions.sample`` picks by a seeded hash of each id: adding one instruction to the file (or
+    reordering it) does not reshuffle the sample, so the work already done on it is kept."""
+    from sflib.study import inputs
+
+    rows = [{"instruction": f"Task number {i}.", "input": ""} for i in range(30)]
+    path = write_study(tmp_path, TINY.replace("  paths: [instructions.jsonl]", "  paths: [many.jsonl]\n  sample: 10"))
+    many = tmp_path / "many.jsonl"
+    many.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    before = set(inputs.instructions(load(path))["instruction"])
+    assert len(before) == 10
+    many.write_text("\n".join(json.dumps(r) for r in rows[::-1] + [{"instruction": "A new task."}]) + "\n")
+    after = set(inputs.instructions(load(path))["instruction"])
+    assert len(after) == 10 and len(before - after) <= 1 and after - before <= {"A new task."}
+    other_seed = tmp_path / "seed1.yaml"
+    other_seed.write_text("seed: 1\n" + path.read_text())
+    assert set(inputs.instructions(load(other_seed))["instruction"]) != after   # the seed still decides it
+    assert plan(load(path)).set_index("stage").loc["responses", "calls"] == 10 * 3

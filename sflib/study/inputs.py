@@ -9,6 +9,7 @@ notebooks 04–07); both are reachable as ``inputs.<name>`` too.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -28,13 +29,23 @@ def _base(study) -> Path:
     return study.path.parent if study.path else Path.cwd()
 
 
+def stable_sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """``n`` rows picked by a seeded hash of each row's ``id`` (else its ``instruction``), in the file's order.
+
+    Unlike ``df.sample`` the pick does not depend on the row order, and adding a row to the file changes
+    the sample by at most that one row: an edited instruction file keeps the work already done."""
+    if n is None or n >= len(df):
+        return df
+    keys = df["id"] if "id" in df else df["instruction"]
+    rank = [hashlib.sha256(f"{seed}\x00{k}".encode("utf-8")).hexdigest() for k in keys.astype(str)]
+    return df.iloc[sorted(sorted(range(len(rank)), key=rank.__getitem__)[:n])]
+
+
 def _filter(df: pd.DataFrame, max_chars: int | None, sample: int | None, seed: int, text: list[str]) -> pd.DataFrame:
     if max_chars is not None:
         length = sum(df[c].astype(str).str.len() for c in text)
         df = df[length <= max_chars]
-    if sample is not None and sample < len(df):
-        df = df.sample(n=sample, random_state=seed)
-    return df.reset_index(drop=True)
+    return stable_sample(df.reset_index(drop=True), sample, seed).reset_index(drop=True)
 
 
 def available_instructions(study) -> pd.DataFrame:

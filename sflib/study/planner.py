@@ -34,7 +34,7 @@ from ..prompts import alpaca_prompt
 from ..ratings import render_messages, task_block, template_version
 from .config import STAGES, _resolve
 from .folder import STAGE_INFO
-from .inputs import available_instructions, evaluation_instructions
+from .inputs import available_instructions, evaluation_instructions, stable_sample
 
 JUDGE_REPLY_TOKENS = 64
 CHARS_PER_TOKEN = 4
@@ -152,8 +152,7 @@ class _Planner:
             return groups, 1.0, "responses as written by stage responses"
         df = available_instructions(self.study)
         sample, note = cfg.instructions.sample, ""
-        if sample is not None and sample < len(df):
-            df = df.sample(n=sample, random_state=cfg.seed)
+        df = stable_sample(df, sample, cfg.seed)
         scale = 1.0
         if sample is not None and sample > len(df):
             scale = sample / max(len(df), 1)
