@@ -129,6 +129,20 @@ def test_changed_item_list_keeps_every_answer(store):
     s.close()
 
 
+def test_changed_item_list_without_any_answer(store):
+    """One name in two studies (one store): the second study's list differs and nothing was answered yet.
+    Reopening must say the list changed, not fail on the empty answer table (KeyError 'item_id')."""
+    first = human.rating_items(responses(2, 2))
+    AnnotationSession(first, "gus", store, "ratings").close()
+    other = human.rating_items(pd.DataFrame({"instruction": ["Other study"] * 2, "input": [""] * 2,
+                                             "response": ["one", "two"]}))
+    s = AnnotationSession(other, "gus", store, "ratings")
+    assert s.changes == {"added": sorted(other["item_id"]), "vanished": sorted(first["item_id"]), "kept_answers": 0}
+    assert s.orphans.empty and "item_id" in s.orphans
+    assert s.progress() == {"total": 2, "answered": 0, "skipped": 0, "remaining": 2}
+    s.close()
+
+
 def test_bad_values_and_misuse(store):
     s = AnnotationSession(human.rating_items(responses(1, 2)), "gil", store, "ratings")
     for bad in (0, 8, 2.5, "5", True, "seven"):

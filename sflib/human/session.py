@@ -23,6 +23,7 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..ratings import open_store, task_block
@@ -165,7 +166,8 @@ class AnnotationSession:
         df = stored_answers(self.store, self.judge, self.kind)
         self.answers = {(r["item_id"], r["order"]): r for r in df.to_dict("records")}
         in_queue = set(self.queue)
-        self.orphans = df[[(i, o) not in in_queue for i, o in zip(df["item_id"], df["order"])]]
+        mine = np.array([(i, o) in in_queue for i, o in zip(df["item_id"], df["order"])], dtype=bool)
+        self.orphans = df[~mine]  # a mask, also for no stored answers (a plain [] would select no columns)
 
     def _check_item_list(self) -> None:
         tables = self.lease.tables
