@@ -144,6 +144,16 @@ def test_instructions_from_jsonl_csv_and_dedup(tmp_path):
     assert df["input"].tolist() == ["", ""] and set(df["source"]) == {"mine"}
 
 
+def test_a_csv_exported_by_pandas_with_its_index_column(tmp_path):
+    """``DataFrame.to_csv`` writes the row numbers as a first column with an empty name: not a field."""
+    pd.DataFrame({"instruction": ["A", "B"], "context": ["", "ctx"], "category": ["open_qa", "qa"]}).to_csv(tmp_path / "p.csv")
+    df = d.read_instructions(tmp_path / "p.csv")
+    assert list(df.columns) == ["id", "instruction", "input", "source"]
+    assert df["input"].tolist() == ["", "ctx"] and df["source"].tolist() == ["open_qa", "qa"]
+    write(tmp_path / "named.csv", ",instruction\nfirst,A\nsecond,B\n")       # not row numbers: kept
+    assert "" in d.read_instructions(tmp_path / "named.csv").columns
+
+
 def test_instructions_from_a_datasets_folder(tmp_path):
     datasets = pytest.importorskip("datasets", reason="the optional `datasets` extra is not installed")
     datasets.Dataset.from_list([{"instruction": "A", "input": None}, {"instruction": "B", "input": "x"}]).save_to_disk(tmp_path / "ds")

@@ -198,6 +198,8 @@ def _load_csv(path: Path, text: str, headerless: Sequence[str] | None) -> Raw:
             raise DataError(path, f"{what} fields: {len(rec)}, expected {n}{hint}", row=i + 1,
                             field=missing, line=lines[i] if lines[i] != i + 1 else None)
     frame = pd.DataFrame(body, columns=columns, dtype=object)
+    if header and columns[0] in ("", "Unnamed: 0") and all(v.strip().isdigit() for v in frame.iloc[:, 0]):
+        frame = frame.iloc[:, 1:]  # the row numbers pandas' to_csv writes by default (index=True)
     return Raw(path, "csv", frame, list(range(1, len(body) + 1)), lines, header=header)
 
 
