@@ -144,3 +144,24 @@ def test_no_overlap_is_said_and_annotators_filter(store, material):
         human.consistency_beside_ai(store, material["ai_ratings"], None)
     assert np.isfinite(table["consistency"]).all()
     fig.clf()
+
+
+@pytest.mark.parametrize("ai", ["unanswered", "none"])
+def test_simulated_annotators_without_any_ai_answer(material, tmp_path, ai):
+    """Notebook 08 headless, for a study whose feedback judge has no valid answer (e.g. ``human:alice`` not
+    annotated yet): the simulated annotators answer every pair around a neutral answer instead of failing
+    with "the assignment has no tasks for annotator 'sim-1'"."""
+    responses = material["responses"][material["responses"]["instruction_id"].isin(
+        list(dict.fromkeys(material["responses"]["instruction_id"]))[:2])]
+    ratings = responses[["response_id"]].assign(score=np.nan, judge="human:alice")
+    rankings = human.ranking_items(responses)[["response_id_1", "response_id_2"]].assign(decision=None)
+    mat = dict(material, responses=responses, pairs=responses,
+               ai_ratings=ratings if ai == "unanswered" else None, ai_rankings=rankings if ai == "unanswered" else None)
+    store = AnnotationStore(tmp_path / "sim.sqlite")
+    plan = human.simulated_answers(store, mat, n_instructions=2, seed=0)
+    fb = human.all_feedback(store)
+    assert sorted(fb) == ["sim-1", "sim-2", "sim-3"] and set(plan["kind"]) == {"ratings", "rankings"}
+    r, k = fb["sim-1"]
+    assert set(r["response_id"]) <= set(responses["response_id"]) and len(r) > 0 and r["score"].between(1, 7).all()
+    assert len(k) > 0 and set(k["instruction_id"]) <= set(responses["instruction_id"])
+    store.close()

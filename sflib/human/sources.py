@@ -78,9 +78,14 @@ def simulated_answers(store, material: dict, names=("sim-1", "sim-2", "sim-3"), 
     path), on the first ``n_instructions`` instructions the AI judge ranked, with ``overlap`` of
     the instructions shared. Returns the assignment used."""
     rng = np.random.default_rng(seed)
-    ai_r = material["ai_ratings"].dropna(subset=["score"]).drop_duplicates("response_id")
-    ai_k = material["ai_rankings"].dropna(subset=["decision"]).drop_duplicates(["response_id_1", "response_id_2"])
-    pairs = ranking_items(ai_k)
+    none = pd.DataFrame(columns=["response_id", "score", "response_id_1", "response_id_2", "decision"])
+    ai_r = (material["ai_ratings"] if material["ai_ratings"] is not None else none)
+    ai_r = ai_r.dropna(subset=["score"]).drop_duplicates("response_id")
+    ai_k = (material["ai_rankings"] if material["ai_rankings"] is not None else none)
+    ai_k = ai_k.dropna(subset=["decision"]).drop_duplicates(["response_id_1", "response_id_2"])
+    # the pairs the AI judge decided; with none (e.g. a human feedback judge not answered yet) all pairs,
+    # answered around a neutral 4 / "equal"
+    pairs = ranking_items(ai_k if len(ai_k) else material["pairs"])
     keep = list(dict.fromkeys(pairs["instruction_id"]))[:n_instructions]
     pairs = pairs[pairs["instruction_id"].isin(keep)]
     items_r = rating_items(material["responses"])
