@@ -138,3 +138,34 @@ def test_cli_run_passes_parameters_and_reports_a_budget_stop(setup, capsys):
     assert main(["study", "run", str(path), "--no-progress", "--notebooks", str(nbs)]) == 1
     err = capsys.readouterr().err
     assert "error: study runner-test: stopping before 02_ratings" in err and "Traceback" not in err
+
+
+def test_a_human_feedback_judge_without_answers_is_named_with_what_to_do(setup):
+    """``feedback.judge: human:alice`` before alice has answered: the run finishes (no hang, no crash) and
+    its last line says how much is answered and that notebook 08 is where to annotate."""
+    import pandas as pd
+
+    tmp_path, out, nbs = setup
+    notebook(nbs / "04_consistency.ipynb", WRITE.format(name="04"))
+    path = write_study(tmp_path, "null")
+    path.write_text(path.read_text().replace("judge: openai:gpt-4o-mini\nbest_of_n", "judge: human:alice\nbest_of_n"))
+    study = load(path)
+    study.save("responses", tables={"responses": pd.DataFrame({
+        "instruction_id": ["i1"] * 4, "response_id": ["r1", "r2", "r3", "r4"], "instruction": ["Say hi."] * 4,
+        "input": [""] * 4, "response": ["Hi.", "Hello.", "Hey.", "Hi there."]})})
+
+    def feedback(valid):
+        for stage, n in (("ratings", 4), ("rankings", 6)):
+            study.save(stage, tables={stage: pd.DataFrame({"x": [1]})}, inputs=["responses"], judge="human:alice",
+                       counts={"n": n, "valid": min(valid, n), "failed": n - min(valid, n)})
+
+    feedback(0)
+    lines = []
+    run(path, notebooks_dir=nbs, progress=False, log=lines.append)
+    assert (out / "ran-04.json").exists()
+    assert lines[-1].startswith("study runner-test: human:alice has answered 0 of 4 ratings and 0 of 6 pairs so far")
+    assert "notebook 08" in lines[-1] and "annotator = 'alice'" in lines[-1] and f"study run {path} again" in lines[-1]
+    feedback(6)
+    lines.clear()
+    run(path, notebooks_dir=nbs, progress=False, log=lines.append)
+    assert lines[-1].startswith("== done") and not any("human:alice" in m for m in lines)

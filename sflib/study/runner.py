@@ -156,6 +156,24 @@ def budget_check(study: Study, stage: str | None, plan_df: pd.DataFrame, log=pri
         log(f"budget: spent ${already:.2f} + planned ${cost:.2f} for {stage} <= ${budget:.2f}")
 
 
+def waiting_for_humans(study: Study) -> str | None:
+    """What a human feedback judge (``human:<name>``) still has to answer in stages 02/03, and what to do
+    about it; None when every item has an answer (or no human judge wrote them)."""
+    missing = []
+    for stage, what in (("ratings", "ratings"), ("rankings", "pairs")):
+        m = study.manifest(stage) or {}
+        counts = m.get("counts") or {}
+        if str(m.get("judge") or "").startswith("human:") and counts.get("valid", 0) < counts.get("n", 0):
+            missing.append((m["judge"], f"{counts.get('valid', 0)} of {counts['n']} {what}"))
+    if not missing:
+        return None
+    judge = missing[0][0]
+    return (f"study {study.name}: {judge} has answered {' and '.join(w for _, w in missing)} so far: the later "
+            f"stages ran on what there is. Annotate in notebook 08 (jupyter lab notebooks/08_human_feedback.ipynb "
+            f"with study = {_study_parameter(study)!r} and annotator = {judge.split(':', 1)[1]!r}, or sflib.human "
+            f"from Python), then run python -m sflib study run {study.spec} again")
+
+
 def run(study: Study | str = "paper", only=None, quick: bool = False, params: Mapping[str, object] | None = None,
         notebooks_dir: Path | None = None, kernel: str = "python3", progress: bool = True, log=print) -> RunResult:
     """Run the study's notebooks in order (see the module notes); returns the run folder and timings."""
@@ -216,6 +234,9 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log) -
                                      f"the error is {kept}", kept)
         result.timings = pd.DataFrame(rows, columns=["notebook", "seconds"])
         log(f"== done: executed notebooks in {keep} and {result.run_dir} ==")
+        waiting = waiting_for_humans(study)
+        if waiting:
+            log(waiting)
         return result
 
 
