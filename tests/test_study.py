@@ -124,6 +124,12 @@ def test_save_read_round_trip_and_manifest(tmp_path, outputs):
     assert np.isnan(st.loc["ratings", "spent_usd"])
     study.save("consistency", tables={"pairs": resp}, counts={"n": 1})
     assert status(study).set_index("stage").loc["consistency", "spent_usd"] == 0  # a local computation
+    # a judge run that recorded cost_usd None: unknown for a priced provider, $0 for a human (no API cost)
+    for judge, free in (("openai:gpt-4o-mini", False), ("human:alice", True)):
+        study.save("rankings", tables={"rankings": resp}, inputs=["responses"], judge=judge,
+                   counts={"n": 1, "valid": 0, "cost_usd": None})
+        cost = status(study).set_index("stage").loc["rankings", "spent_usd"]
+        assert (cost == 0) if free else np.isnan(cost)
 
 
 def test_a_failing_save_leaves_the_previous_output_intact(tmp_path, outputs, monkeypatch):

@@ -305,6 +305,17 @@ def spent(study) -> float:
     return total
 
 
+def _recorded_cost(study, stage: str, state: str, manifest: dict) -> float:
+    """The stage's ``cost_usd`` from its manifest; a judge with no price that costs nothing (a human,
+    recorded answers, a local model) records none: $0.00, not unknown."""
+    cost = (manifest.get("counts") or {}).get("cost_usd", "absent")
+    if cost == "absent":
+        return _unrecorded_cost(study, stage, state)
+    if cost is None and str(manifest.get("judge") or "").partition(":")[0] in FREE:
+        return 0.0
+    return np.nan if cost is None else cost
+
+
 def _unrecorded_cost(study, stage: str, state: str) -> float:
     """Dollars of a stage whose manifest records none: 0 for local computations, for a stage not
     written, and for a policy that costs nothing (local, or priced 0); else unknown (NaN)."""
@@ -340,7 +351,7 @@ def status(study) -> pd.DataFrame:
         rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], state=state,
                          n=counts.get("n", np.nan), valid=counts.get("valid", np.nan),
                          invalid=counts.get("invalid", np.nan), failed=counts.get("failed", np.nan),
-                         spent_usd=counts.get("cost_usd", _unrecorded_cost(study, stage, state)), written=m.get("time", ""),
+                         spent_usd=_recorded_cost(study, stage, state, m), written=m.get("time", ""),
                          folder=str(study.stage_dir(stage)), detail=detail))
     rows.append(dict(stage="total", notebook="", state="", n=np.nan, valid=np.nan, invalid=np.nan, failed=np.nan,
                      spent_usd=spent(study), written="", folder=str(study.folder),
