@@ -436,3 +436,20 @@ def test_instruction_sample_survives_an_added_row_and_a_reordered_file(tmp_path,
     other_seed.write_text("seed: 1\n" + path.read_text())
     assert set(inputs.instructions(load(other_seed))["instruction"]) != after   # the seed still decides it
     assert plan(load(path)).set_index("stage").loc["responses", "calls"] == 10 * 3
+
+
+def test_an_evaluation_instruction_without_a_reference_output_is_refused(tmp_path, outputs):
+    """``best_of_n.instructions`` naming an instruction the reference lacks: one error naming the file, row
+    and field, before notebook 06 samples for it (07 could only ignore it)."""
+    from sflib.study import inputs
+
+    mine = [{"instruction": "Question 1?", "dataset": "mine", "output": ""},
+            {"instruction": "Question 0?", "dataset": "yours", "output": ""}]
+    (tmp_path / "eval.json").write_text(json.dumps(mine))
+    path = write_study(tmp_path, TINY.replace("  datasets: null", "  datasets: null\n  instructions: eval.json"))
+    ev = inputs.evaluation_instructions(load(path))
+    assert ev["dataset"].tolist() == ["mine", "yours"] and ev["output"].tolist() == ["Answer Answer ", "Answer "]
+    (tmp_path / "eval.json").write_text(json.dumps(mine + [{"instruction": "Tell me a joke.", "dataset": "fun", "output": ""}]))
+    with pytest.raises(StudyConfigError, match=r"eval.json: row 3, field instruction: 'Tell me a joke.' has no "
+                                               r"reference output in reference.json \(1 instruction"):
+        inputs.evaluation_instructions(load(path))

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import data as d
 from .. import io as sfio
-from .config import resolve_path
+from .config import StudyConfigError, resolve_path
 from .seed import canonical
 
 
@@ -85,6 +85,14 @@ def evaluation_instructions(study) -> pd.DataFrame:
     if cfg.instructions:
         asked = _model_outputs(resolve_path(cfg.instructions, _base(study)))[["instruction", "dataset"]]
         asked = asked.drop_duplicates("instruction")
+        known = set(ref["instruction"])
+        lacking = [(row + 1, t) for row, t in zip(asked.index, asked["instruction"]) if t not in known]
+        if lacking:  # nothing to judge it against: refused before 06 samples for it (07 would ignore it)
+            row, text = lacking[0]
+            raise StudyConfigError(
+                f"{cfg.instructions}: row {row}, field instruction: {text[:60]!r} has no "
+                f"reference output in {cfg.reference or 'the vendored text-davinci-003 outputs'}"
+                f" ({len(lacking)} instruction(s) lack one): add them to best_of_n.reference or remove them")
         df = asked.merge(ref[["instruction", "output"]], on="instruction", how="left")
         df["output"] = df["output"].fillna("")
     else:
