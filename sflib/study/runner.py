@@ -168,8 +168,8 @@ def waiting_for_humans(study: Study) -> str | None:
     if not missing:
         return None
     judge = missing[0][0]
-    return (f"study {study.name}: {judge} has answered {' and '.join(w for _, w in missing)} so far: the later "
-            f"stages ran on what there is. Annotate in notebook 08 (jupyter lab notebooks/08_human_feedback.ipynb "
+    return (f"study {study.name}: {judge} has answered {' and '.join(w for _, w in missing)} so far (later "
+            f"stages use only the answered items). Annotate in notebook 08 (jupyter lab notebooks/08_human_feedback.ipynb "
             f"with study = {_study_parameter(study)!r} and annotator = {judge.split(':', 1)[1]!r}, or sflib.human "
             f"from Python), then run python -m sflib study run {study.spec} again")
 
