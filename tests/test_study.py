@@ -389,3 +389,19 @@ def test_a_stage_saved_empty_reads_back_empty_with_its_columns(tmp_path, outputs
     got = study.read("responses")
     assert got.empty and list(got.columns) == ["instruction_id", "response_id", "score"]
     assert study.manifest("responses")["notes"] == "policy server unreachable"
+
+
+def test_extra_judges_are_planned_for_ratings_only(tmp_path, outputs):
+    """extra_judges rate the responses (notebook 02); only the feedback judge ranks (notebook 03), so the
+    plan and the budget check must not count ranking calls of the extra judges."""
+    one = plan(load(write_study(tmp_path, TINY)))
+    panel_text = TINY.replace("feedback:\n  judge: openai:gpt-4o-mini\n",
+                              "feedback:\n  judge: openai:gpt-4o-mini\n  extra_judges: [openai:gpt-4o]\n")
+    panel = plan(load(write_study(tmp_path, panel_text, name="panel.yaml")))
+    ratings = panel[panel["stage"] == "ratings"]
+    assert ratings["name"].tolist() == ["openai:gpt-4o-mini", "openai:gpt-4o"]
+    rankings = panel[panel["stage"] == "rankings"]
+    assert rankings["name"].tolist() == ["openai:gpt-4o-mini"]
+    assert rankings["calls"].tolist() == one.loc[one["stage"] == "rankings", "calls"].tolist()
+    extra = ratings.loc[ratings["name"] == "openai:gpt-4o", "usd"].iloc[0]
+    assert panel["usd"].iloc[-1] == pytest.approx(one["usd"].iloc[-1] + extra)

@@ -196,9 +196,9 @@ class _Planner:
                     if orders == 2:
                         chars += ranking_chars(fb.ranking_template, i, x, rs[b], rs[a])
         calls, chars = round(calls * scale), chars * scale
-        for judge in [fb.judge, *fb.extra_judges]:
-            self.row("rankings", "judge", judge, calls, chars, calls * self.judge_reply(judge),
-                     fb.ranking_template, note, mode=fb.mode)
+        # only the feedback judge ranks: extra_judges rate (notebook 02's per-judge comparison)
+        self.row("rankings", "judge", fb.judge, calls, chars, calls * self.judge_reply(fb.judge),
+                 fb.ranking_template, note, mode=fb.mode)
 
     # ----------------------------------------------------------------------- best-of-n and evaluation
     def best_of_n(self, ev):
