@@ -208,7 +208,7 @@ def study_root():
 
 def test_plan_numbers_of_a_small_study(tmp_path, outputs):
     study = load(write_study(tmp_path, TINY))
-    with AnnotationStore(outputs / "annotations.sqlite") as store:  # 4 stored rating answers of this judge
+    with AnnotationStore(outputs / "annotations.sqlite") as store:  # 4 stored answers of this judge, to other prompts
         for i in range(4):
             store.put(f"k{i}", judge="openai:gpt-4o-mini", model="gpt-4o-mini", template_version="rating-v1",
                       params={}, messages=[], meta={}, status="ok", raw="Score: 5", value=5, valid=True,
@@ -225,8 +225,9 @@ def test_plan_numbers_of_a_small_study(tmp_path, outputs):
 
     r = df.loc["ratings"]
     in_tok = tok(3 * sum(msgs(rating_request(x["instruction"], x["input"], ph)) for x in INSTRUCTIONS))
-    assert (r["calls"], r["stored"], r["input_tokens"], r["output_tokens"]) == (6, 4, in_tok, 6 * 64)
-    assert r["usd"] == pytest.approx(usd(in_tok, 384)) and r["usd_to_pay"] == pytest.approx(usd(in_tok, 384) * 2 / 6)
+    # the responses are not written yet, so none of these ratings can be stored (the 4 are other prompts)
+    assert (r["calls"], r["stored"], r["input_tokens"], r["output_tokens"]) == (6, 0, in_tok, 6 * 64)
+    assert r["usd"] == pytest.approx(usd(in_tok, 384)) and r["usd_to_pay"] == pytest.approx(usd(in_tok, 384))
 
     r = df.loc["rankings"]                           # 3 pairs x 2 orders per instruction
     in_tok = tok(6 * sum(msgs(ranking_request(x["instruction"], x["input"], ph, ph)) for x in INSTRUCTIONS))
@@ -405,3 +406,41 @@ def test_extra_judges_are_planned_for_ratings_only(tmp_path, outputs):
     assert rankings["calls"].tolist() == one.loc[one["stage"] == "rankings", "calls"].tolist()
     extra = ratings.loc[ratings["name"] == "openai:gpt-4o", "usd"].iloc[0]
     assert panel["usd"].iloc[-1] == pytest.approx(one["usd"].iloc[-1] + extra)
+
+
+def test_stored_counts_only_this_studys_own_requests_in_a_shared_store(tmp_path, outputs):
+    """The annotation store is shared by studies: another study's answers from the same judge and template
+    must not count as stored for this one (the plan would say $0 to pay and the budget check would pass)."""
+    from sflib.annotate import request_key
+    from sflib.ratings import resolve_judge
+
+    study = load(write_study(tmp_path, TINY))
+    resp = pd.DataFrame({"instruction_id": ["i1", "i1", "i2"], "response_id": ["r1", "r2", "r3"],
+                         "instruction": ["Name a colour.", "Name a colour.", "Add."], "input": ["", "", "2 and 3"],
+                         "response": ["Red.", "Blue is a colour.", "5"]})
+    judge = resolve_judge("openai:gpt-4o-mini")
+
+    def put(store, request, version):
+        store.put(request_key(judge, request, version), judge=judge.name, model="gpt-4o-mini",
+                  template_version=version, params=judge.params, messages=request.messages, meta={}, status="ok",
+                  raw="Score: 5", value=5, valid=True, error=None, prompt_tokens=100, completion_tokens=10,
+                  latency_s=0.1, attempts=1)
+
+    with AnnotationStore(outputs / "annotations.sqlite") as store:   # another study's answers, same judge + templates
+        for i in range(10):
+            put(store, rating_request("Other?", "", f"other response {i}"), "rating-v1")
+            put(store, ranking_request("Other?", "", f"a{i}", f"b{i}", "12"), "ranking-v1")
+    df = plan(study).set_index("stage")                  # responses not written yet: nothing of this study is stored
+    assert df.loc["ratings", "stored"] == 0 and df.loc["rankings", "stored"] == 0
+    assert df.loc["ratings", "usd"] > 0 and df.loc["ratings", "usd_to_pay"] == pytest.approx(df.loc["ratings", "usd"])
+    study.save("responses", tables={"responses": resp})
+    df = plan(study).set_index("stage")
+    assert (df.loc["ratings", "stored"], df.loc["rankings", "stored"]) == (0, 0)
+    with AnnotationStore(outputs / "annotations.sqlite") as store:   # this study's own answers: 2 ratings, 1 order
+        put(store, rating_request("Name a colour.", "", "Red."), "rating-v1")
+        put(store, rating_request("Add.", "2 and 3", "5"), "rating-v1")
+        put(store, ranking_request("Name a colour.", "", "Red.", "Blue is a colour.", "21"), "ranking-v1")
+    df = plan(study).set_index("stage")
+    assert (df.loc["ratings", "calls"], df.loc["ratings", "stored"]) == (3, 2)
+    assert (df.loc["rankings", "calls"], df.loc["rankings", "stored"]) == (2, 1)
+    assert df.loc["ratings", "usd_to_pay"] == pytest.approx(df.loc["ratings", "usd"] / 3)

@@ -15,10 +15,12 @@ Estimates, stated plainly:
   study section says ``mode: batch`` (``feedback.mode``, ``evaluation.mode``) is priced at the judge's
   batch prices (``price_batch_input_per_mtok`` / ``price_batch_output_per_mtok``); ``local``,
   ``recorded`` and ``human`` cost nothing; an unknown price gives NaN and says so.
-- **stored**: a stage whose output is written and current has everything stored. Otherwise the
-  annotation store is asked how many answers (ok or invalid) it holds for the same judge and
-  template version, capped at the stage's calls — a cheap approximation that does not check
-  which texts they were about (an upper bound when the store also holds other studies' answers).
+- **stored**: a stage whose output is written and current has everything stored. Ratings and
+  rankings are looked up by their exact cache keys once the responses are written (0 before: the
+  store is shared by studies, and another study's answers are not this one's). The evaluation
+  stage still asks how many answers (ok or invalid) the store holds for the same judge and
+  template version, capped at its calls — a cheap approximation that does not check which texts
+  they were about (an upper bound when the store also holds other studies' answers).
 - When ``instructions.sample`` asks for more instructions than the files hold, the plan counts
   the requested number with the files' mean lengths and says so in ``note``.
 """
@@ -97,7 +99,7 @@ class _Planner:
         self.rows: list[dict] = []
         self.stored = _store_counts(study)
 
-    def row(self, stage, kind, name, calls, in_chars, out_tokens, template=None, note="", mode="online"):
+    def row(self, stage, kind, name, calls, in_chars, out_tokens, template=None, note="", mode="online", stored=None):
         settings = _resolve(kind, name)
         provider = settings.get("provider") or name.partition(":")[0]
         calls = int(calls)
@@ -106,6 +108,8 @@ class _Planner:
         notes = [note] if note else []
         if self.study.state(stage) in ("done", "seeded"):
             stored = calls
+        elif stored is not None:
+            stored = min(calls, int(stored))
         elif template and kind == "judge":
             stored = min(calls, self.stored.get((judge_name(settings, name), template_version(template)), 0))
         else:
@@ -180,7 +184,7 @@ class _Planner:
         chars = sum(rating_chars(fb.rating_template, i, x, t) for i, x, rs in groups for t in rs) * scale
         for judge in [fb.judge, *fb.extra_judges]:
             self.row("ratings", "judge", judge, round(calls), chars, round(calls) * self.judge_reply(judge),
-                     fb.rating_template, note, mode=fb.mode)
+                     fb.rating_template, note, mode=fb.mode, stored=self.stored_feedback("ratings", judge))
 
     def rankings(self, groups, scale, note):
         if self.seeded("rankings"):
@@ -198,7 +202,47 @@ class _Planner:
         calls, chars = round(calls * scale), chars * scale
         # only the feedback judge ranks: extra_judges rate (notebook 02's per-judge comparison)
         self.row("rankings", "judge", fb.judge, calls, chars, calls * self.judge_reply(fb.judge),
-                 fb.ranking_template, note, mode=fb.mode)
+                 fb.ranking_template, note, mode=fb.mode, stored=self.stored_feedback("rankings", fb.judge))
+
+    def stored_feedback(self, stage: str, judge: str) -> int:
+        """How many of the stage's requests to ``judge`` have an answer in the store, by their exact cache
+        keys: the store is shared by studies, so counting a judge's answers would count other studies'.
+        0 while the responses are not written (no answer to them can be stored yet)."""
+        if self.study.state("responses") not in ("done", "seeded") or not self.study.store_path.exists():
+            return 0
+        from ..annotate import request_key
+        from ..rankings import make_pairs, ranking_request
+        from ..ratings import rating_request, resolve_judge
+
+        fb, resp = self.cfg.feedback, self.study.read("responses")
+        if stage == "ratings":
+            repeats = resp.groupby(["instruction_id", "response_id"], sort=False).cumcount()
+            requests = [rating_request(i, x, r, fb.rating_template, k)
+                        for i, x, r, k in zip(resp["instruction"], resp["input"], resp["response"], repeats)]
+        else:
+            pairs = make_pairs(resp)
+            requests = [ranking_request(i, x, a, b, order, fb.ranking_template)
+                        for order in (["12", "21"] if fb.both_orders else ["12"])
+                        for i, x, a, b in zip(pairs["instruction"], pairs["input"], pairs["response1"], pairs["response2"])]
+        try:
+            j = resolve_judge(judge)
+        except Exception:  # noqa: BLE001 - e.g. a human judge: no cache keys to look up
+            return 0
+        version = template_version(fb.rating_template if stage == "ratings" else fb.ranking_template)
+        keys = [request_key(j, r, version) for r in requests]
+        con = sqlite3.connect(f"file:{self.study.store_path}?mode=ro", uri=True)
+        try:
+            found: set[str] = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                found |= {k for (k,) in con.execute(
+                    f"SELECT key FROM annotations WHERE status IN ('ok','invalid') AND key IN ({','.join('?' * len(chunk))})",
+                    chunk)}
+        except sqlite3.Error:
+            return 0
+        finally:
+            con.close()
+        return sum(k in found for k in keys)
 
     # ----------------------------------------------------------------------- best-of-n and evaluation
     def best_of_n(self, ev):
