@@ -444,3 +444,25 @@ def test_stored_counts_only_this_studys_own_requests_in_a_shared_store(tmp_path,
     assert (df.loc["ratings", "calls"], df.loc["ratings", "stored"]) == (3, 2)
     assert (df.loc["rankings", "calls"], df.loc["rankings", "stored"]) == (2, 1)
     assert df.loc["ratings", "usd_to_pay"] == pytest.approx(df.loc["ratings", "usd"] / 3)
+
+
+def test_spent_prices_batch_answers_at_batch_prices_and_counts_a_model_once(tmp_path, outputs):
+    """Answers collected from a Batch API job cost the batch price; a judge file and openai:<model> naming
+    the same model (feedback and evaluation judges) share the store's rows and are counted once."""
+    import sqlite3
+
+    from sflib.study.planner import spent
+
+    text = TINY.replace("feedback:\n  judge: openai:gpt-4o-mini\n", "feedback:\n  judge: gpt-4o-mini-logprobs\n")
+    study = load(write_study(tmp_path, text))
+    assert spent(study) == 0.0
+    with AnnotationStore(outputs / "annotations.sqlite") as store:
+        for key in ("online", "batched"):
+            store.put(key, judge="openai:gpt-4o-mini", model="gpt-4o-mini", template_version="rating-v1",
+                      params={}, messages=[], meta={}, status="ok", raw="Score: 5", value=5, valid=True,
+                      error=None, prompt_tokens=1_000_000, completion_tokens=1_000_000, latency_s=0.1, attempts=1)
+    con = sqlite3.connect(outputs / "annotations.sqlite")
+    with con:
+        con.execute("INSERT INTO batch_requests (local_id, key, body, meta, state) VALUES ('job', 'batched', '{}', '{}', 'done')")
+    con.close()
+    assert spent(study) == pytest.approx((0.15 + 0.60) + (0.075 + 0.30))

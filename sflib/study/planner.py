@@ -333,20 +333,27 @@ def spent(study) -> float:
     cfg = study.config
     names = {cfg.feedback.judge, cfg.evaluation.judge, *cfg.feedback.extra_judges}
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = dict(((j, (a, b)) for j, a, b in con.execute(
-            "SELECT judge, SUM(prompt_tokens), SUM(completion_tokens) FROM annotations GROUP BY judge")))
+    try:  # answers that came through a Batch API job are priced at the batch prices
+        has_batches = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'batch_requests'").fetchone()
+        batched = ("a.key IN (SELECT key FROM batch_requests WHERE state = 'done')" if has_batches else "0")
+        rows = {(j, bool(b)): (p, c) for j, b, p, c in con.execute(
+            f"SELECT a.judge, {batched} AS batched, SUM(a.prompt_tokens), SUM(a.completion_tokens) "
+            "FROM annotations a GROUP BY a.judge, batched")}
     except sqlite3.Error:
         rows = {}
     finally:
         con.close()
-    total = 0.0
-    for name in names:
+    stored_as = {}  # two names of one model (a judge file and openai:<model>) share its rows: count them once
+    for name in sorted(names):
         s = _resolve("judge", name)
-        tokens = rows.get(judge_name(s, name))
-        pin, pout = s.get("price_input_per_mtok"), s.get("price_output_per_mtok")
-        if tokens and pin is not None and pout is not None:
-            total += ((tokens[0] or 0) * pin + (tokens[1] or 0) * pout) / 1e6
+        stored_as.setdefault(judge_name(s, name), s)
+    total = 0.0
+    for stored_name, s in stored_as.items():
+        for batched, prefix in ((False, "price_"), (True, "price_batch_")):
+            tokens = rows.get((stored_name, batched))
+            pin, pout = s.get(f"{prefix}input_per_mtok"), s.get(f"{prefix}output_per_mtok")
+            if tokens and pin is not None and pout is not None:
+                total += ((tokens[0] or 0) * pin + (tokens[1] or 0) * pout) / 1e6
     return total
 
 
