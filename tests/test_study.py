@@ -432,6 +432,8 @@ def test_stored_counts_only_this_studys_own_requests_in_a_shared_store(tmp_path,
             put(store, ranking_request("Other?", "", f"a{i}", f"b{i}", "12"), "ranking-v1")
     df = plan(study).set_index("stage")                  # responses not written yet: nothing of this study is stored
     assert df.loc["ratings", "stored"] == 0 and df.loc["rankings", "stored"] == 0
+    assert df.loc["evaluation", "stored"] == 0           # same judge and rating template as the other study's 10
+    assert df.loc["evaluation", "usd_to_pay"] == pytest.approx(df.loc["evaluation", "usd"])
     assert df.loc["ratings", "usd"] > 0 and df.loc["ratings", "usd_to_pay"] == pytest.approx(df.loc["ratings", "usd"])
     study.save("responses", tables={"responses": resp})
     df = plan(study).set_index("stage")

@@ -17,10 +17,9 @@ Estimates, stated plainly:
   ``recorded`` and ``human`` cost nothing; an unknown price gives NaN and says so.
 - **stored**: a stage whose output is written and current has everything stored. Ratings and
   rankings are looked up by their exact cache keys once the responses are written (0 before: the
-  store is shared by studies, and another study's answers are not this one's). The evaluation
-  stage still asks how many answers (ok or invalid) the store holds for the same judge and
-  template version, capped at its calls — a cheap approximation that does not check which texts
-  they were about (an upper bound when the store also holds other studies' answers).
+  store is shared by studies, and another study's answers are not this one's). An evaluation
+  not written yet counts nothing as stored (its outputs come from best-of-n): its dollars are an
+  upper bound; what the store already holds is not paid again when it runs.
 - When ``instructions.sample`` asks for more instructions than the files hold, the plan counts
   the requested number with the files' mean lengths and says so in ``note``.
 """
@@ -62,22 +61,6 @@ def ranking_chars(template: str, instruction: str, input: str, first: str, secon
     return _msg_chars(render_messages(template, task=task_block(instruction, input), output_a=first, output_b=second))
 
 
-def _store_counts(study) -> dict[tuple[str, str], int]:
-    """(judge, template_version) -> stored ok/invalid answers, read-only; empty when there is no store."""
-    path = study.store_path
-    if not path.exists():
-        return {}
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT judge, template_version, COUNT(*) FROM annotations "
-                           "WHERE status IN ('ok','invalid') GROUP BY judge, template_version").fetchall()
-    except sqlite3.Error:
-        rows = []
-    finally:
-        con.close()
-    return {(j, t): int(n) for j, t, n in rows}
-
-
 def judge_name(settings: dict, name: str) -> str:
     """The name a judge is stored under in the annotation store (``provider:model``)."""
     if settings.get("provider") and settings.get("model") and settings["provider"] != "recorded":
@@ -97,7 +80,6 @@ class _Planner:
         self.study = study
         self.cfg = study.config
         self.rows: list[dict] = []
-        self.stored = _store_counts(study)
 
     def row(self, stage, kind, name, calls, in_chars, out_tokens, template=None, note="", mode="online", stored=None):
         settings = _resolve(kind, name)
@@ -108,12 +90,8 @@ class _Planner:
         notes = [note] if note else []
         if self.study.state(stage) in ("done", "seeded"):
             stored = calls
-        elif stored is not None:
-            stored = min(calls, int(stored))
-        elif template and kind == "judge":
-            stored = min(calls, self.stored.get((judge_name(settings, name), template_version(template)), 0))
-        else:
-            stored = 0
+        else:  # answers looked up by their exact keys (the feedback stages), else none counted
+            stored = min(calls, int(stored or 0))
         if provider in FREE:
             usd = 0.0
             notes.append(FREE[provider])
