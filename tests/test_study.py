@@ -168,9 +168,17 @@ def test_changed_study_section_makes_downstream_stale(tmp_path, outputs):
                                              "judge: openai:gpt-4o\nbest_of_n"))
     changed = load(path)
     assert changed.read("responses")["x"].tolist() == [1]        # feedback is not an input of responses
-    with pytest.raises(StaleStage, match=r"stage ratings is stale: the study sections .*feedback.* changed"):
+    # the reason names the section that changed, not every section the stage depends on
+    with pytest.raises(StaleStage, match=r"stage ratings is stale: study section feedback changed since it was written;"):
         changed.read("ratings")
     assert changed.state("reward_models") == "stale"              # downstream of feedback too
+    assert changed.stale_reasons("reward_models") == ["study section feedback changed since it was written"]
+    manifest = changed.manifest_path("ratings")                   # a manifest written before section_hashes
+    m = json.loads(manifest.read_text())
+    del m["section_hashes"]
+    manifest.write_text(json.dumps(m))
+    assert changed.stale_reasons("ratings") == [
+        "the study sections it depends on (seed, instructions, policy, feedback) changed since it was written"]
     # rewriting an input makes the stages that read it stale, even with an unchanged study file
     study.save("responses", tables={"responses": pd.DataFrame({"x": [2]})})
     with pytest.raises(StaleStage, match="its input responses was rewritten since; re-run 02_ratings"):
