@@ -165,7 +165,9 @@ class AnnotationSession:
         df = stored_answers(self.store, self.judge, self.kind)
         self.answers = {(r["item_id"], r["order"]): r for r in df.to_dict("records")}
         in_queue = set(self.queue)
-        self.orphans = df[[(i, o) not in in_queue for i, o in zip(df["item_id"], df["order"])]]
+        # a boolean Series, not a list: an empty list would select no *columns* (no answers stored yet)
+        self.orphans = df[pd.Series([(i, o) not in in_queue for i, o in zip(df["item_id"], df["order"])],
+                                    index=df.index, dtype=bool)]
 
     def _check_item_list(self) -> None:
         tables = self.lease.tables
