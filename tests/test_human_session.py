@@ -254,3 +254,16 @@ def test_answers_from_another_thread(store):
     assert errors == []
     assert list(human.human_feedback(store, "alice", "ratings")["score"]) == [5.0, 6.0]
     s.close()
+
+
+def test_changed_item_list_before_any_answer_opens(store):
+    """A session opened, nothing answered, then the study changes (e.g. policy.k 4 -> 3): the next session
+    on the new item list opens and reports the change (it raised KeyError 'item_id' in notebook 08)."""
+    items = human.rating_items(responses(3, 3))
+    AnnotationSession(items, "gus", store, "ratings").close()
+    changed = items.iloc[:-2].reset_index(drop=True)
+    s = AnnotationSession(changed, "gus", store, "ratings")
+    assert s.changes == {"added": [], "vanished": sorted(items["item_id"].iloc[-2:]), "kept_answers": 0}
+    assert s.orphans.empty and "item_id" in s.orphans.columns
+    assert s.progress()["total"] == len(changed) and s.current() is not None
+    s.close()

@@ -201,6 +201,19 @@ def test_content_null_is_retried_within_the_run_and_its_tokens_counted(fake_open
     assert not c.ok and "no text" in c.error and always.requests == 3
 
 
+def test_on_start_fires_when_a_request_is_sent_not_while_it_waits_for_the_rate_limit(fake_openai_factory):
+    """A request marked in flight is one the provider may bill: one still waiting for the client's rpm
+    budget must not be marked (a kill then would report it as possibly paid, and it was never sent)."""
+    server = fake_openai_factory()
+    started = []
+    judge = judge_for(server, concurrency=4, rpm=60)  # one request per second, all 4 workers waiting at once
+    list(judge.complete(reqs(4), on_start=lambda i: started.append(time.monotonic())))
+    arrived = sorted(server.times)
+    assert len(started) == len(arrived) == 4
+    assert arrived[-1] - arrived[0] >= 2.5
+    assert all(0 <= a - s < 0.5 for s, a in zip(sorted(started), arrived))
+
+
 def test_requests_in_flight_at_sigkill_are_recorded_and_reported(fake_openai_factory, tmp_path):
     import os
     import signal

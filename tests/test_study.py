@@ -174,9 +174,17 @@ def test_changed_study_section_makes_downstream_stale(tmp_path, outputs):
                                              "judge: openai:gpt-4o\nbest_of_n"))
     changed = load(path)
     assert changed.read("responses")["x"].tolist() == [1]        # feedback is not an input of responses
-    with pytest.raises(StaleStage, match=r"stage ratings is stale: the study sections .*feedback.* changed"):
+    # the reason names the section that changed, not every section the stage depends on
+    with pytest.raises(StaleStage, match=r"stage ratings is stale: study section feedback changed since it was written;"):
         changed.read("ratings")
     assert changed.state("reward_models") == "stale"              # downstream of feedback too
+    assert changed.stale_reasons("reward_models") == ["study section feedback changed since it was written"]
+    manifest = changed.manifest_path("ratings")                   # a manifest written before section_hashes
+    m = json.loads(manifest.read_text())
+    del m["section_hashes"]
+    manifest.write_text(json.dumps(m))
+    assert changed.stale_reasons("ratings") == [
+        "the study sections it depends on (seed, instructions, policy, feedback) changed since it was written"]
     # rewriting an input makes the stages that read it stale, even with an unchanged study file
     study.save("responses", tables={"responses": pd.DataFrame({"x": [2]})})
     with pytest.raises(StaleStage, match="its input responses was rewritten since; re-run 02_ratings"):
@@ -235,7 +243,7 @@ def study_root():
 
 def test_plan_numbers_of_a_small_study(tmp_path, outputs):
     study = load(write_study(tmp_path, TINY))
-    with AnnotationStore(outputs / "annotations.sqlite") as store:  # 4 stored rating answers of this judge
+    with AnnotationStore(outputs / "annotations.sqlite") as store:  # 4 stored answers of this judge, to other prompts
         for i in range(4):
             store.put(f"k{i}", judge="openai:gpt-4o-mini", model="gpt-4o-mini", template_version="rating-v1",
                       params={}, messages=[], meta={}, status="ok", raw="Score: 5", value=5, valid=True,
@@ -252,8 +260,9 @@ def test_plan_numbers_of_a_small_study(tmp_path, outputs):
 
     r = df.loc["ratings"]
     in_tok = tok(3 * sum(msgs(rating_request(x["instruction"], x["input"], ph)) for x in INSTRUCTIONS))
-    assert (r["calls"], r["stored"], r["input_tokens"], r["output_tokens"]) == (6, 4, in_tok, 6 * 64)
-    assert r["usd"] == pytest.approx(usd(in_tok, 384)) and r["usd_to_pay"] == pytest.approx(usd(in_tok, 384) * 2 / 6)
+    # the responses are not written yet, so none of these ratings can be stored (the 4 are other prompts)
+    assert (r["calls"], r["stored"], r["input_tokens"], r["output_tokens"]) == (6, 0, in_tok, 6 * 64)
+    assert r["usd"] == pytest.approx(usd(in_tok, 384)) and r["usd_to_pay"] == pytest.approx(usd(in_tok, 384))
 
     r = df.loc["rankings"]                           # 3 pairs x 2 orders per instruction
     in_tok = tok(6 * sum(msgs(ranking_request(x["instruction"], x["input"], ph, ph)) for x in INSTRUCTIONS))
@@ -453,3 +462,81 @@ def test_an_evaluation_instruction_without_a_reference_output_is_refused(tmp_pat
     with pytest.raises(StudyConfigError, match=r"eval.json: row 3, field instruction: 'Tell me a joke.' has no "
                                                r"reference output in reference.json \(1 instruction"):
         inputs.evaluation_instructions(load(path))
+
+
+def test_extra_judges_are_planned_for_ratings_only(tmp_path, outputs):
+    """extra_judges rate the responses (notebook 02); only the feedback judge ranks (notebook 03), so the
+    plan and the budget check must not count ranking calls of the extra judges."""
+    one = plan(load(write_study(tmp_path, TINY)))
+    panel_text = TINY.replace("feedback:\n  judge: openai:gpt-4o-mini\n",
+                              "feedback:\n  judge: openai:gpt-4o-mini\n  extra_judges: [openai:gpt-4o]\n")
+    panel = plan(load(write_study(tmp_path, panel_text, name="panel.yaml")))
+    ratings = panel[panel["stage"] == "ratings"]
+    assert ratings["name"].tolist() == ["openai:gpt-4o-mini", "openai:gpt-4o"]
+    rankings = panel[panel["stage"] == "rankings"]
+    assert rankings["name"].tolist() == ["openai:gpt-4o-mini"]
+    assert rankings["calls"].tolist() == one.loc[one["stage"] == "rankings", "calls"].tolist()
+    extra = ratings.loc[ratings["name"] == "openai:gpt-4o", "usd"].iloc[0]
+    assert panel["usd"].iloc[-1] == pytest.approx(one["usd"].iloc[-1] + extra)
+
+
+def test_stored_counts_only_this_studys_own_requests_in_a_shared_store(tmp_path, outputs):
+    """The annotation store is shared by studies: another study's answers from the same judge and template
+    must not count as stored for this one (the plan would say $0 to pay and the budget check would pass)."""
+    from sflib.annotate import request_key
+    from sflib.ratings import resolve_judge
+
+    study = load(write_study(tmp_path, TINY))
+    resp = pd.DataFrame({"instruction_id": ["i1", "i1", "i2"], "response_id": ["r1", "r2", "r3"],
+                         "instruction": ["Name a colour.", "Name a colour.", "Add."], "input": ["", "", "2 and 3"],
+                         "response": ["Red.", "Blue is a colour.", "5"]})
+    judge = resolve_judge("openai:gpt-4o-mini")
+
+    def put(store, request, version):
+        store.put(request_key(judge, request, version), judge=judge.name, model="gpt-4o-mini",
+                  template_version=version, params=judge.params, messages=request.messages, meta={}, status="ok",
+                  raw="Score: 5", value=5, valid=True, error=None, prompt_tokens=100, completion_tokens=10,
+                  latency_s=0.1, attempts=1)
+
+    with AnnotationStore(outputs / "annotations.sqlite") as store:   # another study's answers, same judge + templates
+        for i in range(10):
+            put(store, rating_request("Other?", "", f"other response {i}"), "rating-v1")
+            put(store, ranking_request("Other?", "", f"a{i}", f"b{i}", "12"), "ranking-v1")
+    df = plan(study).set_index("stage")                  # responses not written yet: nothing of this study is stored
+    assert df.loc["ratings", "stored"] == 0 and df.loc["rankings", "stored"] == 0
+    assert df.loc["evaluation", "stored"] == 0           # same judge and rating template as the other study's 10
+    assert df.loc["evaluation", "usd_to_pay"] == pytest.approx(df.loc["evaluation", "usd"])
+    assert df.loc["ratings", "usd"] > 0 and df.loc["ratings", "usd_to_pay"] == pytest.approx(df.loc["ratings", "usd"])
+    study.save("responses", tables={"responses": resp})
+    df = plan(study).set_index("stage")
+    assert (df.loc["ratings", "stored"], df.loc["rankings", "stored"]) == (0, 0)
+    with AnnotationStore(outputs / "annotations.sqlite") as store:   # this study's own answers: 2 ratings, 1 order
+        put(store, rating_request("Name a colour.", "", "Red."), "rating-v1")
+        put(store, rating_request("Add.", "2 and 3", "5"), "rating-v1")
+        put(store, ranking_request("Name a colour.", "", "Red.", "Blue is a colour.", "21"), "ranking-v1")
+    df = plan(study).set_index("stage")
+    assert (df.loc["ratings", "calls"], df.loc["ratings", "stored"]) == (3, 2)
+    assert (df.loc["rankings", "calls"], df.loc["rankings", "stored"]) == (2, 1)
+    assert df.loc["ratings", "usd_to_pay"] == pytest.approx(df.loc["ratings", "usd"] / 3)
+
+
+def test_spent_prices_batch_answers_at_batch_prices_and_counts_a_model_once(tmp_path, outputs):
+    """Answers collected from a Batch API job cost the batch price; a judge file and openai:<model> naming
+    the same model (feedback and evaluation judges) share the store's rows and are counted once."""
+    import sqlite3
+
+    from sflib.study.planner import spent
+
+    text = TINY.replace("feedback:\n  judge: openai:gpt-4o-mini\n", "feedback:\n  judge: gpt-4o-mini-logprobs\n")
+    study = load(write_study(tmp_path, text))
+    assert spent(study) == 0.0
+    with AnnotationStore(outputs / "annotations.sqlite") as store:
+        for key in ("online", "batched"):
+            store.put(key, judge="openai:gpt-4o-mini", model="gpt-4o-mini", template_version="rating-v1",
+                      params={}, messages=[], meta={}, status="ok", raw="Score: 5", value=5, valid=True,
+                      error=None, prompt_tokens=1_000_000, completion_tokens=1_000_000, latency_s=0.1, attempts=1)
+    con = sqlite3.connect(outputs / "annotations.sqlite")
+    with con:
+        con.execute("INSERT INTO batch_requests (local_id, key, body, meta, state) VALUES ('job', 'batched', '{}', '{}', 'done')")
+    con.close()
+    assert spent(study) == pytest.approx((0.15 + 0.60) + (0.075 + 0.30))

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 OPENAI_URL = "https://api.openai.com/v1"
 #: per-task counter of HTTP attempts (set by ``_one``, incremented by the request hook)
 _ATTEMPTS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("sflib_openai_attempts")
+#: the running request's ``on_start`` callback, fired once by the HTTP hook when its first attempt is sent
+_ON_SEND: contextvars.ContextVar = contextvars.ContextVar("sflib_openai_on_send")
 
 #: key sent to custom endpoints that need none (vLLM, llama.cpp, Ollama accept anything)
 DUMMY_KEY = "sk-no-key-required"
@@ -224,6 +226,9 @@ class OpenAIJudge(Judge):
                 await asyncio.sleep(wait)
             if rpm_limiter[0] is not None:
                 await rpm_limiter[0].acquire()
+            mark = _ON_SEND.get(None)
+            if mark is not None:  # past every wait: the request is really being sent now
+                mark()
 
         async def on_response(response) -> None:
             if response.status_code != 429:
@@ -256,8 +261,8 @@ class OpenAIJudge(Judge):
                 index = next(pending, None)  # shared iterator: each index taken by one worker
                 if index is None or state["stop"]:
                     return
-                if on_start is not None:
-                    on_start(index)
+                if on_start is not None:  # fired by on_request, after the rate limiters' waits
+                    _ON_SEND.set(_once(on_start, index))
                 completion = await self._one(client, requests[index], tpm_limiter, tpm_capacity,
                                              key)
                 emit((index, completion))
@@ -358,3 +363,15 @@ def token_logprobs(choice: Any) -> list | None:
             alternatives[token] = float(get(item, "logprob"))
         out.append([token, alternatives])
     return out
+
+
+def _once(callback, index: int):
+    """``callback(index)`` the first time the returned function is called, never again."""
+    done = [False]
+
+    def fire() -> None:
+        if not done[0]:
+            done[0] = True
+            callback(index)
+
+    return fire

@@ -251,8 +251,14 @@ class Study:
             return []
         reasons = []
         if m.get("study_hash") != self.stage_hash(stage):
-            reasons.append(f"the study sections it depends on ({', '.join(stage_sections(stage))}) changed "
-                           f"since it was written")
+            was = m.get("section_hashes") or {}
+            changed = [s for s in stage_sections(stage) if s in was and was[s] != self.hash(s)]
+            if changed:  # name what changed (manifests written before section_hashes: all of them)
+                reasons.append(f"study section{'s' if len(changed) > 1 else ''} {', '.join(changed)} changed "
+                               f"since it was written")
+            else:
+                reasons.append(f"the study sections it depends on ({', '.join(stage_sections(stage))}) "
+                               f"changed since it was written")
         if "data_files" in m:  # manifests written before data files were recorded have none
             now = self.data_files(stage)
             for p, h in m["data_files"].items():  # a file no longer named: the sections changed (above)
@@ -308,6 +314,7 @@ class Study:
             "stage": stage, "notebook": STAGE_INFO[stage][0], "study": self.name,
             "study_file": str(self.path) if self.path else None,
             "study_hash": self.stage_hash(stage), "sections": stage_sections(stage),
+            "section_hashes": {s: self.hash(s) for s in stage_sections(stage)},
             "inputs": {up: self.manifest_hash(up) for up in inputs}, "data_files": self.data_files(stage),
             "judge": judge, "policy": policy, "template_version": template_version,
             "sflib_version": _sflib_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

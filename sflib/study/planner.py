@@ -15,10 +15,11 @@ Estimates, stated plainly:
   study section says ``mode: batch`` (``feedback.mode``, ``evaluation.mode``) is priced at the judge's
   batch prices (``price_batch_input_per_mtok`` / ``price_batch_output_per_mtok``); ``local``,
   ``recorded`` and ``human`` cost nothing; an unknown price gives NaN and says so.
-- **stored**: a stage whose output is written and current has everything stored. Otherwise the
-  annotation store is asked how many answers (ok or invalid) it holds for the same judge and
-  template version, capped at the stage's calls — a cheap approximation that does not check
-  which texts they were about (an upper bound when the store also holds other studies' answers).
+- **stored**: a stage whose output is written and current has everything stored. Ratings and
+  rankings are looked up by their exact cache keys once the responses are written (0 before: the
+  store is shared by studies, and another study's answers are not this one's). An evaluation
+  not written yet counts nothing as stored (its outputs come from best-of-n): its dollars are an
+  upper bound; what the store already holds is not paid again when it runs.
 - When ``instructions.sample`` asks for more instructions than the files hold, the plan counts
   the requested number with the files' mean lengths and says so in ``note``.
 """
@@ -60,22 +61,6 @@ def ranking_chars(template: str, instruction: str, input: str, first: str, secon
     return _msg_chars(render_messages(template, task=task_block(instruction, input), output_a=first, output_b=second))
 
 
-def _store_counts(study) -> dict[tuple[str, str], int]:
-    """(judge, template_version) -> stored ok/invalid answers, read-only; empty when there is no store."""
-    path = study.store_path
-    if not path.exists():
-        return {}
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT judge, template_version, COUNT(*) FROM annotations "
-                           "WHERE status IN ('ok','invalid') GROUP BY judge, template_version").fetchall()
-    except sqlite3.Error:
-        rows = []
-    finally:
-        con.close()
-    return {(j, t): int(n) for j, t, n in rows}
-
-
 def judge_name(settings: dict, name: str) -> str:
     """The name a judge is stored under in the annotation store (``provider:model``)."""
     if settings.get("provider") and settings.get("model") and settings["provider"] != "recorded":
@@ -95,9 +80,8 @@ class _Planner:
         self.study = study
         self.cfg = study.config
         self.rows: list[dict] = []
-        self.stored = _store_counts(study)
 
-    def row(self, stage, kind, name, calls, in_chars, out_tokens, template=None, note="", mode="online"):
+    def row(self, stage, kind, name, calls, in_chars, out_tokens, template=None, note="", mode="online", stored=None):
         settings = _resolve(kind, name)
         provider = settings.get("provider") or name.partition(":")[0]
         calls = int(calls)
@@ -106,10 +90,8 @@ class _Planner:
         notes = [note] if note else []
         if self.study.state(stage) in ("done", "seeded"):
             stored = calls
-        elif template and kind == "judge":
-            stored = min(calls, self.stored.get((judge_name(settings, name), template_version(template)), 0))
-        else:
-            stored = 0
+        else:  # answers looked up by their exact keys (the feedback stages), else none counted
+            stored = min(calls, int(stored or 0))
         if provider in FREE:
             usd = 0.0
             notes.append(FREE[provider])
@@ -179,7 +161,7 @@ class _Planner:
         chars = sum(rating_chars(fb.rating_template, i, x, t) for i, x, rs in groups for t in rs) * scale
         for judge in [fb.judge, *fb.extra_judges]:
             self.row("ratings", "judge", judge, round(calls), chars, round(calls) * self.judge_reply(judge),
-                     fb.rating_template, note, mode=fb.mode)
+                     fb.rating_template, note, mode=fb.mode, stored=self.stored_feedback("ratings", judge))
 
     def rankings(self, groups, scale, note):
         if self.seeded("rankings"):
@@ -195,9 +177,49 @@ class _Planner:
                     if orders == 2:
                         chars += ranking_chars(fb.ranking_template, i, x, rs[b], rs[a])
         calls, chars = round(calls * scale), chars * scale
-        for judge in [fb.judge, *fb.extra_judges]:
-            self.row("rankings", "judge", judge, calls, chars, calls * self.judge_reply(judge),
-                     fb.ranking_template, note, mode=fb.mode)
+        # only the feedback judge ranks: extra_judges rate (notebook 02's per-judge comparison)
+        self.row("rankings", "judge", fb.judge, calls, chars, calls * self.judge_reply(fb.judge),
+                 fb.ranking_template, note, mode=fb.mode, stored=self.stored_feedback("rankings", fb.judge))
+
+    def stored_feedback(self, stage: str, judge: str) -> int:
+        """How many of the stage's requests to ``judge`` have an answer in the store, by their exact cache
+        keys: the store is shared by studies, so counting a judge's answers would count other studies'.
+        0 while the responses are not written (no answer to them can be stored yet)."""
+        if self.study.state("responses") not in ("done", "seeded") or not self.study.store_path.exists():
+            return 0
+        from ..annotate import request_key
+        from ..rankings import make_pairs, ranking_request
+        from ..ratings import rating_request, resolve_judge
+
+        fb, resp = self.cfg.feedback, self.study.read("responses")
+        if stage == "ratings":
+            repeats = resp.groupby(["instruction_id", "response_id"], sort=False).cumcount()
+            requests = [rating_request(i, x, r, fb.rating_template, k)
+                        for i, x, r, k in zip(resp["instruction"], resp["input"], resp["response"], repeats)]
+        else:
+            pairs = make_pairs(resp)
+            requests = [ranking_request(i, x, a, b, order, fb.ranking_template)
+                        for order in (["12", "21"] if fb.both_orders else ["12"])
+                        for i, x, a, b in zip(pairs["instruction"], pairs["input"], pairs["response1"], pairs["response2"])]
+        try:
+            j = resolve_judge(judge)
+        except Exception:  # noqa: BLE001 - e.g. a human judge: no cache keys to look up
+            return 0
+        version = template_version(fb.rating_template if stage == "ratings" else fb.ranking_template)
+        keys = [request_key(j, r, version) for r in requests]
+        con = sqlite3.connect(f"file:{self.study.store_path}?mode=ro", uri=True)
+        try:
+            found: set[str] = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                found |= {k for (k,) in con.execute(
+                    f"SELECT key FROM annotations WHERE status IN ('ok','invalid') AND key IN ({','.join('?' * len(chunk))})",
+                    chunk)}
+        except sqlite3.Error:
+            return 0
+        finally:
+            con.close()
+        return sum(k in found for k in keys)
 
     # ----------------------------------------------------------------------- best-of-n and evaluation
     def best_of_n(self, ev):
@@ -288,20 +310,27 @@ def spent(study) -> float:
     cfg = study.config
     names = {cfg.feedback.judge, cfg.evaluation.judge, *cfg.feedback.extra_judges}
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = dict(((j, (a, b)) for j, a, b in con.execute(
-            "SELECT judge, SUM(prompt_tokens), SUM(completion_tokens) FROM annotations GROUP BY judge")))
+    try:  # answers that came through a Batch API job are priced at the batch prices
+        has_batches = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'batch_requests'").fetchone()
+        batched = ("a.key IN (SELECT key FROM batch_requests WHERE state = 'done')" if has_batches else "0")
+        rows = {(j, bool(b)): (p, c) for j, b, p, c in con.execute(
+            f"SELECT a.judge, {batched} AS batched, SUM(a.prompt_tokens), SUM(a.completion_tokens) "
+            "FROM annotations a GROUP BY a.judge, batched")}
     except sqlite3.Error:
         rows = {}
     finally:
         con.close()
-    total = 0.0
-    for name in names:
+    stored_as = {}  # two names of one model (a judge file and openai:<model>) share its rows: count them once
+    for name in sorted(names):
         s = _resolve("judge", name)
-        tokens = rows.get(judge_name(s, name))
-        pin, pout = s.get("price_input_per_mtok"), s.get("price_output_per_mtok")
-        if tokens and pin is not None and pout is not None:
-            total += ((tokens[0] or 0) * pin + (tokens[1] or 0) * pout) / 1e6
+        stored_as.setdefault(judge_name(s, name), s)
+    total = 0.0
+    for stored_name, s in stored_as.items():
+        for batched, prefix in ((False, "price_"), (True, "price_batch_")):
+            tokens = rows.get((stored_name, batched))
+            pin, pout = s.get(f"{prefix}input_per_mtok"), s.get(f"{prefix}output_per_mtok")
+            if tokens and pin is not None and pout is not None:
+                total += ((tokens[0] or 0) * pin + (tokens[1] or 0) * pout) / 1e6
     return total
 
 
