@@ -6,6 +6,7 @@
 #   ./run_all.sh --quick                          a smoke run: every notebook in its fast mode
 #   ./run_all.sh -p judge openai:gpt-4o-mini      papermill parameters are passed to every notebook
 #   ./run_all.sh --only 02,03                     only the notebooks whose number is listed
+#   ./run_all.sh --study S --skip-done            do not run again the stages that are done and current
 #
 # The first run creates .venv (CPU torch first, then the rest and the bundled models); later runs
 # skip that. It then runs `python -m sflib study run STUDY`: executed notebooks go to
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
     --study) study="${2:?--study needs a study file such as studies/example.yaml}"; shift 2 ;;
     --quick) args+=(--quick); shift ;;
     --only) args+=(--only "${2:?--only needs a list such as 02,03}"); shift 2 ;;
+    --skip-done) args+=(--skip-done); shift ;;
     -p|--parameters|-r|--parameters_raw)
       [ $# -ge 3 ] || { echo "run_all.sh: $1 needs a name and a value" >&2; exit 2; }
       case "$2" in *key*|*KEY*|*Key*|*token*|*TOKEN*|*Token*|*secret*|*SECRET*|*Secret*|*password*|*PASSWORD*)
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
         exit 2 ;;
       esac
       args+=(-p "$2" "$3"); shift 3 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1' (see ./run_all.sh --help)" >&2; exit 2 ;;
   esac
 done

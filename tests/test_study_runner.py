@@ -169,3 +169,39 @@ def test_a_human_feedback_judge_without_answers_is_named_with_what_to_do(setup):
     lines.clear()
     run(path, notebooks_dir=nbs, progress=False, log=lines.append)
     assert lines[-1].startswith("== done") and not any("human:alice" in m for m in lines)
+
+
+SAVE_RATINGS = """\
+import os, json, pathlib
+import pandas as pd
+from sflib.study import load
+out = pathlib.Path(os.environ["SFLIB_OUTPUTS"])
+runs = out / "ran-02.txt"
+runs.write_text(runs.read_text() + "x" if runs.exists() else "x")
+load(study).save("ratings", tables={"ratings": pd.DataFrame({"response_id": ["r1"], "score": [value]})},
+                 counts={"n": 1, "quick": quick})
+"""
+
+
+def test_skip_done_runs_only_what_is_missing_stale_or_of_the_other_mode(setup):
+    tmp_path, out, nbs = setup
+    notebook(nbs / "02_ratings.ipynb", SAVE_RATINGS)
+    notebook(nbs / "00_overview.ipynb", WRITE.format(name="00"))
+    path = write_study(tmp_path, "null")
+    logs = []
+    run(path, notebooks_dir=nbs, progress=False, log=logs.append)                     # first run: 02 runs
+    assert (out / "ran-02.txt").read_text() == "x"
+    result = run(path, notebooks_dir=nbs, progress=False, log=logs.append, skip_done=True)
+    assert (out / "ran-02.txt").read_text() == "x"                                     # done and current: skipped
+    assert any("02_ratings.ipynb: stage ratings is done and current" in m for m in logs)
+    assert result.timings["notebook"].tolist() == ["00_overview.ipynb", "02_ratings.ipynb"]
+    (out / "ran-00.json").unlink()
+    run(path, notebooks_dir=nbs, progress=False, log=logs.append, skip_done=True)
+    assert (out / "ran-00.json").exists()                                              # 00 has no stage: always runs
+    run(path, notebooks_dir=nbs, progress=False, log=logs.append, skip_done=True, quick=True)
+    assert (out / "ran-02.txt").read_text() == "xx"                                    # a full output is not a quick one
+    path.write_text(path.read_text().replace("judge: openai:gpt-4o-mini\nbest_of_n", "judge: openai:gpt-4o\nbest_of_n"))
+    run(path, notebooks_dir=nbs, progress=False, log=logs.append, skip_done=True, quick=True)
+    assert (out / "ran-02.txt").read_text() == "xxx"                                   # stale (feedback changed): runs
+    run(path, notebooks_dir=nbs, progress=False, log=logs.append)
+    assert (out / "ran-02.txt").read_text() == "xxxx"                                  # without skip_done: always runs

@@ -66,6 +66,7 @@ def _run(args) -> int:
     params = {name: _value(value) for name, value in (args.parameters or [])}
     try:
         result = run(args.study, only=args.only, quick=args.quick, params=params, progress=not args.no_progress,
+                     skip_done=args.skip_done,
                      notebooks_dir=Path(args.notebooks) if args.notebooks else None,
                      log=lambda m: print(m, file=sys.stderr))
     except (BudgetExceeded, NotebookFailed) as e:
@@ -87,6 +88,9 @@ def add_cli(subparsers) -> None:
         if name == "run":
             q.add_argument("--only", help="only these notebook numbers, e.g. 02,03")
             q.add_argument("--quick", action="store_true", help="every notebook in its fast smoke mode")
+            q.add_argument("--skip-done", action="store_true",
+                           help="do not run again a notebook whose stage is done and current (no retraining, "
+                                "no re-reading of cached answers); 00 and 08 always run")
             q.add_argument("-p", "--parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
                            help="a papermill parameter for every notebook (repeatable)")
             q.add_argument("--no-progress", action="store_true", help="no papermill progress bars")

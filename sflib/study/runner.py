@@ -6,6 +6,11 @@ run, with ``timings.tsv``) and to ``<study folder>/notebooks/`` (the latest exec
 With ``SFLIB_OUTPUTS`` set nothing is written under the repository: figures then go to
 ``<outputs>/figures`` unless ``SFLIB_FIGURES`` says otherwise.
 
+With ``skip_done`` (``--skip-done``) a notebook whose stage is written and current (state ``done``,
+written in the same mode, quick or not) is not run again: a re-run after a crash, an added
+instruction or a changed section recomputes only what is missing or stale (the reward models are
+not retrained). Notebooks 00 and 08 have no stage and always run.
+
 Before each notebook the budget is checked: dollars already spent on the study's judges (the
 annotation store) + the stage's planned cost must not exceed ``budget_usd``, else the run stops
 before that notebook with :class:`BudgetExceeded`. A failing notebook stops the run with
@@ -175,19 +180,29 @@ def waiting_for_humans(study: Study) -> str | None:
 
 
 def run(study: Study | str = "paper", only=None, quick: bool = False, params: Mapping[str, object] | None = None,
-        notebooks_dir: Path | None = None, kernel: str = "python3", progress: bool = True, log=print) -> RunResult:
+        notebooks_dir: Path | None = None, kernel: str = "python3", progress: bool = True, log=print,
+        skip_done: bool = False) -> RunResult:
     """Run the study's notebooks in order (see the module notes); returns the run folder and timings."""
     import papermill as pm
 
     quiet = _QuietUnknownParameters()
     logging.getLogger("papermill").addFilter(quiet)
     try:
-        return _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log)
+        return _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, skip_done)
     finally:
         logging.getLogger("papermill").removeFilter(quiet)
 
 
-def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log) -> RunResult:
+def is_current(study: Study, stage: str | None, quick: bool) -> bool:
+    """Whether ``stage`` is written, up to date with the study file and its inputs, and was written in the
+    same mode (a quick smoke run's output does not stand in for a full one, nor the other way round)."""
+    if stage is None or study.state(stage) != "done":
+        return False
+    counts = (study.manifest(stage) or {}).get("counts") or {}
+    return bool(counts.get("quick", False)) == bool(quick)
+
+
+def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, skip_done=False) -> RunResult:
     params = dict(params or {})
     check_params(params)
     study = study if isinstance(study, Study) else load(study)
@@ -210,6 +225,10 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log) -
         rows = []
         for nb in nbs:
             stage = NOTEBOOK_STAGE.get(nb.name[:2])
+            if skip_done and is_current(study, stage, quick):
+                log(f"== {nb.name}: stage {stage} is done and current, not run again (--skip-done) ==")
+                rows.append({"notebook": nb.name, "seconds": 0.0})
+                continue
             budget_check(study, stage, plan_df, log)
             log(f"== {nb.name} (study={study.name}, quick={quick}) ==")
             out = result.run_dir / nb.name
