@@ -179,7 +179,7 @@ out = pathlib.Path(os.environ["SFLIB_OUTPUTS"])
 runs = out / "ran-02.txt"
 runs.write_text(runs.read_text() + "x" if runs.exists() else "x")
 load(study).save("ratings", tables={"ratings": pd.DataFrame({"response_id": ["r1"], "score": [value]})},
-                 counts={"n": 1, "quick": quick})
+                 counts={"n": 1})
 """
 
 
@@ -205,3 +205,9 @@ def test_skip_done_runs_only_what_is_missing_stale_or_of_the_other_mode(setup):
     assert (out / "ran-02.txt").read_text() == "xxx"                                   # stale (feedback changed): runs
     run(path, notebooks_dir=nbs, progress=False, log=logs.append)
     assert (out / "ran-02.txt").read_text() == "xxxx"                                  # without skip_done: always runs
+    assert load(path).manifest("ratings")["quick"] is False                            # the runner recorded the mode
+    m = load(path).manifest("ratings")
+    m.pop("quick")
+    (load(path).stage_dir("ratings") / "manifest.json").write_text(json.dumps(m))        # written by hand: mode unknown
+    run(path, notebooks_dir=nbs, progress=False, log=logs.append, skip_done=True)
+    assert (out / "ran-02.txt").read_text() == "xxxxx"                                 # unknown mode: run again

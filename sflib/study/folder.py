@@ -321,6 +321,8 @@ class Study:
             "tables": {n: int(len(df)) for n, df in tables.items()}, "files": listed, "sha256": hashes,
             "columns": {n: [str(c) for c in df.columns] for n, df in tables.items()},
             "counts": dict(counts or {}), "notes": notes,
+            # the mode it was computed in: the runner says (SFLIB_RUN_QUICK); by hand, the counts may
+            "quick": {"1": True, "0": False}.get(os.environ.get("SFLIB_RUN_QUICK", ""), (counts or {}).get("quick")),
         }
         if seeded_from:
             manifest["seeded_from"] = seeded_from

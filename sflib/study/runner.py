@@ -198,8 +198,9 @@ def is_current(study: Study, stage: str | None, quick: bool) -> bool:
     same mode (a quick smoke run's output does not stand in for a full one, nor the other way round)."""
     if stage is None or study.state(stage) != "done":
         return False
-    counts = (study.manifest(stage) or {}).get("counts") or {}
-    return bool(counts.get("quick", False)) == bool(quick)
+    m = study.manifest(stage) or {}
+    mode = m.get("quick", (m.get("counts") or {}).get("quick"))
+    return mode is not None and bool(mode) == bool(quick)  # a mode not recorded: run it again
 
 
 def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, skip_done=False) -> RunResult:
@@ -234,6 +235,7 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, s
             out = result.run_dir / nb.name
             parameters = {"study": _study_parameter(study), "quick": bool(quick), **params}
             t0 = time.perf_counter()
+            os.environ["SFLIB_RUN_QUICK"] = "1" if quick else "0"  # the kernel inherits it; Study.save records it
             error = None
             try:
                 pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(cwd), kernel_name=kernel,
