@@ -165,3 +165,24 @@ def test_simulated_annotators_without_any_ai_answer(material, tmp_path, ai):
     assert set(r["response_id"]) <= set(responses["response_id"]) and len(r) > 0 and r["score"].between(1, 7).all()
     assert len(k) > 0 and set(k["instruction_id"]) <= set(responses["instruction_id"])
     store.close()
+
+
+def test_study_material_names_the_study_feedback_judge(tmp_path, monkeypatch):
+    """Notebook 08 annotates as the study's human feedback judge (``human:alice``) when no annotator is given:
+    the study material carries ``feedback_judge`` from the study file."""
+    import json
+
+    import pandas as pd
+
+    from sflib.study import load
+
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(tmp_path / "out"))
+    (tmp_path / "i.jsonl").write_text(json.dumps({"instruction": "Say hi.", "input": ""}) + "\n")
+    path = tmp_path / "s.yaml"
+    path.write_text("name: humans\ninstructions:\n  paths: [i.jsonl]\npolicy:\n  name: local:smollm2\n  k: 2\n"
+                    "feedback:\n  judge: human:alice\n")
+    resp = pd.DataFrame({"instruction_id": ["i1", "i1"], "response_id": ["r1", "r2"], "instruction": ["Say hi."] * 2,
+                         "input": ["", ""], "response": ["Hi.", "Hello!"]})
+    load(path).save("responses", tables={"responses": resp})
+    material = human.study_material(str(path))
+    assert material["feedback_judge"] == "human:alice" and len(material["responses"]) == 2

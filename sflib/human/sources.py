@@ -41,7 +41,8 @@ def _short(error: Exception) -> str:
 
 
 def study_material(study: str = "paper") -> dict:
-    """``responses``, ``pairs``, ``ai_ratings``, ``ai_rankings``, ``ai_name``, ``source`` for ``study``."""
+    """``responses``, ``pairs``, ``ai_ratings``, ``ai_rankings``, ``ai_name``, ``source`` for ``study`` (and
+    ``feedback_judge``, the study file's ``feedback.judge``, when the study is run)."""
     try:
         from .. import study as study_mod  # noqa: F401  (provided by the study branch)
     except ImportError:
@@ -59,7 +60,8 @@ def study_material(study: str = "paper") -> dict:
             return dict(_vendored(), source=f"vendored SuperNI sample (data/canonical; the study is not run: {_short(e)})")
         raise ValueError(f"study {study!r}: {_short(e)}") from None
     out = {"responses": responses, "pairs": responses, "ai_ratings": None, "ai_rankings": None,
-           "ai_name": None, "source": f"study {st.name} (outputs/studies/{st.name})"}
+           "ai_name": None, "feedback_judge": st.config.feedback.judge,
+           "source": f"study {st.name} (outputs/studies/{st.name})"}
     try:
         out["ai_ratings"], out["ai_rankings"] = st.read("ratings"), st.read("rankings")
         judges = out["ai_ratings"].get("judge")
