@@ -11,14 +11,9 @@ and are re-exported here):
   instruction with fewer is an error, or a warning with counts when ``allow_fewer=True``; empty
   responses are counted in a warning (they stay candidates: the reward model judges them).
 - :func:`select_best` — the argmax per instruction (ties: the earliest sample).
-- :func:`best_of_m_selections` / :func:`best_of_m_curve` — best-of-m for m = 1, 2, 4, ..., n from
-  the *same* n scored samples, no rescoring. Each instruction's samples are put in one fixed
-  random order (seeded by ``hash(seed, instruction_id)``) and best-of-m picks from its first m, so
-  the subsets are nested (the best-of-4 candidates include the best-of-2 ones) and do not depend
-  on which other instructions are in the run. The curve reports the reward of these selections
-  and the exact expectation over all m-subsets (order statistics), which has no sampling noise.
-- :func:`agreement` — how often two reward models pick the same sample, for each m.
-- :func:`length_by_m` — length of the selected outputs vs all samples (length bias).
+- :func:`best_of_m_selections` / :func:`best_of_m_curve`, :func:`agreement`, :func:`length_by_m` —
+  best-of-m from the same n scored samples (nested, seeded subsets; no rescoring), agreement of
+  two reward models and length bias: see :mod:`sflib.bon.curves`.
 - :func:`to_model_outputs` / :func:`write_model_outputs` — AlpacaEval's ``model_outputs`` layout
   (``instruction, output, generator, dataset``), which ``sflib.evaluation`` and AlpacaEval read.
 
