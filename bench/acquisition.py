@@ -3,7 +3,7 @@
     .venv/bin/python bench/acquisition.py            # ~4 minutes; writes bench/results/acquisition.json
 
 (a) throughput: the original scripts' loop (sequential, one request at a time, plain sync ``openai``
-    client) vs ``sflib.annotate`` + ``OpenAIJudge`` at concurrency 64, 0.2 s server latency
+    client) vs ``sflib.feedback.annotate`` + ``OpenAIJudge`` at concurrency 64, 0.2 s server latency
     (server in its own process). Target: >= 50x.
 (b) rate limit: the server allows 600 requests/minute (token bucket, 429 + Retry-After beyond).
     Sustained rate of successful replies (a) with the judge's own ``rpm=600`` budget, (b) with no
@@ -40,11 +40,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_openai import FakeOpenAI, free_port  # noqa: E402
 
-from sflib.annotate import annotate  # noqa: E402
+from sflib.feedback.annotate import annotate  # noqa: E402
 from sflib.judges.base import Request  # noqa: E402
 from sflib.judges.openai_judge import OpenAIJudge  # noqa: E402
-from sflib.parsing import parse_score  # noqa: E402
-from sflib.store import AnnotationStore  # noqa: E402
+from sflib.feedback.parsing import parse_score  # noqa: E402
+from sflib.feedback.store import AnnotationStore  # noqa: E402
 
 LATENCY = 0.2
 CONCURRENCY = 64
@@ -231,7 +231,7 @@ def worker(url: str, store_path: str, n: int) -> None:
 
 # ------------------------------------------------------------------------------------ (e)
 def bench_batch_cost(tmp: Path, n: int, model: str = "gpt-4o-mini") -> dict:
-    from sflib import costs
+    from sflib.core import costs
 
     out = {"requests": n, "priced_as": model, "price_per_m": list(costs.price(model))}
     with FakeOpenAI(batch_delay=1.0) as server:

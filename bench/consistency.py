@@ -5,7 +5,7 @@ Builds synthetic feedback in the original headerless CSV layouts — N instructi
 (default 10,000: 50,000 ratings, 100,000 ranked pairs; half the instructions have an empty input) —
 then, in one run and on the same files, times:
 
-- loading both CSVs with sflib.data.read_ratings_csv / read_rankings_csv (ids, validation);
+- loading both CSVs with sflib.core.data.read_ratings_csv / read_rankings_csv (ids, validation);
 - the report without bootstrap (compare + 3x3 matrix + consistency + kappa + breakdowns);
 - the bootstrap (1,000 resamples of pairs; and of whole instructions) separately;
 - the row-by-row oracle of tests/test_consistency.py (the original script's definition: pandas
@@ -34,7 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sflib import consistency, data  # noqa: E402
+from sflib import consistency  # noqa: E402
+from sflib.core import data  # noqa: E402
 
 
 def _oracle_module():

@@ -14,7 +14,7 @@ mkdir -p .whl .gpu_assets/smollm2
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     -d .whl trl==1.16.0 datasets==5.2.0 "pyarrow>=24" "dill<0.4.2" "multiprocess<0.70.20" xxhash
-TOK=$("$PY" -c "from sflib import models; print(models.smollm2_path())")
+TOK=$("$PY" -c "from sflib.generation import models; print(models.smollm2_path())")
 for f in tokenizer.json tokenizer_config.json special_tokens_map.json chat_template.jinja; do
     [ -f "$TOK/$f" ] && cp "$TOK/$f" .gpu_assets/smollm2/
 done

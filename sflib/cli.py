@@ -11,8 +11,8 @@ import sys
 
 # modules that register commands, in pipeline order; a module that is absent is skipped
 STAGE_MODULES = [
-    "sflib.convert", "sflib.generate", "sflib.ratings", "sflib.rankings", "sflib.consistency",
-    "sflib.reward_model", "sflib.best_of_n", "sflib.evaluation", "sflib.study.cli",
+    "sflib.io.convert_original", "sflib.generation.generate", "sflib.feedback.ratings", "sflib.feedback.rankings", "sflib.consistency",
+    "sflib.rm", "sflib.bon", "sflib.evaluation", "sflib.study.cli",
 ]
 
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
+    from .core.data import DataError
     from .study.folder import StudyError
 
     parser = build_parser()

@@ -31,9 +31,9 @@ def tiny_rm_folder(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from sflib.models import minilm_path
-    from sflib.prompts import PROMPT_FORMAT
-    from sflib.reward_model import RewardModel
+    from sflib.generation.models import minilm_path
+    from sflib.core.prompts import PROMPT_FORMAT
+    from sflib.rm import RewardModel
 
     tok = AutoTokenizer.from_pretrained(minilm_path())
     torch.manual_seed(0)

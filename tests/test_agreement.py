@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 
 from human_fixtures import responses
-from sflib import agreement, consistency, human
-from sflib.store import AnnotationStore
+from sflib.consistency import agreement
+from sflib import consistency, human
+from sflib.feedback.store import AnnotationStore
 
 A = ["a", "a", "a", "b", "b", "b", "equal", "equal", "a", "b"]
 B = ["a", "a", "b", "b", "b", "a", "equal", "a", "a", "b"]

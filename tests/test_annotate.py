@@ -1,11 +1,11 @@
 """The annotation engine: caching, resume, failures kept and retried, accounting, judge registry."""
 import pytest
 
-from sflib import costs
-from sflib.annotate import RESULT_COLUMNS, annotate, format_stats
+from sflib.core import costs
+from sflib.feedback.annotate import RESULT_COLUMNS, annotate, format_stats
 from sflib.judges import get_judge, known_judges, register_judge
 from sflib.judges.base import Completion, Judge, Request
-from sflib.store import AnnotationStore
+from sflib.feedback.store import AnnotationStore
 
 
 def parse_score(text):
@@ -203,7 +203,7 @@ def test_interrupt_closes_the_judge_and_keeps_what_was_stored(tmp_path):
 
 
 def test_soft_verdict_without_logprobs_is_the_text_verdict_and_stored(tmp_path):
-    from sflib.parsing import parse_score as real_parse
+    from sflib.feedback.parsing import parse_score as real_parse
 
     store = AnnotationStore(tmp_path / "s.sqlite")
     df = annotate(ScriptedJudge(garble={"2"}), reqs([5, 2]), store=store, template_version="v",

@@ -11,7 +11,7 @@ import pytest
 
 from sflib import cli
 from sflib import io as sfio
-from sflib.data import DataError
+from sflib.core.data import DataError
 
 # kind -> the fields of its file (the required one to break last), two valid rows, headerless CSV?
 SPECS = {
@@ -174,7 +174,7 @@ def test_split_given_for_a_plain_file_is_refused(tmp_path):
 def test_empty_table_never_replaces_a_file_with_data(tmp_path):
     import pandas as pd
 
-    from sflib import data as d
+    from sflib.core import data as d
 
     target = tmp_path / "ratings.jsonl"
     sfio.write_table(pd.DataFrame({"x": [1]}), target)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from sflib import costs
-from sflib.annotate import annotate
+from sflib.core import costs
+from sflib.feedback.annotate import annotate
 from sflib.judges import batch as batch_mod
 from sflib.judges.base import Request
 from sflib.judges.openai_judge import OpenAIJudge
-from sflib.parsing import parse_score
-from sflib.store import AnnotationStore
+from sflib.feedback.parsing import parse_score
+from sflib.feedback.store import AnnotationStore
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 24
@@ -122,7 +122,7 @@ def test_sigkill_while_polling_then_resume(fake_openai_factory, tmp_path):
     script = (
         "import sys; sys.path.insert(0, sys.argv[3]); sys.path.insert(0, sys.argv[4])\n"
         "from test_batch import judge_for, run\n"
-        "from sflib.store import AnnotationStore\n"
+        "from sflib.feedback.store import AnnotationStore\n"
         "class S: url = sys.argv[1]\n"
         "run(judge_for(S), AnnotationStore(sys.argv[2]))\n")
     child = subprocess.Popen([sys.executable, "-c", script, server.url, str(path), str(ROOT),

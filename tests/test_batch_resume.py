@@ -5,7 +5,7 @@ import openai
 import pytest
 
 from sflib.judges import batch as batch_mod
-from sflib.store import AnnotationStore
+from sflib.feedback.store import AnnotationStore
 from test_batch import N, SimulatedKill, judge_for, run
 
 OTHERS = 150  # more than one page (100) of batches.list

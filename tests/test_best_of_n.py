@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sflib import best_of_n as bon
-from sflib import data as d
+from sflib import bon as bon
+from sflib.core import data as d
 from sflib.cli import build_parser, main
 
 
@@ -153,7 +153,7 @@ def test_alpacaeval_layout_round_trip(tmp_path):
 
 
 def test_prompt_format_mismatch_is_refused(tiny_rm_folder, tmp_path):
-    from sflib.reward_model import RewardModel, RewardModelError
+    from sflib.rm import RewardModel, RewardModelError
 
     assert bon.check_prompt_format(tiny_rm_folder)["kind"] == "ratings"
     other = tmp_path / "other"

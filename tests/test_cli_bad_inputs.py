@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sflib import catalog
-from sflib import data as d
+from sflib.core import catalog
+from sflib.core import data as d
 from sflib.cli import main
 
 KEEP = "an earlier result that a failed run must not replace\n"

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sflib import cli, consistency, data
-from sflib.data import DataError
+from sflib import cli, consistency
+from sflib.core import data
+from sflib.core.data import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "original" / "alpaca_generation"

@@ -1,4 +1,4 @@
-"""Canonical records, the original layouts, and clear errors for bad input (sflib.data, sflib.convert)."""
+"""Canonical records, the original layouts, and clear errors for bad input (sflib.core.data, sflib.io.convert_original)."""
 import json
 import math
 import os
@@ -8,8 +8,9 @@ import sys
 import pandas as pd
 import pytest
 
-from sflib import convert, data as d
-from sflib.paths import data_dir
+from sflib.io import convert_original as convert
+from sflib.core import data as d
+from sflib.core.paths import data_dir
 
 ORIG = data_dir() / "original"
 
@@ -286,7 +287,7 @@ def test_atomic_write_survives_sigkill(tmp_path):
     target = tmp_path / "big.jsonl"
     d.write_table(pd.DataFrame({"x": [1]}), target)
     code = (
-        "import os, signal, pandas as pd; from sflib import data as d\n"
+        "import os, signal, pandas as pd; from sflib.core import data as d\n"
         "df = pd.DataFrame({'x': range(200000)})\n"
         f"with d.atomic_path({str(target)!r}) as tmp:\n"
         "    df.to_json(tmp, orient='records', lines=True)\n"

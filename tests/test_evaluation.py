@@ -337,7 +337,7 @@ def test_soft_without_columns_falls_back_to_hard_with_a_note():
 
 
 def test_recorded_canonical_tables_with_soft_columns(tmp_path):
-    from sflib import data as sfdata
+    from sflib.core import data as sfdata
 
     ref = _outputs([("q1", "r1", "koala"), ("q2", "r2", "koala"), ("q3", "r3", "oasst")])
     pol = _outputs([("q1", "p1", "koala"), ("q2", "p2", "koala"), ("q3", "p3", "oasst")])

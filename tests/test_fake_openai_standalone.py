@@ -10,11 +10,11 @@ import openai
 import pytest
 
 from fake_openai import free_port
-from sflib.annotate import annotate
+from sflib.feedback.annotate import annotate
 from sflib.judges import get_judge
 from sflib.judges.base import Request
-from sflib.parsing import parse_choice, parse_score
-from sflib.store import AnnotationStore
+from sflib.feedback.parsing import parse_choice, parse_score
+from sflib.feedback.store import AnnotationStore
 
 TESTS = Path(__file__).resolve().parent
 

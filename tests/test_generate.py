@@ -5,10 +5,10 @@ import warnings
 import pandas as pd
 import pytest
 
-from sflib import data as d
-from sflib import generate as g
+from sflib.core import data as d
+from sflib.generation import generate as g
 from sflib.cli import build_parser
-from sflib.prompts import alpaca_prompt
+from sflib.core.prompts import alpaca_prompt
 
 INSTRUCTIONS = pd.DataFrame({
     "instruction": ["Say hello.", "Write a long poem about cats and dogs.", "Add the numbers.", "Name a colour."],
@@ -23,7 +23,7 @@ def policy():
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from sflib.models import smollm2_path
+    from sflib.generation.models import smollm2_path
 
     tok = AutoTokenizer.from_pretrained(smollm2_path())
     tok.padding_side = "left"
@@ -179,7 +179,7 @@ def test_both_layouts_round_trip(policy, tmp_path):
 
 def test_openai_compatible_policy_uses_the_engine_and_store(fake_openai, tmp_path):
     from sflib.judges.openai_judge import OpenAIJudge
-    from sflib.store import AnnotationStore
+    from sflib.feedback.store import AnnotationStore
 
     policy = OpenAIJudge("my-policy", base_url=fake_openai.url, api_key="sk-test", concurrency=4,
                          temperature=0.7, max_tokens=32, top_p=0.9)

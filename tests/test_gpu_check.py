@@ -45,7 +45,7 @@ try:
 except SystemExit as e:
     assert e.code == 0, e.code
 import transformers  # what main() imports before the benchmark starts
-from sflib import reward_model as R
+from sflib import rm as R
 R.load_tokenizer  # the whole facade is there
 print('imports ok', sorted(m for m in sys.modules if m.split('.')[0] == 'sflib')[:3])
 """

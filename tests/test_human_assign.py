@@ -88,7 +88,7 @@ def test_overlap_extremes_and_bad_arguments():
 
 
 def test_session_follows_the_assignment():
-    from sflib.store import AnnotationStore
+    from sflib.feedback.store import AnnotationStore
 
     items = human.rating_items(responses(6, 2))
     plan = human.assign(items, ["a1", "a2"], kind="ratings", overlap=0.5, seed=0)

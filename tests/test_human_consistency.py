@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sflib import agreement, consistency, human
+from sflib.consistency import agreement
+from sflib import consistency, human
 from sflib.human import AnnotationSession
-from sflib.store import AnnotationStore
+from sflib.feedback.store import AnnotationStore
 
 FLIP = {"a": "b", "b": "a", "equal": "equal"}
 

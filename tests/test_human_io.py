@@ -6,9 +6,9 @@ import pytest
 
 from human_fixtures import responses
 from sflib import human
-from sflib.data import DataError
+from sflib.core.data import DataError
 from sflib.human.session import stored_answers
-from sflib.store import AnnotationStore
+from sflib.feedback.store import AnnotationStore
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_notebook_08_runs_headless(tmp_path, monkeypatch):
     assert len(widgets) == 2 and all("human:annotator-1" in n for n in widgets), widgets
     assert nbcheck.noise(out) == []
     # the simulated answers never reach the real store
-    from sflib.store import AnnotationStore
+    from sflib.feedback.store import AnnotationStore
 
     st = AnnotationStore(tmp_path / "outputs" / "annotations.sqlite")
     assert human.known_annotators(st) == []

@@ -13,9 +13,9 @@ import pytest
 from human_fixtures import ConstantJudge, responses
 from sflib import consistency, human
 from sflib.human import AnnotationSession, AnnotatorBusy
-from sflib.rankings import make_pairs, rank
-from sflib.ratings import rate
-from sflib.store import AnnotationStore
+from sflib.feedback.rankings import make_pairs, rank
+from sflib.feedback.ratings import rate
+from sflib.feedback.store import AnnotationStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def test_same_name_in_two_kernels(store, tmp_path):
     code = textwrap.dedent(f"""
         import sys, time
         from sflib.human import AnnotationSession
-        from sflib.store import AnnotationStore
+        from sflib.feedback.store import AnnotationStore
         import pandas as pd
         items = pd.read_json({str(tmp_path / 'items.json')!r})
         s = AnnotationSession(items, "Alice", AnnotationStore({str(tmp_path / 'annotations.sqlite')!r}), "ratings")

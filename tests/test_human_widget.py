@@ -4,7 +4,7 @@ import pytest
 from human_fixtures import responses
 from sflib import human
 from sflib.human.session import stored_answers, task_key
-from sflib.store import AnnotationStore
+from sflib.feedback.store import AnnotationStore
 
 pytest.importorskip("ipywidgets")
 
@@ -141,7 +141,8 @@ def test_a_click_writes_through_before_the_next_task(store, tmp_path):
 def test_done_when_two_people_annotate_close_reopen_and_compare(store):
     """Ten ratings and ten pairs by clicks, close, reopen, continue; a second annotator's overlap gives agreement;
     each human's consistency sits beside the AI judge's."""
-    from sflib import agreement, consistency
+    from sflib.consistency import agreement
+    from sflib import consistency
 
     ai_ratings, ai_rankings = consistency.load_vendored("sample")
     first = list(dict.fromkeys(ai_rankings["instruction_id"]))[:2]

@@ -1,7 +1,7 @@
-"""Opt-in: the rate -> rank -> consistency chain against a real llama.cpp server (sflib.serve_local).
+"""Opt-in: the rate -> rank -> consistency chain against a real llama.cpp server (sflib.generation.serve_local).
 
 Run with ``SFLIB_INTEGRATION=1`` after ``pip install "llama-cpp-python[server]"`` (the ``local-judge``
-extra). It serves the bundled SmolLM2-135M-Instruct with ``python -m sflib.serve_local`` (which loads
+extra). It serves the bundled SmolLM2-135M-Instruct with ``python -m sflib.generation.serve_local`` (which loads
 the model with ``use_extra_bufts=False``: the stock ``python -m llama_cpp.server`` dies on the first
 request on CPUs reporting AMX) and drives the CLI as a user would, with the shipped judge config
 ``smollm2-llamacpp``. A 135M model answers many prompts with unparsable text, so the checks are that
@@ -43,13 +43,13 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("llamacpp") / "server.log"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "sflib.serve_local", "--port", str(port)], stdout=fh,
+        proc = subprocess.Popen([sys.executable, "-m", "sflib.generation.serve_local", "--port", str(port)], stdout=fh,
                                 stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"sflib.serve_local exited with {proc.returncode}:\n{log.read_text()}")
+            pytest.fail(f"sflib.generation.serve_local exited with {proc.returncode}:\n{log.read_text()}")
         try:
             urllib.request.urlopen(f"{url}/models", timeout=2)
             break

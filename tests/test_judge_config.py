@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from sflib import data as d
+from sflib.core import data as d
 from sflib.judges import get_judge
 from sflib.judges.config import KEYS, ConfigError, known_names, resolve
 from sflib.judges.openai_judge import OpenAIJudge
@@ -39,7 +39,7 @@ def test_shorthand_gives_the_same_shape_with_defaults():
     named = resolve("judge", "gpt-4o-mini")
     assert set(short) == set(named) and set(short) <= set(KEYS)
     assert short["source"] == "shorthand" and short["concurrency"] == 16 and short["rpm"] is None
-    assert (short["price_input_per_mtok"], short["price_output_per_mtok"]) == (2.0, 8.0)  # from sflib.costs
+    assert (short["price_input_per_mtok"], short["price_output_per_mtok"]) == (2.0, 8.0)  # from sflib.core.costs
     assert resolve("judge", "openai:some-unknown-model")["price_input_per_mtok"] is None
     assert resolve("judge", "local:smollm2")["price_output_per_mtok"] == 0.0
     rec = resolve("judge", "recorded:a.csv,b.csv")
@@ -104,7 +104,7 @@ def test_get_judge_from_a_config_with_overrides(tmp_path, monkeypatch):
     assert judge.base_url == "http://127.0.0.1:1/v1" and judge.template == "v1"
     monkeypatch.setenv("MY_URL", "http://127.0.0.1:2/v1")
     assert get_judge(str(path)).base_url == "http://127.0.0.1:2/v1"  # the variable wins when set
-    from sflib import costs
+    from sflib.core import costs
 
     assert costs.cost(judge.name, 1_000_000, 1_000_000) == pytest.approx(3.0)  # the file's prices
     with pytest.raises(ConfigError, match="overrides, key 'rpm'"):

@@ -4,13 +4,13 @@ import json
 import pandas as pd
 import pytest
 
-from sflib import data as d
+from sflib.core import data as d
 from sflib.judges import get_judge
 from sflib.judges.base import Request
 from sflib.judges.recorded import RecordedJudge
-from sflib.paths import data_dir
-from sflib.rankings import make_pairs, position_bias, rank
-from sflib.ratings import rate
+from sflib.core.paths import data_dir
+from sflib.feedback.rankings import make_pairs, position_bias, rank
+from sflib.feedback.ratings import rate
 
 ORIGINAL = data_dir() / "original" / "alpaca_generation"
 RATINGS_CSV = ORIGINAL / "feedback_ratings_sample_generation.csv"
@@ -165,7 +165,7 @@ def test_local_judge_through_rate_and_store(tiny_model, tmp_path):
 
 def test_recorded_alone_means_the_vendored_paper_feedback():
     from sflib.judges.recorded import PAPER_JUDGE, vendored_feedback_files
-    from sflib.ratings import resolve_judge
+    from sflib.feedback.ratings import resolve_judge
 
     judge = resolve_judge("recorded")
     assert judge.name == PAPER_JUDGE and judge.files == vendored_feedback_files()
@@ -183,10 +183,10 @@ def test_recorded_judge_gaps_are_not_recorded_not_a_retry_warning(caplog):
 
     import pandas as pd
 
-    from sflib.ratings import rate
+    from sflib.feedback.ratings import rate
 
     df = pd.DataFrame({"instruction": ["An instruction nobody recorded."], "input": [""], "response": ["x"]})
-    with caplog.at_level(logging.INFO, logger="sflib.annotate"):
+    with caplog.at_level(logging.INFO, logger="sflib.feedback.annotate"):
         out = rate(df, "recorded", store=False, progress=False)
     assert out["status"].tolist() == ["failed"]
     assert "not recorded" in caplog.text and "retries" not in caplog.text

@@ -18,7 +18,7 @@ import pytest
 from scipy.optimize import minimize
 
 from sflib import evaluation as ev
-from sflib import lc_winrate as lc
+from sflib.evaluation import lc_winrate as lc
 
 
 def _liblinear_objective(w, X, p, C):

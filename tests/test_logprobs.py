@@ -3,12 +3,12 @@ import math
 
 import pytest
 
-from sflib import logprobs as lp
-from sflib.annotate import annotate
+from sflib.feedback import logprobs as lp
+from sflib.feedback.annotate import annotate
 from sflib.judges.base import Request
 from sflib.judges.openai_judge import OpenAIJudge
-from sflib.parsing import parse_choice, parse_score
-from sflib.store import AnnotationStore
+from sflib.feedback.parsing import parse_choice, parse_score
+from sflib.feedback.store import AnnotationStore
 
 
 def toks(*items):

@@ -131,7 +131,7 @@ def example_flow(tmp_path_factory):
 @pytest.mark.slow
 def test_fresh_study_flows_forward(example_flow, monkeypatch):
     """02 rates exactly 01's responses, 03 ranks exactly their pairs, and each manifest names its input."""
-    from sflib.rankings import make_pairs
+    from sflib.feedback.rankings import make_pairs
     from sflib.study import load
 
     monkeypatch.setenv("SFLIB_OUTPUTS", str(example_flow["outputs"]))

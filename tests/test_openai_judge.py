@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from sflib.annotate import annotate
+from sflib.feedback.annotate import annotate
 from sflib.judges import get_judge
 from sflib.judges.base import Request
 from sflib.judges.openai_judge import DUMMY_KEY, ConfigurationError, OpenAIJudge
-from sflib.parsing import parse_score
-from sflib.store import AnnotationStore
+from sflib.feedback.parsing import parse_score
+from sflib.feedback.store import AnnotationStore
 
 
 def reqs(n, text="Rate the response on a scale of 1 to 7. Item"):
@@ -229,9 +229,9 @@ def test_requests_in_flight_at_sigkill_are_recorded_and_reported(fake_openai_fac
     n, concurrency = 120, 8  # ~4.5 s of work: the kill lands mid-run even on a loaded machine
     script = (
         "import sys\n"
-        "from sflib.annotate import annotate\nfrom sflib.judges.base import Request\n"
-        "from sflib.judges.openai_judge import OpenAIJudge\nfrom sflib.parsing import parse_score\n"
-        "from sflib.store import AnnotationStore\n"
+        "from sflib.feedback.annotate import annotate\nfrom sflib.judges.base import Request\n"
+        "from sflib.judges.openai_judge import OpenAIJudge\nfrom sflib.feedback.parsing import parse_score\n"
+        "from sflib.feedback.store import AnnotationStore\n"
         f"reqs = [Request([{{'role': 'user', 'content': f'Rate on 1 to 7. Item {{i}}'}}]) for i in range({n})]\n"
         f"judge = OpenAIJudge('gpt-4o-mini', base_url=sys.argv[1], api_key='sk', concurrency={concurrency})\n"
         "annotate(judge, reqs, store=AnnotationStore(sys.argv[2]), template_version='v', "
@@ -269,7 +269,7 @@ def _instructions(n):
 
 
 def test_n_samples_in_one_request_are_paid_once_and_stored_per_sample(fake_openai_factory, tmp_path):
-    from sflib.generate import generate_openai
+    from sflib.generation.generate import generate_openai
 
     server = fake_openai_factory()
     judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)
@@ -295,7 +295,7 @@ def test_n_samples_in_one_request_are_paid_once_and_stored_per_sample(fake_opena
 
 
 def test_server_without_n_gets_the_rest_one_by_one(fake_openai_factory):
-    from sflib.generate import generate_openai
+    from sflib.generation.generate import generate_openai
 
     server = fake_openai_factory(support_n=False)  # like llama.cpp: one choice whatever n is
     judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)

@@ -5,9 +5,9 @@ import pytest
 
 from sflib.judges.base import Completion, Judge, Request
 from sflib.judges.openai_judge import OpenAIJudge
-from sflib.panels import cohen_kappa, pool_frames, run_panel
-from sflib.parsing import parse_choice, parse_score
-from sflib.store import AnnotationStore
+from sflib.feedback.panels import cohen_kappa, pool_frames, run_panel
+from sflib.feedback.parsing import parse_choice, parse_score
+from sflib.feedback.store import AnnotationStore
 
 
 def test_cohen_kappa_known_values():

@@ -1,7 +1,7 @@
-"""Table-driven tests of the judge-reply parsers (sflib.parsing)."""
+"""Table-driven tests of the judge-reply parsers (sflib.feedback.parsing)."""
 import pytest
 
-from sflib.parsing import parse_choice, parse_score
+from sflib.feedback.parsing import parse_choice, parse_score
 
 SCORES = [
     # (reply, expected score or None)

@@ -1,10 +1,11 @@
-"""sflib.plots outside a kernel (Agg, style, small n, clipping, empty groups) and sflib.paper."""
+"""sflib.plots outside a kernel (Agg, style, small n, clipping, empty groups) and sflib.core.paper."""
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
-from sflib import paper, plots
+from sflib.core import paper
+from sflib import plots
 from sflib.plots import style
 
 
@@ -71,7 +72,7 @@ def test_score_figure_and_ratings_tables_report_the_same_n():
     must count the same ratings, also on the paper's released sample, which rates two responses twice."""
     import re
 
-    from sflib.ratings import valid_ratings
+    from sflib.feedback.ratings import valid_ratings
     from sflib.study.acquire import check_judged
     from sflib.study.seed import canonical
 

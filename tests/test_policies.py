@@ -1,12 +1,12 @@
-"""Policies as their own kind of thing (sflib.policies) and `generate --policy NAME`."""
+"""Policies as their own kind of thing (sflib.generation.policies) and `generate --policy NAME`."""
 import json
 
 import pandas as pd
 import pytest
 
-from sflib import data as d
-from sflib import generate as g
-from sflib.policies import Policy, get_policy
+from sflib.core import data as d
+from sflib.generation import generate as g
+from sflib.generation.policies import Policy, get_policy
 
 INSTRUCTIONS = pd.DataFrame({"instruction": ["Say hello.", "Name a colour."], "input": ["", ""]})
 

@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sflib import data as d
+from sflib.core import data as d
 from sflib.judges.base import Completion, Judge
-from sflib.rankings import (RANKING_RECORD_COLUMNS, combine_verdicts, make_pairs, position_bias, rank,
+from sflib.feedback.rankings import (RANKING_RECORD_COLUMNS, combine_verdicts, make_pairs, position_bias, rank,
                             ranking_request)
-from sflib.store import AnnotationStore
+from sflib.feedback.store import AnnotationStore
 
 
 class ChoiceJudge(Judge):

@@ -5,10 +5,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sflib import data as d
+from sflib.core import data as d
 from sflib.judges.base import Completion, Judge, Request
-from sflib.ratings import RATING_RECORD_COLUMNS, rate, rating_request, task_block, valid_ratings
-from sflib.store import AnnotationStore
+from sflib.feedback.ratings import RATING_RECORD_COLUMNS, rate, rating_request, task_block, valid_ratings
+from sflib.feedback.store import AnnotationStore
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGINAL = ROOT / "data" / "original" / "alpaca_generation"

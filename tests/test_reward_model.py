@@ -18,9 +18,11 @@ import pandas as pd
 import pytest
 import torch
 
-from sflib import models
-from sflib import reward_model as R
-from sflib.data import DataError, make_id
+from sflib.core.prompts import PROMPT_FORMAT
+from sflib.rm.training import _trainer_class
+from sflib.generation import models
+from sflib import rm as R
+from sflib.core.data import DataError, make_id
 
 torch.set_num_threads(2)
 
@@ -110,7 +112,7 @@ def test_losses_match_hand_computation(bert_dir):
     args = TrainingArguments(output_dir="unused", report_to="none", use_cpu=True)
     with torch.no_grad():
         rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].tolist()
-        trainer = R._trainer_class()(model=model, args=args, kind="ratings")
+        trainer = _trainer_class()(model=model, args=args, kind="ratings")
         got = trainer.compute_loss(model, batch).item()
     hand = np.mean([(1 / (1 + math.exp(-x)) - (s - 1) / 6) ** 2 for x, s in zip(rewards, ratings.score)])
     assert got == pytest.approx(hand, rel=1e-5)
@@ -121,7 +123,7 @@ def test_losses_match_hand_computation(bert_dir):
     pbatch = collate([pds[i] for i in range(len(pds))])
     with torch.no_grad():
         rw = model(input_ids=pbatch["input_ids"], attention_mask=pbatch["attention_mask"]).logits[:, 0].tolist()
-        trainer = R._trainer_class()(model=model, args=args, kind="rankings", margin=0.5)
+        trainer = _trainer_class()(model=model, args=args, kind="rankings", margin=0.5)
         got = trainer.compute_loss(model, pbatch).item()
     n = len(pds)
     hand = np.mean([-math.log(1 / (1 + math.exp(-(rw[i] - rw[n + i] - 0.5)))) for i in range(n)])
@@ -218,7 +220,7 @@ def test_lora_reward_model_reloads_with_identical_scores(llama_dir, tmp_path):
     head = res.rm.model.base_model.model.score.modules_to_save["default"].weight.detach().clone()
     before = R.score(res.rm, df.instruction.tolist(), df.response.tolist(), 8, df.input.tolist())
     meta = json.loads((tmp_path / "rm" / R.META_NAME).read_text())
-    assert meta["kind"] == "ratings" and meta["prompt_format"] == R.PROMPT_FORMAT and meta["lora"] is True
+    assert meta["kind"] == "ratings" and meta["prompt_format"] == PROMPT_FORMAT and meta["lora"] is True
     assert meta["packing"] == "packed"  # a decoder trains on packed rows
     assert (tmp_path / "rm" / "adapter_model.safetensors").exists()
     loaded = R.RewardModel.load(tmp_path / "rm", device="cpu")
@@ -356,7 +358,7 @@ def test_accelerate_configs_load():
 
     from accelerate.commands.config.config_args import ClusterConfig
 
-    folder = Path(R.__file__).resolve().parent / "configs" / "accelerate"
+    folder = Path(R.__file__).resolve().parents[1] / "configs" / "accelerate"
     fsdp = ClusterConfig.from_yaml_file(folder / "fsdp.yaml")
     assert str(fsdp.distributed_type).endswith("FSDP") and fsdp.mixed_precision == "bf16"
     assert fsdp.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sflib import best_of_n as bon
+from sflib import bon as bon
 from sflib import cli
 from sflib import io as sfio
-from sflib.data import DataError
+from sflib.core.data import DataError
 
 # kind of table -> fields of its file (the last one is broken by a short row), two valid rows, headerless CSV?
 SPECS = {
@@ -126,13 +126,13 @@ def test_the_bad_file_table_covers_the_brief():
 @pytest.fixture(scope="module")
 def tiny_rm(tiny_rm_folder):
     """The tiny saved reward model of conftest.py, loaded, and its folder."""
-    from sflib.reward_model import RewardModel
+    from sflib.rm import RewardModel
 
     return RewardModel.load(tiny_rm_folder), tiny_rm_folder
 
 
 def _expected(rm, instructions, responses, inputs=None):
-    from sflib.reward_model import score
+    from sflib.rm import score
 
     return score(rm, instructions, responses, 32, inputs, progress=False)
 
@@ -181,8 +181,8 @@ def test_score_reads_a_generation_json_and_refuses_an_unknown_output_format_firs
 
 
 def test_rm_readers_are_the_io_readers(tmp_path):
-    from sflib import catalog
-    from sflib import reward_model as R
+    from sflib.core import catalog
+    from sflib import rm as R
 
     for kind in ("ratings", "rankings"):
         path = catalog.path(f"feedback.{kind}", original=True)
@@ -225,7 +225,7 @@ def _write(path: Path, records) -> Path:
 
 
 def test_evaluation_instructions_default_is_the_catalog_reference_outputs():
-    from sflib import catalog
+    from sflib.core import catalog
 
     default = bon.evaluation_instructions()
     explicit = bon.evaluation_instructions(catalog.path("eval.reference_outputs", original=True))

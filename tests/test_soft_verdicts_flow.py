@@ -5,8 +5,8 @@ import pytest
 
 from sflib import consistency
 from sflib.judges.openai_judge import OpenAIJudge
-from sflib.rankings import make_pairs, rank
-from sflib.ratings import rate
+from sflib.feedback.rankings import make_pairs, rank
+from sflib.feedback.ratings import rate
 
 RESPONSES = pd.DataFrame({
     "instruction": ["Name a colour."] * 3 + ["Add 2 and 2."] * 3,

@@ -1,4 +1,4 @@
-"""sflib.stats: the one statistics module consistency and evaluation share."""
+"""sflib.core.stats: the one statistics module consistency and evaluation share."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from sflib import consistency, evaluation, stats
+from sflib import consistency, evaluation
+from sflib.core import stats
 
 
 def test_one_implementation_is_used_by_both_stages():

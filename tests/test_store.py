@@ -4,7 +4,7 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from sflib.store import AnnotationStore
+from sflib.feedback.store import AnnotationStore
 
 MESSAGES = [{"role": "user", "content": "Rate this on a scale of 1 to 7."}]
 

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sflib import data as d
-from sflib.prompts import alpaca_prompt
-from sflib.rankings import ranking_request
-from sflib.ratings import rating_request
-from sflib.store import AnnotationStore
+from sflib.core import data as d
+from sflib.core.prompts import alpaca_prompt
+from sflib.feedback.rankings import ranking_request
+from sflib.feedback.ratings import rating_request
+from sflib.feedback.store import AnnotationStore
 from sflib.study import StageMissing, StaleStage, StudyConfigError, load
 from sflib.study.config import SEEDABLE
 from sflib.study.planner import plan, status
@@ -234,7 +234,7 @@ def test_paper_seeding_gives_the_canonical_tables(outputs):
 
 
 def study_root():
-    from sflib.paths import root
+    from sflib.core.paths import root
 
     return root()
 
@@ -483,8 +483,8 @@ def test_extra_judges_are_planned_for_ratings_only(tmp_path, outputs):
 def test_stored_counts_only_this_studys_own_requests_in_a_shared_store(tmp_path, outputs):
     """The annotation store is shared by studies: another study's answers from the same judge and template
     must not count as stored for this one (the plan would say $0 to pay and the budget check would pass)."""
-    from sflib.annotate import request_key
-    from sflib.ratings import resolve_judge
+    from sflib.feedback.annotate import request_key
+    from sflib.feedback.ratings import resolve_judge
 
     study = load(write_study(tmp_path, TINY))
     resp = pd.DataFrame({"instruction_id": ["i1", "i1", "i2"], "response_id": ["r1", "r2", "r3"],

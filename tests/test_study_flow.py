@@ -139,7 +139,7 @@ def test_fresh_study_flows_forward(env):
     assert set(m06["inputs"]) == {"reward_models"}
     samples = s.read("best_of_n")
     assert samples.groupby("instruction_id").size().eq(2).all()
-    from sflib.reward_model import score as rm_score
+    from sflib.rm import score as rm_score
 
     fresh = rm_score(s.path_of("reward_models", "ratings"), list(samples["instruction"]), list(samples["response"]))
     assert list(fresh) == pytest.approx(list(samples["ratings_reward"]), abs=1e-4)

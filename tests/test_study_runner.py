@@ -7,7 +7,7 @@ import os
 import nbformat
 import pytest
 
-from sflib.paths import root
+from sflib.core.paths import root
 from sflib.study import load
 from sflib.study.runner import BudgetExceeded, NotebookFailed, check_params, parse_only, run
 

@@ -9,9 +9,10 @@ import math
 import pandas as pd
 import pytest
 
-from sflib import catalog, cli, data as d, inventory
+from sflib.core import catalog, data as d, inventory
+from sflib import cli
 from sflib import io as sfio
-from sflib.data import DataError
+from sflib.core.data import DataError
 
 datasets = pytest.importorskip("datasets")
 
@@ -229,7 +230,7 @@ def test_convert_model_outputs_from_parquet_and_a_dataset_folder(tmp_path, capsy
 
 
 def test_convert_docstring_documents_from_not_layout():
-    from sflib import convert
+    from sflib.io import convert_original as convert
 
     assert "--from" in convert.__doc__ and "--layout" not in convert.__doc__
 

@@ -31,7 +31,7 @@ def default_ms(n: int) -> list[int]:
 
 def subset_order(instruction_id: str, n: int, seed: int = 0) -> np.ndarray:
     """The fixed random order of an instruction's ``n`` samples; best-of-m uses its first m."""
-    from ..generate import instruction_seed
+    from ..generation.generate import instruction_seed
 
     return np.random.default_rng(instruction_seed(seed, f"best-of-m:{instruction_id}")).permutation(n)
 

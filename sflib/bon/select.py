@@ -11,7 +11,7 @@ import warnings
 
 import pandas as pd
 
-from ..data import DataError, make_id
+from ..core.data import DataError, make_id
 
 REWARD = "reward"
 

@@ -6,7 +6,7 @@
   (every click is written to the annotation store at once; reopening resumes);
 - the tables: :func:`human_feedback` (the columns of ``rate()`` / ``rank()``), :func:`known_annotators`,
   :func:`import_human` / :func:`export_human` (CSV / JSONL as annotation tools write them);
-- agreement and humans vs the AI judge: :mod:`sflib.agreement`; for the consistency notebook in one call:
+- agreement and humans vs the AI judge: :mod:`sflib.consistency.agreement`; for the consistency notebook in one call:
   :func:`consistency_beside_ai` (table, figure, note).
 
 See ``docs/human.md``.

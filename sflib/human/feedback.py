@@ -1,4 +1,4 @@
-"""Human answers as feedback tables: the same columns :func:`sflib.ratings.rate` / :func:`sflib.rankings.rank` return.
+"""Human answers as feedback tables: the same columns :func:`sflib.feedback.ratings.rate` / :func:`sflib.feedback.rankings.rank` return.
 
 - :func:`human_feedback` — one annotator's ratings or rankings from the store, so
   ``sflib.consistency.report``, reward models and evaluation take them unchanged;
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import data as d
-from ..rankings import RANKING_RECORD_COLUMNS
-from ..ratings import RATING_RECORD_COLUMNS, open_store
+from ..core import data as d
+from ..feedback.rankings import RANKING_RECORD_COLUMNS
+from ..feedback.ratings import RATING_RECORD_COLUMNS, open_store
 from .items import check_kind
 from .lease import PREFIX, judge_name
 from .session import TEMPLATE_VERSION, stored_answers
@@ -62,8 +62,8 @@ def _with_store(store, fn):
 def human_feedback(store: Any, annotator: str, kind: str = "ratings") -> pd.DataFrame:
     """``annotator``'s answers of ``kind`` as a ratings / rankings table (oldest first).
 
-    Exactly the columns of :func:`sflib.ratings.rate` (:data:`RATINGS_COLUMNS`) or
-    :func:`sflib.rankings.rank` (:data:`RANKINGS_COLUMNS`); ``judge`` is ``human:<name>``, tokens are 0,
+    Exactly the columns of :func:`sflib.feedback.ratings.rate` (:data:`RATINGS_COLUMNS`) or
+    :func:`sflib.feedback.rankings.rank` (:data:`RANKINGS_COLUMNS`); ``judge`` is ``human:<name>``, tokens are 0,
     ``cached`` is True (every answer comes from the store). Skipped tasks are rows with
     ``valid=False``, ``status='invalid'``, ``error='skipped by the annotator'``.
     """
@@ -129,7 +129,7 @@ def known_annotators(store: Any, kind: str | None = None) -> list[str]:
 
 def all_feedback(store: Any, annotators: list[str] | None = None) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """``{name: (ratings, rankings)}`` for every human annotator in ``store`` (or those named) who has at least
-    one valid rating and one valid ranking — the input :func:`sflib.agreement.human_vs_ai` and
+    one valid rating and one valid ranking — the input :func:`sflib.consistency.agreement.human_vs_ai` and
     :func:`sflib.consistency.compare_annotators` take."""
     names = [a for a in (annotators or known_annotators(store))]
     out = {}

@@ -13,7 +13,7 @@ from ..plots.style import styled
 
 def plot_human_vs_ai(table: pd.DataFrame, *, paper: float | None = 0.40, title: str | None = None):
     """Bars of consistency with 95% bootstrap intervals, one per human and per AI judge row of
-    :func:`sflib.agreement.human_vs_ai` (humans in one colour, the AI judge in another)."""
+    :func:`sflib.consistency.agreement.human_vs_ai` (humans in one colour, the AI judge in another)."""
     t = table[table["n_compared"] > 0].reset_index(drop=True)
     labels = [f"{j}\n({p}, n={n})" if w == "AI" else f"{j}\n(n={n})"
               for j, w, p, n in zip(t["judge"], t["who"], t["pairs"], t["n_compared"])]

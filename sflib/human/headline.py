@@ -7,10 +7,10 @@ One call, for a single cell of notebook 04::
     if fig is not None:
         plots.save_figure(fig, "04_humans_beside_ai", figures_dir)
 
-``table`` is :func:`sflib.agreement.human_vs_ai` (one row per human annotator in the store, the AI judge
+``table`` is :func:`sflib.consistency.agreement.human_vs_ai` (one row per human annotator in the store, the AI judge
 over all its pairs and over the same pairs the humans ranked; ``n_compared``, ``consistency``,
 ``ci_low`` / ``ci_high``); when two or more annotators judged common items, their agreement
-(:func:`sflib.agreement.agreement_table`: Cohen's kappa, Fleiss' kappa, Krippendorff's alpha with
+(:func:`sflib.consistency.agreement.agreement_table`: Cohen's kappa, Fleiss' kappa, Krippendorff's alpha with
 ``n_items``) is ``table.attrs["agreement"]``, the right panel of the figure and a line of ``note``.
 With no human answers in the store: an empty table, no figure and :data:`NO_HUMANS`.
 """
@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from .. import agreement
-from ..store import AnnotationStore
+from ..consistency import agreement
+from ..feedback.store import AnnotationStore
 from .feedback import all_feedback
 
 NO_HUMANS = "no human feedback yet: annotate in notebook 08"
@@ -94,7 +94,7 @@ def consistency_beside_ai(study_or_store: Any, ai_ratings: pd.DataFrame | None =
     created). ``ai_ratings`` / ``ai_rankings``: the AI judge's feedback tables (``rate()`` / ``rank()``
     columns), named ``ai_name`` (default: their ``judge`` column). ``annotators``: only these humans.
 
-    Returns ``(table, figure, note)``: ``table`` as :func:`sflib.agreement.human_vs_ai` (n and 95% bootstrap
+    Returns ``(table, figure, note)``: ``table`` as :func:`sflib.consistency.agreement.human_vs_ai` (n and 95% bootstrap
     CI per row; ``attrs["agreement"]`` the annotators' agreement on their overlap, ``attrs["reports"]`` the
     consistency reports), a matplotlib figure (consistency bars, and agreement bars when two or more
     annotators overlap; the caller saves it with ``plots.save_figure``), and a note with one line per row

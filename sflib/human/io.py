@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import data as d
+from ..core import data as d
 from .items import check_kind, make_items
 from .lease import Lease, PREFIX, judge_name, normalise_name
 from .session import answer_row, stored_answers
@@ -199,7 +199,7 @@ def import_human(source, store: Any, *, kind: str | None = None, items: pd.DataF
 
 def make_items_rows(tex: pd.DataFrame, kind: str) -> list[dict]:
     """Item records for each row of a texts table (duplicates allowed, input order kept)."""
-    from .. import ratings
+    from ..feedback import ratings
 
     df = ratings._with_ids(tex, ["instruction", "input"] + (["response"] if kind == "ratings" else
                                                               ["response1", "response2"]),

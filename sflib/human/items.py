@@ -20,8 +20,8 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from .. import data as d
-from ..ratings import _with_ids
+from ..core import data as d
+from ..feedback.ratings import _with_ids
 
 KINDS = ("ratings", "rankings")
 RATING_ITEM_COLUMNS = ["item_id", "instruction_id", "response_id", "instruction", "input", "response"]
@@ -51,10 +51,10 @@ def ranking_items(pairs: pd.DataFrame) -> pd.DataFrame:
     """One ranking item per distinct pair (``instruction, input, response1, response2``).
 
     A table of responses (``response`` column) is turned into all pairs per instruction first
-    (:func:`sflib.rankings.make_pairs`).
+    (:func:`sflib.feedback.rankings.make_pairs`).
     """
     if "response1" not in pairs.columns and "response" in pairs.columns:
-        from ..rankings import make_pairs
+        from ..feedback.rankings import make_pairs
 
         pairs = make_pairs(pairs)
     df = _with_ids(pairs, ["instruction", "input", "response1", "response2"],

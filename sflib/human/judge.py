@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Iterable, Iterator
 
-from .. import data as d
+from ..core import data as d
 from ..judges.base import Completion, Judge, Request
 from .feedback import to_position, to_response_choice
 from .lease import judge_name
@@ -23,12 +23,12 @@ from .session import stored_answers
 
 
 class HumanJudge(Judge):
-    """The stored answers of annotator ``name`` (store: as :func:`sflib.ratings.open_store` takes it)."""
+    """The stored answers of annotator ``name`` (store: as :func:`sflib.feedback.ratings.open_store` takes it)."""
 
     answers_on_retry = False
 
     def __init__(self, name: str, store: Any = None):
-        from ..ratings import open_store
+        from ..feedback.ratings import open_store
 
         self.name = judge_name(name)
         self.model = "human"

@@ -1,7 +1,7 @@
 """Annotator names, the one-kernel-per-annotator lease, and the record of each annotator's item list.
 
 Both live in two small extra tables in the annotation store's SQLite file (the ``annotations`` table
-is not touched, so the store's schema stays as it is; :class:`~sflib.store.AnnotationStore` ignores
+is not touched, so the store's schema stays as it is; :class:`~sflib.feedback.store.AnnotationStore` ignores
 tables it does not know):
 
 - ``human_leases(annotator, kind, pid, host, token, acquired_at, seen_at)``: who is annotating now.

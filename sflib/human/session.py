@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..ratings import open_store, task_block
-from ..store import AnnotationStore
+from ..feedback.ratings import open_store, task_block
+from ..feedback.store import AnnotationStore
 from .items import annotator_queue, check_kind, items_hash, make_items, task_texts
 from .lease import Lease, judge_name, normalise_name
 
@@ -39,7 +39,7 @@ SKIPPED = "skipped by the annotator"
 
 def instructions(kind: str) -> str:
     """The guidance shown above each task: for ratings, the judge's own criteria and 1–7 scale text."""
-    from ..prompts import load_template
+    from ..core.prompts import load_template
 
     if check_kind(kind) == "ratings":
         text = load_template("rating_v1").split("\n\nWrite the score first")[0]

@@ -35,7 +35,7 @@ def _vendored() -> dict:
 
 def _short(error: Exception) -> str:
     """An error message with the outputs folder written as ``outputs`` (no machine paths in notebooks)."""
-    from ..paths import outputs_dir
+    from ..core.paths import outputs_dir
 
     return str(error).replace(str(outputs_dir()), "outputs")
 

@@ -7,7 +7,7 @@
 - :mod:`sflib.io.write` — atomic writes that never replace data with an empty table;
 - :mod:`sflib.io.cli` — ``--input`` / ``--split`` for every stage command.
 """
-from ..data import DataError
+from ..core.data import DataError
 from .cli import add_input_options, read_input
 from .sniff import FORMATS, Raw, load
 from .tables import (HEADERLESS, KINDS, read, read_annotations, read_instructions, read_model_outputs,

@@ -7,7 +7,7 @@ import os
 
 import pandas as pd
 
-from .. import data as d
+from ..core import data as d
 from . import checks as c
 from .sniff import Raw
 

@@ -1,6 +1,6 @@
 """The checks every reader shares: mapped column names, required columns, text fields, input, order.
 
-Each check raises one :class:`~sflib.data.DataError` naming the file, the row (as the user counts
+Each check raises one :class:`~sflib.core.data.DataError` naming the file, the row (as the user counts
 it) and the field (as the file names it).
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .. import data as d
-from ..data import DataError
+from ..core import data as d
+from ..core.data import DataError
 from .sniff import Raw, load
 
 #: the original scripts' headerless CSV layouts

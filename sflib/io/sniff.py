@@ -8,7 +8,7 @@ the suffix), CSV with a header or headerless (the original feedback layouts), Pa
 The result is a :class:`Raw`: a DataFrame of the file's fields as they are (object columns) and,
 for each record, the 1-based number a user would look for — the entry of a JSON list, the line of
 a JSON Lines file, the data row of a CSV (after its header) with its line in the file. Every
-problem raises one :class:`~sflib.data.DataError` naming the file, the row and the field.
+problem raises one :class:`~sflib.core.data.DataError` naming the file, the row and the field.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..data import DataError
+from ..core.data import DataError
 
 PARQUET_MAGIC = b"PAR1"
 FORMATS = ("json", "jsonl", "csv", "parquet", "dataset")

@@ -26,8 +26,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .. import data as d
-from ..data import DataError
+from ..core import data as d
+from ..core.data import DataError
 from . import checks as c
 from .alpaca_eval import read_annotations, read_model_outputs
 from .checks import HEADERLESS  # noqa: F401  (re-exported)

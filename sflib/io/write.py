@@ -4,7 +4,7 @@
 ``.json`` (a JSON list of records, e.g. AlpacaEval's layout) or ``.csv`` (with a header). The
 file appears in one step (a temporary file beside it, then a rename), so a crash or a kill leaves
 the previous file untouched. A run that ends with nothing to write does not wipe the previous
-run's output: replacing an existing file with an empty table raises :class:`~sflib.data.DataError`
+run's output: replacing an existing file with an empty table raises :class:`~sflib.core.data.DataError`
 unless ``replace_with_empty=True``.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data import DataError, atomic_path
+from ..core.data import DataError, atomic_path
 
 TABLE_SUFFIXES = (".jsonl", ".parquet", ".json", ".csv")
 

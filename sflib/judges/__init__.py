@@ -98,7 +98,7 @@ def get_judge(spec: "str | Judge", **kwargs: Any) -> Judge:
 
 def build_judge(cfg: dict, **kwargs: Any) -> Judge:
     """A judge from a resolved config (see :func:`sflib.judges.config.resolve`) and overrides."""
-    from .. import costs
+    from ..core import costs
     from .config import KEYS, api_key, apply_overrides, base_url
 
     kwargs = {_ALIASES.get(k, k): v for k, v in kwargs.items()}
@@ -110,7 +110,7 @@ def build_judge(cfg: dict, **kwargs: Any) -> Judge:
 
         if "top_p" not in extra and cfg.get("top_p") is not None:
             extra["top_p"] = cfg["top_p"]
-        if cfg.get("logprobs") and "logprobs" not in extra:   # logprob-weighted verdicts (sflib.logprobs)
+        if cfg.get("logprobs") and "logprobs" not in extra:   # logprob-weighted verdicts (sflib.feedback.logprobs)
             extra["logprobs"] = True
             extra["top_logprobs"] = cfg.get("top_logprobs") or 20
         extra.setdefault("base_url", base_url(cfg))

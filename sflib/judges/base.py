@@ -2,8 +2,8 @@
 
 Judges are pluggable by name (``sflib.judges.get_judge("openai:gpt-4o-mini")``,
 ``"local:smollm2"``, ``"recorded:<file>"``). A judge turns chat messages into text; *what* is asked
-(templates) and how replies are read (parsing) live in ``sflib.ratings`` / ``sflib.rankings`` /
-``sflib.parsing``, and caching, resuming and accounting live in ``sflib.store`` / ``sflib.annotate``.
+(templates) and how replies are read (parsing) live in ``sflib.feedback.ratings`` / ``sflib.feedback.rankings`` /
+``sflib.feedback.parsing``, and caching, resuming and accounting live in ``sflib.feedback.store`` / ``sflib.feedback.annotate``.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Request:
     meta: dict[str, Any] = field(default_factory=dict)
     #: extra API parameters for this request only (e.g. ``{"n": 5}``); an API judge sends them,
     #: others ignore them. Not part of the cache key: callers that use them key their rows
-    #: themselves (see :func:`sflib.generate.generate_openai`).
+    #: themselves (see :func:`sflib.generation.generate.generate_openai`).
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,7 +60,7 @@ class Judge:
     #: how many requests the engine should keep in flight (1 for local judges)
     concurrency: int = 1
     #: True when :meth:`complete` accepts ``on_start=callback(index)``, called just before a
-    #: request is sent (the engine records it as in flight; see :mod:`sflib.annotate`)
+    #: request is sent (the engine records it as in flight; see :mod:`sflib.feedback.annotate`)
     reports_starts: bool = False
     #: True when a request's ``params={"n": k}`` can return k choices (``Completion.texts``)
     supports_n: bool = False

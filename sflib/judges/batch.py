@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from ..store import AnnotationStore, canonical_json
+from ..feedback.store import AnnotationStore, canonical_json
 from .base import Completion, Judge, Request
 
 log = logging.getLogger(__name__)
@@ -345,7 +345,7 @@ class BatchRun:
 def run_batch(judge: Judge, todo: dict[str, Request], *, store: AnnotationStore, recorder,
               template_version: str, progress: bool = True, desc: str = "", **options: Any) -> dict:
     """Ask ``todo`` (key -> request) through the Batch API; results go through ``recorder``
-    (:class:`sflib.annotate.Recorder`). Options: ``poll_s`` (30), ``max_wait_s`` (None: until
+    (:class:`sflib.feedback.annotate.Recorder`). Options: ``poll_s`` (30), ``max_wait_s`` (None: until
     done), ``max_rounds`` (3 resubmissions), ``max_per_batch`` (50,000), ``client``."""
     return BatchRun(judge, todo, store, recorder, template_version, **options).run(progress, desc)
 

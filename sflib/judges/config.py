@@ -20,7 +20,7 @@ default ``OPENAI_API_KEY``; the key itself never appears in a file), ``concurren
 ``tpm``, ``timeout``, ``temperature``, ``max_tokens``, ``top_p``, ``template`` (judges: the prompt
 template version, ``v1`` = ``rating_v1`` / ``ranking_v1``; policies: ``chat`` or ``alpaca``),
 ``price_input_per_mtok`` / ``price_output_per_mtok`` (USD per million tokens; from
-:mod:`sflib.costs` when absent, 0 for local / recorded, ``None`` when unknown) and the batch-API
+:mod:`sflib.core.costs` when absent, 0 for local / recorded, ``None`` when unknown) and the batch-API
 prices ``price_batch_input_per_mtok`` / ``price_batch_output_per_mtok``, plus ``max_retries``,
 ``batch_size``, ``device`` (local), ``files`` (recorded) and, for a policy on a server,
 ``n_per_request`` (default true: an instruction's k samples in one request with ``n``, the prompt
@@ -32,7 +32,7 @@ and the key; an unknown name is a ``ValueError`` listing the known names.
 
 CLI helpers: :func:`add_judge_options` adds ``--concurrency --rpm --tpm --timeout --temperature
 --max-tokens`` (all default: the config's value) and :func:`judge_overrides` turns the parsed
-arguments into the overrides for :func:`sflib.judges.get_judge` / :func:`sflib.policies.get_policy`.
+arguments into the overrides for :func:`sflib.judges.get_judge` / :func:`sflib.generation.policies.get_policy`.
 """
 from __future__ import annotations
 
@@ -214,7 +214,7 @@ def _shorthand(kind: str, name: str) -> dict | None:
         if prefix in _REGISTRY:
             return {"provider": prefix, "model": rest}
     if kind == "policy" and not sep:
-        from ..models import ALIASES
+        from ..generation.models import ALIASES
 
         if spec.lower() in ALIASES or Path(spec).expanduser().is_dir():
             return {"provider": "local", "model": spec}
@@ -231,8 +231,8 @@ def _defaults(kind: str, provider: str) -> dict:
 
 
 def fill_prices(cfg: dict) -> dict:
-    """Fill missing prices: 0 for local/recorded, else :mod:`sflib.costs`' table (``None`` if unknown)."""
-    from .. import costs
+    """Fill missing prices: 0 for local/recorded, else :mod:`sflib.core.costs`' table (``None`` if unknown)."""
+    from ..core import costs
 
     cfg = dict(cfg)
     if cfg["provider"] in ("local", "recorded"):

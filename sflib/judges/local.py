@@ -1,6 +1,6 @@
 """A judge that runs a chat causal LM locally with ``transformers`` (offline, no API key).
 
-``get_judge("local:smollm2")`` uses the bundled SmolLM2-135M-Instruct (see :mod:`sflib.models`);
+``get_judge("local:smollm2")`` uses the bundled SmolLM2-135M-Instruct (see :mod:`sflib.generation.models`);
 ``local:<folder or cached HF id>`` any other chat model. Generation is greedy (deterministic, so
 the annotation cache is exact), batched with left padding, and batches are formed from prompts of
 similar length to waste little compute on padding.
@@ -40,7 +40,7 @@ def _load(path: str, device: str | None, dtype: str | None):
 class LocalJudge(Judge):
     """Greedy chat generation with a local ``transformers`` model.
 
-    ``model``: an alias from :mod:`sflib.models` (``smollm2``), a local folder, or a Hugging Face id
+    ``model``: an alias from :mod:`sflib.generation.models` (``smollm2``), a local folder, or a Hugging Face id
     already in the local cache. ``max_new_tokens`` bounds each reply (part of the cache key, as are
     the other decoding settings). ``batch_size`` prompts are generated together.
     """
@@ -60,7 +60,7 @@ class LocalJudge(Judge):
         self.params = {"max_new_tokens": self.max_new_tokens, "do_sample": False}
 
     def _components(self):
-        from ..models import resolve
+        from ..generation.models import resolve
 
         with _LOAD_LOCK:
             return _load(resolve(self.alias), self.device, self.dtype)

@@ -23,7 +23,7 @@ How it stays fast and loses nothing:
   (``content: null``), is asked again up to ``max_retries`` times (the tokens of every
   attempt that was answered are counted);
 - ``logprobs=True, top_logprobs=20`` (passed as extra params) return each generated token's
-  alternatives in :attr:`Completion.logprobs` (read by :mod:`sflib.logprobs`);
+  alternatives in :attr:`Completion.logprobs` (read by :mod:`sflib.feedback.logprobs`);
 - a request with ``Request.params={"n": k}`` asks for k samples at once (the prompt is sent and
   paid once); every choice's text is in :attr:`Completion.texts`;
 - whatever still fails comes back as ``Completion(error=...)`` — the engine stores it as a

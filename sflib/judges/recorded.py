@@ -8,15 +8,15 @@ Recorded files (any mix, first recording of an item wins):
 Every file is read by :func:`sflib.io.read_ratings` / :func:`sflib.io.read_rankings` (format from
 the content, not the suffix); which of the two is told from its columns.
 
-- tables (JSON Lines, JSON, CSV with a header, Parquet, :func:`sflib.data.write_table`) with rating columns
+- tables (JSON Lines, JSON, CSV with a header, Parquet, :func:`sflib.core.data.write_table`) with rating columns
   (``instruction, input, response, score``) or ranking columns (``instruction, input, response1,
-  response2, decision``) — including the outputs of :func:`sflib.ratings.rate` /
-  :func:`sflib.rankings.rank`; rows without a valid score/decision are *not* recorded answers.
+  response2, decision``) — including the outputs of :func:`sflib.feedback.ratings.rate` /
+  :func:`sflib.feedback.rankings.rank`; rows without a valid score/decision are *not* recorded answers.
   A rankings table that has ``verdict_12`` / ``verdict_21`` (from ``rank``) is replayed per order;
 - the original headerless CSVs: ratings ``instruction,input,output,score`` and rankings
   ``instruction,input,output1,output2,feedback`` (layout told apart by the number of fields).
 
-It answers requests built by :func:`sflib.ratings.rate` and :func:`sflib.rankings.rank` from their
+It answers requests built by :func:`sflib.feedback.ratings.rate` and :func:`sflib.feedback.rankings.rank` from their
 ``Request.meta`` (never from the prompt text):
 
 - ``kind``: ``"rating"`` or ``"ranking"``; ``instruction``, ``input``;
@@ -24,7 +24,7 @@ It answers requests built by :func:`sflib.ratings.rate` and :func:`sflib.ranking
 - rankings: ``response1``, ``response2`` (the pair as given to ``rank``) and ``order``: ``"12"``
   when response1 is shown as Output (a), ``"21"`` when the pair is shown swapped.
 
-Items are matched by text (through the stable ids of :mod:`sflib.data`), so the same response gets
+Items are matched by text (through the stable ids of :mod:`sflib.core.data`), so the same response gets
 its recording wherever it appears, in either orientation of a pair.
 
 **Replies are synthetic**: ``"Score: 6"`` or ``"Output (b)"`` on the first line, followed by a
@@ -43,7 +43,7 @@ e.g. ``no recorded rating for instruction 10d3bc000ee04328 ('In this task, ...')
 a1b2... ('') in feedback_ratings_sample_generation.csv`` — the engine stores it as ``failed``.
 
 Repeated recordings: the paper's sample rates two repeated responses twice, with different scores
-(6 then 5, 5 then 4). :func:`sflib.ratings.rate` marks the k-th repetition of a response in its
+(6 then 5, 5 then 4). :func:`sflib.feedback.ratings.rate` marks the k-th repetition of a response in its
 input (``meta["repeat"] = k``) and the judge answers the k-th recording (the first one when there
 are fewer), so the 99 recorded ratings are reproduced row for row. A ranking recorded twice
 answers with its first recording. :attr:`RecordedJudge.conflicts` counts items recorded more than
@@ -60,8 +60,8 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
-from .. import catalog
-from .. import data as d
+from ..core import catalog
+from ..core import data as d
 from .. import io as sfio
 from .base import Completion, Judge, Request
 
@@ -106,7 +106,7 @@ def _short(text: str, n: int = 50) -> str:
 
 
 #: the paper's released GPT-3.5 feedback: canonical table name -> original CSV (relative to
-#: data/original), from :mod:`sflib.catalog`
+#: data/original), from :mod:`sflib.core.catalog`
 VENDORED = {name: catalog.entry(catalog.BY_TABLE[name]).original
             for name in ("sample_ratings", "sample_rankings", "eval_ratings_reference", "eval_ratings_ratings_rm",
                          "eval_rankings_reference_vs_ratings_rm")}
@@ -115,7 +115,7 @@ PAPER_JUDGE = "recorded:gpt-3.5-turbo (paper)"
 
 
 def vendored_feedback_files(which: Iterable[str] | None = None) -> list[Path]:
-    """The vendored recorded feedback files (:func:`sflib.catalog.path`): ``data/canonical/<name>.jsonl``
+    """The vendored recorded feedback files (:func:`sflib.core.catalog.path`): ``data/canonical/<name>.jsonl``
     where present, else the original CSV under ``data/original``. ``which`` picks names from
     :data:`VENDORED` (default all)."""
     files = []
@@ -239,7 +239,7 @@ class RecordedJudge(Judge):
                 return Completion(text=f"Output ({found[0]})\n(recorded in {found[1]})")
         except KeyError as e:
             return Completion(error=f"request meta lacks {e}; RecordedJudge answers requests built by "
-                                    "sflib.ratings.rate and sflib.rankings.rank")
+                                    "sflib.feedback.ratings.rate and sflib.feedback.rankings.rank")
         return Completion(error=f"RecordedJudge cannot answer meta['kind']={kind!r}; "
                                 "expected 'rating' or 'ranking'")
 

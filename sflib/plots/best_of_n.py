@@ -7,7 +7,7 @@ from .style import GREY, figure, styled
 @styled
 def plot_best_of_m(curves, *, title: str | None = None):
     """Reward vs m (one panel per reward model): the fixed-seed selections (± SEM) and the exact
-    expectation over all m-subsets. ``curves``: ``{name: sflib.best_of_n.best_of_m_curve frame}``."""
+    expectation over all m-subsets. ``curves``: ``{name: sflib.bon.best_of_m_curve frame}``."""
     k = max(len(curves), 1)
     fig, axes = figure("full" if k > 1 else "column", 2.4, 1, k, squeeze=False)
     for ax, (name, c) in zip(axes[0], curves.items()):
@@ -44,7 +44,7 @@ def plot_rm_agreement(table, *, names: tuple[str, str] = ("ratings RM", "ranking
 @styled
 def plot_length_bias(lengths, *, truncated_share: float | None = None, title: str | None = None):
     """Mean length (words, ± SEM) of the selected outputs vs m for each selector, against all samples.
-    ``lengths``: :func:`sflib.best_of_n.length_by_m`. ``truncated_share`` (0–1): the share of
+    ``lengths``: :func:`sflib.bon.length_by_m`. ``truncated_share`` (0–1): the share of
     samples cut at the token limit, printed on the figure (lengths of cut samples say little)."""
     fig, ax = figure("column", 2.4)
     for name, g in lengths.groupby("selector", sort=False):

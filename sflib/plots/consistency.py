@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..stats import wilson
+from ..core.stats import wilson
 from .common import MIN_N, interval_err, label_n, mark_small, nothing_to_draw, small_n_note
 from .style import AGREE, EQUAL, OKABE_ITO, OPPOSITE, PAPER, figure, styled
 

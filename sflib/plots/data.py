@@ -6,7 +6,7 @@ from .style import figure, styled
 
 @styled
 def plot_source_counts(counts, title="Instructions per source dataset"):
-    """Bar chart of a ``source x table`` count frame (``sflib.inventory.source_counts``)."""
+    """Bar chart of a ``source x table`` count frame (``sflib.core.inventory.source_counts``)."""
     fig, ax = figure("full", 2.6)
     counts.plot.bar(ax=ax, width=0.8)
     ax.set_xlabel("source dataset")

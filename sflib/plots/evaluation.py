@@ -163,7 +163,7 @@ def plot_paper_vs_ours(table: pd.DataFrame, *, xlabel: str = "value (%)", ours_l
                        title: str | None = None):
     """Dot plot: the paper's number and this run's for each quantity (one row each).
 
-    ``table``: :func:`sflib.paper.paper_vs_ours` (columns quantity, paper_value, ours, and
+    ``table``: :func:`sflib.core.paper.paper_vs_ours` (columns quantity, paper_value, ours, and
     optionally ours_low / ours_high for an interval). Values must share one unit (pass a subset);
     rows with neither value are dropped; a missing paper value is drawn as ours alone.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import wilson
+from ..core.stats import wilson
 from .common import MIN_N, chance_line, interval_err, label_n, mark_small, nothing_to_draw, small_n_note
 from .style import EQUAL, OKABE_ITO, PALETTE, figure, styled
 
@@ -14,8 +14,8 @@ _DECISION_LABELS = {"a": "a (response 1)", "b": "b (response 2)", "equal": "equa
 
 
 def _valid_scores(ratings: pd.DataFrame) -> pd.DataFrame:
-    """Valid scores, one per response (per judge): :func:`sflib.ratings.valid_ratings`."""
-    from ..ratings import valid_ratings
+    """Valid scores, one per response (per judge): :func:`sflib.feedback.ratings.valid_ratings`."""
+    from ..feedback.ratings import valid_ratings
 
     return valid_ratings(ratings)[0]
 
@@ -28,7 +28,7 @@ def plot_score_distribution(ratings: pd.DataFrame, *, by: str | None = "source",
     each score within each group of ``by`` (right; e.g. ``"source"`` or ``"judge"``).
 
     Only valid scores count, each response once (a response rated twice keeps its first rating:
-    :func:`sflib.ratings.valid_ratings`, so n here is that function's ``used``). Empty groups are
+    :func:`sflib.feedback.ratings.valid_ratings`, so n here is that function's ``used``). Empty groups are
     dropped; groups with fewer than ``min_n`` ratings are drawn faint and hatched, with n in the legend. ``reference``: ``{score: share}`` drawn as
     markers on the left panel (e.g. a published distribution).
     """
@@ -127,7 +127,7 @@ def plot_position_bias(pb: dict, *, measured: bool, reason: str | None = None, t
     """How often the judge picks the output shown first, per presentation order, with 95% Wilson
     intervals and the no-preference line at 50%, and whether the two orders agree.
 
-    ``pb``: :func:`sflib.rankings.position_bias`. ``measured`` must say whether the judge really
+    ``pb``: :func:`sflib.feedback.rankings.position_bias`. ``measured`` must say whether the judge really
     saw both orders: with recorded verdicts replayed into both slots, or one order only, the
     numbers are true by construction and nothing is drawn (the reason is printed instead).
     """

@@ -67,7 +67,7 @@ def _mark(name: str) -> None:
 
 def save_figure(fig, name: str, folder: os.PathLike | str | None = None, *, show: bool | None = None,
                 dpi: int = 200) -> SavedFigure:
-    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf`` (folder: ``figures/``, see :mod:`sflib.paths`).
+    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf`` (folder: ``figures/``, see :mod:`sflib.core.paths`).
 
     In a kernel (``show=None``) the figure is displayed inline once and closed; ``show=False``
     saves without displaying (recorded as not shown). Returns the two paths quietly. ``fig=None`` (a
@@ -78,7 +78,7 @@ def save_figure(fig, name: str, folder: os.PathLike | str | None = None, *, show
     if fig is None:
         return SavedFigure()
 
-    from ..paths import figures_dir
+    from ..core.paths import figures_dir
 
     if not name or any(c in name for c in "/\\"):
         raise ValueError(f"figure name must be a plain file stem, not {name!r}")

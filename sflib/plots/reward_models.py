@@ -6,7 +6,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..stats import wilson
+from ..core.stats import wilson
 from .common import MIN_N, chance_line, interval_err, mark_small, nothing_to_draw, small_n_note
 from .style import OKABE_ITO, PALETTE, figure, styled
 
@@ -16,10 +16,10 @@ def plot_rm_loss_curves(histories: dict, *, title: str | None = None):
     """Train (line) and held-out (markers) loss per step for each reward model.
 
     ``histories`` maps a name to ``trainer.state.log_history`` or to
-    :func:`sflib.reward_model.loss_history`'s frame (``step, split, loss``). The two RMs have
+    :func:`sflib.rm.loss_history`'s frame (``step, split, loss``). The two RMs have
     different losses (squared error vs Bradley–Terry), so each gets its own panel.
     """
-    from ..reward_model import loss_history
+    from ..rm import loss_history
 
     k = max(len(histories), 1)
     fig, axes = figure("full" if k > 1 else "column", 2.4, 1, k, squeeze=False)

@@ -13,7 +13,7 @@ One module per concern, data flowing forward:
 - :mod:`.metrics` — held-out pairwise accuracy, MSE and Spearman;
 - :mod:`.cli` — ``train-rm`` and ``score``.
 
-``sflib.reward_model`` re-exports all of it (the historical import path).
+``sflib.rm`` re-exports all of it (the historical import path).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data import DataError
+from ..core.data import DataError
 from ..io import add_input_options, read_input
 from .folder import RewardModel
 from .metrics import pairwise_accuracy, ratings_agreement
@@ -74,7 +74,7 @@ def _write_scored(df: pd.DataFrame, path: Path) -> None:
 
 
 def _cli_train(args) -> int:
-    from .. import paths
+    from ..core import paths
 
     df = read_input(args, args.kind, flag="--data")
     train_df, val_df = split_by_instruction(df, args.val_fraction, args.seed) if args.val_fraction > 0 else (df, None)

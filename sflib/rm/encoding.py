@@ -1,6 +1,6 @@
 """Text -> tokens -> batches: what a reward model reads, and how it is batched.
 
-The text is the Alpaca prompt (:func:`sflib.prompts.alpaca_prompt`, with or without input)
+The text is the Alpaca prompt (:func:`sflib.core.prompts.alpaca_prompt`, with or without input)
 followed by the response, tokenised by :func:`encode` for training and scoring alike. When the
 text is longer than ``max_length`` the *response is kept*: the prompt is cut in its middle (its
 head and its ``### Response:`` tail survive) down to at most half the budget before the
@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..prompts import alpaca_prompt
+from ..core.prompts import alpaca_prompt
 from .objectives import score_to_target
 
 

@@ -1,7 +1,7 @@
 """The reward-model folder and the backbones it is built on.
 
 A trained reward model is a folder: the weights (or LoRA adapter + score head), the tokenizer and
-``reward_model.json`` recording the kind, the prompt format (:data:`sflib.prompts.PROMPT_FORMAT`),
+``reward_model.json`` recording the kind, the prompt format (:data:`sflib.core.prompts.PROMPT_FORMAT`),
 the backbone, ``max_length`` and the batching path it was trained with (``packing``:
 ``packed`` for decoders, ``padded`` for encoders); :meth:`RewardModel.load` refuses a folder
 whose prompt format differs from the current one.
@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from ..data import atomic_write_text
-from ..prompts import PROMPT_FORMAT
+from ..core.data import atomic_write_text
+from ..core.prompts import PROMPT_FORMAT
 
 META_NAME = "reward_model.json"
 TRUNCATION = "keep-response-v1"
-log = logging.getLogger("sflib.reward_model")
+log = logging.getLogger("sflib.rm")
 
 
 class RewardModelError(ValueError):
@@ -68,7 +68,7 @@ def load_tokenizer(backbone: str, set_pad_token: bool = True):
     decoder-only models) when ``set_pad_token``; with neither, a :class:`RewardModelError` says so.
     """
     from transformers import AutoTokenizer
-    from ..models import resolve
+    from ..generation.models import resolve
 
     path = resolve(backbone)
     tok = AutoTokenizer.from_pretrained(path)
@@ -92,7 +92,7 @@ def load_backbone(backbone: str, tokenizer, dtype: torch.dtype | None = None, at
     ``"flash_attention_2"``, ``"eager"``; None keeps transformers' default.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
-    from ..models import resolve
+    from ..generation.models import resolve
 
     path = resolve(backbone)
     try:
@@ -179,7 +179,7 @@ class RewardModel:
         meta_path = path / META_NAME
         if not meta_path.exists():
             raise RewardModelError(f"{path} is not a reward model folder: it has no {META_NAME} (train one with "
-                                   "`python -m sflib train-rm` or sflib.reward_model.train_reward_model)")
+                                   "`python -m sflib train-rm` or sflib.rm.train_reward_model)")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("prompt_format") != PROMPT_FORMAT:
             raise RewardModelError(f"{path} was trained with prompt format {meta.get('prompt_format')!r} but this "

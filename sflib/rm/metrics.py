@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..data import clean_input
+from ..core.data import clean_input
 from .folder import RewardModel
 from .objectives import prepare_ratings, prepare_rankings, score_to_target
 from .scoring import score

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import DECISIONS, SCORE_MAX, SCORE_MIN, DataError, clean_input, make_id
+from ..core.data import DECISIONS, SCORE_MAX, SCORE_MIN, DataError, clean_input, make_id
 
 KINDS = ("ratings", "rankings")
 
@@ -62,7 +62,7 @@ def _require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> Non
 
 def instruction_ids(df: pd.DataFrame) -> pd.Series:
     """The instruction id of every row of a feedback table (same index): its ``instruction_id`` column,
-    or else the stable hash of ``instruction`` and ``input`` (:func:`sflib.data.make_id`; no ``input``
+    or else the stable hash of ``instruction`` and ``input`` (:func:`sflib.core.data.make_id`; no ``input``
     column = empty inputs). These are the ids :func:`validation_instructions` draws from and
     :func:`split_by_instruction` splits by."""
     if "instruction_id" in df.columns:

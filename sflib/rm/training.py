@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from .. import __version__
-from ..prompts import PROMPT_FORMAT
+from ..core.prompts import PROMPT_FORMAT
 from .encoding import PairsDataset, RatingsDataset, RewardCollator, TokenBatches, encode
 from .folder import (TRUNCATION, RewardModel, RewardModelError, _quiet_transformers, auto_precision, load_backbone,
                      load_tokenizer)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import data as d
+from ..core import data as d
 from .inputs import _filter, available_instructions, instructions  # noqa: F401
 
 OPTION_NAMES = ("concurrency", "rpm", "tpm", "timeout", "temperature", "max_tokens", "top_p")
@@ -27,7 +27,7 @@ def is_recorded(judge) -> bool:
 def judge(name: str):
     """A :class:`~sflib.judges.Judge` for a judge name of the study (config name, YAML path or spec); its
     options (concurrency, rpm, tpm, timeout, temperature, max_tokens) come from its config file."""
-    from ..ratings import resolve_judge
+    from ..feedback.ratings import resolve_judge
 
     return resolve_judge(name)
 
@@ -60,7 +60,7 @@ def generate_responses(study, instructions: pd.DataFrame, *, k: int | None = Non
     if is_recorded(cfg.name):
         raise ValueError(f"study {study.name}: policy {cfg.name!r} writes no responses; list 'responses' in "
                          "seeded_from_data or name a policy such as local:smollm2 or openai:<model>")
-    from ..policies import get_policy
+    from ..generation.policies import get_policy
 
     policy = get_policy(cfg.name, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=tokens,
                         template=cfg.prompt_style)
@@ -135,7 +135,7 @@ def demo_responses(study, n: int, k: int = 3, max_new_tokens: int = 48, max_char
                    progress: bool = False) -> pd.DataFrame:
     """A demonstration of sampling with the bundled SmolLM2 (:data:`DEMO_POLICY`) on ``n`` of the
     study's instructions (at most ``max_chars`` long). Nothing is saved to the study."""
-    from .. import generate as g
+    from ..generation import generate as g
 
     cfg = study.config.policy
     pool = available_instructions(study)
@@ -187,7 +187,7 @@ def responses_summary(responses: pd.DataFrame, width: int = 60) -> pd.DataFrame:
 def quiet_retry_warning():
     """A context in which the engine's "N requests failed ... the next run retries them" log line is dropped:
     for a recorded judge, which has nothing to retry (its missing answers are counted as not recorded)."""
-    log = logging.getLogger("sflib.annotate")
+    log = logging.getLogger("sflib.feedback.annotate")
 
     def keep(record: logging.LogRecord) -> bool:
         return "requests failed" not in record.getMessage()
@@ -203,7 +203,7 @@ def quiet_retry_warning():
 def _logprob_notes():
     """Print the engine's "N replies came without usable logprobs" as one plain line (a note for the
     reader of the notebook, not a warning on stderr)."""
-    log = logging.getLogger("sflib.annotate")
+    log = logging.getLogger("sflib.feedback.annotate")
     seen: list[str] = []
 
     def keep(record: logging.LogRecord) -> bool:
@@ -225,8 +225,8 @@ def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = Non
     """Rate (``kind="ratings"``: responses) or rank (``"rankings"``: pairs) with judge ``j``, the study's templates,
     ``both_orders`` and annotation store. A recorded judge is replayed without the store: an item it has no
     answer for is ``failed``, "not recorded" in the counts, and not announced as a failure to retry."""
-    from ..rankings import rank
-    from ..ratings import rate
+    from ..feedback.rankings import rank
+    from ..feedback.ratings import rate
 
     recorded = is_recorded(j)
     store = False if recorded else study.store_path
@@ -338,7 +338,7 @@ def check_judged(responses: pd.DataFrame, table: pd.DataFrame, kind: str) -> tup
             raise ValueError(f"the ratings judge {len(foreign)} response(s) that are not notebook 01's")
         items, got, what, extra = ids, set(table.loc[valid, "response_id"]), "responses", 0
     else:
-        from ..rankings import make_pairs
+        from ..feedback.rankings import make_pairs
 
         owner = dict(zip(responses["response_id"], responses["instruction_id"])) if len(responses) else {}
         bad = [(a, b) for a, b, i in zip(table["response_id_1"], table["response_id_2"], table["instruction_id"])

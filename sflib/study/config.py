@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..paths import root, templates_dir
+from ..core.paths import root, templates_dir
 
 #: stage keys in pipeline order
 STAGES = ("responses", "ratings", "rankings", "consistency", "reward_models", "best_of_n", "evaluation")

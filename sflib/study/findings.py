@@ -4,8 +4,8 @@ policy, honest verdicts at demo scale and the closing "paper vs this run" table.
 
 Helpers of one library concern live in that concern's module and are re-exported here (and so reach
 the notebooks as ``inputs.<name>`` too): the disagreement examples (:func:`opposite_preferences`,
-:func:`rated_differently`, :func:`response_words`) in :mod:`sflib.consistency_report`;
-:func:`at_chance` in :mod:`sflib.stats`."""
+:func:`rated_differently`, :func:`response_words`) in :mod:`sflib.consistency.report`;
+:func:`at_chance` in :mod:`sflib.core.stats`."""
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..consistency_report import opposite_preferences, rated_differently, response_words  # noqa: F401
-from ..stats import at_chance
+from ..consistency.report import opposite_preferences, rated_differently, response_words  # noqa: F401
+from ..core.stats import at_chance
 from .acquire import quiet_transformers
 
 
@@ -78,7 +78,7 @@ def best_of_n_samples(study, instructions: pd.DataFrame, *, policy: str | None =
     ``instructions``: :func:`evaluation_instructions` (or a subset). The sampling settings are the
     ``best_of_n`` section's; ``policy`` / ``n`` / ``max_new_tokens`` override them (quick mode, a demonstration).
     """
-    from .. import generate
+    from ..generation import generate
     from .config import _resolve
 
     cfg = study.config.best_of_n
@@ -162,11 +162,11 @@ def paper_vs_run(study, results, comparison: pd.DataFrame, min_n: int = 10) -> p
     Rows: notebook 04's disagreement (when the study has it), each win rate (``results``: WinRates;
     fewer than ``min_n`` instructions: no number), and the head-to-head per protocol (``comparison``:
     :func:`sflib.evaluation.compare_policies`). The paper's win rates are not transcribed in
-    :mod:`sflib.paper`, so only its qualitative finding is quoted.
+    :mod:`sflib.core.paper`, so only its qualitative finding is quoted.
     """
     import json
 
-    from .. import paper
+    from ..core import paper
     from .folder import StudyError
 
     source = f"{paper.ARXIV}, Abstract"
@@ -184,7 +184,7 @@ def paper_vs_run(study, results, comparison: pd.DataFrame, min_n: int = 10) -> p
                      "n": rep["n_compared"], "source": source})
     for r in results:
         rows.append({"quantity": f"win rate of {r.policy} vs {r.reference}, {r.protocol} protocol (%)",
-                     "paper": "not transcribed in sflib/paper.py",
+                     "paper": "not transcribed in sflib/core/paper.py",
                      "this run": (f"{r.winrate:.1f} ± {r.ci_sem:.1f} (length-controlled {r.lc_winrate:.1f})"
                                   if r.n >= min_n else f"n = {r.n}: too few for a number"), "n": r.n, "source": ""})
     for proto in ("rating", "ranking"):
@@ -203,7 +203,7 @@ def paper_vs_run(study, results, comparison: pd.DataFrame, min_n: int = 10) -> p
 
 
 def rm_verdict(held_out: pd.DataFrame, chance: float = 0.5) -> str:
-    """One sentence on the held-out pairwise accuracy of the reward models (``sflib.reward_model.evaluate``):
+    """One sentence on the held-out pairwise accuracy of the reward models (``sflib.rm.evaluate``):
     which are at chance (within the 95% Wilson interval of ``chance``), on how many pairs, and whether that is
     a demonstration (fewer than 100 pairs)."""
     if not len(held_out) or not held_out["n_pairs"].max():

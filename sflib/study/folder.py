@@ -20,9 +20,9 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from .. import data as d
-from ..paths import outputs_dir, root
-from ..store import canonical_json
+from ..core import data as d
+from ..core.paths import outputs_dir, root
+from ..feedback.store import canonical_json
 from .config import STAGES, StudyConfig, StudyConfigError, load_config, resolve_path
 
 #: stage -> (notebook, folder, default table)

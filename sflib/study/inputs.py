@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import data as d
+from ..core import data as d
 from .. import io as sfio
 from .config import StudyConfigError, resolve_path
 from .seed import canonical

@@ -31,8 +31,8 @@ import sqlite3
 import numpy as np
 import pandas as pd
 
-from ..prompts import alpaca_prompt
-from ..ratings import render_messages, task_block, template_version
+from ..core.prompts import alpaca_prompt
+from ..feedback.ratings import render_messages, task_block, template_version
 from .config import STAGES, _resolve
 from .folder import STAGE_INFO
 from .inputs import available_instructions, evaluation_instructions, stable_sample
@@ -187,9 +187,9 @@ class _Planner:
         0 while the responses are not written (no answer to them can be stored yet)."""
         if self.study.state("responses") not in ("done", "seeded") or not self.study.store_path.exists():
             return 0
-        from ..annotate import request_key
-        from ..rankings import make_pairs, ranking_request
-        from ..ratings import rating_request, resolve_judge
+        from ..feedback.annotate import request_key
+        from ..feedback.rankings import make_pairs, ranking_request
+        from ..feedback.ratings import rating_request, resolve_judge
 
         fb, resp = self.cfg.feedback, self.study.read("responses")
         if stage == "ratings":

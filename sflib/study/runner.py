@@ -31,7 +31,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from ..paths import outputs_dir, root
+from ..core.paths import outputs_dir, root
 from .folder import STAGE_INFO, Study, StudyError, load
 from .seed import seed
 

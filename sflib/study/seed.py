@@ -17,8 +17,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .. import catalog
-from .. import data as d
+from ..core import catalog
+from ..core import data as d
 from .. import io as sfio
 from .config import SEEDABLE
 

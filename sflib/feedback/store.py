@@ -1,0 +1,331 @@
+"""The annotation store: a persistent SQLite cache and record of everything a judge said.
+
+One row per *cache key*: the hash of (judge, prompt template version, decoding params, rendered
+messages, optional salt). A row keeps what was asked (the rendered messages), what came back (the
+raw text), how it was read (parsed value, valid flag), whether it worked (``status`` =
+``ok`` | ``invalid`` | ``failed`` with ``error``), tokens, latency, attempts and time.
+
+``soft`` is the logprob-weighted verdict when there is one (a rating's expected score, a pair
+order's P(first shown output wins); see :mod:`sflib.feedback.logprobs`) and ``logprobs`` its small JSON
+summary (``source`` = ``logprobs`` or ``text`` with the ``reason`` logprobs were not used).
+
+Two more kinds of record live in the same file (the schema of every table:
+:mod:`sflib.feedback.store_schema`):
+
+- ``in_flight``: requests an online run has sent and not yet stored (written just before each is
+  sent, removed with its answer). Rows left there were in flight when a run was killed: the
+  provider may have billed them, and the next run reports them (:meth:`AnnotationStore.in_flight`);
+- ``batches`` / ``batch_requests`` / ``batch_events``: provider Batch API jobs (see
+  :mod:`sflib.judges.batch`): each job's intent, input file id and batch id are written before the
+  next step, so a killed run resumes without submitting anything twice.
+
+Safety: the database runs in WAL mode and every :meth:`AnnotationStore.put` is its own committed
+transaction, so a process killed at any moment loses at most what was still in flight; a re-run
+reads back everything that was committed. Use one writing process per store file.
+
+Only what a :class:`~sflib.judges.base.Request` / :class:`~sflib.judges.base.Completion` contains
+is written here; API keys and HTTP headers never reach the store.
+
+Example::
+
+    store = AnnotationStore("outputs/annotations.sqlite")
+    store.summary()            # counts and tokens per judge / template / status
+    store.failures()           # DataFrame of failed requests (a re-run retries them)
+    store.export_parquet("outputs/annotations.parquet")
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+# the tables' schema; COLUMNS, STATUSES, _SCHEMA, _ADDED_COLUMNS stay importable from here
+from .store_schema import _ADDED_COLUMNS, _JSON_COLUMNS, _SCHEMA, COLUMNS, STATUSES, create_tables  # noqa: F401
+
+
+def _json_default(obj: Any) -> Any:
+    """numpy scalars and arrays as plain numbers and lists; anything else as its text."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces, UTF-8 kept) used for hashing and storage."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_json_default)
+
+
+class AnnotationStore:
+    """SQLite-backed annotation cache (WAL mode; one writer).
+
+    ``path`` is a file (its folder is created) or ``":memory:"`` for a throw-away store.
+    The object is safe to use from several threads of one process (calls are serialised).
+    """
+
+    def __init__(self, path: os.PathLike | str):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0,
+                                     isolation_level=None)  # autocommit; explicit transactions
+        if self.path != ":memory:":
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"{self.path}: could not switch SQLite to WAL mode (got {mode!r}); "
+                                   "put the store on a local file system")
+        # NORMAL in WAL mode: a committed transaction survives the process being killed
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        create_tables(self._conn)  # and upgrades a store written by an older sflib (rows kept)
+
+    # ----------------------------------------------------------------------------------- keys
+    @staticmethod
+    def key(judge_model: str, template_version: str, params: Mapping[str, Any] | None,
+            messages: list[dict], salt: str = "") -> str:
+        """sha256 (hex) of the canonical JSON of everything that determines a judge's answer."""
+        payload = {
+            "judge": judge_model,
+            "template_version": template_version,
+            "params": dict(params or {}),
+            "messages": messages,
+            "salt": str(salt or ""),
+        }
+        return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+    # ---------------------------------------------------------------------------------- reads
+    def get(self, key: str) -> dict | None:
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
+        """``{key: row}`` for the keys that are stored (JSON columns decoded, ``valid`` a bool)."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, dict] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                cur = self._conn.execute(
+                    f"SELECT {', '.join(COLUMNS)} FROM annotations WHERE key IN ({marks})", chunk)
+                for values in cur.fetchall():
+                    row = _decode(dict(zip(COLUMNS, values)))
+                    out[row["key"]] = row
+        return out
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def count(self, status: str | None = None) -> int:
+        """Number of stored rows, optionally of one status (``ok`` / ``invalid`` / ``failed``)."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        with self._lock:
+            if status is None:
+                return self._conn.execute("SELECT COUNT(*) FROM annotations").fetchone()[0]
+            return self._conn.execute("SELECT COUNT(*) FROM annotations WHERE status = ?",
+                                      (status,)).fetchone()[0]
+
+    def summary(self) -> pd.DataFrame:
+        """Rows, tokens and mean latency per judge, template version and status."""
+        with self._lock:
+            df = pd.read_sql_query(
+                "SELECT judge, template_version, status, COUNT(*) AS n, "
+                "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
+                "AVG(latency_s) AS mean_latency_s FROM annotations "
+                "GROUP BY judge, template_version, status ORDER BY judge, template_version, status",
+                self._conn)
+        return df
+
+    def to_frame(self, *, judge: str | None = None, template_version: str | None = None,
+                 status: str | None = None, decode: bool = True) -> pd.DataFrame:
+        """All rows (optionally filtered) as a DataFrame; JSON columns decoded unless ``decode=False``."""
+        where, args = [], []
+        for column, value in (("judge", judge), ("template_version", template_version),
+                              ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = f"SELECT {', '.join(COLUMNS)} FROM annotations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, key"
+        with self._lock:
+            df = pd.read_sql_query(sql, self._conn, params=args)
+        df["valid"] = df["valid"].astype(bool)
+        if decode:
+            for column in _JSON_COLUMNS:
+                df[column] = [_loads(v) for v in df[column]]
+        return df
+
+    def failures(self) -> pd.DataFrame:
+        """Requests whose last attempt failed (no reply); the next ``annotate`` run retries them."""
+        return self.to_frame(status="failed")
+
+    def invalid(self) -> pd.DataFrame:
+        """Replies that came back but could not be parsed (kept verbatim in ``raw``)."""
+        return self.to_frame(status="invalid")
+
+    def export_parquet(self, path: os.PathLike | str, **filters) -> Path:
+        """Write :meth:`to_frame` (JSON columns kept as JSON text) to a Parquet file, atomically."""
+        from ..core.data import atomic_path
+
+        df = self.to_frame(decode=False, **filters)
+        with atomic_path(path) as tmp:
+            df.to_parquet(tmp, index=False)
+        return Path(path)
+
+    # --------------------------------------------------------------------------------- writes
+    def put(self, key: str, *, judge: str, model: str, template_version: str,
+            params: Mapping[str, Any] | None, messages: list[dict], status: str,
+            raw: str | None = None, value: Any = None, valid: bool = False,
+            error: str | None = None, prompt_tokens: int = 0, completion_tokens: int = 0,
+            latency_s: float = 0.0, attempts: int = 1, meta: Mapping[str, Any] | None = None,
+            soft: float | None = None, logprobs: Mapping[str, Any] | None = None) -> None:
+        """Insert or replace one row and commit it immediately (and forget it as in flight)."""
+        self.put_many([dict(key=key, judge=judge, model=model, template_version=template_version,
+                            params=params, messages=messages, status=status, raw=raw, value=value,
+                            valid=valid, error=error, prompt_tokens=prompt_tokens,
+                            completion_tokens=completion_tokens, latency_s=latency_s,
+                            attempts=attempts, meta=meta, soft=soft, logprobs=logprobs)])
+
+    def put_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert or replace several rows (same fields as :meth:`put`) in one committed transaction."""
+        now = time.time()
+        records = []
+        for r in rows:
+            status = r["status"]
+            if status not in STATUSES:
+                raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+            records.append((
+                r["key"], r["judge"], r.get("model") or "", r["template_version"],
+                canonical_json(dict(r.get("params") or {})), canonical_json(r["messages"]),
+                canonical_json(dict(r.get("meta") or {})), r.get("raw"),
+                None if r.get("value") is None else canonical_json(r.get("value")),
+                int(bool(r.get("valid"))), status, r.get("error"),
+                int(r.get("prompt_tokens") or 0), int(r.get("completion_tokens") or 0),
+                float(r.get("latency_s") or 0.0), int(r.get("attempts") or 1), now,
+                None if r.get("soft") is None else float(r["soft"]),
+                None if r.get("logprobs") is None else canonical_json(r["logprobs"]),
+            ))
+        if not records:
+            return 0
+        marks = ",".join("?" * len(COLUMNS))
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    f"INSERT OR REPLACE INTO annotations ({', '.join(COLUMNS)}) VALUES ({marks})",
+                    records)
+                self._conn.executemany("DELETE FROM in_flight WHERE key = ?",
+                                       [(rec[0],) for rec in records])
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return len(records)
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Forget some rows (e.g. to force a judge to be asked again); returns how many went."""
+        keys = list(keys)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            n = 0
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                n += self._conn.execute(
+                    f"DELETE FROM annotations WHERE key IN ({','.join('?' * len(chunk))})",
+                    chunk).rowcount
+            self._conn.execute("COMMIT")
+        return n
+
+    # ------------------------------------------------------------------------------ in flight
+    def mark_in_flight(self, key: str, *, judge: str, run_id: str) -> None:
+        """Record that a request is about to be sent (committed before it is)."""
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO in_flight VALUES (?, ?, ?, ?)",
+                               (key, judge, run_id, time.time()))
+
+    def in_flight(self, judge: str | None = None) -> pd.DataFrame:
+        """Requests sent by a run that stopped before storing their answer (key, judge, run_id,
+        started_at): the provider may have billed them, and asking them again pays again."""
+        sql, args = "SELECT key, judge, run_id, started_at FROM in_flight", []
+        if judge is not None:
+            sql, args = sql + " WHERE judge = ?", [judge]
+        with self._lock:
+            return pd.read_sql_query(sql + " ORDER BY started_at", self._conn, params=args)
+
+    def clear_in_flight(self, keys: Iterable[str]) -> int:
+        keys = list(keys)
+        with self._lock:
+            n = 0
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                n += self._conn.execute(
+                    f"DELETE FROM in_flight WHERE key IN ({','.join('?' * len(chunk))})",
+                    chunk).rowcount
+        return n
+
+    # ------------------------------------------------------------------------ raw SQL (batches)
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
+        """Run one statement (its own transaction) and return its rows (for :mod:`sflib.judges.batch`)."""
+        with self._lock:
+            return self._conn.execute(sql, tuple(args)).fetchall()
+
+    def executemany(self, statements: Iterable[tuple[str, Iterable[Any]]]) -> None:
+        """Run several statements in one committed transaction (all or nothing)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    self._conn.execute(sql, tuple(args))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def batches(self) -> pd.DataFrame:
+        """Every Batch API job recorded in this store, newest last."""
+        with self._lock:
+            return pd.read_sql_query("SELECT * FROM batches ORDER BY created_at", self._conn)
+
+    def batch_events(self) -> pd.DataFrame:
+        """What went wrong with batch jobs (unknown custom_ids, truncated outputs, expiries ...)."""
+        with self._lock:
+            return pd.read_sql_query("SELECT * FROM batch_events ORDER BY id", self._conn)
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "AnnotationStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AnnotationStore({self.path!r})"
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if isinstance(text, (str, bytes)) else None  # NULL may come back as NaN
+
+
+def _decode(row: dict) -> dict:
+    for column in _JSON_COLUMNS:
+        row[column] = _loads(row[column])
+    row["valid"] = bool(row["valid"])
+    return row
