@@ -279,9 +279,11 @@ def _plan() -> dict:
     return out
 
 
-def test_annotating_notebook_08_in_a_real_browser(lab):
+def test_annotating_notebook_08_in_a_real_browser(lab, monkeypatch):
     store = lab.work / "outputs" / "annotations.sqlite"
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(lab.work / "outputs"))  # the items the notebook's kernel sees
     queue = _plan()
+    record = {}  # what was measured, written next to the screenshots
     R, K = queue["ratings"], queue["rankings"]
     assert len(R) == 15 and len(K) >= 20
 
@@ -296,10 +298,12 @@ def test_annotating_notebook_08_in_a_real_browser(lab):
     lab.show("ratings")
     seen = lab.in_view("ratings")
     lab.shot("1280x800_ratings")
+    record["1280x800 ratings: inside the visible area"] = seen
     assert all(seen.values()), seen
     lab.show("rankings")
     seen_pair = lab.in_view("rankings")
     lab.shot("1280x800_rankings")
+    record["1280x800 rankings: inside the visible area"] = seen_pair
     assert all(seen_pair.values()), seen_pair
     lab.viewport(1920, 1080)
     lab.show("ratings")
@@ -316,6 +320,7 @@ def test_annotating_notebook_08_in_a_real_browser(lab):
     lab.click("ratings", "sf-rate-6")
     rows.append((R[0][0], "", 6, "ok"))
     expect("ratings", rows, "a click")
+    record["first rating latency_s (answered after 1 s)"] = round(store_rows(store, "ratings")[0][4], 3)
     assert store_rows(store, "ratings")[0][4] >= 0.9  # latency: about the second it was on screen
     assert lab.message("ratings").startswith(f"saved task 1 of 15 (item {R[0][0][:12]}): Score: 6")
     lab.click("ratings", "sf-rate-3")
@@ -331,9 +336,17 @@ def test_annotating_notebook_08_in_a_real_browser(lab):
     rows.append((R[3][0], "", 5, "ok"))
     expect("ratings", rows, "a key")
     burst = "1234567123"
+    t0 = time.time()
     lab.keys("ratings", burst)
+    typed = time.time() - t0
     rows += [(R[4 + i][0], "", int(k), "ok") for i, k in enumerate(burst)]
     expect("ratings", rows, "a burst of 10 keys")  # 10 answers, in order, each for the task it followed
+    stored = store_rows(store, "ratings")[-10:]
+    record["burst of 10 keys"] = {"keys": burst, "typed_in_s": round(typed, 3),
+                                  "all_stored_after_s": round(time.time() - t0, 3),
+                                  "stored_values_in_order": [r[2] for r in stored],
+                                  "latency_s": [round(r[4], 3) for r in stored]}
+    assert all(0 <= r[4] < 10 for r in stored)
     wait_for(lambda: lab.progress("ratings") == "14 / 15 done (13 answered, 1 skipped)", 10, "progress 14 / 15")
 
     # undo twice (key, then button): the two latest answers go, the latest task is back
@@ -389,3 +402,5 @@ def test_annotating_notebook_08_in_a_real_browser(lab):
     lab.shot("1280x800_rankings_after_reopen")
     lab.close_and_shut_down(NOTEBOOK)
     assert answers(store, "ratings") == rows[:-1] and answers(store, "rankings") == pairs
+    record["store at the end"] = {"ratings": len(rows) - 1, "rankings": len(pairs)}
+    (lab.shots / "browser_check.json").write_text(json.dumps(record, indent=1))

@@ -169,8 +169,7 @@ class Analysis:
 
     def who_answered(self) -> list:
         """Every human judge in the store with answered and skipped counts."""
-        shown = self.summary if len(self.summary) else _markdown("_no human answers in the store yet_")
-        return [shown, *self._header()]
+        return [self.summary, *self._header()] if len(self.summary) else self._header()
 
     def agreement_view(self) -> list:
         """Cohen / Fleiss / Krippendorff on the items two or more annotators judged."""

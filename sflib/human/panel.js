@@ -123,7 +123,9 @@ function render({ model, el: root }) {
     fit();
     for (const b of buttons.children) b.disabled = !has;
     skip.disabled = !has;
-    requestAnimationFrame(() => { startClock(); pump(); });
+    // the clock starts on the frame that paints the task; queued keys go out from the frame after it, so
+    // each one answers a task that has been on screen
+    requestAnimationFrame(() => { startClock(); requestAnimationFrame(pump); });
   }
 
   function fit() {
@@ -183,7 +185,7 @@ function render({ model, el: root }) {
     waiting = null;
     acked = msg.token || null;
     if (acked === token || acked === null) acked = null;
-    requestAnimationFrame(pump);
+    requestAnimationFrame(() => requestAnimationFrame(pump));
   });
 
   function press(key) {
