@@ -73,6 +73,16 @@ def store_rows(path: Path, kind: str) -> list[tuple]:
             for v, s, m, lat in rows]
 
 
+def comments(path: Path) -> dict[str, str]:
+    """item_id -> the comment stored with the annotator's rating."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        metas = [json.loads(m) for (m,) in con.execute("SELECT meta FROM annotations WHERE judge = ?", (f"human:{WHO}",))]
+    finally:
+        con.close()
+    return {m["item_id"]: m.get("comment", "") for m in metas}
+
+
 def answers(path: Path, kind: str) -> list[tuple]:
     return [r[:4] for r in store_rows(path, kind)]
 
@@ -323,9 +333,15 @@ def test_annotating_notebook_08_in_a_real_browser(lab, monkeypatch):
     record["first rating latency_s (answered after 1 s)"] = round(store_rows(store, "ratings")[0][4], 3)
     assert store_rows(store, "ratings")[0][4] >= 0.9  # latency: about the second it was on screen
     assert lab.message("ratings").startswith(f"saved task 1 of 15 (item {R[0][0][:12]}): Score: 6")
+    lab.css(".sf-annotator-ratings .sf-comment").send_keys("too long 1234 asub")  # typing here answers nothing
+    time.sleep(0.3)
+    assert answers(store, "ratings") == rows
     lab.click("ratings", "sf-rate-3")
     rows.append((R[1][0], "", 3, "ok"))
-    expect("ratings", rows, "a second click")
+    expect("ratings", rows, "a second click, with a comment")
+    assert comments(store)[R[1][0]] == "too long 1234 asub"
+    wait_for(lambda: lab.css(".sf-annotator-ratings .sf-comment").get_attribute("value") == "", 10,
+             "the comment box emptied")
     lab.click("ratings", "sf-skip")
     rows.append((R[2][0], "", None, "invalid"))
     expect("ratings", rows, "Skip")

@@ -115,8 +115,7 @@ class HumanAnnotator:
         session's own clock when None). ``comment``: the comment box's text.
         """
         key = (key or "").lower()
-        if comment is not None:
-            self.panel.comment = {"text": comment, "n": self.panel.comment.get("n", 0)}
+        self._typed_comment = comment  # what the comment box held (not sent back: the box may have changed since)
         if token is not None and token != self.token and key not in (UNDO, REVISIT):
             self._show(f"key {key!r} not applied: it was pressed for a task that is no longer on screen", "error")
             return
@@ -149,7 +148,8 @@ class HumanAnnotator:
         return f"task {n} of {len(self.session.queue)} (item {task[0][:12]}{order})"
 
     def _comment(self) -> str:
-        return str(self.panel.comment.get("text", "") or "")
+        typed = getattr(self, "_typed_comment", None)
+        return str(typed if typed is not None else self.panel.comment.get("text", "") or "")
 
     def _set_comment(self, text: str) -> None:
         self.panel.comment = {"text": text, "n": self.panel.comment.get("n", 0) + 1}
