@@ -72,3 +72,36 @@ def test_notebook_08_refused_name_stops_run_all_with_one_line(tmp_path, monkeypa
     assert "'!' are not allowed" in err.value.evalue and "parameters cell" in err.value.evalue
     assert err.value.traceback and all("Traceback" not in line for line in err.value.traceback)
     assert len(err.value.traceback) == 1  # one line, not a stack
+
+
+def test_open_annotation_stops_with_one_line_for_a_busy_annotator_and_a_bad_team(tmp_path, monkeypatch):
+    """What notebook 08's first code cell raises: Stop, whose traceback is its one line."""
+    pytest.importorskip("anywidget")
+    from sflib import human
+    from sflib.feedback.store import AnnotationStore
+    from sflib.human.lease import _Tables
+
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(tmp_path / "outputs"))
+    store = tmp_path / "annotations.sqlite"
+    st = AnnotationStore(store)
+    tables = _Tables(st)
+    now = __import__("time").time()
+    tables.set_lease("alice", "ratings", dict(pid=1, host=__import__("socket").gethostname(), token="other",
+                                              acquired_at=now, seen_at=now))  # pid 1: a live process elsewhere
+    tables.close()
+    st.close()
+    with pytest.raises(human.notebook.Stop) as stop:
+        human.notebook.open_annotation(annotator="alice", store_path=store, n_instructions=1)
+    (line,) = stop.value._render_traceback_()
+    assert "already annotating ratings in another kernel" in line and "set force = True in the parameters cell" in line
+    work = human.notebook.open_annotation(annotator="alice", store_path=store, n_instructions=1, force=True)
+    assert set(work.annotators) == {"ratings", "rankings"}
+    work.close()
+    with pytest.raises(human.notebook.Stop, match="not in team"):
+        human.notebook.open_annotation(annotator="carol", team=["alice", "bob"], store_path=store, n_instructions=1)
+    work = human.notebook.open_annotation(annotator="bob", team=["alice", "bob"], overlap=1.0, store_path=store,
+                                          n_instructions=2)
+    plan = work.assignment["ratings"]
+    assert set(plan["annotator"]) == {"alice", "bob"} and plan["overlap"].all()  # every item seen by both
+    assert "shared among 2 annotators (alice, bob); 100% of the items" in work.description()
+    work.close()
