@@ -22,7 +22,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -94,7 +93,7 @@ def prepare(work: Path) -> str:
     at = next(i for i, c in enumerate(nb["cells"]) if "parameters" in c.get("metadata", {}).get("tags", []))
     params = (f'annotator = "{WHO}"\nquick = True\nn_instructions = {N_INSTRUCTIONS}\n'
               f"both_orders = {BOTH_ORDERS}\nseed = {SEED}\n")
-    nb["cells"].insert(at + 1, {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]},
+    nb["cells"].insert(at + 1, {"cell_type": "code", "id": "injected-parameters", "metadata": {"tags": ["injected-parameters"]},
                                 "execution_count": None, "outputs": [], "source": params})
     (work / NOTEBOOK).write_text(json.dumps(nb))
     return NOTEBOOK
@@ -170,6 +169,22 @@ class Lab:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.log.close()
 
+    def diagnose(self) -> None:
+        """After a failure: a screenshot, the kernel's errors in widget handlers, each cell's output, the server log."""
+        try:
+            print("failure screenshot:", self.shot("failure"))
+            for err in self.js("return window._kernel_errors || []"):
+                print("kernel error in a widget handler:", err)
+            cells = self.js("const w = jupyterapp.shell.currentWidget; return !w || !w.content ? [] : "
+                            "w.content.widgets.filter(c => c.model.type === 'code')"
+                            ".map(c => [c.model.executionCount, JSON.stringify(c.model.toJSON().outputs).slice(0, 400)])")
+            for count, out in cells:
+                print(f"cell [{count}]: {out}")
+        except Exception as e:  # noqa: BLE001 - the browser itself may be the problem
+            print("could not read the page:", e)
+        self.log.flush()
+        print("JupyterLab log (end):\n" + (self.work / "jupyterlab.log").read_text()[-3000:])
+
     # ------------------------------------------------------------------ the notebook
     def open_and_run_all(self, name: str) -> None:
         from selenium.webdriver.common.by import By
@@ -178,6 +193,11 @@ class Lab:
         wait_for(lambda: self.js("const w = window.jupyterapp && jupyterapp.shell.currentWidget; return !!(w && "
                                  f"w.context && w.context.path === '{name}' && w.sessionContext.session && "
                                  "w.sessionContext.session.kernel)"), TIMEOUT, f"{name} and its kernel")
+        # keep the errors the kernel reports for widget messages (a key or click whose handler failed)
+        self.js("window._kernel_errors = window._kernel_errors || [];"
+                "jupyterapp.shell.currentWidget.sessionContext.session.kernel.iopubMessage.connect((_, m) => {"
+                "if (m.header.msg_type === 'error' && (m.parent_header || {}).msg_type === 'comm_msg')"
+                " window._kernel_errors.push(m.content.ename + ': ' + m.content.evalue); });")
         for attempt in range(3):
             self.driver.execute_async_script(
                 "const done = arguments[arguments.length - 1]; const w = jupyterapp.shell.currentWidget;"
@@ -271,8 +291,6 @@ def lab(tmp_path_factory):
     lab = Lab(work, shots)
     try:
         yield lab
-    except Exception:
-        raise
     finally:
         lab.close()
 
@@ -290,6 +308,14 @@ def _plan() -> dict:
 
 
 def test_annotating_notebook_08_in_a_real_browser(lab, monkeypatch):
+    try:
+        _annotate_close_reopen(lab, monkeypatch)
+    except Exception:
+        lab.diagnose()
+        raise
+
+
+def _annotate_close_reopen(lab, monkeypatch):
     store = lab.work / "outputs" / "annotations.sqlite"
     monkeypatch.setenv("SFLIB_OUTPUTS", str(lab.work / "outputs"))  # the items the notebook's kernel sees
     queue = _plan()
