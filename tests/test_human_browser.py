@@ -93,8 +93,8 @@ def prepare(work: Path) -> str:
     at = next(i for i, c in enumerate(nb["cells"]) if "parameters" in c.get("metadata", {}).get("tags", []))
     params = (f'annotator = "{WHO}"\nquick = True\nn_instructions = {N_INSTRUCTIONS}\n'
               f"both_orders = {BOTH_ORDERS}\nseed = {SEED}\n")
-    nb["cells"].insert(at + 1, {"cell_type": "code", "id": "injected-parameters", "metadata": {"tags": ["injected-parameters"]},
-                                "execution_count": None, "outputs": [], "source": params})
+    nb["cells"].insert(at + 1, {"cell_type": "code", "id": "injected-parameters", "execution_count": None,
+                                "metadata": {"tags": ["injected-parameters"]}, "outputs": [], "source": params})
     (work / NOTEBOOK).write_text(json.dumps(nb))
     return NOTEBOOK
 

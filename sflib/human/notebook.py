@@ -60,13 +60,15 @@ class Annotation:
 
     def description(self) -> str:
         """Where the items come from, how many there are, and how they are shared."""
-        counts = " and ".join(f"{len(self.annotators[k].session.queue)} {'responses to rate' if k == 'ratings' else 'pair screens to rank'}"
-                              for k in self.annotators)
+        what = {"ratings": "responses to rate", "rankings": "pair screens to rank"}
+        counts = " and ".join(f"{len(a.session.queue)} {what[k]}" for k, a in self.annotators.items())
         plan = next((p for p in self.assignment.values() if p is not None), None)
-        shared = ("every item is yours" if plan is None else
-                  f"shared among {plan['annotator'].nunique()} annotators "
-                  f"({', '.join(sorted(plan['annotator'].unique()))}); {plan.groupby('item_id')['overlap'].first().mean():.0%} "
-                  "of the items are seen by two or more")
+        if plan is None:
+            shared = "every item is yours"
+        else:
+            names, seen_by_more = sorted(plan["annotator"].unique()), plan.groupby("item_id")["overlap"].first().mean()
+            shared = (f"shared among {len(names)} annotators ({', '.join(names)}); {seen_by_more:.0%} of the items "
+                      "are seen by two or more")
         return (f"**{self.annotator}**: {counts} from {self.material['source']}; {shared}. Answers go to "
                 f"`{Path(self.store.path).name}` in the outputs folder as judge `human:{self.annotator}`.")
 
@@ -74,8 +76,8 @@ class Annotation:
         """What to display: a line about the items, then a heading and the widget per kind."""
         out = [_markdown(self.description())]
         for k, a in self.annotators.items():
-            out += [_markdown(f"**{'Rate each response' if k == 'ratings' else 'Rank each pair'}** — {a.session.judge}"),
-                    a.widget]
+            heading = "Rate each response" if k == "ratings" else "Rank each pair"
+            out += [_markdown(f"**{heading}** — {a.session.judge}"), a.widget]
         return out
 
     def close(self) -> None:
@@ -85,7 +87,8 @@ class Annotation:
 
 
 def default_annotator(material: dict) -> str:
-    """The study's feedback judge's name when it is ``human:<name>`` (08 then answers as that judge), else ``annotator-1``."""
+    """The study's feedback judge's name when it is ``human:<name>`` (08 then answers as that judge), else
+    ``annotator-1``."""
     judge = str(material.get("feedback_judge") or "")
     return judge.split(":", 1)[1] if judge.startswith("human:") else "annotator-1"
 
