@@ -97,8 +97,8 @@ def test_reopened_in_same_kernel_old_object_stops_writing(store):
     pytest.importorskip("ipywidgets")
     w_old = human.HumanAnnotator(items, "erin", store, "ratings")
     human.HumanAnnotator(items, "erin", store, "ratings")
-    w_old.buttons[1].click()
-    assert "opened again elsewhere" in w_old.message.value
+    w_old.press("1", token=w_old.token)
+    assert "opened again elsewhere" in w_old.panel.message["text"]
     assert len(store) == 2
 
 

@@ -3,7 +3,9 @@
 - items and assignment: :func:`rating_items`, :func:`ranking_items`, :func:`assign` (several
   annotators, an overlap share, per-annotator random order, pair order recorded);
 - the widget: ``HumanAnnotator(items, annotator="alice", store=..., kind="ratings"|"rankings").widget``
-  (every click is written to the annotation store at once; reopening resumes);
+  (every click or key is written to the annotation store at once, keys typed fast are queued in order;
+  reopening resumes);
+- notebook 08's calls: :mod:`sflib.human.notebook` (``open_annotation``, ``analyse``);
 - the tables: :func:`human_feedback` (the columns of ``rate()`` / ``rank()``), :func:`known_annotators`,
   :func:`import_human` / :func:`export_human` (CSV / JSONL as annotation tools write them);
 - agreement and humans vs the AI judge: :mod:`sflib.consistency.agreement`; for the consistency notebook in one call:
@@ -19,7 +21,7 @@ from .items import annotator_queue, assign, items_hash, make_items, ranking_item
 from .lease import AnnotatorBusy, judge_name, normalise_name
 from .session import AnnotationSession, instructions
 from .sources import simulated_answers, study_material
-from . import figures  # noqa: F401  (sflib.human.figures.plot_human_vs_ai)
+from . import figures, notebook  # noqa: F401  (sflib.human.figures.plot_human_vs_ai, sflib.human.notebook)
 
 
 def __getattr__(name):  # the widget imports ipywidgets only when used

@@ -181,9 +181,11 @@ class Lease:
                 since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(held["acquired_at"]))
                 raise AnnotatorBusy(
                     f"annotator {self.annotator!r} is already annotating {self.kind} in another kernel "
-                    f"(pid {held['pid']} on host {held['host']}, since {since}). Close it there "
-                    f"(annotator.close() or shut that kernel down), use another name, or take over "
-                    f"with force=True (the other kernel's answers so far are kept; its widget stops writing).")
+                    f"(pid {held['pid']} on host {held['host']}, since {since}). Shut that kernel down (in its "
+                    f"notebook: Kernel > Shut Down Kernel), use another annotator name, or take over: set "
+                    f"force = True in the parameters cell of notebook 08 (HumanAnnotator(..., force=True) in "
+                    f"Python) and run it again; the other kernel's answers so far are kept, its widget stops "
+                    f"writing.")
             if not same_kernel:
                 self.note = (f"took over a stale lease of pid {held['pid']} on {held['host']} "
                              "(that process is gone or idle)")
@@ -201,8 +203,8 @@ class Lease:
         if held["token"] != self.token:
             raise AnnotatorBusy(
                 f"annotator {self.annotator!r} ({self.kind}) was opened again elsewhere (pid {held['pid']} on "
-                f"{held['host']}); this widget no longer writes. Your earlier answers are in the store; "
-                f"continue in the newer one.")
+                f"{held['host']}); this window no longer writes or undoes. Your earlier answers are in the store; "
+                f"continue in the newer window.")
         held["seen_at"] = time.time()
         self.tables.set_lease(self.annotator, self.kind, held)
 

@@ -12,7 +12,8 @@ given, under judge ``human:<name>``:
 - ``value``: the score (1–7) or the *position* picked (``a`` = the first-shown output, ``b``,
   ``equal``); ``status`` ``ok`` — or ``invalid`` with ``error`` "skipped by the annotator";
 - ``meta``: item id, order, texts and ids, annotator, comment, item-list hash; ``latency_s``:
-  seconds the task was on screen.
+  seconds the task was on screen (measured by the browser from when the task was drawn; without a
+  screen, from when :meth:`AnnotationSession.current` first showed it).
 
 Reopening a session (a new kernel, or a new object) reads these rows back and resumes at the next
 task without a row. Undo deletes the most recent answer of this queue and shows that task again.
@@ -159,7 +160,7 @@ class AnnotationSession:
         self._load()
         self._check_item_list()
         self.pos = self._next_open(0)
-        self._shown_at = time.time()
+        self._shown_at = None  # the clock starts when the task is shown (current())
 
     # ------------------------------------------------------------------------ state
     def _load(self) -> None:
@@ -203,6 +204,8 @@ class AnnotationSession:
         """The task on screen: the item's fields plus ``order``, ``position``, ``text`` (None when done)."""
         if self.pos is None:
             return None
+        if self._shown_at is None:
+            self._shown_at = time.time()
         item_id, order = self.queue[self.pos]
         item = dict(self._by_id[item_id])
         prev = self.answers.get((item_id, order))
@@ -218,48 +221,54 @@ class AnnotationSession:
                 "remaining": len(self.queue) - len(mine)}
 
     # ------------------------------------------------------------------------ actions
-    def _write(self, value: Any, comment: str) -> dict:
+    def _write(self, value: Any, comment: str, latency_s: float | None) -> dict:
         if self.pos is None:
-            raise RuntimeError(f"{self.annotator}: every task is done (undo or revisit_skipped() to change one)")
+            raise RuntimeError(f"{self.annotator}: every task is done (press Undo or Revisit skipped to change one)")
         item_id, order = self.queue[self.pos]
+        if latency_s is None or not float(latency_s) >= 0:  # no clock of the screen's: this session's own
+            latency_s = time.time() - (self._shown_at or time.time())
         row = answer_row(self.judge, self.kind, self._by_id[item_id], order, value, comment=comment,
-                         latency_s=time.time() - self._shown_at, items_hash=self.items_hash)
+                         latency_s=float(latency_s), items_hash=self.items_hash)
         self.lease.check()
         self.store.put(**row)
         row["created_at"] = time.time()
         row["item_id"], row["order"] = item_id, order
         self.answers[(item_id, order)] = row
         self.pos = self._next_open(self.pos + 1)
-        self._shown_at = time.time()
+        self._shown_at = None  # the clock starts when the task is shown (current())
         return row
 
-    def answer(self, value: Any, comment: str = "") -> dict:
-        """Record ``value`` (a score 1–7, or ``a`` / ``b`` / ``equal`` = the position picked) for the task on screen."""
-        return self._write(value, comment)
+    def answer(self, value: Any, comment: str = "", latency_s: float | None = None) -> dict:
+        """Record ``value`` (a score 1–7, or ``a`` / ``b`` / ``equal`` = the position picked) for the task on screen.
 
-    def skip(self, comment: str = "") -> dict:
+        ``latency_s``: seconds the task was on screen, as the screen measured it; without it, the seconds
+        since this session showed the task (:meth:`current` first called for it)."""
+        return self._write(value, comment, latency_s)
+
+    def skip(self, comment: str = "", latency_s: float | None = None) -> dict:
         """Record that the annotator skipped the task (stored as ``invalid``, error 'skipped by the annotator')."""
-        return self._write(None, comment)
+        return self._write(None, comment, latency_s)
 
     def undo(self) -> dict | None:
         """Delete the most recent answer of this queue and show that task again; None if there is none."""
+        self.lease.check()  # a window whose annotator was taken over says so, also when it has nothing to undo
         mine = [(r.get("created_at", 0.0), t) for t, r in self.answers.items() if t in set(self.queue)]
         if not mine:
             return None
         _, task = max(mine, key=lambda x: x[0])
-        self.lease.check()
         row = self.answers.pop(task)
         self.store.delete([row["key"]])
         self.pos = self.queue.index(task)
-        self._shown_at = time.time()
+        self._shown_at = None  # the clock starts when the task is shown (current())
         return row
 
     def revisit_skipped(self) -> bool:
         """Show the first skipped task again (answering it replaces the skip); False if none was skipped."""
+        self.lease.check()
         for k, t in enumerate(self.queue):
             if t in self.answers and self.answers[t]["status"] != "ok":
                 self.pos = k
-                self._shown_at = time.time()
+                self._shown_at = None  # the clock starts when the task is shown (current())
                 return True
         return False
 
