@@ -7,14 +7,16 @@ With ``SFLIB_OUTPUTS`` set nothing is written under the repository: figures then
 ``<outputs>/figures`` unless ``SFLIB_FIGURES`` says otherwise.
 
 With ``skip_done`` (``--skip-done``) a notebook whose stage is written and current (state ``done``,
-written in the same mode, quick or not) is not run again: a re-run after a crash, an added
+written in the same mode, quick or not) is not run again (an ``incomplete`` stage, with failed items
+a re-run can retry, is run again and asks only for what is missing): a re-run after a crash, an added
 instruction or a changed section recomputes only what is missing or stale (the reward models are
 not retrained). Notebooks 00 and 08 have no stage and always run.
 
 Before each notebook the budget is checked: dollars already spent on the study's judges (the
 annotation store) + the stage's planned cost must not exceed ``budget_usd``, else the run stops
 before that notebook with :class:`BudgetExceeded`. A failing notebook stops the run with
-:class:`NotebookFailed`, naming its executed copy.
+:class:`NotebookFailed`, naming its executed copy. A stage left ``incomplete`` is named in
+:attr:`RunResult.incomplete` (``study run`` then exits 3).
 """
 from __future__ import annotations
 
@@ -65,6 +67,21 @@ class RunResult:
     run_dir: Path
     executed: list[Path] = field(default_factory=list)
     timings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["notebook", "seconds"]))
+    #: stage -> one line on its failed items, for every stage this run left incomplete
+    incomplete: dict[str, str] = field(default_factory=dict)
+
+
+def incomplete_line(study: Study, stage: str) -> str:
+    """``"01_responses: 24 of 24 items failed (Connection error: 24)"`` from the stage's manifest."""
+    from .folder import retryable_failures
+
+    m = study.manifest(stage) or {}
+    counts = m.get("counts") or {}
+    reasons = {r: c for r, c in (counts.get("reasons") or {}).items() if not str(r).startswith(("not recorded",
+                                                                                                "empty response"))}
+    why = "; ".join(f"{r}: {c}" for r, c in list(reasons.items())[:2])
+    return (f"{STAGE_INFO[stage][0]} ({stage}): {retryable_failures(m)} of {counts.get('n') or counts.get('failed')} "
+            f"items failed" + (f" ({why})" if why else ""))
 
 
 def parse_only(only: str | Iterable[str] | None) -> set[str] | None:
@@ -250,6 +267,9 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, s
             rows.append({"notebook": nb.name, "seconds": round(seconds, 1)})
             with open(timings, "a", encoding="utf-8") as f:
                 f.write(f"{nb.name}\t{seconds:.0f}\n")
+            if stage is not None and error is None and study.state(stage) == "incomplete":
+                result.incomplete[stage] = incomplete_line(study, stage)
+                log(f"== {nb.name}: stage {stage} is incomplete: {result.incomplete[stage]} ==")
             if error is not None:
                 raise NotebookFailed(f"{nb.name} failed after {seconds:.0f} s ({error}); the executed copy with "
                                      f"the error is {kept}", kept)
