@@ -211,3 +211,77 @@ def test_skip_done_runs_only_what_is_missing_stale_or_of_the_other_mode(setup):
     (load(path).stage_dir("ratings") / "manifest.json").write_text(json.dumps(m))        # written by hand: mode unknown
     run(path, notebooks_dir=nbs, progress=False, log=logs.append, skip_done=True)
     assert (out / "ran-02.txt").read_text() == "xxxxx"                                 # unknown mode: run again
+
+
+# ----------------------------------------------------------------------------- a stage is done only when its work is
+
+SERVER_STUDY = """\
+name: server-down
+seed: {seed}
+instructions:
+  paths: [instructions.jsonl]
+policy:
+  name: {policy}
+  k: 2
+  max_new_tokens: 16
+feedback:
+  judge: openai:gpt-4o-mini
+"""
+
+POLICY = """\
+provider: openai
+model: pol
+base_url: {url}
+api_key_env: null
+max_retries: 0
+timeout: 5
+concurrency: 4
+temperature: 1.0
+price_input_per_mtok: 0.0
+price_output_per_mtok: 0.0
+"""
+
+
+def test_a_stage_with_failed_items_is_incomplete_until_a_skip_done_run_finishes_it(setup, fake_openai_factory, capsys):
+    """Notebook 01 against a policy server that fails some requests: the stage is recorded incomplete
+    (status shows it, study run exits 3); --skip-done re-runs it and asks only the failed samples; a
+    stage done is not run again; a new seed samples anew."""
+    from sflib.cli import main
+    from sflib.study.planner import status
+
+    tmp_path, out, _ = setup
+    down = {"on": True}
+    server = fake_openai_factory(schedule=lambda n, prompt: "500" if down["on"] and "poem" in prompt else "ok")
+    lines = ["Write a poem about the sea.", "Say hi.", "Write a poem about rain.", "Name a colour."]
+    (tmp_path / "instructions.jsonl").write_text("".join(json.dumps({"instruction": t, "input": ""}) + "\n"
+                                                         for t in lines))
+    (tmp_path / "pol.yaml").write_text(POLICY.format(url=server.url))
+    path = tmp_path / "study.yaml"
+    path.write_text(SERVER_STUDY.format(seed=0, policy=tmp_path / "pol.yaml"))
+    run_01 = ["study", "run", str(path), "--only", "01", "--no-progress"]
+
+    capsys.readouterr()
+    assert main(run_01) == 3                                              # two instructions' samples failed
+    err = capsys.readouterr().err
+    assert "incomplete: 01_generate" in err and "--skip-done" in err
+    study = load(path)
+    assert study.state("responses") == "incomplete"
+    assert status(study).set_index("stage").loc["responses", "state"] == "incomplete"
+    assert server.outcomes["ok"] == 2                                     # one request (n = 2) per instruction
+
+    down["on"] = False                                                    # the server is back
+    server.reset_counts()
+    assert main(run_01 + ["--skip-done"]) == 0                            # an incomplete stage is run again ...
+    assert server.requests == 2 and all("poem" in p for p in server.prompts)  # ... asking only what failed
+    study = load(path)
+    assert study.state("responses") == "done" and len(study.read("responses")) == 8
+
+    server.reset_counts()
+    capsys.readouterr()
+    assert main(run_01 + ["--skip-done"]) == 0                            # done and current: not run again
+    assert server.requests == 0 and "done and current" in capsys.readouterr().err
+    assert main(run_01) == 0 and server.requests == 0                     # run again: every sample from the store
+
+    path.write_text(SERVER_STUDY.format(seed=1, policy=tmp_path / "pol.yaml"))
+    assert main(run_01 + ["--skip-done"]) == 0                            # a new seed samples anew
+    assert server.requests == 4
