@@ -105,13 +105,18 @@ def _sflib_version() -> str:
         return "unknown"
 
 
+#: the stages that ask a policy or a judge: their failed items are requests a re-run asks again
+REQUESTING_STAGES = ("responses", "ratings", "rankings", "best_of_n", "evaluation")
+
+
 def retryable_failures(manifest: Mapping | None) -> int:
-    """How many of a stage's items failed in a way a re-run can fix (its manifest's ``counts.failed``,
-    less the items the paper's recorded run has no answer for, which no re-run can give); 0 for a
-    human judge, whose unanswered items wait for the annotators (the runner says so)."""
+    """How many of a stage's items failed in a way a re-run can fix: its manifest's ``counts.failed``
+    in a stage that sends requests (:data:`REQUESTING_STAGES`), less the items the paper's recorded run
+    has no answer for (no re-run can give them); 0 for a human judge, whose unanswered items wait for
+    the annotators (the runner says so), and for the stages computed here (04, 05)."""
     m = manifest or {}
     counts = m.get("counts") or {}
-    if str(m.get("judge") or "").startswith("human:"):
+    if m.get("stage") not in REQUESTING_STAGES or str(m.get("judge") or "").startswith("human:"):
         return 0
     failed = int(counts.get("failed") or 0)
     never = sum(int(c) for r, c in (counts.get("reasons") or {}).items() if str(r).startswith("not recorded"))
