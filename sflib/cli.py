@@ -39,23 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------- progress for the Ctrl-C line
 
-def _store_file(args) -> Path | None:
-    """The annotation store (or sample file) a command writes its answers to, when it has one."""
+def _store_files(args) -> list[Path]:
+    """Where a command stores its answers as they arrive: the annotation store (SQLite) and, for
+    ``generate`` with a local model, the sample files (JSON Lines) under ``<outputs>/generations``."""
     if not hasattr(args, "store") or getattr(args, "no_store", False):
-        return None
-    if args.store:
-        return Path(args.store)
-    if args.command == "generate":
-        return None  # the local sample file is named by the run's parameters; a server uses the default store
+        return []
     from .core.paths import outputs_dir
 
-    return outputs_dir() / "annotations.sqlite"
+    if args.store:
+        return [Path(args.store)]
+    found = [outputs_dir() / "annotations.sqlite"]
+    if args.command == "generate":  # a local model's samples go to a file named by the run's parameters
+        found += sorted((outputs_dir() / "generations").glob("*.jsonl"))
+    return found
 
 
-def _stored(path: Path | None) -> tuple[int, int] | None:
-    """``(answers stored, requests in flight)`` in ``path`` now; None when it cannot be read."""
-    if path is None or not path.is_file():
-        return (0, 0) if path is not None else None
+def _count(path: Path) -> tuple[int, int]:
+    """``(answers stored, requests in flight)`` in one store file (0, 0 when it is absent or unreadable)."""
+    if not path.is_file():
+        return 0, 0
     try:
         if path.suffix == ".jsonl":
             with open(path, "rb") as f:
@@ -71,18 +73,24 @@ def _stored(path: Path | None) -> tuple[int, int] | None:
         finally:
             con.close()
     except (OSError, sqlite3.Error):
-        return None
+        return 0, 0
 
 
-def interrupted_line(args, before: tuple[int, int] | None) -> str:
-    """``interrupted: N stored, M in flight, re-run to finish`` (N: answers this run stored)."""
-    path = _store_file(args)
-    now = _stored(path)
-    if now is None:
-        return "interrupted: nothing is lost that was stored; re-run to finish"
-    stored = now[0] - (before[0] if before else 0)
-    where = f" in {path}" if path is not None else ""
-    return f"interrupted: {max(stored, 0)} stored{where}, {now[1]} in flight, re-run to finish"
+def _stored(args) -> dict[Path, tuple[int, int]]:
+    return {path: _count(path) for path in _store_files(args)}
+
+
+def interrupted_line(args, before: dict[Path, tuple[int, int]]) -> str:
+    """``interrupted: N stored, M in flight, re-run to finish``: N answers this run stored (they are
+    kept: the next run reuses them), M requests it had sent without an answer (the next run asks again)."""
+    now = _stored(args)
+    stored = sum(max(n - before.get(p, (0, 0))[0], 0) for p, (n, _) in now.items())
+    flying = sum(m for _, m in now.values())
+    where = [str(p) for p, (n, m) in now.items() if n - before.get(p, (0, 0))[0] > 0 or m]
+    hint = "re-run to finish"
+    if getattr(args, "command", None) == "train-rm":
+        hint = "re-run with --resume latest to go on from the last checkpoint"
+    return f"interrupted: {stored} stored{' in ' + ', '.join(where) if where else ''}, {flying} in flight, {hint}"
 
 
 # ----------------------------------------------------------------------------- main
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    before = _stored(_store_file(args))
+    before = _stored(args)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

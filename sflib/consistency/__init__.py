@@ -44,7 +44,7 @@ from .compare import (RANKINGS_COLUMNS, RATINGS_INDEX, VENDORED, ConsistencyWarn
 from .report import (RESAMPLE, ConsistencyReport, _bootstrap, _breakdown,  # noqa: F401
                                  _cluster_bootstrap, _report_from_pairs, _stats, compare_annotators,
                                  opposite_preferences, rated_differently, report, response_words)
-from ..feedback.soft_verdicts import VERDICTS
+from ..feedback.soft_verdicts import VERDICTS  # noqa: F401  (re-exported)
 from ..core.stats import cohen_kappa  # noqa: F401
 
 __all__ = [

@@ -52,7 +52,7 @@ from .original_rules import (OriginalWinRate, _original, original_vs_ours,  # no
                              original_winrate_from_rankings, original_winrate_from_ratings)
 from .alignment import Alignment, _add, _as_outputs, _keys, _norm_text, align_outputs, instruction_key  # noqa: F401
 from ..judges import get_judge
-from ..feedback.soft_verdicts import VERDICTS
+from ..feedback.soft_verdicts import VERDICTS  # noqa: F401  (re-exported)
 from ..core.stats import N_BOOT, bootstrap_ci, ci_sem  # noqa: F401
 from .winrate import (DECISION_WIN, PROTOCOLS, WinRate, _by_dataset, _count, _invalid_reason,  # noqa: F401
                       _items_frame, _judgment_frame, _result, _text_matches, no_judgments, winrate_from_rankings,
