@@ -77,7 +77,8 @@ def test_run_writes_executed_copies_under_sflib_outputs(setup):
     assert result.executed == [kept / "01_first.ipynb", kept / "04_second.ipynb"]
     latest = out / "runs" / "latest"
     assert latest.is_symlink() and latest.resolve() == result.run_dir.resolve()
-    assert sorted(p.name for p in latest.iterdir()) == ["01_first.ipynb", "04_second.ipynb", "study.yaml", "timings.tsv"]
+    assert sorted(p.name for p in latest.iterdir()) == ["01_first.ipynb", "04_second.ipynb", "kernel.log", "study.yaml",
+                                                        "timings.tsv"]
     assert (latest / "timings.tsv").read_text().splitlines()[0] == "notebook\tseconds"
     ran = json.loads((out / "ran-01.json").read_text())
     assert ran["study"] == str(path.resolve()) and ran["quick"] is False and ran["value"] == 7
@@ -285,3 +286,29 @@ def test_a_stage_with_failed_items_is_incomplete_until_a_skip_done_run_finishes_
     path.write_text(SERVER_STUDY.format(seed=1, policy=tmp_path / "pol.yaml"))
     assert main(run_01 + ["--skip-done"]) == 0                            # a new seed samples anew
     assert server.requests == 4
+
+
+def test_cli_run_interrupted_is_130_with_one_line(setup):
+    """Ctrl-C during a notebook: exit 130, one "interrupted:" line, no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmp_path, out, nbs = setup
+    notebook(nbs / "01_generate.ipynb", "import pathlib, os, time\n"
+                                        "(pathlib.Path(os.environ['SFLIB_OUTPUTS']) / 'started').write_text('x')\n"
+                                        "time.sleep(120)")
+    path = write_study(tmp_path, "null")
+    proc = subprocess.Popen([sys.executable, "-m", "sflib", "study", "run", str(path), "--notebooks", str(nbs),
+                             "--no-progress"], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(root())),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    start = time.monotonic()
+    while not (out / "started").exists() and time.monotonic() - start < 180 and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in stdout + err and "KeyboardInterrupt" not in stdout + err
+    assert err.strip().splitlines()[-1].startswith("interrupted: ")

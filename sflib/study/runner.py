@@ -2,7 +2,7 @@
 
 Every notebook gets ``-p study <study file>`` and ``-p quick <bool>`` plus the caller's parameters.
 Executed copies go to ``<outputs>/runs/<stamp>/`` (``<outputs>/runs/latest`` points at the newest
-run, with ``timings.tsv``) and to ``<study folder>/notebooks/`` (the latest executed copy of each).
+run, with ``timings.tsv`` and the kernels' own stderr in ``kernel.log``) and to ``<study folder>/notebooks/`` (the latest executed copy of each).
 With ``SFLIB_OUTPUTS`` set nothing is written under the repository: figures then go to
 ``<outputs>/figures`` unless ``SFLIB_FIGURES`` says otherwise.
 
@@ -196,6 +196,23 @@ def waiting_for_humans(study: Study) -> str | None:
             f"from Python), then run python -m sflib study run {study.spec} again")
 
 
+def _kernel_manager(log_path: Path):
+    """A kernel manager whose kernel writes its own stderr (its startup warnings, the noise of a Ctrl-C)
+    to ``log_path`` instead of the terminal: what a cell prints is in the executed notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            log = open(log_path, "ab")  # noqa: SIM115 - the kernel process holds it open
+            kw.setdefault("stderr", log)
+            try:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            finally:
+                log.close()  # the kernel has its own copy of the descriptor
+
+    return LoggedKernelManager
+
+
 def run(study: Study | str = "paper", only=None, quick: bool = False, params: Mapping[str, object] | None = None,
         notebooks_dir: Path | None = None, kernel: str = "python3", progress: bool = True, log=print,
         skip_done: bool = False) -> RunResult:
@@ -256,7 +273,8 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, s
             error = None
             try:
                 pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(cwd), kernel_name=kernel,
-                                    progress_bar=progress)
+                                    progress_bar=progress,
+                                    kernel_manager_class=_kernel_manager(result.run_dir / "kernel.log"))
             except pm.PapermillExecutionError as e:
                 error = f"{e.ename}: {e.evalue}"
             seconds = time.perf_counter() - t0
