@@ -196,6 +196,9 @@ def test_generate_all_failed_is_3_not_a_traceback(env, capsys, fake_openai_facto
                        "--k", "2", "--output", env / "r.jsonl", "--store", env / "a.sqlite")
     assert code == 3 and "incomplete: 8 of 8 sampling requests" in err and "Traceback" not in err
     assert not (env / "r.jsonl").exists()
+    code, _, err = run(capsys, "generate", "--instructions", src, "--policy", "openai:pol", "--base-url", server.url,
+                       "--k", "2", "--output", env / "r.jsonl", "--store", env / "a.sqlite", "--allow-partial")
+    assert code == 0 and "incomplete: 8 of 8" in err and (env / "r.jsonl").exists()  # accepted on purpose
 
 
 def test_winrate_with_no_counted_judgment_is_not_exit_0(env, capsys):
