@@ -205,8 +205,10 @@ def test_openai_failures_are_errors_not_empty_responses(fake_openai_factory, tmp
 
     server = fake_openai_factory(schedule=lambda n, prompt: "500" if "poem" in prompt else "ok")
     policy = OpenAIJudge("p", base_url=server.url, api_key="sk-test", max_retries=0, temperature=1.0)
-    with pytest.raises(RuntimeError, match="2 of 8 sampling requests .* failed"):
+    with pytest.raises(RuntimeError, match="2 of 8 sampling requests .* failed") as e:
         g.generate_openai(INSTRUCTIONS, policy, k=2, store=tmp_path / "s.sqlite", progress=False)
+    partial = e.value.result  # sflib.io.outputs.Incomplete: the samples that were drawn, none made up
+    assert len(partial) == 6 and e.value.failed == 2 and not partial["instruction"].str.contains("poem").any()
 
 
 def test_cli_help(capsys):
@@ -231,3 +233,32 @@ def test_cli_generate_against_a_server_writes_both_layouts(fake_openai, tmp_path
     assert len(table) == 8 and (table["generator"] == "openai:my-policy").all()
     assert json.loads(table["params"].iloc[0])["temperature"] == 0.8
     assert [len(r["responses"]) for r in json.loads((tmp_path / "r.json").read_text())] == [2, 2, 2, 2]
+
+
+def test_the_seed_is_part_of_the_sampling_cache_key(fake_openai, tmp_path):
+    """An unchanged run reuses every stored sample; a new seed (or a new sampling parameter) samples anew."""
+    from sflib.feedback.store import AnnotationStore
+    from sflib.generation.sampling_openai import sampling_requests
+    from sflib.judges.openai_judge import OpenAIJudge
+
+    # seed 0 keeps the key stores written before the seed was part of it used, so they are reused
+    _, requests = sampling_requests(INSTRUCTIONS, 2, seed=0)
+    assert [r.meta["cache_salt"] for r in requests[:2]] == ["sample=0", "sample=1"]
+    _, requests = sampling_requests(INSTRUCTIONS, 2, seed=3)
+    assert [r.meta["cache_salt"] for r in requests[:2]] == ["sample=0;seed=3", "sample=1;seed=3"]
+
+    store = AnnotationStore(tmp_path / "a.sqlite")
+    policy = OpenAIJudge("p", base_url=fake_openai.url, api_key="sk-test", temperature=1.0)
+    g.generate_openai(INSTRUCTIONS, policy, k=2, store=store, seed=0, progress=False)
+    asked = fake_openai.requests
+    assert asked == 4
+    g.generate_openai(INSTRUCTIONS, policy, k=2, store=store, seed=0, progress=False)
+    assert fake_openai.requests == asked                                 # unchanged: every sample from the store
+    g.generate_openai(INSTRUCTIONS, policy, k=2, store=store, seed=1, progress=False)
+    assert fake_openai.requests == asked + 4                             # a new seed samples anew
+    hotter = OpenAIJudge("p", base_url=fake_openai.url, api_key="sk-test", temperature=0.5)
+    g.generate_openai(INSTRUCTIONS, hotter, k=2, store=store, seed=1, progress=False)
+    assert fake_openai.requests == asked + 8                             # so does a new temperature
+    from sflib.generation.sampling_local import store_path_for  # local: the sample file is named by all of them
+
+    assert store_path_for("g", {"seed": 0, "temperature": 1.0}) != store_path_for("g", {"seed": 1, "temperature": 1.0})

@@ -77,7 +77,8 @@ def test_run_writes_executed_copies_under_sflib_outputs(setup):
     assert result.executed == [kept / "01_first.ipynb", kept / "04_second.ipynb"]
     latest = out / "runs" / "latest"
     assert latest.is_symlink() and latest.resolve() == result.run_dir.resolve()
-    assert sorted(p.name for p in latest.iterdir()) == ["01_first.ipynb", "04_second.ipynb", "study.yaml", "timings.tsv"]
+    assert sorted(p.name for p in latest.iterdir()) == ["01_first.ipynb", "04_second.ipynb", "kernel.log", "study.yaml",
+                                                        "timings.tsv"]
     assert (latest / "timings.tsv").read_text().splitlines()[0] == "notebook\tseconds"
     ran = json.loads((out / "ran-01.json").read_text())
     assert ran["study"] == str(path.resolve()) and ran["quick"] is False and ran["value"] == 7
@@ -211,3 +212,103 @@ def test_skip_done_runs_only_what_is_missing_stale_or_of_the_other_mode(setup):
     (load(path).stage_dir("ratings") / "manifest.json").write_text(json.dumps(m))        # written by hand: mode unknown
     run(path, notebooks_dir=nbs, progress=False, log=logs.append, skip_done=True)
     assert (out / "ran-02.txt").read_text() == "xxxxx"                                 # unknown mode: run again
+
+
+# ----------------------------------------------------------------------------- a stage is done only when its work is
+
+SERVER_STUDY = """\
+name: server-down
+seed: {seed}
+instructions:
+  paths: [instructions.jsonl]
+policy:
+  name: {policy}
+  k: 2
+  max_new_tokens: 16
+feedback:
+  judge: openai:gpt-4o-mini
+"""
+
+POLICY = """\
+provider: openai
+model: pol
+base_url: {url}
+api_key_env: null
+max_retries: 0
+timeout: 5
+concurrency: 4
+temperature: 1.0
+price_input_per_mtok: 0.0
+price_output_per_mtok: 0.0
+"""
+
+
+def test_a_stage_with_failed_items_is_incomplete_until_a_skip_done_run_finishes_it(setup, fake_openai_factory, capsys):
+    """Notebook 01 against a policy server that fails some requests: the stage is recorded incomplete
+    (status shows it, study run exits 3); --skip-done re-runs it and asks only the failed samples; a
+    stage done is not run again; a new seed samples anew."""
+    from sflib.cli import main
+    from sflib.study.planner import status
+
+    tmp_path, out, _ = setup
+    down = {"on": True}
+    server = fake_openai_factory(schedule=lambda n, prompt: "500" if down["on"] and "poem" in prompt else "ok")
+    lines = ["Write a poem about the sea.", "Say hi.", "Write a poem about rain.", "Name a colour."]
+    (tmp_path / "instructions.jsonl").write_text("".join(json.dumps({"instruction": t, "input": ""}) + "\n"
+                                                         for t in lines))
+    (tmp_path / "pol.yaml").write_text(POLICY.format(url=server.url))
+    path = tmp_path / "study.yaml"
+    path.write_text(SERVER_STUDY.format(seed=0, policy=tmp_path / "pol.yaml"))
+    run_01 = ["study", "run", str(path), "--only", "01", "--no-progress"]
+
+    capsys.readouterr()
+    assert main(run_01) == 3                                              # two instructions' samples failed
+    err = capsys.readouterr().err
+    assert "incomplete: 01_generate" in err and "--skip-done" in err
+    study = load(path)
+    assert study.state("responses") == "incomplete"
+    assert status(study).set_index("stage").loc["responses", "state"] == "incomplete"
+    assert server.outcomes["ok"] == 2                                     # one request (n = 2) per instruction
+
+    down["on"] = False                                                    # the server is back
+    server.reset_counts()
+    assert main(run_01 + ["--skip-done"]) == 0                            # an incomplete stage is run again ...
+    assert server.requests == 2 and all("poem" in p for p in server.prompts)  # ... asking only what failed
+    study = load(path)
+    assert study.state("responses") == "done" and len(study.read("responses")) == 8
+
+    server.reset_counts()
+    capsys.readouterr()
+    assert main(run_01 + ["--skip-done"]) == 0                            # done and current: not run again
+    assert server.requests == 0 and "done and current" in capsys.readouterr().err
+    assert main(run_01) == 0 and server.requests == 0                     # run again: every sample from the store
+
+    path.write_text(SERVER_STUDY.format(seed=1, policy=tmp_path / "pol.yaml"))
+    assert main(run_01 + ["--skip-done"]) == 0                            # a new seed samples anew
+    assert server.requests == 4
+
+
+def test_cli_run_interrupted_is_130_with_one_line(setup):
+    """Ctrl-C during a notebook: exit 130, one "interrupted:" line, no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmp_path, out, nbs = setup
+    notebook(nbs / "01_generate.ipynb", "import pathlib, os, time\n"
+                                        "(pathlib.Path(os.environ['SFLIB_OUTPUTS']) / 'started').write_text('x')\n"
+                                        "time.sleep(120)")
+    path = write_study(tmp_path, "null")
+    proc = subprocess.Popen([sys.executable, "-m", "sflib", "study", "run", str(path), "--notebooks", str(nbs),
+                             "--no-progress"], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(root())),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    start = time.monotonic()
+    while not (out / "started").exists() and time.monotonic() - start < 180 and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in stdout + err and "KeyboardInterrupt" not in stdout + err
+    assert err.strip().splitlines()[-1].startswith("interrupted: ")

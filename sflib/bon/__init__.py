@@ -24,7 +24,6 @@ Command line::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import warnings
@@ -202,55 +201,7 @@ def write_model_outputs(selected: pd.DataFrame, path: os.PathLike | str, generat
     return sfdata.write_model_outputs(to_model_outputs(selected, generator, dataset), path)
 
 
-# ----------------------------------------------------------------------------- CLI
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser(
-        "best-of-n", help="rerank n samples per instruction with reward model(s); write AlpacaEval outputs",
-        description="Score every sample with each reward model, keep the best of n per instruction, write it "
-                    "in AlpacaEval's model_outputs layout, and write the best-of-m curve (m = 1, 2, 4, ..., n) "
-                    "computed from the same samples.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sfio.add_input_options(p, flag="--responses",
-                           help="sampled responses: a canonical table (.jsonl/.parquet) or the generation JSON layout")
-    p.add_argument("--rm", action="append", required=True, metavar="NAME=FOLDER",
-                   help="a reward model folder, optionally named (repeatable), e.g. ratings_rm=outputs/reward_models/ratings")
-    p.add_argument("--n", type=int, help="samples per instruction to select from (default: all)")
-    p.add_argument("--allow-fewer", action="store_true",
-                   help="let instructions with fewer than n samples select among those they have (warns)")
-    p.add_argument("--out-dir", default=None, help="folder for <name>_outputs.json etc. (default: outputs/best_of_n)")
-    p.add_argument("--generator", default=None, help="generator name in the outputs (default: <policy>_best_of_<n>_<name>)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the best-of-m subsets")
-    p.add_argument("--batch-size", type=int, default=32, help="reward-model scoring batch size")
-    p.set_defaults(func=_cli)
-
-
 def read_samples(path: os.PathLike | str, *, split: str | None = None) -> pd.DataFrame:
     """Sampled responses, one row per response (:func:`sflib.io.read_responses`): a canonical table,
     the generation JSON layout (``responses: [...]`` per instruction), AlpacaEval outputs, a CSV."""
     return sfio.read_responses(path, split=split)
-
-
-def _cli(args) -> int:
-    from ..core.paths import outputs_dir
-
-    samples = sfio.read_input(args, "responses", flag="--responses")
-    out_dir = Path(args.out_dir) if args.out_dir else outputs_dir() / "best_of_n"
-    named = [g for g in samples.get("generator", pd.Series(dtype=object)).astype(str) if g.strip()]
-    policy = named[0] if named else "policy"  # the reader gives a file without generators an empty one
-    for spec in args.rm:
-        name, sep, folder = spec.partition("=")
-        if not sep:
-            name, folder = Path(spec).name, spec
-        rm = load_reward_model(folder)
-        scored = score_samples(samples, rm, batch_size=args.batch_size)
-        best = select_best(scored, args.n, allow_fewer=args.allow_fewer)
-        n = int(best["n_samples"].max())
-        generator = args.generator or f"{policy}_best_of_{n}_{name}"
-        path = write_model_outputs(best, out_dir / f"{name}_outputs.json", generator)
-        sfio.write_table(scored, out_dir / f"{name}_scored.jsonl")
-        curve = best_of_m_curve(check_samples(scored, args.n, allow_fewer=args.allow_fewer), seed=args.seed)
-        sfio.write_table(curve, out_dir / f"{name}_best_of_m.jsonl")
-        print(f"{name}: best of {n} for {len(best)} instructions -> {path}")
-        print(curve.to_string(index=False))
-    return 0

@@ -34,90 +34,21 @@ with a note where they are missing.
 
 The pieces: :mod:`sflib.consistency.compare` (loading, the vectorised comparison),
 :mod:`sflib.consistency.report` (the report, breakdowns, annotators side by side, example pairs),
-:mod:`sflib.core.stats` (kappa, the bootstraps); this module re-exports them and holds the CLI.
+:mod:`sflib.core.stats` (kappa, the bootstraps); this module re-exports them; the ``consistency`` command is in :mod:`sflib.consistency.cli`.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import warnings
-
-import numpy as np
-import pandas as pd
-
-from ..core import data
 from .compare import (RANKINGS_COLUMNS, RATINGS_INDEX, VENDORED, ConsistencyWarning,  # noqa: F401
                                   _cells, _codes, _compare, _decision_codes, _scores, _with_ids, agreement_matrix,
                                   compare, load_rankings, load_ratings, load_vendored)
 from .report import (RESAMPLE, ConsistencyReport, _bootstrap, _breakdown,  # noqa: F401
                                  _cluster_bootstrap, _report_from_pairs, _stats, compare_annotators,
                                  opposite_preferences, rated_differently, report, response_words)
-from ..feedback.soft_verdicts import VERDICTS
+from ..feedback.soft_verdicts import VERDICTS  # noqa: F401  (re-exported)
 from ..core.stats import cohen_kappa  # noqa: F401
 
 __all__ = [
     "ConsistencyReport", "ConsistencyWarning", "compare", "report", "compare_annotators",
-    "cohen_kappa", "agreement_matrix", "load_ratings", "load_rankings", "load_vendored", "add_cli",
+    "cohen_kappa", "agreement_matrix", "load_ratings", "load_rankings", "load_vendored",
     "opposite_preferences", "rated_differently", "response_words",
 ]
-
-
-# ----------------------------------------------------------------------------- command line
-
-def _run_cli(args: argparse.Namespace) -> int:
-    ratings = load_ratings(args.ratings)
-    rankings = load_rankings(args.rankings)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConsistencyWarning)
-        rep = report(ratings, rankings, bootstrap=args.bootstrap, seed=args.seed, resample=args.resample,
-                     ratings_name=str(args.ratings), rankings_name=str(args.rankings), verdicts=args.verdicts)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    with pd.option_context("display.width", 120, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
-        print(rep.headline())
-        for note in rep.notes:
-            print(f"note: {note}")
-        print("(the paper reports ~60% disagreement)\n")
-        print(rep.summary().to_string(), "\n")
-        print("agreement matrix (counts):")
-        print(rep.matrix.to_string(), "\n")
-        print("row-normalised:")
-        print(rep.matrix_normalised.round(3).to_string(), "\n")
-        print("by rating gap |score1 - score2|:")
-        print(rep.by_gap.to_string(index=False))
-        if rep.by_source is not None:
-            print("\nby source:")
-            print(rep.by_source.to_string(index=False))
-    if args.json:
-        data.atomic_write_text(args.json, json.dumps(rep.to_dict(), indent=1, default=_json_default))
-        print(f"\nwrote {args.json}")
-    return 0
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def add_cli(subparsers) -> None:
-    """Register ``python -m sflib consistency --ratings R --rankings K [--json OUT]``."""
-    p = subparsers.add_parser("consistency", help="how often ratings and rankings feedback agree",
-                              description="Compare ratings-implied preferences with rankings decisions "
-                                          "(original headerless CSVs or canonical .jsonl/.parquet tables).")
-    p.add_argument("--ratings", required=True, help="ratings: the headerless CSV instruction,input,output,score or "
-                                                    "any table the ratings stage writes (JSON, JSON Lines, CSV, "
-                                                    "Parquet; the format is read from the content)")
-    p.add_argument("--rankings", required=True,
-                   help="rankings: the headerless CSV instruction,input,output1,output2,feedback or any table the "
-                        "rankings stage writes (JSON, JSON Lines, CSV, Parquet)")
-    p.add_argument("--json", default=None, help="also write the report as JSON here")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (0 = none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resample", choices=RESAMPLE, default="pairs",
-                   help="bootstrap unit for the overall CIs: pairs (default) or whole instructions")
-    p.add_argument("--verdicts", choices=VERDICTS, default="hard",
-                   help="hard: score / decision; soft: expected_score / p_a where the judge stored them "
-                        "(falls back to hard, with a note, where they are missing)")
-    p.set_defaults(func=_run_cli)

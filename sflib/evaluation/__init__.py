@@ -22,8 +22,8 @@ gives every name:
 
 Here: :func:`evaluate`, the thin judge-driven layer that calls ``sflib.feedback.ratings.rate`` and
 ``sflib.feedback.rankings.rank`` (cached, resumable and cost-accounted through their store);
-:func:`winrates_from_recorded`, the win rates from recorded feedback files offline; and the
-``winrate`` CLI.
+:func:`winrates_from_recorded`, the win rates from recorded feedback files offline. The ``winrate``
+command is in :mod:`sflib.evaluation.cli`.
 
 Nothing is dropped silently. Every :class:`WinRate` has the evaluation set it was computed on
 (``n_items`` instructions), ``n`` of them counted, and ``dropped`` = {reason: count} for the rest,
@@ -52,8 +52,7 @@ from .original_rules import (OriginalWinRate, _original, original_vs_ours,  # no
                              original_winrate_from_rankings, original_winrate_from_ratings)
 from .alignment import Alignment, _add, _as_outputs, _keys, _norm_text, align_outputs, instruction_key  # noqa: F401
 from ..judges import get_judge
-from ..judges.config import add_judge_options, judge_overrides
-from ..feedback.soft_verdicts import VERDICTS
+from ..feedback.soft_verdicts import VERDICTS  # noqa: F401  (re-exported)
 from ..core.stats import N_BOOT, bootstrap_ci, ci_sem  # noqa: F401
 from .winrate import (DECISION_WIN, PROTOCOLS, WinRate, _by_dataset, _count, _invalid_reason,  # noqa: F401
                       _items_frame, _judgment_frame, _result, _text_matches, no_judgments, winrate_from_rankings,
@@ -264,100 +263,3 @@ def evaluate(policy_outputs: pd.DataFrame | os.PathLike | str, reference_outputs
                                                    verdicts=verdicts)
     return Evaluation(policy=al.policy, reference=al.reference, judge=jname, alignment=al, results=results,
                       stats=all_stats)
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def add_cli(subparsers) -> None:
-    """``python -m sflib winrate``: with a judge, or offline from recorded feedback CSVs."""
-    p = subparsers.add_parser(
-        "winrate", help="win rate of policies against a reference under the rating and ranking protocols",
-        description="Win rate of a policy's AlpacaEval model_outputs against a reference's. With --judge the "
-                    "outputs are judged (cached in --store); without it, from recorded feedback CSVs "
-                    "(--policy-ratings/--reference-ratings for the rating protocol, --rankings for the ranking "
-                    "protocol) and the original scripts' rules are printed next to ours.")
-    p.add_argument("--policy", action="append", required=True, metavar="P.json",
-                   help="policy model_outputs JSON (repeat for several policies; two are also compared)")
-    p.add_argument("--reference", required=True, metavar="R.json", help="reference model_outputs JSON")
-    p.add_argument("--judge", help="judge name, e.g. openai:gpt-4o-mini, local:smollm2, recorded:<files>")
-    p.add_argument("--protocol", choices=["rating", "ranking", "both"], default="both")
-    p.add_argument("--store", help="annotation store (SQLite) the judge's answers are cached in "
-                                   "(default outputs/annotations.sqlite)")
-    p.add_argument("--no-store", action="store_true", help="do not cache the judge's answers")
-    p.add_argument("--datasets", nargs="*", default=None,
-                   help=f"only these reference datasets (default: all; the paper's: {' '.join(PAPER_DATASETS)})")
-    p.add_argument("--limit", type=int, help="judge only the first N instructions (each policy)")
-    p.add_argument("--policy-ratings", metavar="CSV", help="offline: recorded ratings of the policy outputs")
-    p.add_argument("--reference-ratings", metavar="CSV", help="offline: recorded ratings of the reference outputs")
-    p.add_argument("--rankings", metavar="CSV", help="offline: recorded decisions, reference = (a), policy = (b)")
-    p.add_argument("--n-boot", type=int, default=N_BOOT)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verdicts", choices=VERDICTS, default="hard",
-                   help="hard: parsed score / decision; soft: the judge's expected_score / p_a where stored "
-                        "(falls back to hard, with a note, where missing)")
-    p.add_argument("--json", metavar="OUT", help="write all results as JSON here (each result with lc_winrate)")
-    p.add_argument("--mode", choices=["online", "batch"], default="online",
-                   help="batch: the provider's Batch API (half price, resumable after a kill)")
-    add_judge_options(p)
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    protocols = PROTOCOLS if args.protocol == "both" else (args.protocol,)
-    recorded = args.policy_ratings or args.reference_ratings or args.rankings
-    if not args.judge and not recorded:
-        raise ValueError("give --judge NAME, or recorded feedback (--policy-ratings and --reference-ratings, "
-                         "and/or --rankings) for the offline mode")
-    if args.judge and recorded:
-        raise ValueError("--judge and recorded feedback files are two different modes; give one of them")
-    out: dict[str, Any] = {"reference": str(args.reference), "policies": {}}
-    per_policy: dict[str, dict[str, WinRate]] = {}
-    if args.judge:
-        store = False if args.no_store else args.store   # None: outputs/annotations.sqlite
-        limits = judge_overrides(args)
-        judge = get_judge(args.judge, **limits) if limits else args.judge
-        evaluations = {}
-        for path in args.policy:
-            ev = evaluate(path, args.reference, judge, protocols, store=store, datasets=args.datasets,
-                          limit=args.limit, n_boot=args.n_boot, seed=args.seed, verdicts=args.verdicts,
-                          mode=args.mode)
-            evaluations[ev.policy] = ev
-        for name, ev in with_difficulty(evaluations).items():
-            per_policy[name] = ev.results
-            out["policies"][name] = ev.summary()
-    else:
-        if len(args.policy) != 1:
-            raise ValueError("the offline mode evaluates one --policy (the one the recorded feedback is of)")
-        if bool(args.policy_ratings) != bool(args.reference_ratings):
-            raise ValueError("the rating protocol needs both --policy-ratings and --reference-ratings")
-        res = winrates_from_recorded(args.policy[0], args.reference, policy_ratings=args.policy_ratings,
-                                     reference_ratings=args.reference_ratings, rankings=args.rankings,
-                                     datasets=args.datasets, n_boot=args.n_boot, seed=args.seed,
-                                     verdicts=args.verdicts)
-        res = {p: r for p, r in res.items() if p in protocols}
-        name = next(iter(res.values())).policy
-        per_policy[name] = res
-        original = {}
-        if args.policy_ratings and "rating" in protocols:
-            original["rating"] = original_winrate_from_ratings(args.reference_ratings, args.policy_ratings).summary()
-        if args.rankings and "ranking" in protocols:
-            original["ranking"] = original_winrate_from_rankings(args.rankings).summary()
-        out["policies"][name] = {"results": {p: r.summary() for p, r in res.items()}, "original_rules": original}
-    for name, res in per_policy.items():
-        for r in res.values():
-            print(r)
-        orig = out["policies"][name].get("original_rules", {})
-        for proto, o in orig.items():
-            print(f"  original rules ({proto}): {o['winrate']:.1f} ± {o['ci_sem']:.1f}, n={o['n']} "
-                  f"(W/T/L {o['wins']}/{o['ties']}/{o['losses']})")
-    names = list(per_policy)
-    if len(names) == 2:
-        a, b = per_policy[names[0]], per_policy[names[1]]
-        cmps = [compare_policies(a[p], b[p], n_boot=args.n_boot, seed=args.seed) for p in a if p in b]
-        out["comparison"] = [c.summary() for c in cmps]
-        for c in cmps:
-            print(c)
-    if args.json:
-        sfdata.atomic_write_text(args.json, json.dumps(out, indent=2, ensure_ascii=False, default=str))
-        print(f"wrote {args.json}")
-    return 0

@@ -16,27 +16,20 @@ output) in each order. The decision is
 and NaN with ``valid=False`` when either order is invalid or failed (the row is kept, never
 dropped). :func:`position_bias` summarises how often each order picks the first-shown output.
 
-CLI: ``python -m sflib rank --judge J --input FILE [--split NAME] --output FILE [--store PATH] [--one-order] [--limit N]
-[--allow-partial] [--concurrency --rpm --tpm --timeout --temperature --max-tokens]``; ``--input`` takes
-a table of pairs or every layout ``rate`` reads (all pairs of each instruction's responses are
-ranked), read by :func:`sflib.io.read_pairs`; judge names and the exit status (3 when rows are failed/invalid) as for ``rate``.
+The ``rank`` command is in :mod:`sflib.feedback.cli`.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..core import data as d
-from .. import io
 from ..judges import Judge, Request
 from .parsing import parse_choice
-from ..judges.config import judge_overrides
-from .ratings import (_common_args, _front, _with_ids, annotate_with_store, default_template, finish_cli,
-                      limit_instructions, render_messages, resolve_judge, soft_values, task_block,
-                      template_version)
+from .ratings import (_front, _with_ids, annotate_with_store, default_template, render_messages, resolve_judge,
+                      soft_values, task_block, template_version)
 from .logprobs import combine_orders
 
 #: columns :func:`rank` adds after :data:`sflib.core.data.RANKING_COLUMNS`
@@ -179,59 +172,3 @@ def make_pairs(responses: pd.DataFrame) -> pd.DataFrame:
         first = df.drop_duplicates("instruction_id").set_index("instruction_id")[extra]
         pairs = pairs.join(first, on="instruction_id")
     return pairs
-
-
-# ----------------------------------------------------------------------------- CLI
-
-NO_PAIRS = "no pairs: every instruction has one response; rank needs >= 2 per instruction"
-
-
-def pairs_from_responses(responses: pd.DataFrame, path=None) -> pd.DataFrame:
-    """:func:`make_pairs`, refusing (with :data:`NO_PAIRS`) an input that yields no pair at all."""
-    pairs = make_pairs(responses)
-    if pairs.empty:
-        raise d.DataError(path, NO_PAIRS if len(responses) else "no responses to pair")
-    return pairs
-
-
-def read_pairs(path: str | os.PathLike, *, split: str | None = None) -> pd.DataFrame:
-    """Pairs to rank: :func:`sflib.io.read_pairs` (a table of pairs, or responses in any layout
-    :func:`sflib.feedback.ratings.read_responses` reads, turned into all pairs per instruction), refusing an
-    input that yields no pair with :data:`NO_PAIRS`."""
-    pairs = io.read_pairs(path, split=split, allow_empty=True)
-    if pairs.empty:
-        # no pair: say why (an empty file, or one response per instruction)
-        responses = io.read_responses(path, split=split)
-        raise d.DataError(path, NO_PAIRS if len(responses) else "no responses to pair")
-    return pairs
-
-
-def _cli_rank(args) -> int:
-    pairs = read_pairs(args.input, split=args.split)
-    pairs = limit_instructions(pairs, args.limit)
-    judge = resolve_judge(args.judge, **judge_overrides(args))
-    store = False if args.no_store else args.store
-    out = rank(pairs, judge, store=store, both_orders=not args.one_order, retry_invalid=args.retry_invalid,
-               template=args.template, progress=not args.quiet, mode=args.mode)
-    counts = out["decision"].value_counts().to_dict()
-    code = finish_cli(out, args, d.write_rankings_csv)
-    print("decisions: " + ", ".join(f"{k}={counts.get(k, 0)}" for k in d.DECISIONS))
-    if not args.one_order:
-        pb = position_bias(out)
-        if pb["pairs"]:
-            print(f"position bias: first-shown picked {pb['first_pick_rate_12']:.2f} (order 12), "
-                  f"{pb['first_pick_rate_21']:.2f} (order 21); orders disagree on {pb['disagreement_rate']:.2f} "
-                  f"of {pb['pairs']} pairs")
-        else:
-            print("position bias: no pair has a valid verdict in both orders")
-    return code
-
-
-def add_cli(sub) -> None:
-    p = sub.add_parser("rank", help="rank pairs of responses with a judge, in both orders")
-    io.add_input_options(p, help="a table of pairs (instruction, input, response1, response2), or responses "
-                                 "in any layout rate reads (all pairs per instruction)")
-    p.add_argument("--template", help="prompt template (default ranking_<v>, <v> from the judge config: ranking_v1)")
-    p.add_argument("--one-order", action="store_true", help="ask only with response1 first (no position-bias check)")
-    _common_args(p)
-    p.set_defaults(func=_cli_rank)

@@ -8,20 +8,10 @@ score first on its own line, then optional reasoning), asks the judge through
 the judge said. An unparsable reply is kept (``raw``) with ``valid=False`` and ``score`` NaN; a
 failed request (API error, nothing recorded) is kept with ``status='failed'`` and its ``error``.
 
-CLI: ``python -m sflib rate --judge J --input FILE [--split NAME] --output FILE [--store PATH] [--retry-invalid]
-[--limit N] [--allow-partial] [--concurrency --rpm --tpm --timeout --temperature --max-tokens]``.
-``FILE`` is any layout :func:`sflib.io.read_responses` reads (a saved ``datasets`` folder with
-``--split``). ``J`` is a judge config name (``gpt-4o-mini``, ``smollm2-llamacpp``, ``./judges/NAME.yaml``), a YAML
-path or a spec (``openai:<model>``, ``local:smollm2``, ``recorded[:FILE]``). The command exits with
-status 3 when rows are still failed or invalid (the counts and the commonest reasons are printed and
-the result is written beside the output as ``<name>.partial<suffix>``, leaving an earlier output
-untouched); ``--allow-partial`` accepts a partial result on purpose (exit 0, written to ``--output``).
-Failed requests are asked again by the next run; unparsable replies only with ``--retry-invalid``.
+The ``rate`` command is in :mod:`sflib.feedback.cli`.
 """
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ..core import data as d
-from .. import io
-from .annotate import annotate, format_stats
+from .annotate import annotate
 from ..judges import Judge, Request, get_judge
-from ..judges.config import add_judge_options, judge_overrides
 from .parsing import parse_score
 from ..core.paths import outputs_dir
 from ..core.prompts import load_template
@@ -225,125 +213,3 @@ def valid_ratings(ratings: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     counts = {"rows": len(ratings), "without_score": int((~ok).sum()), "duplicates": int(dup.sum()),
               "conflicting": conflicting, "used": len(out)}
     return out, counts
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def read_responses(path: str | os.PathLike, *, split: str | None = None) -> pd.DataFrame:
-    """Responses to rate, in any layout :func:`sflib.io.read_responses` reads (kept for the notebooks)."""
-    return io.read_responses(path, split=split)
-
-
-#: how :mod:`sflib.io` begins the reason of a file with no records
-EMPTY_REASONS = ("file is empty", "has no records", "has a header row but no data rows")
-
-
-def read_stage_input(args, kind: str, nothing: str, *, flag: str = "--input") -> pd.DataFrame:
-    """:func:`sflib.io.read_input`, a file without records reported as ``"<nothing>: <why>"``."""
-    try:
-        return io.read_input(args, kind, flag=flag)
-    except d.DataError as e:
-        if not e.reason.startswith(EMPTY_REASONS):
-            raise
-        raise d.DataError(e.path, f"{nothing}: the file {e.reason}" if not e.reason.startswith("file")
-                          else f"{nothing}: {e.reason}") from None
-
-
-def limit_instructions(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
-    """Only the rows of the first ``limit`` instructions (in file order); all rows when ``limit`` is None."""
-    if limit is None:
-        return df
-    if limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}")
-    keys = df["instruction_id"] if "instruction_id" in df.columns else \
-        df["instruction"].astype(str) + "\x1f" + (df["input"].map(d.clean_input) if "input" in df.columns else "")
-    first = list(dict.fromkeys(keys))[:limit]
-    return df[keys.isin(first).values].reset_index(drop=True)
-
-
-def incomplete(df: pd.DataFrame) -> str | None:
-    """``None`` when every row has a valid answer, else one line: counts of failed / invalid rows and
-    the commonest reasons (``"2 of 6 rows failed (HTTP 401 ...: 2); 1 invalid (unparsable reply: 1)"``)."""
-    status = df["status"].astype(str)
-    n_failed, n_invalid = int((status == "failed").sum()), int(((status != "failed") & ~df["valid"].astype(bool)).sum())
-    if not n_failed and not n_invalid:
-        return None
-    parts = []
-    if n_failed:
-        reasons = df.loc[status == "failed", "error"].fillna("no reply").astype(str).str.slice(0, 120).value_counts()
-        parts.append(f"{n_failed} failed (" + "; ".join(f"{r}: {c}" for r, c in reasons.head(3).items()) + ")")
-    if n_invalid:
-        parts.append(f"{n_invalid} invalid (the judge's reply could not be parsed; they are kept with their raw text "
-                     f"and re-asked only with --retry-invalid)")
-    return f"incomplete: {len(df)} rows, " + ", ".join(parts)
-
-
-def finish_cli(out: pd.DataFrame, args, csv_writer) -> int:
-    """Write the result and report; exit status 3 when rows are failed/invalid and not ``--allow-partial``."""
-    problem = incomplete(out)
-    target = Path(args.output)
-    if problem and not args.allow_partial:
-        target = target.with_name(f"{target.stem}.partial{target.suffix}")
-    note = write_feedback(out, target, csv_writer)
-    print(f"wrote {target}{note}")
-    print(summary_line(out))
-    if problem:
-        print(problem, file=sys.stderr)
-        if not args.allow_partial:
-            print(f"not written to {args.output}: the run is incomplete. Run again to retry failed requests "
-                  f"(--retry-invalid to re-ask unparsable ones), or pass --allow-partial to accept it.",
-                  file=sys.stderr)
-            return 3
-    return 0
-
-
-def write_feedback(df: pd.DataFrame, path: str | os.PathLike, csv_writer) -> str:
-    """Write a table (.jsonl/.parquet) or the original headerless CSV; return a note on what was left out."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        csv_writer(df, path)
-        left = int((~df["valid"].astype(bool)).sum())
-        return f" ({left} row(s) without a valid answer left out of the headerless CSV)" if left else ""
-    d.write_table(df, path)
-    return ""
-
-
-def summary_line(df: pd.DataFrame) -> str:
-    stats = df.attrs.get("stats", {})
-    return f"n={len(df)} valid={int(df['valid'].sum())} | " + format_stats(stats) if stats else f"n={len(df)}"
-
-
-def _cli_rate(args) -> int:
-    responses = read_stage_input(args, "responses", "no responses to rate")
-    responses = limit_instructions(responses, args.limit)
-    judge = resolve_judge(args.judge, **judge_overrides(args))
-    store = False if args.no_store else args.store
-    out = rate(responses, judge, store=store, retry_invalid=args.retry_invalid, mode=args.mode,
-               template=args.template, progress=not args.quiet)
-    return finish_cli(out, args, d.write_ratings_csv)
-
-
-def _common_args(p) -> None:
-    p.add_argument("--judge", required=True, help="judge: a config name (gpt-4o-mini, smollm2-llamacpp, "
-                                                  "./judges/NAME.yaml), a .yaml path, or openai:MODEL, local:smollm2, "
-                                                  "recorded:FILE[,FILE], recorded (the paper's GPT-3.5 feedback)")
-    p.add_argument("--output", required=True, help=".jsonl / .parquet table, or .csv for the original "
-                                                   "headerless layout (valid answers only)")
-    p.add_argument("--store", default=None, help="annotation store (default outputs/annotations.sqlite)")
-    p.add_argument("--no-store", action="store_true", help="do not cache answers")
-    p.add_argument("--retry-invalid", action="store_true", help="re-ask replies stored as unparsable")
-    p.add_argument("--mode", choices=["online", "batch"], default="online",
-                   help="batch: the provider's Batch API (half price, resumable after a kill)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--limit", type=int, help="only the first N instructions of the input")
-    p.add_argument("--allow-partial", action="store_true",
-                   help="accept a result with failed/invalid rows (exit 0, written to --output)")
-    add_judge_options(p)
-
-
-def add_cli(sub) -> None:
-    p = sub.add_parser("rate", help="rate responses on the 1-7 scale with a judge")
-    io.add_input_options(p, help="responses to rate")
-    p.add_argument("--template", help="prompt template (default rating_<v>, <v> from the judge config: rating_v1)")
-    _common_args(p)
-    p.set_defaults(func=_cli_rate)

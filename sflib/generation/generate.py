@@ -1,7 +1,8 @@
 """Stage 2 — sample k responses per instruction from a policy.
 
 This module holds what both samplers share (instruction ids and per-sample seeds, prompts,
-:func:`pick_instructions`, :func:`write_responses`) and the ``generate`` CLI; the samplers live in
+:func:`pick_instructions`, :func:`write_responses`); the ``generate`` command is in
+:mod:`sflib.generation.cli`, the samplers in
 :mod:`sflib.generation.sampling_local` and :mod:`sflib.generation.sampling_openai` and are re-exported from here
 (``sflib.generation.generate.generate_local`` etc. keep working).
 
@@ -32,7 +33,6 @@ Empty outputs are kept (with their ``finish_reason``) and counted in a warning.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -212,61 +212,3 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(_REEXPORTS))
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def add_cli(subparsers) -> None:
-    from .. import io
-    from ..judges.config import add_judge_options
-
-    p = subparsers.add_parser(
-        "generate", help="sample k responses per instruction (local transformers model or OpenAI-compatible server)",
-        description="Sample k responses per instruction and write them as a canonical responses table "
-                    "(.jsonl/.parquet) and in the original generation JSON layout. Sampling settings default "
-                    "to the policy's config (sflib/configs/policies/ or ./policies/); the options below override it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    io.add_input_options(p, flag="--instructions", help="instructions")
-    p.add_argument("--out", "--output", dest="out", required=True, help="responses table to write (.jsonl or .parquet)")
-    p.add_argument("--generations-json", help="also write the original layout [{instruction, input, responses}]")
-    p.add_argument("--n-instructions", type=int, help="a random sample of this many instructions (default: all)")
-    p.add_argument("-k", "--k", dest="k", type=int, default=5, help="responses per instruction")
-    p.add_argument("--policy", help="policy: a config name (smollm2, qwen2.5-7b-vllm, ./policies/NAME.yaml), a .yaml "
-                                    "path, 'openai:<model>' (a server) or a local model folder (default: smollm2)")
-    p.add_argument("--model", help="local model: 'smollm2' or a Hugging Face causal-LM folder (same as --policy)")
-    p.add_argument("--openai-model", help="sample from an OpenAI-compatible server with this model name "
-                                          "(same as --policy openai:MODEL)")
-    p.add_argument("--base-url", help="server URL, e.g. http://localhost:8000/v1 for `vllm serve` (default: the "
-                                      "policy's, else OpenAI)")
-    add_judge_options(p, sampling=True)
-    p.add_argument("--batch-size", type=int, help="sequences per forward pass (local only)")
-    p.add_argument("--device", help="local model device, e.g. cuda or cpu (default: the GPU when there is one)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prompt-style", choices=PROMPT_STYLES, help="the model's chat template, or the Alpaca prompt "
-                                                                 "(default: the policy's, else chat)")
-    p.add_argument("--generator", help="generator name recorded with each response")
-    p.add_argument("--store", help="local: JSONL of finished samples; server: annotation store (.sqlite)")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    from .. import io
-    from ..judges.config import judge_overrides
-    from .policies import get_policy
-
-    # the instructions first: a bad file is refused before a policy (or its model) is set up
-    instructions = io.read_input(args, "instructions", flag="--instructions")
-    given = [o for o, v in (("--policy", args.policy), ("--model", args.model), ("--openai-model", args.openai_model))
-             if v]
-    if len(given) > 1:
-        raise ValueError(f"give one of --policy, --model, --openai-model (got {', '.join(given)})")
-    spec = args.policy or args.model or (f"openai:{args.openai_model}" if args.openai_model else "smollm2")
-    overrides = dict(judge_overrides(args), base_url=args.base_url, batch_size=args.batch_size,
-                     device=args.device, template=args.prompt_style)
-    policy = get_policy(spec, **{k: v for k, v in overrides.items() if v is not None})
-    instructions = pick_instructions(instructions, args.n_instructions, seed=args.seed)
-    df = policy.generate(instructions, k=args.k, seed=args.seed, store=args.store, generator=args.generator)
-    paths = write_responses(df, args.out, args.generations_json)
-    print(f"{len(df)} responses for {df['instruction_id'].nunique()} instructions from {policy.name} -> "
-          f"{', '.join(map(str, paths))}")
-    return 0

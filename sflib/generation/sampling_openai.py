@@ -14,6 +14,12 @@ from ..core.paths import outputs_dir
 from ..core.prompts import alpaca_prompt
 
 
+def _salt(seed: int, sample: int) -> str:
+    """The cache salt of one sample: its index and the run's seed (seed 0 keeps the salt of stores
+    written before the seed was part of the key, so their samples are reused)."""
+    return f"sample={sample}" if int(seed) == 0 else f"sample={sample};seed={int(seed)}"
+
+
 def sampling_requests(instructions: pd.DataFrame, k: int, prompt_style: str = "chat", seed: int = 0):
     """One :class:`~sflib.judges.base.Request` per (instruction, sample); ``cache_salt`` = sample index.
 
@@ -31,7 +37,7 @@ def sampling_requests(instructions: pd.DataFrame, k: int, prompt_style: str = "c
         for s in range(k):
             requests.append(Request(messages=[{"role": "user", "content": content}],
                                     meta={"kind": "generation", "instruction_id": rec.instruction_id, "sample": s,
-                                          "cache_salt": f"sample={s}", "seed": sample_seed(seed, rec.instruction_id, s),
+                                          "cache_salt": _salt(seed, s), "seed": sample_seed(seed, rec.instruction_id, s),
                                           "instruction": rec.instruction, "input": rec.input}))
     return instr, requests
 
@@ -56,7 +62,8 @@ def generate_openai(instructions: pd.DataFrame, judge, k: int = 5, *, store=None
     (a policy file says ``n_per_request: false``).
 
     A request that failed (after the client's retries) is never turned into an empty response:
-    the call raises an error with the count, and a re-run retries only the failures.
+    the call raises :class:`sflib.io.outputs.Incomplete` (a ``RuntimeError``) with the count and the
+    samples that were drawn (``.result``), and a re-run retries only the failures.
     """
     from ..feedback.annotate import annotate
     from ..judges import get_judge
@@ -83,17 +90,19 @@ def generate_openai(instructions: pd.DataFrame, judge, k: int = 5, *, store=None
     finally:
         if opened:
             store.close()
-    failed = (result["status"] == "failed") | result["raw"].isna()
-    if failed.any():
-        errors = result.loc[failed, "error"].fillna("no text").astype(str).value_counts().head(3)
-        raise RuntimeError(f"{int(failed.sum())} of {len(result)} sampling requests to {judge.name} failed; they "
-                           f"are stored as failures and a re-run retries only them. Most common errors: "
-                           f"{dict(errors)}")
+    failed = ((result["status"] == "failed") | result["raw"].isna()).to_numpy()
     rows = [{"instruction_id": req.meta["instruction_id"], "sample": req.meta["sample"],
              "response": str(rec["raw"]).strip(), "n_tokens": rec["completion_tokens"], "finish_reason": None}
-            for req, rec in zip(requests, result.to_dict("records"))]
+            for req, rec, bad in zip(requests, result.to_dict("records"), failed) if not bad]
     params = {"model": judge.model, **dict(judge.params or {}), "seed": seed, "prompt_style": prompt_style}
     out = _finish(rows, instr, generator or judge.name, params)
+    if failed.any():  # never an empty response for a failed request: the samples drawn, and what failed
+        from ..io.outputs import Incomplete, incomplete_line
+
+        errors = result.loc[failed, "error"].fillna("no text").astype(str).value_counts().head(3).to_dict()
+        raise Incomplete(incomplete_line(f"sampling requests to {judge.name}", len(result), int(failed.sum()), errors)
+                         + "; they are stored as failures and a re-run retries only them",
+                         out, failed=int(failed.sum()), done=len(out))
     stats = dict(result.attrs.get("stats", {}))
     stats["prompt_tokens"] = stats.get("prompt_tokens", 0) + pre["prompt_tokens"]
     stats["completion_tokens"] = stats.get("completion_tokens", 0) + pre["completion_tokens"]

@@ -5,7 +5,8 @@
 - :mod:`sflib.io.tables` — one validating reader per kind of table (:mod:`sflib.io.alpaca_eval`
   for AlpacaEval's ``model_outputs`` and ``annotations.json``);
 - :mod:`sflib.io.write` — atomic writes that never replace data with an empty table;
-- :mod:`sflib.io.cli` — ``--input`` / ``--split`` for every stage command.
+- :mod:`sflib.io.cli` — ``--input`` / ``--split`` for every stage command;
+- :mod:`sflib.io.outputs` — the exit-code contract of every stage command and its ``.partial`` outputs.
 """
 from ..core.data import DataError
 from .cli import add_input_options, read_input

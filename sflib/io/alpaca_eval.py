@@ -52,12 +52,22 @@ def _preference(raw: Raw, values: list) -> tuple[list, list]:
     return decisions, prefs
 
 
+def preference_p_a(preference: float) -> float:
+    """P(output_1 better) of an AlpacaEval preference: ``2 - preference`` (1 -> 1, 2 -> 0, 1.3 -> 0.7);
+    0 (identical outputs) is a tie, 0.5. So ``1 - p_a = preference - 1``, the policy's share of the win
+    in AlpacaEval's continuous win rate ``mean(preference - 1)`` (with 0 read as 1.5)."""
+    if preference is None or math.isnan(preference):
+        return math.nan
+    return 0.5 if preference == 0 else 2.0 - float(preference)
+
+
 def read_annotations(path: os.PathLike | str, *, split: str | None = None, allow_empty: bool = False) -> pd.DataFrame:
     """AlpacaEval's ``annotations.json`` as rankings: ``output_1`` -> ``response1`` (a, the reference),
     ``output_2`` -> ``response2`` (b, the policy), ``generator_1`` -> ``reference``, ``generator_2`` ->
     ``policy``, ``annotator`` -> ``judge``, ``preference`` 1 / 2 / 1.5 -> ``a`` / ``b`` / ``equal``
-    (kept as ``preference``; a failed annotation has no decision and ``valid`` false)."""
-    front = d.RANKING_COLUMNS + ["reference", "policy", "judge", "preference", "valid"]
+    (kept as ``preference``, and as ``p_a`` = :func:`preference_p_a` for soft verdicts, so a weighted
+    preference such as 1.3 is not rounded; a failed annotation has no decision and ``valid`` false)."""
+    front = d.RANKING_COLUMNS + ["reference", "policy", "judge", "preference", "p_a", "valid"]
     raw = c.load_kind("annotations", path, split, allow_empty, front)
     if isinstance(raw, pd.DataFrame):
         return raw
@@ -69,6 +79,7 @@ def read_annotations(path: os.PathLike | str, *, split: str | None = None, allow
     c.clean_inputs(raw, df)
     decisions, df["preference"] = _preference(raw, df["preference"].tolist())
     df["decision"] = decisions
+    df["p_a"] = [preference_p_a(p) for p in df["preference"]]
     df["valid"] = [dec is not None for dec in decisions]
     for col in ("reference", "policy", "judge"):
         c.optional_text(df, col)

@@ -98,23 +98,69 @@ def convert_original(original: Path | str | None = None, out: Path | str | None 
     return summary
 
 
+#: the columns each output layout is made from (``table`` writes any table)
+NEEDS = {
+    "instructions": ["instruction", "input"],
+    "generations": ["instruction_id", "instruction", "input", "response"],
+    "responses_csv": ["instruction", "input", "response"],
+    "pairs_csv": ["instruction", "input", "response1", "response2"],
+    "ratings": ["instruction", "input", "response", "score"],
+    "rankings": ["instruction", "input", "response1", "response2", "decision"],
+    "model_outputs": ["instruction", "output", "generator", "dataset"],
+    "table": [],
+}
+
+
+def _for_model_outputs(df: pd.DataFrame) -> pd.DataFrame:
+    """Responses become AlpacaEval outputs: ``response`` -> ``output``, ``dataset`` from ``source`` (else empty)."""
+    df = df.copy()
+    if "output" not in df and "response" in df:
+        df = df.rename(columns={"response": "output"})
+    if "dataset" not in df:
+        df["dataset"] = df["source"] if "source" in df else ""
+    if "generator" not in df and "output" in df:
+        df["generator"] = ""
+    return df
+
+
 def convert_file(src: Path | str, dst: Path | str, src_layout: str, dst_layout: str = "table",
                  split: str | None = None) -> int:
-    """Convert one file between layouts (see ``READERS``/``WRITERS``); return the number of rows."""
+    """Convert one file between layouts (see ``READERS``/``WRITERS``); return the number of rows.
+
+    A conversion the input cannot give (``--from instructions --to rankings``: instructions have no
+    decisions) is refused with one line naming the missing fields, before anything is written."""
     if src_layout not in READERS:
         raise ValueError(f"unknown input layout '{src_layout}'; choose from {', '.join(READERS)}")
     if dst_layout not in WRITERS:
         raise ValueError(f"unknown output layout '{dst_layout}'; choose from {', '.join(WRITERS)}")
     df = READERS[src_layout](src, split=split)
+    if dst_layout == "model_outputs":
+        df = _for_model_outputs(df)
+    missing = [c for c in NEEDS[dst_layout] if c not in df.columns]
+    if missing:
+        raise d.DataError(src, f"cannot convert {src_layout} to {dst_layout}: {dst_layout} needs "
+                               f"{', '.join(NEEDS[dst_layout])} and {src_layout} has no {', '.join(missing)}",
+                          field=missing[0])
     WRITERS[dst_layout](df, dst)
     return len(df)
+
+
+def _cli_convert_original(args) -> int:
+    print(convert_original(args.original, args.out).to_string(index=False))
+    return 0
+
+
+def _cli_convert(args) -> int:
+    n = convert_file(args.src, args.dst, args.src_layout, args.dst_layout, args.split)
+    print(f"wrote {n} rows to {args.dst}")
+    return 0
 
 
 def add_cli(sub) -> None:
     p = sub.add_parser("convert-original", help="convert the vendored original data into data/canonical")
     p.add_argument("--original", default=None, help="folder of original files (default data/original)")
     p.add_argument("--out", default=None, help="output folder (default data/canonical)")
-    p.set_defaults(func=lambda a: print(convert_original(a.original, a.out).to_string(index=False)))
+    p.set_defaults(func=_cli_convert_original)
 
     p = sub.add_parser("convert", help="convert one file between an original layout and a canonical table")
     p.add_argument("src", help="input file or saved datasets folder (" + io.cli.FORMATS_HELP + ")")
@@ -123,4 +169,4 @@ def add_cli(sub) -> None:
     p.add_argument("--from", dest="src_layout", required=True, choices=sorted(READERS))
     p.add_argument("--to", dest="dst_layout", default="table", choices=sorted(WRITERS),
                    help="output layout (default: canonical table, .jsonl or .parquet by extension)")
-    p.set_defaults(func=lambda a: print(f"wrote {convert_file(a.src, a.dst, a.src_layout, a.dst_layout, a.split)} rows to {a.dst}"))
+    p.set_defaults(func=_cli_convert)

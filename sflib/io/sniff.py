@@ -13,6 +13,7 @@ problem raises one :class:`~sflib.core.data.DataError` naming the file, the row 
 from __future__ import annotations
 
 import csv
+import sys
 import io
 import json
 import os
@@ -25,6 +26,9 @@ import pandas as pd
 from ..core.data import DataError
 
 PARQUET_MAGIC = b"PAR1"
+# a CSV field may be of any size (a long response): lift the csv module's 128 KiB default limit
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
 FORMATS = ("json", "jsonl", "csv", "parquet", "dataset")
 
 
@@ -73,6 +77,10 @@ def load(path: os.PathLike | str, *, split: str | None = None,
     stripped = text.lstrip()
     if not stripped:
         raise DataError(path, "file is empty" + (" (0 bytes)" if not raw else ""))
+    scalar = _json_scalar(stripped)
+    if scalar is not None:
+        raise DataError(path, f"holds a single JSON value ({scalar}), not records: expected a JSON list of "
+                              "objects, JSON Lines, CSV with a header, or Parquet")
     if stripped[0] in "[{":
         try:
             return (_load_json_array if stripped[0] == "[" else _load_json_object_or_lines)(path, text)
@@ -102,6 +110,20 @@ def _raise_not_utf8(path: Path, raw: bytes, start: int, headerless: Sequence[str
 
 
 # ----------------------------------------------------------------------------- JSON
+
+def _json_scalar(text: str) -> str | None:
+    """How a file that is one JSON string, number, true/false or null reads (``a string 'hello'``); else None."""
+    if text[:1] in "[{" or text[:1] not in '"-0123456789tfn':
+        return None
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if isinstance(value, (dict, list)):  # pragma: no cover - starts with neither bracket
+        return None
+    shown = repr(value) if isinstance(value, str) else json.dumps(value)
+    return f"{_json_type(value)} {shown[:60]}"
+
 
 def _records_frame(path: Path, records: list, rows: list[int], fmt: str) -> Raw:
     unit = "line" if fmt == "jsonl" else "row"

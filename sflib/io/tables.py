@@ -213,10 +213,13 @@ def read_rankings(path: os.PathLike | str, *, split: str | None = None, allow_em
     """Rankings: the original headerless CSV ``instruction,input,output1,output2,feedback`` or any table
     with ``instruction, response1, response2, decision`` (``(a)``/``(b)``/``equal`` or ``a``/``b``/``equal``).
     A missing decision is accepted only on a row stored as invalid (``valid`` false), or on any row
-    with ``missing_as_invalid`` (a recording with no answer there)."""
+    with ``missing_as_invalid`` (a recording with no answer there). AlpacaEval's ``annotations.json``
+    (``output_1, output_2, preference``) is read by :func:`sflib.io.read_annotations`."""
     raw = c.load_kind("rankings", path, split, allow_empty, d.RANKING_COLUMNS)
     if isinstance(raw, pd.DataFrame):
         return raw
+    if "preference" in raw.frame.columns and not {"decision", "feedback"} & set(map(str, raw.frame.columns)):
+        return read_annotations(path, split=split, allow_empty=allow_empty)  # AlpacaEval's annotations.json
     df = c.rename(raw, "rankings")
     c.require(raw, df, ["instruction", "response1", "response2", "decision"])
     c.require_text(raw, df, "instruction")

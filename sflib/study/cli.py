@@ -61,6 +61,7 @@ def _value(text: str):
 
 
 def _run(args) -> int:
+    from ..io.outputs import INCOMPLETE
     from .runner import BudgetExceeded, NotebookFailed, run
 
     params = {name: _value(value) for name, value in (args.parameters or [])}
@@ -73,6 +74,10 @@ def _run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(result.timings.to_string(index=False), file=sys.stderr)
+    if result.incomplete:
+        print("incomplete: " + "; ".join(result.incomplete.values()) + f". Re-run python -m sflib study run "
+              f"{args.study} --skip-done to ask only for what is missing.", file=sys.stderr)
+        return INCOMPLETE
     return 0
 
 
@@ -81,7 +86,7 @@ def add_cli(subparsers) -> None:
                               description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="study_command", metavar="plan|status|run", required=True)
     for name, func, text in (("plan", _plan, "calls, tokens and dollars per stage before anything is paid"),
-                             ("status", _status, "per stage: done / seeded / missing / stale, counts, spent"),
+                             ("status", _status, "per stage: done / incomplete / seeded / missing / stale, counts, spent"),
                              ("run", _run, "run the notebooks in order with papermill")):
         q = sub.add_parser(name, help=text, description=text)
         q.add_argument("study", nargs="?", default="paper", help="study YAML file or a name in studies/ (default: paper)")

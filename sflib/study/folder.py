@@ -105,6 +105,24 @@ def _sflib_version() -> str:
         return "unknown"
 
 
+#: the stages that ask a policy or a judge: their failed items are requests a re-run asks again
+REQUESTING_STAGES = ("responses", "ratings", "rankings", "best_of_n", "evaluation")
+
+
+def retryable_failures(manifest: Mapping | None) -> int:
+    """How many of a stage's items failed in a way a re-run can fix: its manifest's ``counts.failed``
+    in a stage that sends requests (:data:`REQUESTING_STAGES`), less the items the paper's recorded run
+    has no answer for (no re-run can give them); 0 for a human judge, whose unanswered items wait for
+    the annotators (the runner says so), and for the stages computed here (04, 05)."""
+    m = manifest or {}
+    counts = m.get("counts") or {}
+    if m.get("stage") not in REQUESTING_STAGES or str(m.get("judge") or "").startswith("human:"):
+        return 0
+    failed = int(counts.get("failed") or 0)
+    never = sum(int(c) for r, c in (counts.get("reasons") or {}).items() if str(r).startswith("not recorded"))
+    return max(failed - never, 0)
+
+
 def _stage_outputs(out: Path, stage: str, tables: Mapping[str, pd.DataFrame], files: Iterable) -> list[tuple[Path, Path]]:
     """Write every table and copy every outside file / folder to a temporary path in ``out``.
 
@@ -272,13 +290,16 @@ class Study:
         return reasons
 
     def state(self, stage: str) -> str:
-        """``missing``, ``stale``, ``seeded`` or ``done``."""
+        """``missing``, ``stale``, ``incomplete`` (written, with failed items a re-run can retry: see
+        :func:`retryable_failures`), ``seeded`` or ``done``."""
         m = self.manifest(stage)
         if m is None:
             return "missing"
         if self.stale_reasons(stage):
             return "stale"
-        return "seeded" if m.get("seeded_from") else "done"
+        if m.get("seeded_from"):
+            return "seeded"
+        return "incomplete" if retryable_failures(m) else "done"
 
     # ------------------------------------------------------------------------- write
     def save(self, stage: str, tables: Mapping[str, pd.DataFrame] | None = None, files: Iterable = (),

@@ -2,19 +2,21 @@
 
 Every notebook gets ``-p study <study file>`` and ``-p quick <bool>`` plus the caller's parameters.
 Executed copies go to ``<outputs>/runs/<stamp>/`` (``<outputs>/runs/latest`` points at the newest
-run, with ``timings.tsv``) and to ``<study folder>/notebooks/`` (the latest executed copy of each).
+run, with ``timings.tsv`` and the kernels' own stderr in ``kernel.log``) and to ``<study folder>/notebooks/`` (the latest executed copy of each).
 With ``SFLIB_OUTPUTS`` set nothing is written under the repository: figures then go to
 ``<outputs>/figures`` unless ``SFLIB_FIGURES`` says otherwise.
 
 With ``skip_done`` (``--skip-done``) a notebook whose stage is written and current (state ``done``,
-written in the same mode, quick or not) is not run again: a re-run after a crash, an added
+written in the same mode, quick or not) is not run again (an ``incomplete`` stage, with failed items
+a re-run can retry, is run again and asks only for what is missing): a re-run after a crash, an added
 instruction or a changed section recomputes only what is missing or stale (the reward models are
 not retrained). Notebooks 00 and 08 have no stage and always run.
 
 Before each notebook the budget is checked: dollars already spent on the study's judges (the
 annotation store) + the stage's planned cost must not exceed ``budget_usd``, else the run stops
 before that notebook with :class:`BudgetExceeded`. A failing notebook stops the run with
-:class:`NotebookFailed`, naming its executed copy.
+:class:`NotebookFailed`, naming its executed copy. A stage left ``incomplete`` is named in
+:attr:`RunResult.incomplete` (``study run`` then exits 3).
 """
 from __future__ import annotations
 
@@ -65,6 +67,21 @@ class RunResult:
     run_dir: Path
     executed: list[Path] = field(default_factory=list)
     timings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["notebook", "seconds"]))
+    #: stage -> one line on its failed items, for every stage this run left incomplete
+    incomplete: dict[str, str] = field(default_factory=dict)
+
+
+def incomplete_line(study: Study, stage: str) -> str:
+    """``"01_responses: 24 of 24 items failed (Connection error: 24)"`` from the stage's manifest."""
+    from .folder import retryable_failures
+
+    m = study.manifest(stage) or {}
+    counts = m.get("counts") or {}
+    reasons = {r: c for r, c in (counts.get("reasons") or {}).items() if not str(r).startswith(("not recorded",
+                                                                                                "empty response"))}
+    why = "; ".join(f"{r}: {c}" for r, c in list(reasons.items())[:2])
+    return (f"{STAGE_INFO[stage][0]} ({stage}): {retryable_failures(m)} of {counts.get('n') or counts.get('failed')} "
+            f"items failed" + (f" ({why})" if why else ""))
 
 
 def parse_only(only: str | Iterable[str] | None) -> set[str] | None:
@@ -179,6 +196,23 @@ def waiting_for_humans(study: Study) -> str | None:
             f"from Python), then run python -m sflib study run {study.spec} again")
 
 
+def _kernel_manager(log_path: Path):
+    """A kernel manager whose kernel writes its own stderr (its startup warnings, the noise of a Ctrl-C)
+    to ``log_path`` instead of the terminal: what a cell prints is in the executed notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            log = open(log_path, "ab")  # noqa: SIM115 - the kernel process holds it open
+            kw.setdefault("stderr", log)
+            try:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            finally:
+                log.close()  # the kernel has its own copy of the descriptor
+
+    return LoggedKernelManager
+
+
 def run(study: Study | str = "paper", only=None, quick: bool = False, params: Mapping[str, object] | None = None,
         notebooks_dir: Path | None = None, kernel: str = "python3", progress: bool = True, log=print,
         skip_done: bool = False) -> RunResult:
@@ -239,7 +273,8 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, s
             error = None
             try:
                 pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(cwd), kernel_name=kernel,
-                                    progress_bar=progress)
+                                    progress_bar=progress,
+                                    kernel_manager_class=_kernel_manager(result.run_dir / "kernel.log"))
             except pm.PapermillExecutionError as e:
                 error = f"{e.ename}: {e.evalue}"
             seconds = time.perf_counter() - t0
@@ -250,6 +285,9 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, s
             rows.append({"notebook": nb.name, "seconds": round(seconds, 1)})
             with open(timings, "a", encoding="utf-8") as f:
                 f.write(f"{nb.name}\t{seconds:.0f}\n")
+            if stage is not None and error is None and study.state(stage) == "incomplete":
+                result.incomplete[stage] = incomplete_line(study, stage)
+                log(f"== {nb.name}: stage {stage} is incomplete: {result.incomplete[stage]} ==")
             if error is not None:
                 raise NotebookFailed(f"{nb.name} failed after {seconds:.0f} s ({error}); the executed copy with "
                                      f"the error is {kept}", kept)
