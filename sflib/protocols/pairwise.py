@@ -37,6 +37,19 @@ class Pairwise3Way(Protocol):
             return parse_choice(obj["choice"])
         return parse_choice(text)
 
+    def items(self, responses):
+        """Stage 03's requests, both orders (for the plan; :meth:`acquire` goes through :func:`rank`)."""
+        from ..feedback.ratings import render_messages
+
+        both = bool(self.spec.get("both_orders", True))
+        for iid, task, group in by_instruction(responses):
+            texts = dict(zip(group["response_id"], group["response"]))
+            for r1, r2 in combinations(list(texts), 2):
+                for order in (("12", "21") if both else ("12",)):
+                    a, b = (r1, r2) if order == "12" else (r2, r1)
+                    yield ({"instruction_id": iid, "item": f"{r1}|{r2}|{order}"},
+                           render_messages(str(self.template), task=task, output_a=texts[a], output_b=texts[b]))
+
     def acquire(self, responses: pd.DataFrame, judge: Judge, *, store: Any = None, retry_invalid: bool = False,
                 progress: bool = True) -> pd.DataFrame:
         """:func:`sflib.feedback.rankings.rank` with the protocol's template: stage 03's requests (same cache

@@ -31,6 +31,15 @@ class Rating(Protocol):
     def parse(self, text):
         return parse_rating(text)
 
+    def items(self, responses):
+        """Stage 02's requests (for the plan; :meth:`acquire` goes through :func:`rate`)."""
+        from ..feedback.ratings import render_messages
+
+        for iid, task, group in by_instruction(responses):
+            for rid, text in zip(group["response_id"], group["response"]):
+                yield ({"instruction_id": iid, "item": rid, "response_id": rid},
+                       render_messages(str(self.template), task=task, response=text))
+
     def acquire(self, responses: pd.DataFrame, judge: Judge, *, store: Any = None, retry_invalid: bool = False,
                 progress: bool = True) -> pd.DataFrame:
         """:func:`sflib.feedback.ratings.rate` with the protocol's template: the very requests of stage 02
