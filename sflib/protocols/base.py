@@ -99,9 +99,15 @@ def sorted_pair(instruction_id, id_x, id_y, x_wins: float) -> dict:
 
 def pairs_from_scores(scores: pd.DataFrame, score: str = "score") -> pd.DataFrame:
     """Implied pairs from per-response scores (higher wins, equal scores: ``equal``); ``strength`` is
-    1 / 0 / 0.5. Each response once (its first valid score)."""
+    1 / 0 / 0.5. Each response once (its first valid score, the rule of :mod:`sflib.consistency`); a response
+    listed twice for one instruction (the same text sampled twice) also implies the pair with itself,
+    ``equal``, as stage 04 counts it."""
     rows = []
-    df = scores.dropna(subset=[score]).drop_duplicates("response_id")
+    scored = scores.dropna(subset=[score])
+    twice = scored[scored.duplicated(["instruction_id", "response_id"])].drop_duplicates(["instruction_id", "response_id"])
+    rows += [dict(instruction_id=i, response_id_1=r, response_id_2=r, decision="equal", strength=0.5)
+             for i, r in zip(twice["instruction_id"], twice["response_id"])]
+    df = scored.drop_duplicates("response_id")
     for iid, group in df.groupby("instruction_id", sort=False):
         vals = list(zip(group["response_id"], group[score]))
         for (rx, sx), (ry, sy) in combinations(vals, 2):
