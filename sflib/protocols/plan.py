@@ -3,8 +3,8 @@ notebook 09). Calls are counted exactly from the protocol's requests (``rating-1
 instruction; ``pairwise-3way`` / ``pairwise-5way`` in both orders: k(k−1); ``listwise-k``: 1); prompt
 tokens are the rendered messages' characters / 4 (a response not written yet: ``max_new_tokens`` × 4
 characters); reply tokens the protocol's ``reply_tokens`` (at most the judge's ``max_tokens``).
-``rating-1-7`` and ``pairwise-3way`` with stage 02/03's templates reuse those stages' answers: nothing
-more to pay."""
+``rating-1-7`` and ``pairwise-3way`` with stage 02/03's templates are those stages' very calls: a row with
+0 calls says so (they are counted once, in 02/03). A study without ``feedback.protocols`` has no rows here."""
 from __future__ import annotations
 
 import math
@@ -52,6 +52,8 @@ def plan_rows(study, groups, scale: float = 1.0, note: str = "") -> list[dict]:
     provider = settings.get("provider") or judge.partition(":")[0]
     responses = groups_frame(groups)
     rows = []
+    if not getattr(cfg.feedback, "protocols", None):
+        return rows  # the paper's two protocols only: stages 02/03 are their calls
     for name in study_protocols(cfg):
         protocol = get_protocol(name)
         items = list(protocol.items(responses))
@@ -68,8 +70,9 @@ def plan_rows(study, groups, scale: float = 1.0, note: str = "") -> list[dict]:
         else:
             pin, pout = settings.get("price_input_per_mtok"), settings.get("price_output_per_mtok")
             usd = float("nan") if pin is None or pout is None else (in_tok * pin + out_tok * pout) / 1e6
-        if reused:
-            notes.append(f"the answers of stage {reused} (no new calls)")
+        if reused:  # stage 02/03's very calls: counted (and priced) there, not twice
+            notes.append(f"the {calls} calls of stage {reused}, counted there")
+            calls, in_tok, out_tok, usd = 0, 0, 0, 0.0
         if provider == "recorded" and not reused:
             notes.append("recorded answers exist only for the paper's two protocols: not collected")
         rows.append(dict(stage="protocols", notebook="09_protocols", kind="judge", name=f"{judge} · {protocol.name}",
