@@ -63,13 +63,20 @@ def collect(study, *, quick: bool = False, quick_instructions: int = 3, progress
 
 
 def _price_name(j, name: str) -> str:
-    """The name the judge is priced under (``openai:<model>`` or its config name, see sflib.core.costs)."""
+    """The name the judge is priced under (its client name ``openai:<model>``, else the config's
+    ``provider:model``, else the name; see sflib.core.costs)."""
     from ..core import costs
+    from ..study.config import _resolve
+    from ..study.planner import judge_name
 
-    for candidate in (getattr(j, "name", None), name, f"openai:{getattr(j, 'model', '')}"):
+    try:
+        configured = judge_name(_resolve("judge", name), name)
+    except Exception:  # noqa: BLE001 - e.g. a human judge
+        configured = name
+    for candidate in (getattr(j, "name", None), configured, name):
         if candidate and costs.price(candidate) is not None:
             return candidate
-    return getattr(j, "name", None) or name
+    return getattr(j, "name", None) or configured
 
 
 def run(study, *, quick: bool = False, progress: bool = True):
