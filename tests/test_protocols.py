@@ -217,3 +217,48 @@ def test_schema_for_paper_requests():
     from sflib.feedback.ratings import rating_request
 
     assert schema_for(rating_request("t", "", "r"))["properties"]["score"]["maximum"] == 7
+
+
+def test_preference_pairs_layout_for_the_rankings_rm():
+    from sflib.protocols.study import preference_pairs
+
+    r = _responses(k=3, n=1)
+    v = pd.DataFrame({"instruction_id": ["i0"], "response_ids": [["i0r0", "i0r1", "i0r2"]],
+                      "value": [["B", "C", "A"]], "valid": [True], "k": [3]})
+    out = preference_pairs(ProtocolRun(get_protocol("listwise-k"), v), r)
+    assert list(out[["response1", "response2", "decision"]].itertuples(index=False, name=None)) == [
+        ("response 0 to task 0", "response 1 to task 0", "b"), ("response 0 to task 0", "response 2 to task 0", "b"),
+        ("response 1 to task 0", "response 2 to task 0", "a")]
+
+
+def test_study_file_names_protocols(tmp_path):
+    from sflib.study.config import StudyConfigError, validate
+
+    cfg = validate({"name": "p", "feedback": {"protocols": ["rating-1-7", "listwise-k"]}})
+    assert cfg.feedback.protocols == ["rating-1-7", "listwise-k"]
+    assert "protocols" not in cfg.model_dump()["feedback"]   # only stage 09 depends on it: 02/03 stay current
+    with pytest.raises(StudyConfigError, match=r"feedback.protocols\[1\]: unknown protocol 'nope'"):
+        validate({"name": "p", "feedback": {"protocols": ["rating-1-7", "nope"]}})
+
+
+def test_compare_per_protocol_table():
+    p3 = get_protocol("pairwise-3way")
+    v3 = pd.DataFrame({"instruction_id": ["i"] * 3, "response_id_1": ["r0", "r0", "r1"],
+                       "response_id_2": ["r1", "r2", "r2"], "value": ["a", "equal", "b"],
+                       "verdict_12": ["a", "a", "b"], "verdict_21": ["b", "a", "a"], "valid": [True] * 3,
+                       "prompt_tokens": [100] * 3, "completion_tokens": [10] * 3, "verdict_format": ["text"] * 3})
+    vl = pd.DataFrame({"instruction_id": ["i"], "response_ids": [["r0", "r1", "r2"]], "value": [["A", "B", "C"]],
+                       "valid": [True], "k": [3], "prompt_tokens": [200], "completion_tokens": [10],
+                       "verdict_format": ["json_schema"]})
+    res = compare({"pairwise-3way": ProtocolRun(p3, v3, judge="openai:gpt-4o-mini"),
+                   "listwise-k": ProtocolRun(get_protocol("listwise-k"), vl, judge="openai:gpt-4o-mini")})
+    per = res["protocols"].set_index("protocol")
+    assert per.loc["pairwise-3way", "calls"] == 6 and per.loc["listwise-k", "calls"] == 1
+    assert per.loc["pairwise-3way", "tie_rate"] == pytest.approx(1 / 3)
+    assert per.loc["pairwise-3way", "first_shown_rate"] == pytest.approx(4 / 6)
+    # listwise A>B>C: (r0,r1) a, (r0,r2) a, (r1,r2) a; pairwise-3way: a, equal, b -> 1 of 3 agree
+    assert per.loc["listwise-k", "agreement_with_reference"] == pytest.approx(1 / 3)
+    cost = (200 * 0.15 + 10 * 0.60) / 1e6
+    assert per.loc["listwise-k", "cost_usd"] == pytest.approx(cost)
+    assert per.loc["listwise-k", "agreement_per_dollar"] == pytest.approx((1 / 3) / cost)
+    assert per.loc["listwise-k", "structured_share"] == 1.0
