@@ -75,8 +75,40 @@ def plan_rows(study, groups, scale: float = 1.0, note: str = "") -> list[dict]:
             calls, in_tok, out_tok, usd = 0, 0, 0, 0.0
         if provider == "recorded" and not reused:
             notes.append("recorded answers exist only for the paper's two protocols: not collected")
+        stored = 0 if reused else stored_answers(study, protocol, judge)
         rows.append(dict(stage="protocols", notebook="09_protocols", kind="judge", name=f"{judge} · {protocol.name}",
-                         mode="online", calls=calls, stored=calls if reused else 0, input_tokens=in_tok,
-                         output_tokens=out_tok, usd=usd, usd_to_pay=0.0 if reused else usd,
+                         mode="online", calls=calls, stored=min(stored, calls), input_tokens=in_tok,
+                         output_tokens=out_tok, usd=usd,
+                         usd_to_pay=0.0 if reused or not calls else usd * (calls - min(stored, calls)) / calls,
                          note="; ".join(notes)))
     return rows
+
+
+def stored_answers(study, protocol, judge: str) -> int:
+    """How many of the protocol's requests for the study's written responses the store already answers
+    (looked up by their exact cache keys; 0 before 01 is written or for a judge without keys)."""
+    import sqlite3
+
+    if study.state("responses") not in ("done", "seeded") or not study.store_path.exists():
+        return 0
+    from ..feedback.annotate import request_key
+    from ..feedback.ratings import resolve_judge
+
+    try:
+        j = resolve_judge(judge)
+        _, requests = protocol.requests(study.read("responses"))
+        keys = [request_key(j, r, protocol.template_version) for r in requests]
+        con = sqlite3.connect(f"file:{study.store_path}?mode=ro", uri=True)
+    except Exception:  # noqa: BLE001 - a human / recorded judge, an unreadable store: nothing counted as stored
+        return 0
+    try:
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            found |= {k for (k,) in con.execute("SELECT key FROM annotations WHERE status IN ('ok','invalid') AND key "
+                                                f"IN ({','.join('?' * len(chunk))})", chunk)}
+    except sqlite3.Error:
+        return 0
+    finally:
+        con.close()
+    return sum(k in found for k in keys)
