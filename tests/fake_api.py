@@ -15,6 +15,7 @@ from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from fake_batch import BatchBackend
+import fake_structured
 from fake_replies import completion
 
 FAULT_KINDS = ("429", "500", "garbled", "truncated", "hang", "null")
@@ -73,7 +74,7 @@ class FakeAPI:
                  schedule: list[str] | Callable[[int, str], str] | None = None,
                  retry_after: float = 0.05, hang_s: float = 3.0, seed: int = 0,
                  logprobs: bool = True, score_probs: dict | None = None, choice_p: float = 0.7,
-                 support_n: bool = True, batch_delay: float = 0.0, batch_outcomes=None,
+                 support_n: bool = True, structured: bool = True, batch_delay: float = 0.0, batch_outcomes=None,
                  batch_create_faults=None):
         unknown = set(fault_kinds) - set(ALL_OUTCOMES)
         if unknown:
@@ -93,7 +94,8 @@ class FakeAPI:
         self.max_in_flight = 0
         self.n_asked: list[int] = []
         self.options = {"logprobs": logprobs, "score_probs": score_probs, "choice_p": choice_p,
-                        "support_n": support_n}
+                        "support_n": support_n,
+                        "structured": structured}  # False: refuse response_format (tests/fake_structured.py)
         self.batch = BatchBackend(lambda n, payload: completion(n, payload, self.options),
                                   batch_delay=batch_delay, batch_outcomes=batch_outcomes,
                                   create_faults=batch_create_faults)
@@ -170,6 +172,12 @@ class FakeAPI:
         except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             return _error(400, "body must be JSON with a messages list", "invalid_request_error")
         auth = headers.get("authorization", "")
+        refusal = fake_structured.check(payload, self.options)  # the schema sent is validated first
+        if refusal is not None:
+            with self._lock:
+                self.requests += 1
+                self.outcomes["refused"] += 1
+            return _error(refusal[0], refusal[1], "invalid_request_error")
         with self._lock:
             n = self.requests
             self.requests += 1

@@ -7,6 +7,8 @@ import math
 import re
 import time
 
+from fake_structured import answer
+
 
 def _digest(text: str) -> int:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16)
@@ -56,7 +58,8 @@ def completion(n: int, payload: dict, options: dict | None = None) -> dict:
     want_lp = bool(payload.get("logprobs")) and options.get("logprobs", True)
     choices, completion_tokens = [], 0
     for j in range(k):
-        text = reply_for(prompt) + (f" [sample {j}]" if j else "")
+        structured = answer(payload, prompt)  # a JSON instance of the schema asked for (fake_structured.py)
+        text = structured if structured is not None else reply_for(prompt) + (f" [sample {j}]" if j else "")
         completion_tokens += max(1, len(text) // 4)
         choice = {"index": j, "finish_reason": "stop",
                   "message": {"role": "assistant", "content": text}}

@@ -70,11 +70,33 @@ def _last_valid(matches) -> int | None:
     return found[-1] if found else None
 
 
+def _json_score(text: str) -> tuple[int | None, bool] | None:
+    """A structured verdict ``{"score": N}`` (sflib.protocols.structured), read as JSON; None if the reply is not one."""
+    import json
+
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return None
+    try:
+        obj = json.loads(stripped)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or "score" not in obj:
+        return None
+    v = obj["score"]
+    ok = isinstance(v, int) and not isinstance(v, bool) and SCORE_MIN <= v <= SCORE_MAX
+    return (v, True) if ok else (None, False)
+
+
 def parse_score(text: str | None) -> tuple[int | None, bool]:
-    """The 1–7 score in a judge's rating reply, as ``(score, True)``, or ``(None, False)``."""
+    """The 1–7 score in a judge's rating reply, as ``(score, True)``, or ``(None, False)``.
+    A structured verdict ``{"score": N}`` is read as JSON first."""
     if not text or not str(text).strip():
         return None, False
     text = str(text)
+    structured = _json_score(text)
+    if structured is not None:
+        return structured
     # 1. an explicit final verdict
     score = _last_valid(_FINAL_RE.finditer(text))
     if score is not None:

@@ -123,6 +123,10 @@ def build_judge(cfg: dict, **kwargs: Any) -> Judge:
         judge: Judge = OpenAIJudge(cfg["model"], concurrency=cfg["concurrency"], rpm=cfg["rpm"], tpm=cfg["tpm"],
                                    timeout=cfg["timeout"], max_retries=cfg["max_retries"],
                                    temperature=cfg["temperature"], max_tokens=cfg["max_tokens"], **extra)
+        if cfg.get("structured_verdicts"):  # ask for the protocol's JSON schema (sflib.protocols.structured)
+            from ..protocols.structured import wrap
+
+            judge = wrap(judge, cfg["structured_verdicts"])
     elif provider == "local":
         from .local import LocalJudge
 

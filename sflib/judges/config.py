@@ -57,6 +57,8 @@ KEYS: dict[str, tuple[type, ...]] = {
     "price_batch_input_per_mtok": _OPT_NUM, "price_batch_output_per_mtok": _OPT_NUM,
     "max_retries": (int,), "batch_size": (int,), "device": _OPT_STR, "files": (list, str, type(None)),
     "source": (str,), "logprobs": (bool,), "top_logprobs": (int, type(None)), "n_per_request": (bool,),
+    # ask for the protocol's JSON schema: true / json_schema (OpenAI), json_object (llama-cpp-python), guided_json (vLLM)
+    "structured_verdicts": (bool, str),
 }
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "text", list: "a list", type(None): "null"}
 
@@ -179,6 +181,10 @@ def validate(raw: dict, source: str, kind: str) -> dict:
             raise ConfigError(source, key, f"must be >= 0, got {raw[key]}")
     if raw.get("top_p") is not None and not 0 < raw["top_p"] <= 1:
         raise ConfigError(source, "top_p", f"must be in (0, 1], got {raw['top_p']}")
+    if isinstance(raw.get("structured_verdicts"), str) and raw["structured_verdicts"] not in (
+            "json_schema", "json_object", "guided_json"):
+        raise ConfigError(source, "structured_verdicts", f"expected true/false, json_schema, json_object or "
+                          f"guided_json, got {raw['structured_verdicts']!r}")
     if isinstance(raw.get("files"), list) and not all(isinstance(f, str) for f in raw["files"]):
         raise ConfigError(source, "files", "expected a list of file paths")
     return dict(raw)

@@ -64,6 +64,9 @@ class Feedback(_Model):
     ranking_template: str = "ranking_v1"
     mode: Literal["online", "batch"] = "online"   # batch: the provider's Batch API (half price, resumable)
     verdicts: Literal["hard", "soft"] = "hard"    # soft: logprob-weighted verdicts where the judge returns them
+    # the feedback protocols notebook 09 collects and compares (sflib.protocols); None: the paper's two.
+    # Excluded from the study hash: it changes only stage 09, never 02/03's outputs.
+    protocols: Optional[list[str]] = Field(None, exclude=True, min_length=1)
 
 
 class RewardModels(_Model):
@@ -201,6 +204,13 @@ def _check_files(cfg: StudyConfig, file: str, base: Path) -> None:
         if value is not None and not resolve_path(value, base).exists():
             raise StudyConfigError(f"{file}: {where}: file not found: {value} (relative paths are read from "
                                    f"{base} or the repository root {root()})")
+    for i, name in enumerate(cfg.feedback.protocols or []):
+        from ..protocols import ProtocolError, get_protocol
+
+        try:
+            get_protocol(name)
+        except ProtocolError as e:
+            raise StudyConfigError(f"{file}: feedback.protocols[{i}]: {e}") from None
     for where, name in (("feedback.rating_template", cfg.feedback.rating_template),
                         ("feedback.ranking_template", cfg.feedback.ranking_template)):
         for suffix in ("", "_system"):

@@ -282,6 +282,7 @@ def plan(study, total: bool = True) -> pd.DataFrame:
     ev = evaluation_instructions(study)
     p.best_of_n(ev)
     p.evaluation(ev)
+    p.rows += protocol_rows(study, groups, scale, note)
     df = pd.DataFrame(p.rows, columns=PLAN_COLUMNS)
     if total:
         tot = {c: df[c].sum()  # unknown prices (NaN) are left out of the dollars and named in the note
@@ -292,6 +293,13 @@ def plan(study, total: bool = True) -> pd.DataFrame:
                                                 **tot)])],
                        ignore_index=True)
     return df
+
+
+def protocol_rows(study, groups, scale: float, note: str) -> list[dict]:
+    """Stage 09's rows: one per feedback protocol of the study (:func:`sflib.protocols.plan.plan_rows`)."""
+    from ..protocols.plan import plan_rows
+
+    return plan_rows(study, groups, scale, note)
 
 
 def stage_cost(plan_df: pd.DataFrame, stage: str) -> float:

@@ -1,0 +1,114 @@
+"""What each protocol of a study costs before it runs: one plan row per protocol (stage ``protocols``,
+notebook 09). Calls are counted exactly from the protocol's requests (``rating-1-7``, ``rubric``: k per
+instruction; ``pairwise-3way`` / ``pairwise-5way`` in both orders: k(k−1); ``listwise-k``: 1); prompt
+tokens are the rendered messages' characters / 4 (a response not written yet: ``max_new_tokens`` × 4
+characters); reply tokens the protocol's ``reply_tokens`` (at most the judge's ``max_tokens``).
+``rating-1-7`` and ``pairwise-3way`` with stage 02/03's templates are those stages' very calls: a row with
+0 calls says so (they are counted once, in 02/03). A study without ``feedback.protocols`` has no rows here."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from . import get_protocol
+
+CHARS_PER_TOKEN = 4
+
+
+def study_protocols(cfg) -> list[str]:
+    """The protocol names a study collects (``feedback.protocols``; default: the paper's two)."""
+    return list(getattr(cfg.feedback, "protocols", None) or ["rating-1-7", "pairwise-3way"])
+
+
+def reuses_stage(protocol, cfg) -> str | None:
+    """``ratings`` / ``rankings`` when the protocol is the very requests of stage 02 / 03, else None."""
+    from .pairwise import Pairwise3Way
+    from .pointwise import Rating
+
+    if type(protocol) is Rating and protocol.template == cfg.feedback.rating_template:
+        return "ratings"
+    if type(protocol) is Pairwise3Way and protocol.template == cfg.feedback.ranking_template \
+            and bool(protocol.spec.get("both_orders", True)) == cfg.feedback.both_orders:
+        return "rankings"
+    return None
+
+
+def groups_frame(groups) -> pd.DataFrame:
+    """A responses table from the planner's ``(instruction, input, [responses])`` groups (ids by position,
+    so placeholder texts stay distinct responses)."""
+    rows = [{"instruction_id": f"i{n}", "response_id": f"i{n}r{j}", "instruction": i, "input": x, "response": r}
+            for n, (i, x, rs) in enumerate(groups) for j, r in enumerate(rs)]
+    return pd.DataFrame(rows, columns=["instruction_id", "response_id", "instruction", "input", "response"])
+
+
+def plan_rows(study, groups, scale: float = 1.0, note: str = "") -> list[dict]:
+    """Plan rows (the planner's columns) for every protocol of the study."""
+    from ..study.config import _resolve
+
+    cfg = study.config
+    judge = cfg.feedback.judge
+    settings = _resolve("judge", judge)
+    provider = settings.get("provider") or judge.partition(":")[0]
+    responses = groups_frame(groups)
+    rows = []
+    if not getattr(cfg.feedback, "protocols", None):
+        return rows  # the paper's two protocols only: stages 02/03 are their calls
+    for name in study_protocols(cfg):
+        protocol = get_protocol(name)
+        items = list(protocol.items(responses))
+        calls = round(len(items) * scale)
+        chars = sum(len(m["content"]) for _, msgs in items for m in msgs) * scale
+        in_tok = int(math.ceil(chars / CHARS_PER_TOKEN))
+        reply = min(protocol.reply_tokens, settings.get("max_tokens") or protocol.reply_tokens)
+        out_tok = calls * reply
+        notes = [note] if note else []
+        reused = reuses_stage(protocol, cfg)
+        if provider in ("local", "recorded", "human"):
+            usd = 0.0
+            notes.append(f"{provider} judge: nothing to pay")
+        else:
+            pin, pout = settings.get("price_input_per_mtok"), settings.get("price_output_per_mtok")
+            usd = float("nan") if pin is None or pout is None else (in_tok * pin + out_tok * pout) / 1e6
+        if reused:  # stage 02/03's very calls: counted (and priced) there, not twice
+            notes.append(f"the {calls} calls of stage {reused}, counted there")
+            calls, in_tok, out_tok, usd = 0, 0, 0, 0.0
+        if provider == "recorded" and not reused:
+            notes.append("recorded answers exist only for the paper's two protocols: not collected")
+        stored = 0 if reused else stored_answers(study, protocol, judge)
+        rows.append(dict(stage="protocols", notebook="09_protocols", kind="judge", name=f"{judge} · {protocol.name}",
+                         mode="online", calls=calls, stored=min(stored, calls), input_tokens=in_tok,
+                         output_tokens=out_tok, usd=usd,
+                         usd_to_pay=0.0 if reused or not calls else usd * (calls - min(stored, calls)) / calls,
+                         note="; ".join(notes)))
+    return rows
+
+
+def stored_answers(study, protocol, judge: str) -> int:
+    """How many of the protocol's requests for the study's written responses the store already answers
+    (looked up by their exact cache keys; 0 before 01 is written or for a judge without keys)."""
+    import sqlite3
+
+    if study.state("responses") not in ("done", "seeded") or not study.store_path.exists():
+        return 0
+    from ..feedback.annotate import request_key
+    from ..feedback.ratings import resolve_judge
+
+    try:
+        j = resolve_judge(judge)
+        _, requests = protocol.requests(study.read("responses"))
+        keys = [request_key(j, r, protocol.template_version) for r in requests]
+        con = sqlite3.connect(f"file:{study.store_path}?mode=ro", uri=True)
+    except Exception:  # noqa: BLE001 - a human / recorded judge, an unreadable store: nothing counted as stored
+        return 0
+    try:
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            found |= {k for (k,) in con.execute("SELECT key FROM annotations WHERE status IN ('ok','invalid') AND key "
+                                                f"IN ({','.join('?' * len(chunk))})", chunk)}
+    except sqlite3.Error:
+        return 0
+    finally:
+        con.close()
+    return sum(k in found for k in keys)

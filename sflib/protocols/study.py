@@ -1,0 +1,120 @@
+"""Stage 09 of a study: collect every protocol of ``feedback.protocols`` on 01's responses with the
+feedback judge, and compare them (:mod:`sflib.protocols.compare`).
+
+``rating-1-7`` / ``pairwise-3way`` with stage 02/03's templates read those stages' outputs (no call;
+the recorded paper judge works). Every other protocol is asked through the study's annotation store
+(cached, resumable, never paid twice); a recorded judge has no answers for them, so they are skipped
+and said so. ``quick`` limits the asked protocols to the first ``quick_instructions`` instructions.
+Outputs: ``<study folder>/09_protocols/`` — ``<protocol>.verdicts.jsonl``, ``<protocol>.pairs.jsonl``,
+``agreement.jsonl``, ``protocols.jsonl`` and ``summary.json`` (counts, skipped protocols).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ..core import data as d
+from . import get_protocol
+from .compare import ProtocolRun, findings
+from .plan import reuses_stage, study_protocols
+
+FOLDER = "09_protocols"
+
+
+def folder(study) -> Path:
+    return study.folder / FOLDER
+
+
+def collect(study, *, quick: bool = False, quick_instructions: int = 3, progress: bool = True) -> tuple[dict, dict]:
+    """``({name: ProtocolRun}, {name: why skipped})`` for the study's protocols."""
+    from ..study.acquire import is_recorded, judge as get_judge
+
+    cfg = study.config
+    responses = study.read("responses")
+    judge_name = cfg.feedback.judge
+    runs, skipped = {}, {}
+    j = None
+    for name in study_protocols(cfg):
+        protocol = get_protocol(name)
+        stage = reuses_stage(protocol, cfg)
+        if stage is not None:
+            try:
+                table = study.read(stage)
+            except Exception as e:  # noqa: BLE001 - a missing / stale stage: say so, go on
+                skipped[name] = f"stage {stage} not available ({e})"
+                continue
+            verdicts = protocol.from_table(table)
+        elif is_recorded(judge_name) or judge_name.startswith("human:"):
+            skipped[name] = f"judge {judge_name} has no answers for {name} (recorded/human judges answer only " \
+                            "the paper's two protocols)"
+            continue
+        else:
+            j = j or get_judge(judge_name)
+            asked = responses
+            if quick:
+                keep = list(dict.fromkeys(responses["instruction_id"]))[:quick_instructions]
+                asked = responses[responses["instruction_id"].isin(keep)]
+            verdicts = protocol.acquire(asked, j, store=study.store_path, progress=progress)
+        runs[name] = ProtocolRun(protocol, verdicts, judge=_price_name(j, judge_name))
+    return runs, skipped
+
+
+def _price_name(j, name: str) -> str:
+    """The name the judge is priced under (its client name ``openai:<model>``, else the config's
+    ``provider:model``, else the name; see sflib.core.costs)."""
+    from ..core import costs
+    from ..study.config import _resolve
+    from ..study.planner import judge_name
+
+    try:
+        configured = judge_name(_resolve("judge", name), name)
+    except Exception:  # noqa: BLE001 - e.g. a human judge
+        configured = name
+    for candidate in (getattr(j, "name", None), configured, name):
+        if candidate and costs.price(candidate) is not None:
+            return candidate
+    return getattr(j, "name", None) or configured
+
+
+def run(study, *, quick: bool = False, progress: bool = True):
+    """Collect, compare, save; returns the :class:`~sflib.core.findings.Findings` (with ``.runs``, ``.skipped``)."""
+    runs, skipped = collect(study, quick=quick, progress=progress)
+    f = findings(runs, judge=study.config.feedback.judge)
+    for name, why in skipped.items():
+        f.notes.append(f"{name}: not collected — {why}.")
+    out = folder(study)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, r in runs.items():
+        v = r.verdicts.copy()
+        v["value"] = [json.dumps(x) if isinstance(x, (list, dict)) else x for x in v["value"]]
+        if "response_ids" in v:
+            v["response_ids"] = [json.dumps(list(x)) for x in v["response_ids"]]
+        d.write_table(v, out / f"{name}.verdicts.jsonl")
+        d.write_table(r.pairs, out / f"{name}.pairs.jsonl")
+    d.write_table(f.tables["agreement"], out / "agreement.jsonl")
+    d.write_table(f.tables["protocols"], out / "protocols.jsonl")
+    summary = {"study": study.name, "judge": study.config.feedback.judge, "quick": bool(quick),
+               "protocols": list(runs), "skipped": skipped, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "matrices": {f"{x} | {y}": m.values.tolist() for (x, y), m in f.matrices.items()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    f.runs, f.skipped = runs, skipped  # type: ignore[attr-defined]
+    return f
+
+
+def preference_pairs(run: ProtocolRun, responses: pd.DataFrame) -> pd.DataFrame:
+    """A protocol's implied pairs as a rankings table (the columns 05's Bradley–Terry reward model reads:
+    instruction, input, response1, response2, decision), ties kept as ``equal`` (05 excludes them)."""
+    resp = responses.drop_duplicates("response_id").set_index("response_id")
+    p = run.pairs
+    out = pd.DataFrame({"instruction_id": p["instruction_id"].values,
+                        "response_id_1": p["response_id_1"].values, "response_id_2": p["response_id_2"].values})
+    out["instruction"] = resp.loc[p["response_id_1"], "instruction"].values
+    out["input"] = resp.loc[p["response_id_1"], "input"].values
+    out["response1"] = resp.loc[p["response_id_1"], "response"].values
+    out["response2"] = resp.loc[p["response_id_2"], "response"].values
+    out["decision"] = p["decision"].values
+    out["valid"] = True
+    return out
