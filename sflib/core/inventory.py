@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import catalog
+from .stats import word_counts
 from .. import io as sfio
 
 
@@ -25,7 +26,8 @@ def load_canonical(name: str) -> pd.DataFrame:
 
 
 def word_count(texts) -> pd.Series:
-    return pd.Series([len(str(t).split()) for t in texts], dtype="int64")
+    """Words per text (:func:`sflib.core.stats.word_counts`, the one word counter), index reset."""
+    return word_counts(list(texts))
 
 
 def summary_table() -> pd.DataFrame:
