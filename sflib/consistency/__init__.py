@@ -1,4 +1,4 @@
-"""Stage 5 — consistency: how often do ratings and rankings feedback agree on the same pair?
+"""Stage 04 — consistency: how often do ratings and rankings feedback agree on the same pair?
 
 For every ranked pair ``(response1, response2)`` whose two responses both have a rating, the ratings
 imply a preference — ``a`` if score1 > score2, ``b`` if score1 < score2, ``equal`` if the scores are

@@ -9,8 +9,9 @@ in every notebook. The rule, in order:
 1. *invalid reply* / *failed request*: a row without a valid score (``valid`` False, or no score) is left out;
    ``status == "failed"`` counts as a failed request, anything else as an invalid (unparsable) reply.
    A score that is present but off the 1–7 scale or not a whole number is bad input: :class:`DataError`.
-2. *duplicate rating*: a response rated more than once (same ``response_id``, per ``judge`` when the table
-   has that column) keeps its **first** valid rating; the later ones are left out and counted as
+2. *duplicate rating*: a response rated more than once (same ``response_id`` — computed from the
+   instruction, input and response text when absent; a table with neither counts each row as its own
+   response —, per ``judge`` when the table has that column) keeps its **first** valid rating; the later ones are left out and counted as
    *same score* or *different score* (the paper's released sample rates two responses twice, 6 then 5 and
    5 then 4: two duplicates with a different score).
 3. *not one of the responses*: with ``responses`` given (notebook 01's table), a rating of a response that
@@ -63,6 +64,9 @@ def _ids(df: pd.DataFrame, kind: str, name: str) -> pd.DataFrame:
         return df
     text = ["instruction", "input", "response"] if kind == "ratings" else ["instruction", "input", "response1", "response2"]
     missing = [c for c in text if c not in df.columns]
+    if missing and kind == "ratings" and not {"response_id", "response"} & set(df.columns):
+        # nothing identifies a response: every row is its own response (no duplicates can be found)
+        return df.assign(instruction_id=df.get("instruction_id", ""), response_id=[f"row {i + 1}" for i in range(len(df))])
     if missing:
         raise DataError(name, f"{kind} table needs the id columns ({', '.join(ids)}) or the text columns "
                               f"({', '.join(text)}); it has: {', '.join(map(str, df.columns)) or 'none'}",
