@@ -104,6 +104,7 @@ def findings(study, *, bootstrap: int = 2000, quick: bool = False, annotators: d
         if save:
             _save(study, f, None, got.reason, judge, len(kk))
         return f
+    _counted_by_clean(rep, ratings, rankings, er, ek)
     f.counts["pairs compared"] = rep.n_compared
     f.exclusions[SKIP_UNRATED] = rep.n_skipped_missing_rating
     f.exclusions[SKIP_UNDECIDED] = rep.n_skipped_no_decision
@@ -139,6 +140,20 @@ def findings(study, *, bootstrap: int = 2000, quick: bool = False, annotators: d
     if save:
         _save(study, f, rep, None, judge, len(kk))
     return f
+
+
+def _counted_by_clean(rep, ratings, rankings, er: dict, ek: dict) -> None:
+    """The report was computed on the cleaned tables: its row counts (read, invalid, duplicates) are set to the
+    counts of the tables as stored, by the one rule, so its summary and ``report.json`` say what was left out."""
+    rep.counts.update({
+        "n_ratings": len(ratings), "n_rankings": len(rankings),
+        "n_invalid_ratings": er[clean.INVALID] + er[clean.FAILED],
+        "n_duplicate_ratings": er[clean.DUP_SAME_SCORE] + er[clean.DUP_OTHER_SCORE],
+        "n_conflicting_duplicate_ratings": er[clean.DUP_OTHER_SCORE],
+        "n_duplicate_rankings": ek[clean.DUP_SAME_DECISION] + ek[clean.DUP_OTHER_DECISION],
+        "n_conflicting_duplicate_rankings": ek[clean.DUP_OTHER_DECISION],
+        "n_invalid_rankings": ek[clean.INVALID] + ek[clean.FAILED]})
+    rep.n_duplicates = rep.counts["n_duplicate_ratings"] + rep.counts["n_duplicate_rankings"]
 
 
 def _by_source(f, study, rep, kr, kk, n_boot, seed, judge, paper_dis) -> None:
@@ -199,6 +214,7 @@ def _humans(f, study, ratings, rankings, judge, n_boot, seed) -> None:
     table, fig, note = human.consistency_beside_ai(study, ratings, rankings, ai_name=judge, bootstrap=n_boot, seed=seed)
     if len(table):
         f.tables["humans beside the judge"] = table
+        f.notes += [line for line in note.splitlines() if line.strip()]
     if fig is not None:
         f.figures["humans_beside_ai"] = fig
     else:

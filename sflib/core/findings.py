@@ -64,6 +64,28 @@ class Estimate:
         return s
 
 
+def _number(v: float) -> str:
+    """Floats in report tables: whole numbers with thousands separators, others to 3 significant digits."""
+    return f"{v:,.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:.3g}"
+
+
+def _plain_index(table) -> bool:
+    import pandas as pd
+
+    return isinstance(table.index, pd.RangeIndex) and table.index.name is None
+
+
+def _short_texts(table, width: int):
+    """A copy with every text cell longer than ``width`` characters cut (HTML tables of examples stay readable)."""
+    import pandas as pd
+
+    out = table.copy()
+    for c in out.columns:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = [v if not isinstance(v, str) or len(v) <= width else v[: width - 1] + "…" for v in out[c]]
+    return out
+
+
 @dataclass
 class Findings:
     stage: str
@@ -126,8 +148,9 @@ class Findings:
     def _repr_markdown_(self) -> str:
         return self.to_markdown()
 
-    def to_html(self) -> str:
-        """A self-contained HTML section (tables inline; figures are added by the report)."""
+    def to_html(self, skip: tuple[str, ...] = (), width: int = 300) -> str:
+        """A self-contained HTML section (tables inline, texts cut at ``width`` characters, tables named in
+        ``skip`` left out; figures are added by the report)."""
         esc = html.escape
         parts = [f"<section id='stage-{esc(self.stage)}'><h2>{esc(self.stage)} · {esc(self.title)}</h2>"]
         if self.headline:
@@ -139,9 +162,10 @@ class Findings:
         if self.estimates:
             parts.append("<ul>" + "".join(f"<li>{esc(e.text())}</li>" for e in self.estimates) + "</ul>")
         for name, table in self.tables.items():
-            to_html = getattr(table, "to_html", None)
-            if to_html is not None:
-                parts.append(f"<h3>{esc(name)}</h3>" + to_html(index=False, border=0, na_rep="—"))
+            if name in skip or getattr(table, "to_html", None) is None:
+                continue
+            parts.append(f"<h3>{esc(name)}</h3>" + _short_texts(table, width).to_html(
+                index=not _plain_index(table), border=0, na_rep="—", float_format=_number))
         if self.notes:
             parts.append("".join(f"<p class='note'>{esc(n)}</p>" for n in self.notes))
         if self.absent:

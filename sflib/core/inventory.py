@@ -145,7 +145,7 @@ def findings(study, *, figures_dir=None, quick: bool = False):
                 "cost plan": cost[["stage", "kind", "name", "calls", "stored", "input_tokens", "output_tokens", "usd",
                                    "note"]],
                 "instructions by source": by_source,
-                "instruction examples": ins[["instruction", "input"]].head(3),
+                "instruction examples": ins[["instruction", "input"]].head(3).apply(lambda c: c.str.slice(0, 300)),
                 "evaluation instructions by dataset": ev.groupby("dataset").size().rename("instructions").to_frame(),
                 "released tables": summary_table(),
                 "evaluation instructions per source (released)": sources,

@@ -55,6 +55,7 @@ def ratings_findings(study, *, figures_dir=None, quick: bool = False) -> Finding
     f.counts = {"responses (distinct, from 01)": n_resp, "rating rows": len(ratings), "responses rated": len(kept)}
     f.exclusions = ex
     f.tables["outcome"] = _outcome(ratings)
+    f.notes += _stage_lines(study, "ratings", "ratings", "02_ratings")
     if not len(kept):
         f.headline = (f"No valid rating of the {n_resp} responses by {judge} ({clean.describe(ex)}): later stages "
                       "cannot compare or train on ratings.")
@@ -100,6 +101,19 @@ def ratings_findings(study, *, figures_dir=None, quick: bool = False) -> Finding
     return f
 
 
+def _stage_lines(study, stage: str, what: str, notebook: str) -> list[str]:
+    """The stage's outcome line from its manifest (n, valid, invalid, failed and why) and, when nothing is
+    valid, what that means for later stages — for a stage this study acquired (a seeded one has none)."""
+    from ..study import acquire
+
+    if stage in study.config.seeded_from_data:
+        return []
+    counts = (study.manifest(stage) or {}).get("counts") or {}
+    if "n" not in counts:
+        return []
+    return [acquire.outcome_line(counts, what)] + [x for x in [acquire.too_little(counts, what, notebook)] if x]
+
+
 def _tables(study, stage: str) -> list[str]:
     return list(((study.manifest(stage) or {}).get("tables") or {}))
 
@@ -134,6 +148,7 @@ def rankings_findings(study, *, figures_dir=None, quick: bool = False) -> Findin
                 "pairs ranked": len(kept), SELF_PAIRS + " (kept)": self_pairs}
     f.exclusions = ex
     f.tables["outcome"] = _outcome(rankings)
+    f.notes += _stage_lines(study, "rankings", "ranked pairs", "03_rankings")
     measured, reason, pb = _position(study, rankings)
     if not measured:
         f.absent["position_bias"] = f"not measured: {reason}"

@@ -47,8 +47,8 @@ def findings(study, *, figures_dir=None, quick: bool = False) -> Findings:
     reasons = (manifest.get("counts") or {}).get("reasons") or {}
     f.exclusions = {str(k): int(v) for k, v in reasons.items()} if isinstance(reasons, dict) else {}
     if not len(responses):
-        f.headline = f"No responses from {who}: " + ("; ".join(f.exclusions) or "nothing was sampled") + \
-            "; notebooks 02 and 03 have nothing to judge."
+        f.headline = ("01_generate: no responses: " + ("; ".join(f.exclusions) or "nothing was sampled")
+                      + "; notebooks 02 and 03 will have nothing to judge")
         f.absent = {"response_lengths": "no responses", "lengths": "no responses", "examples": "no responses"}
         return f
     words = s["words"]
