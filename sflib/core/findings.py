@@ -110,6 +110,10 @@ class Findings:
         """A table by name (returned, so a notebook cell displays it), or a figure by name: saved as
         ``<stage>_<name>`` (PNG and PDF) under :attr:`figures_folder` and shown inline once. A name this
         stage has nothing for returns a one-line note saying so (e.g. a group without data is left out)."""
+        if name == "headline":
+            from IPython.display import Markdown
+
+            return Markdown(f"**Result.** {self.headline}")
         if name in self.tables:
             return self.tables[name]
         if name in self.figures:
@@ -146,6 +150,9 @@ class Findings:
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def __repr__(self) -> str:  # the plain-text view (text/plain in a notebook): the same words, no object dump
         return self.to_markdown()
 
     def to_html(self, skip: tuple[str, ...] = (), width: int = 300) -> str:
