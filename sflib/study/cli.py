@@ -80,9 +80,15 @@ def _report(args) -> int:
     from . import load
     from .report import write_report
 
+    from .report import copy_docs_figures
+
     study = load(args.study)
     path = write_report(study, args.output, bootstrap=args.bootstrap, log=lambda m: print(m, file=sys.stderr))
     print(f"wrote {path}")
+    if args.docs_figures:
+        copied = copy_docs_figures(study, args.docs_figures)
+        print(f"copied {len(copied)} figure(s) of this run into {args.docs_figures}: "
+              + ", ".join(p.name for p in copied))
     return 0
 
 
@@ -109,6 +115,8 @@ def add_cli(subparsers) -> None:
         if name == "report":
             q.add_argument("--output", "-o", help="the HTML file to write (default: <study folder>/report.html)")
             q.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
+            q.add_argument("--docs-figures", metavar="DIR",
+                           help="also refresh the PNGs already in DIR (e.g. docs/figures) from this run's figures")
         q.set_defaults(func=func)
 
 
