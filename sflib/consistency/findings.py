@@ -139,7 +139,7 @@ def findings(study, *, bootstrap: int = 2000, quick: bool = False, annotators: d
         f.notes.append(f"Only {rep.n_compared} compared pairs: read the intervals, not the point estimate.")
     if save:
         _save(study, f, rep, None, judge, len(kk))
-    return f
+    return f.detached()
 
 
 def _counted_by_clean(rep, ratings, rankings, er: dict, ek: dict) -> None:

@@ -106,6 +106,17 @@ class Findings:
                 return e
         raise KeyError(f"stage {self.stage} has no estimate {name!r} (has: {[e.name for e in self.estimates]})")
 
+    def detached(self) -> "Findings":
+        """Take the figures out of pyplot's list of open figures (they stay drawable and savable), so a
+        notebook's inline backend does not draw them at the end of the cell that computed them: each is shown
+        once, where :meth:`show` shows it. Returns ``self``."""
+        import matplotlib.pyplot as plt
+
+        for fig in self.figures.values():
+            if fig is not None:
+                plt.close(fig)
+        return self
+
     def show(self, name: str):
         """A table by name (returned, so a notebook cell displays it), or a figure by name: saved as
         ``<stage>_<name>`` (PNG and PDF) under :attr:`figures_folder` and shown inline once. A name this

@@ -168,7 +168,7 @@ def findings(study, *, figures_dir=None, quick: bool = False):
                "itself). Notebooks 02–04 count the same way (sflib.feedback.clean).",
                "The recorded evaluation judgments cover only part of the 553 evaluation instructions; notebook 07 "
                "says how many per win rate."]
-    return f
+    return f.detached()
 
 
 _SELF = "pairs of a response with an identical copy of itself"

@@ -98,7 +98,7 @@ def ratings_findings(study, *, figures_dir=None, quick: bool = False) -> Finding
                        "the same prompt): the first rating is kept, here and in notebooks 04 and 05.")
     if len(kept) < 10:
         f.notes.append(f"Only {len(kept)} rated responses: the distribution and every share are very uncertain.")
-    return f
+    return f.detached()
 
 
 def _stage_lines(study, stage: str, what: str, notebook: str) -> list[str]:
@@ -157,7 +157,7 @@ def rankings_findings(study, *, figures_dir=None, quick: bool = False) -> Findin
         f.absent.update({"decisions": "no decided pair"})
         return f
     table = plots.decision_table(kept)
-    f.tables["decisions"] = table.assign(share=table["share"].map("{:.1%}".format))
+    f.tables["decision counts"] = table.assign(share=table["share"].map("{:.1%}".format))
     f.estimates = [Estimate.share(f"decision {d}" if d != "equal" else "equal (tie rate: the two orders disagree)",
                                   int(table.loc[d, "pairs"]), len(kept)) for d in ("a", "b", "equal")]
     if measured and pb.get("pairs"):
@@ -183,7 +183,7 @@ def rankings_findings(study, *, figures_dir=None, quick: bool = False) -> Findin
                      f"{pb['pairs']} pairs" if measured and pb.get("pairs") else "") + ".")
     if len(kept) < 10:
         f.notes.append(f"Only {len(kept)} decided pairs: the shares are very uncertain (see the intervals).")
-    return f
+    return f.detached()
 
 
 def findings(study, *, figures_dir=None, quick: bool = False) -> dict[str, Findings]:

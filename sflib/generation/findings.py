@@ -73,7 +73,7 @@ def findings(study, *, figures_dir=None, quick: bool = False) -> Findings:
                        "judge the distinct responses.")
     if len(responses) < 10:
         f.notes.append(f"Only {len(responses)} responses: every later number rests on very few items.")
-    return f
+    return f.detached()
 
 
 def _examples(responses: pd.DataFrame, width: int = 300) -> pd.DataFrame:
