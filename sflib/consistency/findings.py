@@ -116,7 +116,7 @@ def findings(study, *, bootstrap: int = 2000, quick: bool = False, annotators: d
         f.notes.append("soft verdicts: " + ("; ".join(rep.notes) or "logprob-weighted for every compared pair"))
     ours = paper.paper_vs_ours({PAPER_QUANTITY: (dis.value, dis.low, dis.high)}, "consistency")
     f.tables["summary"] = rep.summary().astype(object).where(rep.summary().notna(), "")
-    f.tables["paper vs this run"] = ours
+    f.tables["paper vs this run"] = ours.astype(object).where(ours.notna(), "—")
     f.tables["by rating gap"] = _small(rep.by_gap)[["gap", "n", "small_n", "disagreement", "dis_low", "dis_high",
                                                     "opposite", "one_side_equal"]]
     f.tables["opposite preferences"] = opposite_preferences(rep.pairs, ratings, rankings, n=3)

@@ -12,7 +12,7 @@ from ..core.stats import wilson, word_counts
 from .common import MIN_N, interval_err, label_n, mark_small, nothing_to_draw, small_n_note
 from .style import AGREE, EQUAL, OKABE_ITO, OPPOSITE, PAPER, figure, styled
 
-_DECISION_TICKS = ["a\n(response 1)", "b\n(response 2)", "equal"]
+_DECISION_TICKS = ["a\n(resp. 1)", "b\n(resp. 2)", "equal"]
 
 
 @styled
@@ -119,7 +119,7 @@ def plot_consistency_by_group(table, *, label: str | None = None, title: str | N
         ax.text(top + 1.5, yi, f"{c:.0f}%  (n={k}{', few' if k < min_n else ''})", va="center", fontsize=6.5)
     if reference is not None:
         ax.axvline(100 * reference, color=PAPER, ls="--", lw=1, label=reference_label)
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_yticks(y, [str(v) for v in t[label]])
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
