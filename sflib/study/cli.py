@@ -86,7 +86,11 @@ def _report(args) -> int:
     path = write_report(study, args.output, bootstrap=args.bootstrap, log=lambda m: print(m, file=sys.stderr))
     print(f"wrote {path}")
     if args.docs_figures:
-        copied = copy_docs_figures(study, args.docs_figures)
+        try:
+            copied = copy_docs_figures(study, args.docs_figures)
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         print(f"copied {len(copied)} figure(s) of this run into {args.docs_figures}: "
               + ", ".join(p.name for p in copied))
     return 0

@@ -190,18 +190,21 @@ def write_report(study, output: str | Path | None = None, *, bootstrap: int = 20
 def copy_docs_figures(study, docs: str | Path) -> list[Path]:
     """Refresh the README's figures from this run: every PNG already in ``docs`` (``docs/figures/``) is
     replaced by the file of the same name in the study's figures folder (:func:`sflib.plots.study_figures_dir`).
-    A name the run did not draw raises, so a stale figure is never left behind silently."""
+    Returns the files replaced; raises :class:`FileNotFoundError` naming the ones this run did not draw
+    (after replacing the others), so a stale figure is never left behind silently."""
     import shutil
 
     from ..plots.figures import study_figures_dir
 
     src, docs = study_figures_dir(study), Path(docs)
     names = sorted(p.name for p in docs.glob("*.png"))
+    copied = [Path(shutil.copyfile(src / n, docs / n)) for n in names if (src / n).exists()]
     missing = [n for n in names if not (src / n).exists()]
     if missing:
-        raise FileNotFoundError(f"{src}: no {', '.join(missing)} from this run; run the study first "
+        raise FileNotFoundError(f"{src} has no {', '.join(missing)} from this run (refreshed: "
+                                f"{', '.join(p.name for p in copied) or 'none'}); run those notebooks first "
                                 f"(python -m sflib study run {study.name})")
-    return [Path(shutil.copyfile(src / n, docs / n)) for n in names]
+    return copied
 
 
 __all__ = ["write_report", "copy_docs_figures", "render", "stage_findings", "paper_vs_this_run", "exclusions_table", "STAGES"]
