@@ -160,3 +160,28 @@ def test_paper_study_headlines(tmp_path, monkeypatch):
     f = findings(load("paper"), bootstrap=200, figures_dir=tmp_path / "fig")
     assert f.counts == {"responses rated": 97, "pairs ranked": 118, "pairs compared": 117}
     assert round(f.estimate("consistency").value, 1) == 56.4 and round(f.estimate("disagreement").value, 1) == 43.6
+
+
+def test_docs_figures_refreshed_from_the_run_or_named_missing(study, tmp_path):
+    from sflib.study.report import copy_docs_figures
+
+    docs = tmp_path / "docs_figures"
+    docs.mkdir()
+    (docs / "01_response_lengths.png").write_bytes(b"old")
+    (docs / "07_winrates.png").write_bytes(b"old")
+    from sflib.generation.findings import findings
+
+    findings(study).show("response_lengths")
+    with pytest.raises(FileNotFoundError, match="07_winrates.png"):
+        copy_docs_figures(study, docs)
+    assert (docs / "01_response_lengths.png").read_bytes().startswith(b"\x89PNG")   # refreshed from this run
+    assert (docs / "07_winrates.png").read_bytes() == b"old"
+
+
+def test_paper_figures_shared_custom_figures_in_the_study_folder(study, tmp_path, monkeypatch):
+    from sflib.plots import study_figures_dir
+
+    monkeypatch.setenv("SFLIB_FIGURES", str(tmp_path / "shared"))
+    assert study_figures_dir(load("paper")) == tmp_path / "shared"
+    assert study_figures_dir(study) == study.folder / "figures"
+    assert study_figures_dir(study, tmp_path / "x") == tmp_path / "x"
