@@ -14,7 +14,6 @@ from sflib.core import stats
 def test_one_implementation_is_used_by_both_stages():
     assert evaluation.ci_sem is stats.ci_sem and evaluation.bootstrap_ci is stats.bootstrap_ci
     assert consistency.cohen_kappa is stats.cohen_kappa
-    assert consistency._stats is stats.agreement_stats
 
 
 def test_wilson_interval_and_at_chance():
