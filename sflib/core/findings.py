@@ -155,7 +155,7 @@ class Findings:
         if self.estimates:
             lines += [""] + [f"- {e.text()}" for e in self.estimates]
         if self.notes:
-            lines += [""] + [f"> {n}" for n in self.notes]
+            lines += [""] + "\n>\n".join(f"> {n}" for n in self.notes).splitlines()  # one paragraph per note
         if self.absent:
             lines += ["", "Not shown: " + "; ".join(f"{k} ({v})" for k, v in self.absent.items())]
         return "\n".join(lines)
