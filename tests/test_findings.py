@@ -185,3 +185,13 @@ def test_paper_figures_shared_custom_figures_in_the_study_folder(study, tmp_path
     assert study_figures_dir(load("paper")) == tmp_path / "shared"
     assert study_figures_dir(study) == study.folder / "figures"
     assert study_figures_dir(study, tmp_path / "x") == tmp_path / "x"
+
+
+def test_00_cost_plan_lists_what_the_seeded_evaluation_holds_not_553_x_7_calls(tmp_path, monkeypatch):
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(tmp_path / "out"))
+    from sflib.study.planner import plan
+    from sflib.study.seed import SEED_TABLES, canonical
+
+    row = plan(load("paper")).set_index("stage").loc["evaluation"]
+    recorded = sum(len(canonical(t)) for t in SEED_TABLES["evaluation"].values())
+    assert row["calls"] == 0 and row["usd"] == 0 and f"{recorded:,} recorded judgments" in row["note"]
