@@ -124,6 +124,7 @@ def exclusions_table(found: dict[str, Findings | str]) -> pd.DataFrame:
                                      "released rankings": "the paper's released rankings"})
     df.loc[(df["data"] == "") & (df["stage"] == "02"), "data"] = "ratings"
     df.loc[(df["data"] == "") & (df["stage"] == "03"), "data"] = "rankings"
+    df.loc[df["data"] == "", "data"] = "ranked pairs vs ratings"
     table = df.pivot_table(index=["data", "left out"], columns="stage", values="count", aggfunc="sum")
     return table.astype("Int64").astype(object).where(table.notna(), "")
 
