@@ -105,6 +105,8 @@ def paper_vs_this_run(found: dict[str, Findings | str]) -> pd.DataFrame:
         f = found.get(stage_of[s.topic])
         if isinstance(f, Findings):
             ours = f.headline or "; ".join(e.text() for e in f.estimates[:3])
+            if s.topic == "consistency" and "humans_beside_ai" in f.absent:
+                ours += f" Human annotators: {f.absent['humans_beside_ai']}."
         else:
             ours = f"stage {stage_of[s.topic]} {f or 'not available'}"
         rows.append({"the paper (abstract)": s.statement, "this run": ours, "source": s.source})
