@@ -51,7 +51,7 @@ import time
 from typing import Any, Iterable, Iterator
 
 from .base import Completion, Judge, Request, provider_error, scrub
-from .throttle import AIMDWindow, backoff
+from .throttle import HOLD_S, AIMDWindow, backoff
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +254,11 @@ class OpenAIJudge(Judge):
         async def on_response(response) -> None:
             slot = _SLOT.get(None)
             if slot is not None and slot[0] is not None:
-                window.release(slot[0], response.status_code)
-                slot[0] = None
+                if response.status_code == 429:  # kept through the backoff (released by _one)
+                    window.release(slot[0], 429, keep=True)
+                else:
+                    window.release(slot[0], response.status_code)
+                    slot[0] = None
             if response.status_code != 429:
                 return
             # 429s are retried by _one (AIMD window + backoff), not by the client's fixed schedule
@@ -293,7 +296,7 @@ class OpenAIJudge(Judge):
                     continue
                 if on_start is not None:  # fired by on_request, after the rate limiters' waits
                     _ON_SEND.set(_once(on_start, index))
-                slot = [None]  # this request's slot in the window, taken per HTTP attempt
+                slot = [None, window]  # this request's slot in the window, taken per HTTP attempt
                 _SLOT.set(slot)
                 try:
                     completion = await self._one(client, requests[index], tpm_limiter,
@@ -347,8 +350,15 @@ class OpenAIJudge(Judge):
                                   f" s: {e.message}")
                 rejected += 1
                 wait = _retry_after(getattr(e.response, "headers", None))
-                await asyncio.sleep(backoff(rejected) if wait is None
-                                    else wait * (1 + 0.25 * random.random()))
+                wait = backoff(rejected) if wait is None else wait * (1 + 0.25 * random.random())
+                # the rejected attempt's window slot is kept for the first part of the wait
+                hold = min(wait, HOLD_S)
+                await asyncio.sleep(hold)
+                slot = _SLOT.get(None)
+                if slot is not None and slot[0] is not None:
+                    slot[1].release(slot[0], None)
+                    slot[0] = None
+                await asyncio.sleep(wait - hold)
                 continue
             except openai.APIStatusError as e:  # 4xx, or 5xx after the client's retries
                 return failed(provider_error(e, key))
