@@ -18,6 +18,8 @@
 (e) cost: 1,000 ratings online vs through the Batch API (fake server's /v1/files + /v1/batches),
     token counts from the fake server's usage, priced as gpt-4o-mini (batch at 50%).
 
+(f) two writers on one store, (g) generation SIGKILLed three times: see bench/acquisition_runs.py.
+
     .venv/bin/python bench/acquisition.py --only d e   # rerun some parts; merged into the JSON
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_openai import FakeOpenAI, free_port  # noqa: E402
+from acquisition_runs import bench_generation_kill, bench_two_writers  # noqa: E402
 
 from sflib.feedback.annotate import annotate  # noqa: E402
 from sflib.judges.base import Request  # noqa: E402
@@ -274,7 +277,7 @@ def bench_batch_cost(tmp: Path, n: int, model: str = "gpt-4o-mini") -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, ~1 min)")
-    parser.add_argument("--only", nargs="+", choices=list("abcde"),
+    parser.add_argument("--only", nargs="+", choices=list("abcdefg"),
                         help="run only these parts and merge them into the recorded JSON")
     parser.add_argument("--worker", nargs=3, metavar=("URL", "STORE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -284,7 +287,7 @@ def main() -> int:
     import openai
 
     q = args.quick
-    parts = set(args.only or "abcde")
+    parts = set(args.only or "abcdefg")
     results = {"machine": {"python": platform.python_version(), "openai": openai.__version__,
                            "cpus": os.cpu_count(), "platform": platform.platform(),
                            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
@@ -312,6 +315,14 @@ def main() -> int:
             print("(e) cost of 1,000 ratings online vs batch ...", flush=True)
             results["e_batch_cost"] = bench_batch_cost(tmp, 300 if q else 1000)
             print(json.dumps(results["e_batch_cost"], indent=1), flush=True)
+        if "f" in parts:
+            print("(f) two rate processes on one store ...", flush=True)
+            results["f_two_writers"] = bench_two_writers(tmp, 300 if q else 1000, 100 if q else 300)
+            print(json.dumps(results["f_two_writers"], indent=1), flush=True)
+        if "g" in parts:
+            print("(g) generate with n per request, SIGKILLed 3 times ...", flush=True)
+            results["g_generation_kill"] = bench_generation_kill(tmp, 100 if q else 300)
+            print(json.dumps(results["g_generation_kill"], indent=1), flush=True)
     results["total_wall_s"] = round(time.perf_counter() - t0, 1)
     out = ROOT / "bench" / "results" / "acquisition.json"
     if args.only and not q and out.exists():  # merge the rerun parts into the recorded results
@@ -353,6 +364,14 @@ def main() -> int:
         e = results["e_batch_cost"]
         print(f"(e) 1,000 ratings: online ${e['cost_per_1000_online_usd']:.4f}, batch "
               f"${e['cost_per_1000_batch_usd']:.4f} ({e['batch_over_online']:.0%})")
+    if "f_two_writers" in results:
+        f = results["f_two_writers"]
+        print(f"(f) two writers: paid twice {f['started_together']['paid_twice']} (together), "
+              f"{f['started_apart']['paid_twice']} (apart) of {f['items']}")
+    if "g_generation_kill" in results:
+        g = results["g_generation_kill"]
+        print(f"(g) generation kill: {g['samples_paid_twice']} samples paid twice, "
+              f"{g['in_flight_recorded_total']} recorded in flight")
     print(f"all pass: {results['all_pass']}  ({results['total_wall_s']} s)")
     return 0 if results["all_pass"] else 1
 
