@@ -17,7 +17,10 @@
 
 Online (``mode="online"``), each request is written to the store's ``in_flight`` table just before
 it is sent and removed with its answer, so after a kill the next run reports how many it asks
-again (``stats["in_flight_repaid"]``: the only requests a kill can make you pay twice).
+again (``stats["in_flight_repaid"]``: the only requests a kill can make you pay twice). With a
+store, each request is also *claimed* just before it is sent (:mod:`sflib.feedback.claims`): several
+processes may annotate into one store at once, each item is asked by one of them, and a run takes
+the others' answers from the store (``stats["left_to_other_run"]``), waiting for them at the end.
 ``mode="batch"`` goes through the provider's Batch API instead (:mod:`sflib.judges.batch`): half
 price, and nothing is submitted twice whatever the moment of a kill.
 """
@@ -135,7 +138,9 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
     at the batch price in batch mode; NaN for an unknown price), wall_s, mode,
     logprobs_missing (replies without usable logprobs although the judge asked for them),
     in_flight_repaid (requests a killed earlier run had sent without storing the answer, asked
-    again now: the provider may bill them twice). ``store=None`` asks everything, keeps nothing.
+    again now: the provider may bill them twice), left_to_other_run (items another run on the
+    same store was asking: taken from the store, not asked), claims_taken_over (items claimed by a
+    run that died). ``store=None`` asks everything, keeps nothing.
 
     ``mode="batch"``: send the requests through the provider's Batch API (half price, results
     within the completion window; :mod:`sflib.judges.batch`, options in ``batch``, e.g.
