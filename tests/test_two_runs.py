@@ -60,7 +60,7 @@ def _check_outputs_equal_store(tmp: Path, names) -> None:
 
 
 def test_two_runs_started_together_pay_once(fake_openai_factory, tmp_path):
-    server = fake_openai_factory(latency=0.4)
+    server = fake_openai_factory(latency=0.6)
     items = _items(tmp_path / "items.json")
     a, b = _rate(server, tmp_path, items, "a"), _rate(server, tmp_path, items, "b")
     outs = [p.communicate(timeout=300) for p in (a, b)]
@@ -72,7 +72,7 @@ def test_two_runs_started_together_pay_once(fake_openai_factory, tmp_path):
 
 
 def test_two_runs_started_apart_pay_once(fake_openai_factory, tmp_path):
-    server = fake_openai_factory(latency=0.4)
+    server = fake_openai_factory(latency=0.6)
     items = _items(tmp_path / "items.json")
     a = _rate(server, tmp_path, items, "a")
     _wait_stored(tmp_path / "store.sqlite", N // 6, a)
@@ -87,7 +87,7 @@ def test_two_runs_started_apart_pay_once(fake_openai_factory, tmp_path):
 
 
 def test_one_run_killed_while_the_other_runs(fake_openai_factory, tmp_path):
-    server = fake_openai_factory(latency=0.4)
+    server = fake_openai_factory(latency=0.6)
     items = _items(tmp_path / "items.json")
     path = tmp_path / "store.sqlite"
     a, b = _rate(server, tmp_path, items, "a"), _rate(server, tmp_path, items, "b")

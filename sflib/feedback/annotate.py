@@ -27,6 +27,7 @@ price, and nothing is submitted twice whatever the moment of a kill.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -292,8 +293,7 @@ def _ask(judge: Judge, todo: dict[str, Request], rec: Recorder, bar, kwargs: dic
     todo_keys = list(todo)
     todo_requests = [todo[k] for k in todo_keys]
     if run is not None:
-        kwargs = dict(kwargs, claim=lambda i: run.claim([todo_keys[i]]),
-                      on_start=lambda i: run.mark_sent([todo_keys[i]]))
+        kwargs = dict(kwargs, claim=_Claimer(run, todo_keys), on_start=lambda i: run.mark_sent([todo_keys[i]]))
     answered: set[int] = set()
     skipped: set[str] = set()
     completions = judge.complete(todo_requests, **kwargs)
@@ -326,6 +326,27 @@ def _ask(judge: Judge, todo: dict[str, Request], rec: Recorder, bar, kwargs: dic
         if index not in answered:
             rec.record(key, todo_requests[index], Completion(error=message, attempts=0))
     return skipped
+
+
+class _Claimer:
+    """``claim(index)`` for the judge: claims the key and the next few in one transaction (workers
+    take indices in order, so the next ones are asked next), cheap enough for every request."""
+
+    AHEAD = 8
+
+    def __init__(self, run: ClaimRun, keys: list[str]):
+        self.run, self.keys = run, keys
+        self.answers: dict[int, bool] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, index: int) -> bool:
+        with self.lock:
+            if index not in self.answers:
+                chunk = [i for i in range(index, min(index + self.AHEAD, len(self.keys)))
+                         if i not in self.answers]
+                claimed = self.run.claim_each([self.keys[i] for i in chunk])
+                self.answers.update({i: self.keys[i] in claimed for i in chunk})
+            return self.answers.pop(index)
 
 
 def format_stats(stats: dict) -> str:

@@ -148,45 +148,53 @@ class ClaimRun:
     def claim(self, keys: list[str]) -> bool:
         """Claim every key (all or none, one transaction). False when one of them landed in the
         store since this run started or is claimed by another live run (see :attr:`busy`)."""
-        keys = list(keys)
+        return bool(self._claim(list(keys), all_or_none=True))
+
+    def claim_each(self, keys: list[str]) -> set[str]:
+        """Claim what can be claimed of ``keys`` (one transaction); returns the claimed keys."""
+        return self._claim(list(keys), all_or_none=False)
+
+    def _claim(self, keys: list[str], all_or_none: bool) -> set[str]:
         marks = ",".join("?" * len(keys))
+        refused: set[str] = set()
         with self.store.transaction() as conn:
-            landed = conn.execute(f"SELECT COUNT(*) FROM annotations WHERE key IN ({marks}) "
-                                  "AND created_at >= ?", (*keys, self.started_at)).fetchone()[0]
-            if landed:
-                return False
-            taken_over = 0
-            for key, run_id in conn.execute(f"SELECT key, run_id FROM claims WHERE key IN ({marks})",
-                                            keys).fetchall():
-                if run_id == self.run_id:
-                    continue
-                alive, who = self._owner(conn, run_id)
-                if alive:
-                    self.busy[key] = who
-                    return False
-                taken_over += 1
-            repaid = 0
-            for key, run_id in conn.execute(f"SELECT key, run_id FROM in_flight WHERE key IN ({marks})",
-                                            keys).fetchall():
-                if run_id == self.run_id:
-                    continue
-                alive, who = self._owner(conn, run_id)
-                if alive:  # sent by a live run that claims nothing (an older sflib): leave it
-                    self.busy[key] = who
-                    return False
-                repaid += 1
+            refused.update(k for (k,) in conn.execute(
+                f"SELECT key FROM annotations WHERE key IN ({marks}) AND created_at >= ?",
+                (*keys, self.started_at)))  # landed: answered by another run since we started
+            if refused and all_or_none:
+                return set()
+            taken_over: set[str] = set()
+            repaid: set[str] = set()
+            for table, dead in (("claims", taken_over), ("in_flight", repaid)):
+                for key, run_id in conn.execute(f"SELECT key, run_id FROM {table} WHERE key IN ({marks})",
+                                                keys).fetchall():
+                    if run_id == self.run_id or key in refused:
+                        continue
+                    alive, who = self._owner(conn, run_id)
+                    if alive:  # a live run asks it (an in-flight row alone: an older sflib)
+                        self.busy[key] = who
+                        refused.add(key)
+                        if all_or_none:
+                            return set()
+                    else:
+                        dead.add(key)
+            claimed = [k for k in keys if k not in refused]
             now = time.time()
             conn.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
-                             [(k, self.judge, self.run_id, now) for k in keys])
-        self.counts["claims_taken_over"] += taken_over
-        self.counts["in_flight_repaid"] += repaid
-        for key in keys:
+                             [(k, self.judge, self.run_id, now) for k in claimed])
+        self.counts["claims_taken_over"] += len(taken_over - refused)
+        self.counts["in_flight_repaid"] += len(repaid - refused)
+        for key in claimed:
             self.busy.pop(key, None)
-        return True
+        return set(claimed)
 
     def mark_sent(self, keys: list[str]) -> None:
         """Record ``keys`` as in flight (their request is being sent now: it may be billed)."""
         now = time.time()
+        if len(keys) == 1:  # one autocommitted statement: cheap enough for every request
+            self.store.execute("INSERT OR REPLACE INTO in_flight VALUES (?, ?, ?, ?)",
+                               (keys[0], self.judge, self.run_id, now))
+            return
         self.store.executemany([("INSERT OR REPLACE INTO in_flight VALUES (?, ?, ?, ?)",
                                  (k, self.judge, self.run_id, now)) for k in keys])
 
