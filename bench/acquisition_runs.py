@@ -53,19 +53,23 @@ def _rate(url: str, tmp: Path, items: Path, name: str) -> subprocess.Popen:
         env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def bench_two_writers(tmp: Path, n: int, apart: int, latency: float = 0.2) -> dict:
+def bench_two_writers(tmp: Path, n: int, apart: int, latency: float = 0.2,
+                      apart_latency: float = 0.5) -> dict:
     from fake_openai import FakeOpenAI
 
     from sflib.feedback.store import AnnotationStore
 
-    out = {"items": n, "concurrency_each": 16, "latency_s": latency}
+    out = {"items": n, "concurrency_each": 16, "latency_s": latency,
+           "latency_s_started_apart": apart_latency}
     for label, gap in (("started_together", 0), ("started_apart", apart)):
         folder = tmp / f"f-{label}"
         folder.mkdir()
         items = folder / "items.json"
         items.write_text(json.dumps([{"instruction": f"Explain topic number {i}.", "input": "",
                                       "response": f"Answer {i}."} for i in range(n)]))
-        with FakeOpenAI(latency) as server:
+        # started apart: a slower server, so that the first run is still going when the second
+        # has started (a process start takes seconds on a loaded machine)
+        with FakeOpenAI(apart_latency if gap else latency) as server:
             a = _rate(server.url, folder, items, "a")
             if gap:
                 _wait(folder / "store.sqlite", gap, a)
@@ -82,7 +86,9 @@ def bench_two_writers(tmp: Path, n: int, apart: int, latency: float = 0.2) -> di
             except (ValueError, KeyError):
                 scores = None
             same.append(scores == stored)
+        overlapped = "left to another run" in out_a + out_b
         out[label] = {"exit_codes": [a.returncode, b.returncode], "paid_requests": paid,
+                      "runs_overlapped": overlapped,
                       "paid_twice": twice, "outputs_equal_store": same,
                       "summary_a": out_a.strip().splitlines()[-1:],
                       "summary_b": out_b.strip().splitlines()[-1:],
@@ -137,6 +143,8 @@ def bench_generation_kill(tmp: Path, n: int = 300, k: int = 4, kills: int = 3,
         "stored_at_each_kill": stored_at, "in_flight_recorded_at_each_kill": recorded,
         "in_flight_recorded_total": sum(recorded), "final_run": last,
         "final_rows": _count(path, "SELECT COUNT(*) FROM annotations WHERE status = 'ok'"),
-        "target": "samples paid twice = samples recorded in flight at the kills; all rows stored",
-        "pass": repaid == sum(recorded) and last.get("rows") == need,
+        "unrecorded_paid_twice": max(0, repaid - sum(recorded)),
+        "target": "every sample paid twice was recorded in flight at a kill (paid twice <= recorded; "
+                  "a request recorded just before a kill may not have reached the server); all rows stored",
+        "pass": repaid <= sum(recorded) and last.get("rows") == need,
     }
