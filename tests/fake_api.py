@@ -20,7 +20,8 @@ from fake_replies import completion
 FAULT_KINDS = ("429", "500", "garbled", "truncated", "hang", "null")
 #: also accepted in a schedule: "401", an auth error whose message echoes the Authorization header
 #: (as a careless proxy might), to check that clients scrub the key from error text
-ALL_OUTCOMES = ("ok", "401") + FAULT_KINDS
+#: and "empty": 200 with ``choices: []`` and usage (billed, no reply), as some proxies answer
+ALL_OUTCOMES = ("ok", "401", "empty") + FAULT_KINDS
 
 
 class _TokenBucket:
@@ -233,6 +234,8 @@ class FakeAPI:
             reply = Reply(200, b'{"id": "chatcmpl-x", "choices": [{"mess' + b"\x00garbage}")
         else:
             data = completion(n, payload, self.options)
+            if outcome == "empty":
+                data["choices"] = []
             if outcome == "null":
                 data["choices"][0]["message"]["content"] = None
                 data["choices"][0]["finish_reason"] = "content_filter"

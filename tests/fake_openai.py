@@ -28,6 +28,7 @@ Options of :class:`FakeOpenAI` (all keyword):
   the connection closes before ``Content-Length`` bytes), ``"hang"`` (sleeps ``hang_s`` before
   answering: longer than a client's timeout), ``"null"`` (200 whose message has ``content: null``,
   ``finish_reason: content_filter``, usage still counted); ``"401"`` (an auth error echoing the key it got);
+  ``"empty"`` (200 with ``choices: []`` and usage: billed, no reply; schedule / fault_kinds only);
 - ``schedule``: a list of outcomes used for the first requests in arrival order (``"ok"`` or a
   fault kind), or a callable ``(n, prompt) -> outcome`` deciding every request;
 - ``retry_after``: the Retry-After value sent with scheduled/random 429s (seconds).

@@ -49,3 +49,14 @@ def test_header_less_429s_stay_a_small_fraction_of_accepted(fake_openai_factory)
     assert all(c.ok for c in results.values())
     # without the window every worker hammers the server: thousands of 429s for 120 items
     assert server.outcomes["429"] <= 0.3 * 120, server.outcomes
+
+
+def test_usage_of_replies_without_choices_is_counted(fake_openai_factory):
+    server = fake_openai_factory(schedule=["empty", "empty", "ok"])
+    judge = OpenAIJudge("gpt-4o-mini", base_url=server.url, api_key="sk-test", concurrency=1)
+    [(_, c)] = list(judge.complete([Request([{"role": "user", "content": "Rate on 1 to 7. x"}])]))
+    single = fake_openai_factory()
+    [(_, one)] = list(OpenAIJudge("gpt-4o-mini", base_url=single.url, api_key="sk-test")
+                      .complete([Request([{"role": "user", "content": "Rate on 1 to 7. x"}])]))
+    assert c.ok and c.attempts == 3 and server.requests == 3
+    assert c.prompt_tokens == 3 * one.prompt_tokens > 0  # the two empty replies were billed too
