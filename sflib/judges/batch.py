@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from ..feedback.claims import ClaimRun
 from ..feedback.store import AnnotationStore, canonical_json
 from .base import Completion, Judge, Request, provider_error
+from .replies import _completion, _usage
 from .openai_judge import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -89,37 +90,6 @@ def _retryable(error: Exception) -> bool:
     """Whether the openai client would retry this error (a timeout or a 5xx: it may have been done)."""
     status = getattr(error, "status_code", None)  # None: no reply (connection error, timeout)
     return status is None or status in (408, 409, 429) or status >= 500
-
-
-def _usage(line: dict) -> tuple[int, int]:
-    """(prompt, completion) tokens an output line says were used (billed even without a reply)."""
-    body = (line.get("response") or {}).get("body") or {}
-    usage = body.get("usage") if isinstance(body, dict) else None
-    usage = usage if isinstance(usage, dict) else {}
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-
-
-def _completion(line: dict, attempt: int) -> tuple[Completion | None, str | None]:
-    """``(completion, None)`` for a usable output line, ``(None, why)`` for one to resubmit."""
-    from .openai_judge import token_logprobs
-
-    response = line.get("response") or {}
-    error = line.get("error")
-    if error or response.get("status_code") != 200:
-        body_error = ((response.get("body") or {}).get("error") or {}).get("message")
-        return None, f"batch line error: {error or ''} {response.get('status_code')} {body_error or ''}".strip()
-    body = response.get("body") or {}
-    try:
-        choice = body["choices"][0]
-        text = choice["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        return None, "batch line without a chat completion"
-    if text is None:
-        return None, f"reply has no text (finish_reason={choice.get('finish_reason')})"
-    usage = body.get("usage") or {}
-    return Completion(text=text, prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                      completion_tokens=int(usage.get("completion_tokens") or 0),
-                      attempts=attempt, logprobs=token_logprobs(choice)), None
 
 
 class BatchRun:

@@ -51,6 +51,7 @@ import time
 from typing import Any, Iterable, Iterator
 
 from .base import Completion, Judge, Request, provider_error, scrub
+from .replies import _retry_after, token_logprobs  # noqa: F401  (token_logprobs: importable here too)
 from .throttle import HOLD_S, AIMDWindow, backoff
 
 log = logging.getLogger(__name__)
@@ -69,23 +70,6 @@ DUMMY_KEY = "sk-no-key-required"
 
 class ConfigurationError(ValueError):
     """The judge cannot start (no API key for api.openai.com, bad option)."""
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``retry-after`` (numeric forms), or None."""
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            continue
-        if 0 <= seconds < 3600:
-            return seconds
-    return None
 
 
 class OpenAIJudge(Judge):
@@ -389,27 +373,6 @@ class OpenAIJudge(Judge):
                               latency_s=time.perf_counter() - start, attempts=counter[0],
                               logprobs=token_logprobs(choice),
                               texts=texts if params.get("n", 1) != 1 else None)
-
-
-def token_logprobs(choice: Any) -> list | None:
-    """``[[token, {alternative: logprob}], ...]`` from a chat choice's ``logprobs.content``
-    (None when the provider sent none). Works on the client's objects and on plain dicts."""
-    def get(obj, name):
-        return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-    lp = get(choice, "logprobs")
-    content = get(lp, "content") if lp is not None else None
-    if not content:
-        return None
-    out = []
-    for item in content:
-        token = get(item, "token")
-        alternatives = {get(t, "token"): float(get(t, "logprob"))
-                        for t in (get(item, "top_logprobs") or [])}
-        if token is not None and token not in alternatives and get(item, "logprob") is not None:
-            alternatives[token] = float(get(item, "logprob"))
-        out.append([token, alternatives])
-    return out
 
 
 def _once(callback, index: int):
