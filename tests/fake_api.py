@@ -21,7 +21,8 @@ from fake_replies import completion
 FAULT_KINDS = ("429", "500", "garbled", "truncated", "hang", "null")
 #: also accepted in a schedule: "401", an auth error whose message echoes the Authorization header
 #: (as a careless proxy might), to check that clients scrub the key from error text
-ALL_OUTCOMES = ("ok", "401") + FAULT_KINDS
+#: and "empty": 200 with ``choices: []`` and usage (billed, no reply), as some proxies answer
+ALL_OUTCOMES = ("ok", "401", "empty") + FAULT_KINDS
 
 
 class _TokenBucket:
@@ -75,11 +76,18 @@ class FakeAPI:
                  retry_after: float = 0.05, hang_s: float = 3.0, seed: int = 0,
                  logprobs: bool = True, score_probs: dict | None = None, choice_p: float = 0.7,
                  support_n: bool = True, structured: bool = True, batch_delay: float = 0.0, batch_outcomes=None,
-                 batch_create_faults=None):
+                 batch_create_faults=None, refuse: dict | None = None,
+                 rate_limit_headers: bool = True):
         unknown = set(fault_kinds) - set(ALL_OUTCOMES)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {ALL_OUTCOMES}")
         self.latency, self.fault_rate, self.fault_kinds = latency, fault_rate, tuple(fault_kinds)
+        #: ``{"chat" | "files" | "batches": status}``: that route answers the status (401, 400,
+        #: 403, 404 ...) with a message that echoes the Authorization header it got, as a careless
+        #: proxy might: a client must scrub it from every error text
+        self.refuse = dict(refuse or {})
+        #: False: a 429 from the rpm bucket carries no Retry-After / x-ratelimit-* headers
+        self.rate_limit_headers = rate_limit_headers
         self.schedule, self.retry_after, self.hang_s = schedule, retry_after, hang_s
         self.bucket = _TokenBucket(rpm, burst) if rpm else None
         self._rng = random.Random(seed)
@@ -124,6 +132,15 @@ class FakeAPI:
         url = urlsplit(target)
         path = url.path.rstrip("/").removeprefix("/v1")
         query = dict(parse_qsl(url.query))
+        route = path.strip("/").split("/")[0]
+        if route in self.refuse:
+            status = self.refuse[route]
+            echo = headers.get("authorization", "").removeprefix("Bearer ")
+            with self._lock:
+                self.auth_headers.append(headers.get("authorization", ""))
+            kind = "invalid_request_error"
+            return _error(status, f"Refused (injected {status}). Incorrect API key provided: {echo}. "
+                          f"Authorization: Bearer {echo}", kind)
         if method == "POST" and path == "/chat/completions":
             return self._chat(headers, raw)
         with self._lock:
@@ -204,9 +221,10 @@ class FakeAPI:
         if wait > 0:
             with self._lock:
                 self.outcomes["429"] += 1
+            headers = {"Retry-After": f"{wait:.3f}", "retry-after-ms": str(int(wait * 1000) + 1),
+                       "x-ratelimit-limit-requests": f"{self.bucket.rate * 60:g}"}
             return _error(429, "Rate limit reached for requests", "requests",
-                          {"Retry-After": f"{wait:.3f}", "retry-after-ms": str(int(wait * 1000) + 1),
-                           "x-ratelimit-limit-requests": f"{self.bucket.rate * 60:g}"}), False
+                          headers if self.rate_limit_headers else {}), False
         outcome = self._decide(n, prompt)
         with self._lock:
             self.outcomes[outcome] += 1
@@ -224,6 +242,8 @@ class FakeAPI:
             reply = Reply(200, b'{"id": "chatcmpl-x", "choices": [{"mess' + b"\x00garbage}")
         else:
             data = completion(n, payload, self.options)
+            if outcome == "empty":
+                data["choices"] = []
             if outcome == "null":
                 data["choices"][0]["message"]["content"] = None
                 data["choices"][0]["finish_reason"] = "content_filter"

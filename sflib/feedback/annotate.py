@@ -17,13 +17,17 @@
 
 Online (``mode="online"``), each request is written to the store's ``in_flight`` table just before
 it is sent and removed with its answer, so after a kill the next run reports how many it asks
-again (``stats["in_flight_repaid"]``: the only requests a kill can make you pay twice).
+again (``stats["in_flight_repaid"]``: the only requests a kill can make you pay twice). With a
+store, each request is also *claimed* just before it is sent (:mod:`sflib.feedback.claims`): several
+processes may annotate into one store at once, each item is asked by one of them, and a run takes
+the others' answers from the store (``stats["left_to_other_run"]``), waiting for them at the end.
 ``mode="batch"`` goes through the provider's Batch API instead (:mod:`sflib.judges.batch`): half
 price, and nothing is submitted twice whatever the moment of a kill.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -34,6 +38,7 @@ from tqdm.auto import tqdm
 from ..core import costs
 from . import logprobs as lp
 from ..judges.base import Completion, Judge, Request
+from .claims import POLL_S, ClaimRun
 from .store import AnnotationStore
 
 log = logging.getLogger(__name__)
@@ -134,7 +139,9 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
     at the batch price in batch mode; NaN for an unknown price), wall_s, mode,
     logprobs_missing (replies without usable logprobs although the judge asked for them),
     in_flight_repaid (requests a killed earlier run had sent without storing the answer, asked
-    again now: the provider may bill them twice). ``store=None`` asks everything, keeps nothing.
+    again now: the provider may bill them twice), left_to_other_run (items another run on the
+    same store was asking: taken from the store, not asked), claims_taken_over (items claimed by a
+    run that died). ``store=None`` asks everything, keeps nothing.
 
     ``mode="batch"``: send the requests through the provider's Batch API (half price, results
     within the completion window; :mod:`sflib.judges.batch`, options in ``batch``, e.g.
@@ -190,7 +197,8 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
         from ..judges.batch import BATCH_PRICE_FACTOR
 
         cost *= BATCH_PRICE_FACTOR
-    stats = dict(requests=len(requests), cached=n_cached, called=len(todo),
+    stats = dict(requests=len(requests), cached=n_cached,
+                 called=len(todo) - int(extra.get("left_to_other_run", 0)),
                  ok=int((out["status"] == "ok").sum()) if len(out) else 0,
                  invalid=int((out["status"] == "invalid").sum()) if len(out) else 0,
                  failed=int((out["status"] == "failed").sum()) if len(out) else 0,
@@ -218,25 +226,76 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
 
 def _online(judge: Judge, todo: dict[str, Request], store: AnnotationStore | None, rec: Recorder,
             desc: str, progress: bool) -> dict:
-    """Ask the judge directly; each answer is stored as it arrives. Returns extra stats."""
+    """Ask the judge directly; each answer is stored as it arrives. Returns extra stats.
+
+    With a store and a judge that supports claims, each request is claimed just before it is sent
+    (:mod:`sflib.feedback.claims`): items another live run on the same store is asking are left to
+    it and taken from the store when they land (this run waits for them at the end, and takes over
+    the claims of a run that died)."""
+    extra = {"in_flight_repaid": 0, "left_to_other_run": 0, "claims_taken_over": 0}
+    bar = tqdm(total=len(todo), desc=desc or f"{judge.name}", unit="req",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        if store is None or not getattr(judge, "supports_claims", False):
+            kwargs, run_id = {}, uuid.uuid4().hex[:12]
+            if store is not None and getattr(judge, "reports_starts", False):
+                # requests a killed run sent but never stored: possibly billed; asked again now
+                stale = set(store.in_flight(judge.name)["key"])
+                extra["in_flight_repaid"] = len(stale & set(todo))
+                keys = list(todo)
+                kwargs["on_start"] = lambda i: store.mark_in_flight(keys[i], judge=judge.name,
+                                                                    run_id=run_id)
+            _ask(judge, todo, rec, bar, kwargs)
+        else:
+            with ClaimRun(store, judge.name) as run:
+                _ask_claimed(judge, todo, rec, bar, run)
+                extra.update(run.counts)
+    finally:
+        bar.close()
+    if extra["in_flight_repaid"]:
+        log.warning("%s: %d requests were in flight when an earlier run stopped; the provider "
+                    "may have billed them, and they were asked again", judge.name,
+                    extra["in_flight_repaid"])
+    return extra
+
+
+def _ask_claimed(judge: Judge, todo: dict[str, Request], rec: Recorder, bar, run: ClaimRun) -> None:
+    """Ask what this run can claim; wait for what other live runs ask, take theirs over if they die."""
+    pending = dict(todo)
+    waited = False
+    while pending:
+        free = run.free(list(pending))
+        if free:
+            skipped = _ask(judge, {k: pending[k] for k in free}, rec, bar, {}, run)
+            pending = {k: v for k, v in pending.items() if k not in rec.rows or k in skipped}
+        landed = run.landed(list(pending))
+        for key, row in landed.items():  # answered by another run: take it from the store
+            rec.cached(key, row)
+            run.counts["left_to_other_run"] += 1
+            bar.update(1)
+            del pending[key]
+        if pending and not free:
+            if not waited:
+                log.warning("%s: %d items are being asked by another run on this store (%s); "
+                            "waiting for their answers instead of paying twice", judge.name,
+                            len(pending), run.owners(pending))
+                waited = True
+            bar.set_postfix_str(f"waiting for {len(pending)} asked by another run", refresh=True)
+            time.sleep(POLL_S)
+    if run.counts["left_to_other_run"]:
+        log.warning("%s: %d items were left to another run on this store and taken from it",
+                    judge.name, run.counts["left_to_other_run"])
+
+
+def _ask(judge: Judge, todo: dict[str, Request], rec: Recorder, bar, kwargs: dict,
+         run: ClaimRun | None = None) -> set[str]:
+    """One ``judge.complete`` over ``todo``; returns the keys the judge skipped (claimed elsewhere)."""
     todo_keys = list(todo)
     todo_requests = [todo[k] for k in todo_keys]
-    extra = {"in_flight_repaid": 0}
-    kwargs = {}
-    if store is not None and getattr(judge, "reports_starts", False):
-        # requests a killed run sent but never stored: possibly billed; asked (and paid) again now
-        stale = set(store.in_flight(judge.name)["key"])
-        repaid = len(stale & set(todo_keys))
-        if repaid:
-            log.warning("%s: %d requests were in flight when an earlier run stopped; the provider "
-                        "may have billed them, and they are asked again now", judge.name, repaid)
-        extra["in_flight_repaid"] = repaid
-        run_id = uuid.uuid4().hex[:12]
-        kwargs["on_start"] = lambda index: store.mark_in_flight(todo_keys[index], judge=judge.name,
-                                                                run_id=run_id)
-    bar = tqdm(total=len(todo_requests), desc=desc or f"{judge.name}", unit="req",
-               disable=not progress, dynamic_ncols=True)
+    if run is not None:
+        kwargs = dict(kwargs, claim=_Claimer(run, todo_keys), on_start=lambda i: run.mark_sent([todo_keys[i]]))
     answered: set[int] = set()
+    skipped: set[str] = set()
     completions = judge.complete(todo_requests, **kwargs)
     try:
         for index, completion in completions:
@@ -244,6 +303,9 @@ def _online(judge: Judge, todo: dict[str, Request], store: AnnotationStore | Non
                 log.warning("judge %s yielded an unexpected index %r; ignored", judge.name, index)
                 continue
             answered.add(index)
+            if completion is None:  # not claimed: another run asks it, or its answer landed
+                skipped.add(todo_keys[index])
+                continue
             rec.record(todo_keys[index], todo_requests[index], completion)
             bar.update(1)
             bar.set_postfix({k: rec.counts[k] for k in ("ok", "invalid", "failed")}, refresh=False)
@@ -256,7 +318,6 @@ def _online(judge: Judge, todo: dict[str, Request], store: AnnotationStore | Non
     else:
         message = "judge returned no completion for this request"
     finally:
-        bar.close()
         # stop the judge now, also on Ctrl-C (a notebook's traceback would keep it running)
         close = getattr(completions, "close", None)
         if close is not None:
@@ -264,7 +325,28 @@ def _online(judge: Judge, todo: dict[str, Request], store: AnnotationStore | Non
     for index, key in enumerate(todo_keys):
         if index not in answered:
             rec.record(key, todo_requests[index], Completion(error=message, attempts=0))
-    return extra
+    return skipped
+
+
+class _Claimer:
+    """``claim(index)`` for the judge: claims the key and the next few in one transaction (workers
+    take indices in order, so the next ones are asked next), cheap enough for every request."""
+
+    AHEAD = 8
+
+    def __init__(self, run: ClaimRun, keys: list[str]):
+        self.run, self.keys = run, keys
+        self.answers: dict[int, bool] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, index: int) -> bool:
+        with self.lock:
+            if index not in self.answers:
+                chunk = [i for i in range(index, min(index + self.AHEAD, len(self.keys)))
+                         if i not in self.answers]
+                claimed = self.run.claim_each([self.keys[i] for i in chunk])
+                self.answers.update({i: self.keys[i] in claimed for i in chunk})
+            return self.answers.pop(index)
 
 
 def format_stats(stats: dict) -> str:
@@ -272,6 +354,8 @@ def format_stats(stats: dict) -> str:
     cost = stats.get("cost_usd")
     cost_text = "cost unknown" if cost is None or cost != cost else f"${cost:.4f}"
     return (f"{stats['requests']} requests: {stats['ok']} ok, {stats['invalid']} invalid, "
-            f"{stats['failed']} failed; {stats['cached']} cached, {stats['called']} asked; "
+            f"{stats['failed']} failed; {stats['cached']} cached, {stats['called']} asked"
+            + (f", {stats['left_to_other_run']} left to another run"
+               if stats.get("left_to_other_run") else "") + "; "
             f"{stats['prompt_tokens']}+{stats['completion_tokens']} tokens, {cost_text}, "
             f"{stats['wall_s']:.1f} s")

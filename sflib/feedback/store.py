@@ -15,13 +15,18 @@ Two more kinds of record live in the same file (the schema of every table:
 - ``in_flight``: requests an online run has sent and not yet stored (written just before each is
   sent, removed with its answer). Rows left there were in flight when a run was killed: the
   provider may have billed them, and the next run reports them (:meth:`AnnotationStore.in_flight`);
+- ``runs`` / ``claims``: which run (pid, host, start time, heartbeat) is asking which item right
+  now, so that several runs on one store (a notebook and a CLI run, an array of cluster jobs)
+  never pay twice for one item (see :mod:`sflib.feedback.claims`);
 - ``batches`` / ``batch_requests`` / ``batch_events``: provider Batch API jobs (see
   :mod:`sflib.judges.batch`): each job's intent, input file id and batch id are written before the
   next step, so a killed run resumes without submitting anything twice.
 
 Safety: the database runs in WAL mode and every :meth:`AnnotationStore.put` is its own committed
 transaction, so a process killed at any moment loses at most what was still in flight; a re-run
-reads back everything that was committed. Use one writing process per store file.
+reads back everything that was committed. Several processes may share one store file: each
+asks only the items it claimed (:mod:`sflib.feedback.claims`) and takes the others' answers from
+the store. Keep the file on a local file system (SQLite's locks are unreliable on NFS).
 
 Only what a :class:`~sflib.judges.base.Request` / :class:`~sflib.judges.base.Completion` contains
 is written here; API keys and HTTP headers never reach the store.
@@ -41,6 +46,7 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -230,6 +236,8 @@ class AnnotationStore:
                     records)
                 self._conn.executemany("DELETE FROM in_flight WHERE key = ?",
                                        [(rec[0],) for rec in records])
+                self._conn.executemany("DELETE FROM claims WHERE key = ?",
+                                       [(rec[0],) for rec in records])
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -290,6 +298,19 @@ class AnnotationStore:
             try:
                 for sql, args in statements:
                     self._conn.execute(sql, tuple(args))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self):
+        """``with store.transaction() as conn:`` one committed ``BEGIN IMMEDIATE`` transaction (rolled
+        back on an exception): reads and writes in it see no other process's writes in between."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

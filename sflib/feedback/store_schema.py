@@ -3,8 +3,9 @@
 older sflib in place (missing columns added, rows kept).
 
 Tables: ``annotations`` (one row per cache key), ``in_flight`` (requests an online run sent and
-has not stored yet), and ``batches`` / ``batch_requests`` / ``batch_events`` (provider Batch API
-jobs, see :mod:`sflib.judges.batch`).
+has not stored yet), ``runs`` / ``claims`` (which run is asking which item, so that two runs on one
+store never pay twice; see :mod:`sflib.feedback.claims`), and ``batches`` / ``batch_requests`` /
+``batch_events`` (provider Batch API jobs, see :mod:`sflib.judges.batch`).
 """
 from __future__ import annotations
 
@@ -46,6 +47,21 @@ CREATE TABLE IF NOT EXISTS in_flight (
     run_id     TEXT NOT NULL,
     started_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runs (
+    run_id     TEXT PRIMARY KEY,        -- one acquisition run (a process calling annotate/generate)
+    pid        INTEGER NOT NULL,
+    host       TEXT NOT NULL,
+    proc_start TEXT,                    -- the process's start time (tells a reused pid apart)
+    started_at REAL NOT NULL,
+    heartbeat  REAL NOT NULL            -- unix time; refreshed while the run is alive
+);
+CREATE TABLE IF NOT EXISTS claims (
+    key        TEXT PRIMARY KEY,        -- the annotation key being asked
+    judge      TEXT NOT NULL,
+    run_id     TEXT NOT NULL,           -- its owner (runs.run_id)
+    claimed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS claims_run ON claims (run_id);
 CREATE TABLE IF NOT EXISTS batches (
     local_id         TEXT PRIMARY KEY,  -- our name for the job, also the uploaded file's name
     judge            TEXT NOT NULL,
@@ -60,7 +76,8 @@ CREATE TABLE IF NOT EXISTS batches (
     n_requests       INTEGER NOT NULL,
     round            INTEGER NOT NULL DEFAULT 0,
     created_at       REAL NOT NULL,
-    updated_at       REAL NOT NULL
+    updated_at       REAL NOT NULL,
+    owner            TEXT               -- runs.run_id of the run that uploads/creates it
 );
 CREATE TABLE IF NOT EXISTS batch_requests (
     local_id TEXT NOT NULL,
@@ -83,6 +100,8 @@ CREATE TABLE IF NOT EXISTS batch_events (
 
 #: columns added after the first release: (name, SQL type), added to older stores on open
 _ADDED_COLUMNS = [("soft", "REAL"), ("logprobs", "TEXT")]
+#: the same for other tables: {table: [(name, SQL type)]}
+_ADDED_TABLE_COLUMNS = {"batches": [("owner", "TEXT")]}
 
 _JSON_COLUMNS = ("params", "prompt", "meta", "value", "logprobs")
 
@@ -94,3 +113,8 @@ def create_tables(conn: sqlite3.Connection) -> None:
     for name, kind in _ADDED_COLUMNS:
         if name not in have:  # a store written by an older sflib: add the column, keep the rows
             conn.execute(f"ALTER TABLE annotations ADD COLUMN {name} {kind}")
+    for table, added in _ADDED_TABLE_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in added:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")

@@ -1,6 +1,11 @@
 """Sampling from an OpenAI-compatible server (:func:`generate_openai`): one request per
 (instruction, sample), or one request with ``n`` per instruction, through the judges' engine
 (:func:`sflib.feedback.annotate.annotate`) and the annotation store, so a re-run resumes and pays nothing twice.
+
+The ``n``-per-request path claims an instruction's sample keys before its request is sent and records
+them as in flight (:mod:`sflib.feedback.claims`), like every other path: a run killed mid-request
+leaves them recorded, the next run reports them as re-paid (``stats["in_flight_repaid"]``), and
+two runs on one store never ask the same samples twice.
 """
 from __future__ import annotations
 
@@ -106,6 +111,7 @@ def generate_openai(instructions: pd.DataFrame, judge, k: int = 5, *, store=None
     stats = dict(result.attrs.get("stats", {}))
     stats["prompt_tokens"] = stats.get("prompt_tokens", 0) + pre["prompt_tokens"]
     stats["completion_tokens"] = stats.get("completion_tokens", 0) + pre["completion_tokens"]
+    stats["in_flight_repaid"] = stats.get("in_flight_repaid", 0) + pre.get("in_flight_repaid", 0)
     stats.update(n_requests=pre["requests"], n_samples=pre["samples"])
     out.attrs["stats"] = stats
     return out
@@ -132,25 +138,43 @@ def _sample_with_n(judge, requests: list, store, template: str, progress: bool) 
     asks = [Request(messages=requests[idx[0]].messages, params={"n": len(idx)},
                     meta={"kind": "generation", "n": len(idx)}) for idx in members]
     short = 0
-    for g, completion in judge.complete(asks):
-        texts = completion.texts or ([completion.text] if completion.ok else [])
-        if not completion.ok or not texts:
-            continue  # left missing: asked again one by one
-        texts = texts[:len(members[g])]
-        short += len(texts) < len(members[g])
-        each, rest = divmod(completion.completion_tokens, len(texts))
-        for j, text in enumerate(texts):
-            i = members[g][j]
-            tokens = (completion.prompt_tokens if j == 0 else 0, each + (rest if j == 0 else 0))
-            store.put(keys[i], judge=judge.name, model=judge.model, template_version=template,
-                      params=judge.params, messages=requests[i].messages,
-                      meta={**requests[i].meta, "n_group": len(members[g]), "choice": j},
-                      status="ok", raw=text, value=text, valid=True, prompt_tokens=tokens[0],
-                      completion_tokens=tokens[1], latency_s=completion.latency_s,
-                      attempts=completion.attempts)
-            spent["samples"] += 1
-        spent["prompt_tokens"] += completion.prompt_tokens
-        spent["completion_tokens"] += completion.completion_tokens
+    from ..feedback.claims import ClaimRun
+
+    with ClaimRun(store, judge.name) as run:
+        kwargs = {}
+        if getattr(judge, "supports_claims", False):  # claimed before sent, in flight while sent
+            kwargs = dict(claim=lambda g: run.claim([keys[i] for i in members[g]]),
+                          on_start=lambda g: run.mark_sent([keys[i] for i in members[g]]))
+        for g, completion in judge.complete(asks, **kwargs):
+            if completion is None:
+                continue  # another run on this store asks these samples: annotate waits for them
+            group_keys = [keys[i] for i in members[g]]
+            # billed whether or not it brought text
+            spent["prompt_tokens"] += completion.prompt_tokens
+            spent["completion_tokens"] += completion.completion_tokens
+            texts = completion.texts or ([completion.text] if completion.ok else [])
+            texts = texts[:len(members[g])] if completion.ok else []
+            short += bool(texts) and len(texts) < len(members[g])
+            each, rest = divmod(completion.completion_tokens, max(1, len(texts)))
+            for j, text in enumerate(texts):
+                i = members[g][j]
+                tokens = (completion.prompt_tokens if j == 0 else 0, each + (rest if j == 0 else 0))
+                store.put(keys[i], judge=judge.name, model=judge.model, template_version=template,
+                          params=judge.params, messages=requests[i].messages,
+                          meta={**requests[i].meta, "n_group": len(members[g]), "choice": j},
+                          status="ok", raw=text, value=text, valid=True, prompt_tokens=tokens[0],
+                          completion_tokens=tokens[1], latency_s=completion.latency_s,
+                          attempts=completion.attempts)
+                spent["samples"] += 1
+            # the request is over: samples it did not bring were not billed; asked one by one next
+            store.clear_in_flight(group_keys[len(texts):])
+        spent["in_flight_repaid"] = run.counts["in_flight_repaid"]
+    if spent["in_flight_repaid"]:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s: %d samples were in flight when an earlier run stopped; the provider may have billed "
+            "them, and they were asked again", judge.name, spent["in_flight_repaid"])
     if short:
         import logging
 

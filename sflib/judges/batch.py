@@ -22,6 +22,17 @@ Used by ``annotate(..., mode="batch")`` with an :class:`~sflib.judges.openai_jud
    marked collected only after the whole output and error files were read, so a kill while
    downloading reads them again (nothing is asked again: the results are files).
 
+Several runs on one store (two notebooks, a notebook and a CLI run): the job's intent is written
+in one transaction that first leaves out every item already pending in an open job, so a set of
+items has one live batch; a second run *attaches* to it (polls it and collects its answers) instead
+of submitting its own. A job's upload and create are done by its owner (``batches.owner``, a run of
+:mod:`sflib.feedback.claims` with a heartbeat); another run takes them over only when that owner is
+dead or silent (and looks the file / batch up first). Answers another run collected are taken from
+the store.
+
+A provider's refusal (bad key, quota, model not found) ends the run with one line naming the cause
+and the step (:class:`BatchError`, keys scrubbed); whatever was recorded stays, and a re-run resumes.
+
 Lines with custom_ids we never sent, and an output file whose last line was cut off, are recorded
 in ``batch_events`` (and counted in the run's stats). Requests with no result — in the error
 file, past an expiry or a cancellation, missing from the output, or a reply without text — are
@@ -37,8 +48,11 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
+from ..feedback.claims import ClaimRun
 from ..feedback.store import AnnotationStore, canonical_json
-from .base import Completion, Judge, Request
+from .base import Completion, Judge, Request, provider_error
+from .replies import _completion, _usage
+from .openai_judge import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +63,10 @@ FINAL = ("completed", "expired", "cancelled", "failed")
 OPEN = ("intent", "uploaded", "submitted")
 #: test hooks: ``HOOKS[point](**info)`` runs at intent / uploaded / created / polling / downloading
 HOOKS: dict[str, Callable[..., None]] = {}
+
+
+class BatchError(ConfigurationError):
+    """The provider refused a Batch API step (one line: the step and the cause; no key in it)."""
 
 
 def _hook(point: str, **info: Any) -> None:
@@ -74,29 +92,6 @@ def _retryable(error: Exception) -> bool:
     return status is None or status in (408, 409, 429) or status >= 500
 
 
-def _completion(line: dict, attempt: int) -> tuple[Completion | None, str | None]:
-    """``(completion, None)`` for a usable output line, ``(None, why)`` for one to resubmit."""
-    from .openai_judge import token_logprobs
-
-    response = line.get("response") or {}
-    error = line.get("error")
-    if error or response.get("status_code") != 200:
-        body_error = ((response.get("body") or {}).get("error") or {}).get("message")
-        return None, f"batch line error: {error or ''} {response.get('status_code')} {body_error or ''}".strip()
-    body = response.get("body") or {}
-    try:
-        choice = body["choices"][0]
-        text = choice["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        return None, "batch line without a chat completion"
-    if text is None:
-        return None, f"reply has no text (finish_reason={choice.get('finish_reason')})"
-    usage = body.get("usage") or {}
-    return Completion(text=text, prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                      completion_tokens=int(usage.get("completion_tokens") or 0),
-                      attempts=attempt, logprobs=token_logprobs(choice)), None
-
-
 class BatchRun:
     """One ``annotate(mode="batch")`` call: drives this judge's open jobs and creates new ones."""
 
@@ -108,7 +103,10 @@ class BatchRun:
         self.poll_s, self.max_wait_s = poll_s, max_wait_s
         self.max_rounds, self.max_per_batch = max_rounds, max_per_batch
         self.stats = dict(batches_created=0, batches_resumed=0, batch_resubmitted=0,
-                          batch_unknown_ids=0, batch_truncated_outputs=0, batch_pending=0)
+                          batch_unknown_ids=0, batch_truncated_outputs=0, batch_pending=0,
+                          batches_attached=0, left_to_other_run=0)
+        self.run_: ClaimRun | None = None  # this run's owner record (set by run())
+        self.step = "starting"  # the Batch API call under way, for an error message
         self.errors: dict[str, str] = {}  # key -> why it has no result yet
         self.resumed: dict[str, str] = {}  # local_id -> state, of jobs an earlier run left open
 
@@ -124,42 +122,74 @@ class BatchRun:
                            (*fields.values(), time.time(), local_id))
 
     def _open_jobs(self) -> list[dict]:
-        cols = ["local_id", "state", "input_file_id", "batch_id", "round"]
+        cols = ["local_id", "state", "input_file_id", "batch_id", "round", "owner"]
         rows = self.store.execute(
             f"SELECT {', '.join(cols)} FROM batches WHERE judge = ? AND template_version = ? "
             f"AND state IN ({','.join('?' * len(OPEN))}) ORDER BY created_at",
             (self.judge.name, self.tv, *OPEN))
         return [dict(zip(cols, r)) for r in rows]
 
-    def _attached(self) -> set[str]:
-        rows = self.store.execute(
-            "SELECT r.key FROM batch_requests r JOIN batches b ON r.local_id = b.local_id "
-            f"WHERE r.state = 'pending' AND b.judge = ? AND b.state IN ({','.join('?' * len(OPEN))})",
-            (self.judge.name, *OPEN))
-        return {r[0] for r in rows}
+    _ATTACHED_SQL = ("SELECT r.key FROM batch_requests r JOIN batches b ON r.local_id = b.local_id "
+                     f"WHERE r.state = 'pending' AND b.judge = ? AND b.state IN ({','.join('?' * len(OPEN))})")
 
-    def _new_job(self, keys: list[str], round_: int) -> None:
-        local_id = f"sflib-{uuid.uuid4().hex[:16]}"
-        now = time.time()
-        statements = [("INSERT INTO batches (local_id, judge, template_version, endpoint, state, "
-                       "n_requests, round, created_at, updated_at) VALUES (?, ?, ?, ?, 'intent', ?, ?, ?, ?)",
-                       (local_id, self.judge.name, self.tv, ENDPOINT, len(keys), round_, now, now))]
-        for key in keys:
-            r = self.todo[key]
-            body = {"model": self.judge.model, "messages": r.messages, **self.judge.params,
-                    **(r.params or {})}
-            statements.append(("INSERT INTO batch_requests (local_id, key, body, meta, state) "
-                               "VALUES (?, ?, ?, ?, 'pending')",
-                               (local_id, key, canonical_json(body), canonical_json(r.meta or {}))))
-        self.store.executemany(statements)  # the intent, before anything is sent
-        self.stats["batches_created"] += 1
-        _hook("intent", local_id=local_id)
+    def _attached(self) -> set[str]:
+        return {r[0] for r in self.store.execute(self._ATTACHED_SQL, (self.judge.name, *OPEN))}
+
+    def _new_jobs(self, candidates: list[str], round_: int) -> int:
+        """Write the intent of jobs for the candidates no open job holds (one transaction, so two
+        runs never submit the same item twice); returns how many items they hold."""
+        with self.store.transaction() as conn:
+            attached = {r[0] for r in conn.execute(self._ATTACHED_SQL, (self.judge.name, *OPEN))}
+            keys = [k for k in candidates if k not in attached]
+            new = []
+            for start in range(0, len(keys), self.max_per_batch):
+                chunk = keys[start:start + self.max_per_batch]
+                local_id = f"sflib-{uuid.uuid4().hex[:16]}"
+                now = time.time()
+                conn.execute("INSERT INTO batches (local_id, judge, template_version, endpoint, "
+                             "state, n_requests, round, created_at, updated_at, owner) "
+                             "VALUES (?, ?, ?, ?, 'intent', ?, ?, ?, ?, ?)",
+                             (local_id, self.judge.name, self.tv, ENDPOINT, len(chunk), round_, now,
+                              now, self.run_.run_id))
+                rows = []
+                for key in chunk:
+                    r = self.todo[key]
+                    body = {"model": self.judge.model, "messages": r.messages, **self.judge.params,
+                            **(r.params or {})}
+                    rows.append((local_id, key, canonical_json(body), canonical_json(r.meta or {})))
+                conn.executemany("INSERT INTO batch_requests (local_id, key, body, meta, state) "
+                                 "VALUES (?, ?, ?, ?, 'pending')", rows)
+                self.stats["batches_created"] += 1
+                new.append(local_id)
+        for local_id in new:
+            _hook("intent", local_id=local_id)  # the intent is committed, nothing sent yet
+        return len(keys)
+
+    def _mine(self, job: dict) -> bool:
+        """Whether this run uploads/creates ``job``: it made it, or its owner is dead (then this
+        run takes it over, and looks its file / batch up before doing anything)."""
+        if job["owner"] == self.run_.run_id:
+            return True
+        with self.store.transaction() as conn:
+            owner = conn.execute("SELECT owner FROM batches WHERE local_id = ?",
+                                 (job["local_id"],)).fetchone()[0]
+            if owner and self.run_._owner(conn, owner)[0]:
+                if job["local_id"] not in self.attached_to:
+                    self.attached_to.add(job["local_id"])
+                    self.stats["batches_attached"] += 1
+                return False  # a live run is uploading/creating it: wait for it
+            conn.execute("UPDATE batches SET owner = ? WHERE local_id = ?",
+                         (self.run_.run_id, job["local_id"]))
+        self.resumed.setdefault(job["local_id"], job["state"])
+        job["owner"] = self.run_.run_id
+        return True
 
     # ------------------------------------------------------------------------------- steps
     def _upload(self, job: dict) -> None:
         name = f"{job['local_id']}.jsonl"
         found = None
         if self.resumed.get(job["local_id"]) == "intent":  # an earlier run may have uploaded it
+            self.step = "files.list (looking up an earlier upload)"
             found = next((f for f in self.client.files.list(purpose="batch", order="desc")
                           if f.filename == name), None)  # iterating fetches every page
         if found is None:
@@ -167,6 +197,7 @@ class BatchRun:
                                       "ORDER BY key", (job["local_id"],))
             data = "".join(json.dumps({"custom_id": k, "method": "POST", "url": ENDPOINT,
                                        "body": json.loads(b)}) + "\n" for k, b in rows)
+            self.step = "files.create (uploading the requests)"
             found = self.client.files.create(file=(name, data.encode("utf-8")), purpose="batch")
             _hook("uploaded", local_id=job["local_id"], file_id=found.id)
         self._set(job["local_id"], state="uploaded", input_file_id=found.id)
@@ -174,6 +205,7 @@ class BatchRun:
 
     def _find_batch(self, input_file_id: str):
         """The account's batch reading ``input_file_id``, or None (every page, newest first)."""
+        self.step = "batches.list (looking up an earlier batch)"
         return next((b for b in self.client.batches.list(limit=100)
                      if b.input_file_id == input_file_id), None)
 
@@ -187,6 +219,7 @@ class BatchRun:
         tries = 0
         while found is None:
             try:
+                self.step = "batches.create"
                 found = once.batches.create(input_file_id=job["input_file_id"], endpoint=ENDPOINT,
                                             completion_window="24h",
                                             metadata={"sflib_job": job["local_id"]})
@@ -207,6 +240,7 @@ class BatchRun:
 
     def _poll(self, job: dict) -> bool:
         """True once the job is collected (its results stored or marked for resubmission)."""
+        self.step = "batches.retrieve (polling)"
         batch = self.client.batches.retrieve(job["batch_id"])
         self._set(job["local_id"], remote_status=batch.status, output_file_id=batch.output_file_id,
                   error_file_id=batch.error_file_id)
@@ -225,6 +259,7 @@ class BatchRun:
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
+            self.step = "files.content (downloading the results)"
             text = self.client.files.content(file_id).text
             raw_lines = text.split("\n")
             for i, raw in enumerate(raw_lines):
@@ -259,9 +294,21 @@ class BatchRun:
                 round_: int) -> None:
         completion, why = _completion(line, round_ + 1)
         if completion is None:
+            spent = _usage(line)  # a reply without text is billed too
+            self.rec.spent["prompt_tokens"] += spent[0]
+            self.rec.spent["completion_tokens"] += spent[1]
             self._resubmit(local_id, key, why)
             return
         body, meta = stored
+        if key in self.rec.rows:  # taken from the store already (another run collected it)
+            self._done(local_id, key)
+            return
+        landed = self.run_.landed([key]) if key in self.todo else {}
+        if landed and landed[key]["status"] != "failed":  # collected by another run just now
+            self.rec.cached(key, landed[key])
+            self.stats["left_to_other_run"] += 1
+            self._done(local_id, key)
+            return
         request = self.todo.get(key)
         if request is None:  # a job of an earlier run: keep its answer unless already stored
             request = Request(messages=body["messages"], meta=meta)
@@ -270,6 +317,9 @@ class BatchRun:
                 self.rec.record(key, request, completion)
         else:
             self.rec.record(key, request, completion)
+        self._done(local_id, key)
+
+    def _done(self, local_id: str, key: str) -> None:
         self.errors.pop(key, None)
         self.store.execute("UPDATE batch_requests SET state = 'done' WHERE local_id = ? AND key = ?",
                            (local_id, key))
@@ -283,28 +333,19 @@ class BatchRun:
 
     # --------------------------------------------------------------------------------- run
     def run(self, progress: bool = True, desc: str = "") -> dict:
+        import openai
+
         self.bar = tqdm(total=len(self.todo), desc=desc or f"{self.judge.name} (batch)", unit="req",
                         disable=not progress, dynamic_ncols=True)
         deadline = None if self.max_wait_s is None else time.monotonic() + self.max_wait_s
+        self.attached_to: set[str] = set()
         try:
-            jobs = self._open_jobs()
-            self.stats["batches_resumed"] = len(jobs)
-            self.resumed = {j["local_id"]: j["state"] for j in jobs}
-            round_ = max([j["round"] for j in jobs], default=0)
-            while True:
-                attached = self._attached()
-                missing = [k for k in self.todo if k not in self.rec.rows and k not in attached]
-                if missing and round_ <= self.max_rounds:
-                    if any(k in self.errors for k in missing):
-                        self.stats["batch_resubmitted"] += sum(k in self.errors for k in missing)
-                    for start in range(0, len(missing), self.max_per_batch):
-                        self._new_job(missing[start:start + self.max_per_batch], round_)
-                    round_ += 1
-                jobs = self._open_jobs()
-                if not jobs:
-                    break
-                if not self._drive(jobs, deadline):
-                    break  # out of time: the rest stays in its jobs for the next run
+            with ClaimRun(self.store, self.judge.name) as self.run_:
+                self._run(deadline)
+        except (openai.APIStatusError, openai.APIConnectionError) as e:
+            raise BatchError(f"batch mode: {self.step} failed: {provider_error(e, self.judge._key())}. "
+                             "Nothing recorded is lost: fix the cause and run again to resume."
+                             ) from None
         finally:
             self.bar.close()
         attached = self._attached()
@@ -324,22 +365,55 @@ class BatchRun:
                     attempts=self.max_rounds + 1))
         return self.stats
 
-    def _drive(self, jobs: list[dict], deadline: float | None) -> bool:
-        """Advance every open job until all are collected; False when the deadline passed."""
-        while jobs:
-            for job in list(jobs):
+    def _take_landed(self) -> None:
+        """Answers another run collected (or asked online) since this run started: from the store."""
+        rest = [k for k in self.todo if k not in self.rec.rows]
+        for key, row in self.run_.landed(rest).items():
+            if row["status"] == "failed" and key in self._attached():
+                continue  # a placeholder of a run that stopped waiting: the job still holds it
+            self.rec.cached(key, row)
+            self.stats["left_to_other_run"] += 1
+            self.bar.update(1)
+
+    def _run(self, deadline: float | None) -> None:
+        jobs = self._open_jobs()
+        self.stats["batches_resumed"] = len(jobs)
+        self.resumed = {j["local_id"]: j["state"] for j in jobs}
+        round_ = max([j["round"] for j in jobs], default=0)
+        while True:
+            self._take_landed()
+            missing = [k for k in self.todo if k not in self.rec.rows]
+            if missing and round_ <= self.max_rounds:
+                resubmit = sum(k in self.errors for k in missing)
+                if self._new_jobs(missing, round_):
+                    self.stats["batch_resubmitted"] += resubmit
+                    round_ += 1
+            if not self._open_jobs():
+                break
+            if not self._drive(deadline):
+                break  # out of time: the rest stays in its jobs for the next run
+
+    def _drive(self, deadline: float | None) -> bool:
+        """Advance every open job until all are collected; False when the deadline passed. Jobs
+        another live run is uploading/creating are only watched (their state is re-read)."""
+        while True:
+            jobs = self._open_jobs()
+            if not jobs:
+                return True
+            for job in jobs:
+                if job["state"] in ("intent", "uploaded") and not self._mine(job):
+                    continue
                 if job["state"] == "intent":
                     self._upload(job)
                 if job["state"] == "uploaded":
                     self._create(job)
-                if self._poll(job):
-                    jobs.remove(job)
-            if not jobs:
+                self._poll(job)
+            self._take_landed()
+            if not self._open_jobs():
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(self.poll_s)
-        return True
 
 
 def run_batch(judge: Judge, todo: dict[str, Request], *, store: AnnotationStore, recorder,

@@ -15,13 +15,17 @@ How it stays fast and loses nothing:
   only delay the one request that got the 429); and when no ``rpm`` was given, the first 429
   that announces ``x-ratelimit-limit-requests`` (as OpenAI's do) sets the ``rpm`` budget to it
   (``auto_rpm=False`` turns that off);
-- the openai client's own retries (``max_retries``, exponential backoff, honours ``Retry-After``)
-  for 408/409/429/5xx, connection errors and timeouts (``timeout`` seconds per attempt);
-- on top of that: a 429 that outlasts the client's retries is retried after its ``Retry-After``
-  for up to ``rate_limit_patience`` seconds (a quota that is exhausted, ``insufficient_quota``, is
-  not), and a reply whose body is not valid JSON, or whose message has no text
-  (``content: null``), is asked again up to ``max_retries`` times (the tokens of every
-  attempt that was answered are counted);
+- a polite client on 429 (:mod:`sflib.judges.throttle`): the number of attempts in flight is an
+  AIMD window (halved by a 429, once per round trip; grown slowly by successes, up to
+  ``concurrency``), and a rejected request waits its ``Retry-After`` or, when the server sends
+  none, an exponential backoff with full jitter, for up to ``rate_limit_patience`` seconds (a
+  quota that is exhausted, ``insufficient_quota``, is not retried);
+- the openai client's own retries (``max_retries``, exponential backoff) for 408/409/5xx,
+  connection errors and timeouts (``timeout`` seconds per attempt); a reply whose body is not
+  valid JSON, or that has no text (``content: null``, ``choices: []``), is asked again up to
+  ``max_retries`` times (the tokens of every attempt that was answered are counted);
+- ``claim=callback(index)``: asked before a request is sent; False skips it (another run on the
+  same store asks it, :mod:`sflib.feedback.claims`);
 - ``logprobs=True, top_logprobs=20`` (passed as extra params) return each generated token's
   alternatives in :attr:`Completion.logprobs` (read by :mod:`sflib.feedback.logprobs`);
 - a request with ``Request.params={"n": k}`` asks for k samples at once (the prompt is sent and
@@ -30,7 +34,9 @@ How it stays fast and loses nothing:
   visible failure and the next run retries it.
 
 The API key is read from the argument or ``OPENAI_API_KEY`` when requests start, kept only inside
-the client, never put into a ``Completion``, a log line or ``repr``, and scrubbed from error text.
+the client, never put into a ``Completion``, a log line or ``repr``, and scrubbed from error text
+(:func:`sflib.judges.base.scrub`); a refusal says why in one line (bad key, model not found,
+quota: :func:`sflib.judges.base.provider_error`).
 """
 from __future__ import annotations
 
@@ -44,13 +50,17 @@ import threading
 import time
 from typing import Any, Iterable, Iterator
 
-from .base import Completion, Judge, Request
+from .base import Completion, Judge, Request, provider_error, scrub
+from .replies import _retry_after, token_logprobs  # noqa: F401  (token_logprobs: importable here too)
+from .throttle import HOLD_S, AIMDWindow, backoff
 
 log = logging.getLogger(__name__)
 
 OPENAI_URL = "https://api.openai.com/v1"
 #: per-task counter of HTTP attempts (set by ``_one``, incremented by the request hook)
 _ATTEMPTS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("sflib_openai_attempts")
+#: the running request's slot in the AIMD window: ``[ticket or None]`` (see :mod:`.throttle`)
+_SLOT: contextvars.ContextVar[list] = contextvars.ContextVar("sflib_openai_slot")
 #: the running request's ``on_start`` callback, fired once by the HTTP hook when its first attempt is sent
 _ON_SEND: contextvars.ContextVar = contextvars.ContextVar("sflib_openai_on_send")
 
@@ -62,23 +72,6 @@ class ConfigurationError(ValueError):
     """The judge cannot start (no API key for api.openai.com, bad option)."""
 
 
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``retry-after`` (numeric forms), or None."""
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            continue
-        if 0 <= seconds < 3600:
-            return seconds
-    return None
-
-
 class OpenAIJudge(Judge):
     """Chat-completions judge; see the module docstring. ``extra_params`` (e.g. ``top_p``, ``seed``)
     go to every request and, with ``temperature`` and ``max_tokens``, into the cache key."""
@@ -86,6 +79,7 @@ class OpenAIJudge(Judge):
     #: the tokens-per-minute budget is a bucket holding ``tpm * tpm_window / 60`` tokens
     tpm_window: float = 60.0
     reports_starts = True
+    supports_claims = True
     supports_n = True
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
@@ -135,11 +129,14 @@ class OpenAIJudge(Judge):
         self._key()
 
     # ------------------------------------------------------------------------------ public
-    def complete(self, requests: Iterable[Request], on_start=None) -> Iterator[tuple[int, Completion]]:
+    def complete(self, requests: Iterable[Request], on_start=None,
+                 claim=None) -> Iterator[tuple[int, Completion | None]]:
         """Yield ``(index, Completion)`` as answers arrive (any order, each index once).
 
         ``on_start(index)``, when given, is called (in a worker thread) just before a request's
-        first HTTP attempt: the engine records it as in flight."""
+        first HTTP attempt: the engine records it as in flight. ``claim(index)``, when given, is
+        called (in a thread) before a request is started; when it returns False the request is
+        not sent and ``(index, None)`` is yielded."""
         requests = list(requests)
         key = self._key()  # configuration error before any request
         if not requests:
@@ -155,7 +152,7 @@ class OpenAIJudge(Judge):
             try:
                 loop = asyncio.new_event_loop()
                 state["loop"] = loop
-                task = loop.create_task(self._run(requests, key, emit, state, on_start))
+                task = loop.create_task(self._run(requests, key, emit, state, on_start, claim))
                 state["task"] = task
                 loop.run_until_complete(task)
             except asyncio.CancelledError:
@@ -200,7 +197,8 @@ class OpenAIJudge(Judge):
             thread.join(timeout=10)
 
     # ------------------------------------------------------------------------------- async
-    async def _run(self, requests: list[Request], key: str, emit, state: dict, on_start=None) -> None:
+    async def _run(self, requests: list[Request], key: str, emit, state: dict, on_start=None,
+                   claim=None) -> None:
         from aiolimiter import AsyncLimiter
         import openai
 
@@ -214,6 +212,7 @@ class OpenAIJudge(Judge):
         tpm_capacity = (self.tpm or 0) * self.tpm_window / 60.0
         tpm_limiter = AsyncLimiter(tpm_capacity, self.tpm_window) if self.tpm else None
         paused_until = [0.0]  # set by a 429's Retry-After: every worker holds off until then
+        window = state["window"] = AIMDWindow(self.concurrency)  # attempts in flight (429: fewer)
 
         # HTTP hooks run for every attempt, the client's own retries included: they count
         # attempts, apply the shared 429 pause and spend the requests-per-minute budget
@@ -221,6 +220,12 @@ class OpenAIJudge(Judge):
             counter = _ATTEMPTS.get(None)
             if counter is not None:
                 counter[0] += 1
+            slot = _SLOT.get(None)
+            if slot is not None:
+                if slot[0] is not None:  # the previous attempt got no reply (timeout, reset)
+                    window.release(slot[0], None)
+                    slot[0] = None
+                slot[0] = await window.acquire()
             wait = paused_until[0] - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -231,8 +236,17 @@ class OpenAIJudge(Judge):
                 mark()
 
         async def on_response(response) -> None:
+            slot = _SLOT.get(None)
+            if slot is not None and slot[0] is not None:
+                if response.status_code == 429:  # kept through the backoff (released by _one)
+                    window.release(slot[0], 429, keep=True)
+                else:
+                    window.release(slot[0], response.status_code)
+                    slot[0] = None
             if response.status_code != 429:
                 return
+            # 429s are retried by _one (AIMD window + backoff), not by the client's fixed schedule
+            response.headers["x-should-retry"] = "false"
             wait = _retry_after(response.headers)
             if wait:
                 paused_until[0] = max(paused_until[0], loop.time() + wait)
@@ -261,10 +275,19 @@ class OpenAIJudge(Judge):
                 index = next(pending, None)  # shared iterator: each index taken by one worker
                 if index is None or state["stop"]:
                     return
+                if claim is not None and not await asyncio.to_thread(claim, index):
+                    emit((index, None))  # another run asks it: not sent
+                    continue
                 if on_start is not None:  # fired by on_request, after the rate limiters' waits
                     _ON_SEND.set(_once(on_start, index))
-                completion = await self._one(client, requests[index], tpm_limiter, tpm_capacity,
-                                             key)
+                slot = [None, window]  # this request's slot in the window, taken per HTTP attempt
+                _SLOT.set(slot)
+                try:
+                    completion = await self._one(client, requests[index], tpm_limiter,
+                                                 tpm_capacity, key)
+                finally:
+                    if slot[0] is not None:  # cancelled, or the last attempt got no reply
+                        window.release(slot[0], None)
                 emit((index, completion))
 
         try:
@@ -277,9 +300,6 @@ class OpenAIJudge(Judge):
         chars = sum(len(str(m.get("content", ""))) for m in request.messages)
         return chars // 4 + int(self.params.get("max_tokens") or 0) + 4 * len(request.messages)
 
-    def _scrub(self, text: str, key: str) -> str:
-        return text.replace(key, "***") if key and key != DUMMY_KEY else text
-
     async def _one(self, client, request: Request, tpm_limiter, tpm_capacity: float,
                    key: str) -> Completion:
         import openai
@@ -289,11 +309,12 @@ class OpenAIJudge(Judge):
         _ATTEMPTS.set(counter)
         bad_bodies = 0
         no_text = 0
+        rejected = 0  # 429s of this request
         spent = [0, 0]  # tokens of answered attempts whose reply had no text (still billed)
         params = {**self.params, **(request.params or {})}
 
         def failed(message: str) -> Completion:
-            return Completion(error=self._scrub(message, key)[:500], attempts=counter[0],
+            return Completion(error=scrub(message, key)[:500], attempts=counter[0],
                               latency_s=time.perf_counter() - start, prompt_tokens=spent[0],
                               completion_tokens=spent[1])
 
@@ -303,20 +324,28 @@ class OpenAIJudge(Judge):
             try:
                 response = await client.chat.completions.create(
                     model=self.model, messages=request.messages, **params)
-                choices = list(response.choices)
-                choice = choices[0]
-                text = choice.message.content
-            except openai.RateLimitError as e:  # still 429 after the client's retries
+                usage = getattr(response, "usage", None)
+                choices = list(getattr(response, "choices", None) or [])
+            except openai.RateLimitError as e:  # 429: back off (the window shrank already)
                 if getattr(e, "code", None) == "insufficient_quota":
-                    return failed(f"RateLimitError 429 insufficient_quota: {e.message}")
+                    return failed(provider_error(e, key))
                 if time.perf_counter() - start > self.rate_limit_patience:
-                    return failed(f"RateLimitError 429 for longer than {self.rate_limit_patience:.0f}"
+                    return failed(f"rate limited (429) for longer than {self.rate_limit_patience:.0f}"
                                   f" s: {e.message}")
-                wait = _retry_after(getattr(e.response, "headers", None)) or 1.0
-                await asyncio.sleep(wait * (1 + 0.25 * random.random()))
+                rejected += 1
+                wait = _retry_after(getattr(e.response, "headers", None))
+                wait = backoff(rejected) if wait is None else wait * (1 + 0.25 * random.random())
+                # the rejected attempt's window slot is kept for the first part of the wait
+                hold = min(wait, HOLD_S)
+                await asyncio.sleep(hold)
+                slot = _SLOT.get(None)
+                if slot is not None and slot[0] is not None:
+                    slot[1].release(slot[0], None)
+                    slot[0] = None
+                await asyncio.sleep(wait - hold)
                 continue
             except openai.APIStatusError as e:  # 4xx, or 5xx after the client's retries
-                return failed(f"{type(e).__name__} {e.status_code}: {e.message}")
+                return failed(provider_error(e, key))
             except openai.APIConnectionError as e:  # includes APITimeoutError, after the retries
                 return failed(f"{type(e).__name__}: {e}")
             except asyncio.CancelledError:
@@ -327,14 +356,16 @@ class OpenAIJudge(Judge):
                     return failed(f"malformed reply ({type(e).__name__}: {e})")
                 await asyncio.sleep(min(8.0, 0.25 * 2 ** bad_bodies) * random.random())
                 continue
-            usage = getattr(response, "usage", None)
+            # every reply that carries usage is counted (also one without choices or text)
             spent[0] += int(getattr(usage, "prompt_tokens", 0) or 0)
             spent[1] += int(getattr(usage, "completion_tokens", 0) or 0)
-            if text is None:  # content: null (a filter, a tool call, a server hiccup): ask again
+            choice = choices[0] if choices else None
+            text = choice.message.content if choice is not None and choice.message else None
+            if text is None:  # content: null or choices: [] (a filter, a tool call, a hiccup)
                 no_text += 1
                 if no_text > self.max_retries:
-                    return failed(f"reply has no text (finish_reason={choice.finish_reason}) "
-                                  f"{no_text} times")
+                    reason = "no choices" if choice is None else f"finish_reason={choice.finish_reason}"
+                    return failed(f"reply has no text ({reason}) {no_text} times")
                 await asyncio.sleep(min(8.0, 0.25 * 2 ** no_text) * random.random())
                 continue
             texts = [c.message.content or "" for c in sorted(choices, key=lambda c: c.index or 0)]
@@ -342,27 +373,6 @@ class OpenAIJudge(Judge):
                               latency_s=time.perf_counter() - start, attempts=counter[0],
                               logprobs=token_logprobs(choice),
                               texts=texts if params.get("n", 1) != 1 else None)
-
-
-def token_logprobs(choice: Any) -> list | None:
-    """``[[token, {alternative: logprob}], ...]`` from a chat choice's ``logprobs.content``
-    (None when the provider sent none). Works on the client's objects and on plain dicts."""
-    def get(obj, name):
-        return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-    lp = get(choice, "logprobs")
-    content = get(lp, "content") if lp is not None else None
-    if not content:
-        return None
-    out = []
-    for item in content:
-        token = get(item, "token")
-        alternatives = {get(t, "token"): float(get(t, "logprob"))
-                        for t in (get(item, "top_logprobs") or [])}
-        if token is not None and token not in alternatives and get(item, "logprob") is not None:
-            alternatives[token] = float(get(item, "logprob"))
-        out.append([token, alternatives])
-    return out
 
 
 def _once(callback, index: int):
