@@ -14,8 +14,9 @@ and are re-exported here):
 - :func:`best_of_m_selections` / :func:`best_of_m_curve`, :func:`agreement`, :func:`length_by_m` —
   best-of-m from the same n scored samples (nested, seeded subsets; no rescoring), agreement of
   two reward models and length bias: see :mod:`sflib.bon.curves`.
-- :func:`to_model_outputs` / :func:`write_model_outputs` — AlpacaEval's ``model_outputs`` layout
-  (``instruction, output, generator, dataset``), which ``sflib.evaluation`` and AlpacaEval read.
+- :func:`to_model_outputs` — AlpacaEval's ``model_outputs`` layout (``instruction, output, generator,
+  dataset``), which ``sflib.evaluation`` and AlpacaEval read; written by the one
+  :func:`sflib.core.data.write_model_outputs`.
 
 Command line::
 
@@ -196,12 +197,6 @@ def to_model_outputs(selected: pd.DataFrame, generator: str, dataset: str = "sou
     })
 
 
-def write_model_outputs(selected: pd.DataFrame, path: os.PathLike | str, generator: str,
-                        dataset: str = "source") -> Path:
-    """Write selected responses as an AlpacaEval ``model_outputs`` JSON file."""
-    return sfdata.write_model_outputs(to_model_outputs(selected, generator, dataset), path)
-
-
 # ----------------------------------------------------------------------------- CLI
 
 def add_cli(subparsers) -> None:
@@ -247,7 +242,7 @@ def _cli(args) -> int:
         best = select_best(scored, args.n, allow_fewer=args.allow_fewer)
         n = int(best["n_samples"].max())
         generator = args.generator or f"{policy}_best_of_{n}_{name}"
-        path = write_model_outputs(best, out_dir / f"{name}_outputs.json", generator)
+        path = sfdata.write_model_outputs(to_model_outputs(best, generator), out_dir / f"{name}_outputs.json")
         sfio.write_table(scored, out_dir / f"{name}_scored.jsonl")
         curve = best_of_m_curve(check_samples(scored, args.n, allow_fewer=args.allow_fewer), seed=args.seed)
         sfio.write_table(curve, out_dir / f"{name}_best_of_m.jsonl")
