@@ -10,7 +10,7 @@ just made; else it trains) and returns a :class:`~sflib.core.findings.Findings`:
   that always predicts the mean training target, with the paired bootstrap interval of the difference
   (negative = the RM beats the constant); Spearman's ρ of rewards with the held-out scores (Fisher-z
   interval, SE 1.06/√(n − 3)) against 0;
-- **tables**: ``data``, ``training``, ``held-out``, ``rewards by score``;
+- **tables**: ``feedback stages`` (02/03's manifests: n / valid / invalid / failed and why), ``data``, ``training``, ``held-out``, ``rewards by score``;
 - **figures** (titled "demo" for a CPU demonstration): ``05_rm_loss_curves``, ``05_rm_accuracy``,
   ``05_rewards_by_score``.
 """
@@ -125,7 +125,10 @@ def findings(study, run=None, *, quick: bool = False, n_boot: int = 2000) -> Fin
         run = run_stage(study, quick=quick)
     rc = run.rating_counts
     usable_pairs = int(run.rankings["decision"].isin(["a", "b"]).sum()) if "decision" in run.rankings else 0
-    f = Findings(stage="05", title=("Demonstration: " if run.demo else "") + f"reward models on {run.backbone}")
+    lora = " with LoRA" if run.settings.get("lora") else ""
+    steps = "a few steps (quick mode)" if run.settings.get("max_steps", -1) > 0 else f"{run.settings.get('epochs')} epoch(s)"
+    f = Findings(stage="05", title=("Demonstration: " if run.demo else "") + f"reward models on {run.backbone}{lora}, "
+                 f"{steps}, trained on feedback from {run.judge} (study {study.name})")
     f.counts = {"ratings read": rc["rows"], "ratings kept (one valid rating per response)": rc["used"],
                 "ranked pairs read": len(run.rankings), "ranked pairs usable (a or b)": usable_pairs,
                 "held-out instructions": len(run.val_ids)}
@@ -156,7 +159,9 @@ def findings(study, run=None, *, quick: bool = False, n_boot: int = 2000) -> Fin
                      n=mse["n"], method="paired bootstrap 95%",
                      note="positive: the RM is worse than predicting the mean" if mse["diff"] > 0 else
                      "negative: the RM beats predicting the mean")]
-    f.tables = {"data": _data_table(run), "training": _training_table(run), "held-out": held_out_table(run, mse),
+    from ..study.findings import stage_counts
+
+    f.tables = {"feedback stages": stage_counts(study, ["ratings", "rankings"]), "data": _data_table(run), "training": _training_table(run), "held-out": held_out_table(run, mse),
                 "rewards by score": _rewards_table(run)}
     f.figures = _figures(run)
     f.notes = _notes(run, mse)
