@@ -149,16 +149,18 @@ def findings(study, run=None, *, quick: bool = False, n_boot: int = 2000) -> Fin
         f.estimates.append(Estimate(f"{name}: Spearman ρ with held-out scores", r["spearman"], lo, hi,
                                     n=int(r["n_ratings"]), method="Fisher z 95%", note="chance 0", ))
     if mse["n"] and not math.isnan(mse["mse"]):
+        k = 1000  # MSEs on the [0, 1] target scale are small: shown ×1000
         f.estimates += [
-            Estimate("ratings RM: held-out MSE", mse["mse"], mse["mse_low"], mse["mse_high"], n=mse["n"],
-                     method="bootstrap 95%"),
-            Estimate("constant predictor (mean training target): held-out MSE", mse["mse_constant"],
-                     mse["constant_low"], mse["constant_high"], n=mse["n"], method="bootstrap 95%",
+            Estimate("ratings RM: held-out MSE ×1000", k * mse["mse"], k * mse["mse_low"], k * mse["mse_high"],
+                     n=mse["n"], method="bootstrap 95%"),
+            Estimate("constant predictor (mean training target): held-out MSE ×1000", k * mse["mse_constant"],
+                     k * mse["constant_low"], k * mse["constant_high"], n=mse["n"], method="bootstrap 95%",
                      note=f"predicts {mse['constant']:.3f} = score {1 + 6 * mse['constant']:.2f} for every response"),
-            Estimate("ratings RM − constant predictor: MSE difference", mse["diff"], mse["diff_low"], mse["diff_high"],
-                     n=mse["n"], method="paired bootstrap 95%",
+            Estimate("ratings RM − constant predictor: MSE difference ×1000", k * mse["diff"], k * mse["diff_low"],
+                     k * mse["diff_high"], n=mse["n"], method="paired bootstrap 95%",
                      note="positive: the RM is worse than predicting the mean" if mse["diff"] > 0 else
                      "negative: the RM beats predicting the mean")]
+
     from ..study.findings import stage_counts
 
     f.tables = {"feedback stages": stage_counts(study, ["ratings", "rankings"]), "data": _data_table(run), "training": _training_table(run), "held-out": held_out_table(run, mse),
