@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sflib.core import stats
+
 from sflib import cli, consistency
 from sflib.core import data
 from sflib.core.data import DataError
@@ -198,7 +200,7 @@ def test_first_occurrence_wins():
 ])
 def test_kappa_hand_computed(matrix, expected):
     assert consistency.cohen_kappa(np.array(matrix)) == pytest.approx(expected)
-    assert float(consistency._stats(np.array(matrix).ravel())["kappa"]) == pytest.approx(expected)
+    assert float(stats.agreement_stats(np.array(matrix).ravel())["kappa"]) == pytest.approx(expected)
 
 
 def test_kappa_undefined_when_one_label():

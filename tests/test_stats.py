@@ -14,7 +14,6 @@ from sflib.core import stats
 def test_one_implementation_is_used_by_both_stages():
     assert evaluation.ci_sem is stats.ci_sem and evaluation.bootstrap_ci is stats.bootstrap_ci
     assert consistency.cohen_kappa is stats.cohen_kappa
-    assert consistency._stats is stats.agreement_stats
 
 
 def test_wilson_interval_and_at_chance():
@@ -117,3 +116,32 @@ def test_empty_or_no_resamples_give_nan_intervals():
     assert all(math.isnan(lo) and math.isnan(hi) for lo, hi in out.values())
     out = stats.cluster_bootstrap(np.zeros((0, 9), dtype=np.int64), 100, np.random.default_rng(0))
     assert set(out) == {"consistency", "consistency_excluding_ties", "kappa", "ratings_tie_rate", "rankings_tie_rate"}
+
+
+def test_wilson_never_zero_width_at_0_and_100_percent():
+    lo, hi = stats.wilson(0, 11)
+    assert lo == 0 and 0.2 < hi < 0.3           # "0.0 0.0" for n = 11 before
+    lo, hi = stats.wilson(2, 2)
+    assert 0.3 < lo < 0.4 and hi == pytest.approx(1.0)   # "100.0 100.0" for n = 2 before
+    assert all(np.isnan(stats.wilson(0, 0)))
+    assert stats.proportion(1, 4) == pytest.approx((25.0, 100 * stats.wilson(1, 4)[0], 100 * stats.wilson(1, 4)[1]))
+    assert all(np.isnan(stats.proportion(0, 0)))
+
+
+def test_one_cohen_kappa_everywhere_with_one_degenerate_case():
+    from sflib.consistency import agreement
+    from sflib.feedback import panels
+
+    assert agreement.cohen_kappa is stats.cohen_kappa and panels.cohen_kappa is stats.cohen_kappa
+    a, b = ["y"] * 25 + ["n"] * 25, ["y"] * 20 + ["n"] * 5 + ["y"] * 10 + ["n"] * 15
+    assert stats.cohen_kappa(a, b) == pytest.approx(0.4) == stats.cohen_kappa([[20, 5], [10, 15]])
+    assert np.isnan(stats.cohen_kappa(["x"] * 3, ["x"] * 3))         # labels: one identical label everywhere
+    assert np.isnan(stats.cohen_kappa([[0, 0], [0, 3]]))             # the same case as a table
+    assert np.isnan(stats.cohen_kappa([], []))
+    with pytest.raises(ValueError, match="square"):
+        stats.cohen_kappa([[1, 2, 3]])
+
+
+def test_one_word_counter():
+    assert stats.words("a  b\nc") == 3 and stats.words(None) == 0 and stats.words(float("nan")) == 0
+    assert stats.word_counts(["", "one two"]).tolist() == [0, 2]

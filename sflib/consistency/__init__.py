@@ -1,4 +1,4 @@
-"""Stage 5 — consistency: how often do ratings and rankings feedback agree on the same pair?
+"""Stage 04 — consistency: how often do ratings and rankings feedback agree on the same pair?
 
 For every ranked pair ``(response1, response2)`` whose two responses both have a rating, the ratings
 imply a preference — ``a`` if score1 > score2, ``b`` if score1 < score2, ``equal`` if the scores are
@@ -47,12 +47,10 @@ import numpy as np
 import pandas as pd
 
 from ..core import data
-from .compare import (RANKINGS_COLUMNS, RATINGS_INDEX, VENDORED, ConsistencyWarning,  # noqa: F401
-                                  _cells, _codes, _compare, _decision_codes, _scores, _with_ids, agreement_matrix,
-                                  compare, load_rankings, load_ratings, load_vendored)
-from .report import (RESAMPLE, ConsistencyReport, _bootstrap, _breakdown,  # noqa: F401
-                                 _cluster_bootstrap, _report_from_pairs, _stats, compare_annotators,
-                                 opposite_preferences, rated_differently, report, response_words)
+from .compare import (RANKINGS_COLUMNS, RATINGS_INDEX, VENDORED, ConsistencyWarning, agreement_matrix,  # noqa: F401
+                      compare, load_rankings, load_ratings, load_vendored)
+from .report import (RESAMPLE, ConsistencyReport, compare_annotators, opposite_preferences,  # noqa: F401
+                     rated_differently, report, response_words)
 from ..feedback.soft_verdicts import VERDICTS
 from ..core.stats import cohen_kappa  # noqa: F401
 

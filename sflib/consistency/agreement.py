@@ -2,8 +2,8 @@
 
 Between annotators (maintained implementations, nothing re-derived here):
 
-- :func:`cohen_kappa` — two annotators (``sklearn.metrics.cohen_kappa_score``; for ratings the
-  quadratic-weighted kappa is the ordinal one);
+- :func:`cohen_kappa` — two annotators: :func:`sflib.core.stats.cohen_kappa`, the one kappa of sflib
+  (``sklearn.metrics.cohen_kappa_score``; for ratings the quadratic-weighted kappa is the ordinal one);
 - :func:`fleiss_kappa` — several annotators, items judged by all of them
   (``statsmodels.stats.inter_rater.fleiss_kappa``; categories are nominal);
 - :func:`krippendorff_alpha` — several annotators, missing answers allowed (``krippendorff.alpha``;
@@ -25,6 +25,7 @@ import pandas as pd
 
 from .. import consistency
 from ..core.data import DECISIONS
+from ..core.stats import cohen_kappa
 
 _CODES = {d: i for i, d in enumerate(DECISIONS)}
 
@@ -55,31 +56,6 @@ def judgment_table(frames: Mapping[str, pd.DataFrame], kind: str = "ratings") ->
     table = pd.DataFrame(columns)
     table.index.name = "item"
     return table
-
-
-def cohen_kappa(a, b, *, weights: str | None = None, labels=None) -> float:
-    """Cohen's kappa of two annotators' answers to the same items (``weights``: None, ``linear``, ``quadratic``).
-
-    Weighted kappa needs numbers; its categories are every whole number from the smallest to the
-    largest answer (or ``labels``), so a score the annotators never used still counts as a step
-    (sklearn weights by the *index* of a label).
-    """
-    from sklearn.metrics import cohen_kappa_score
-
-    a, b = list(a), list(b)
-    if len(a) != len(b):
-        raise ValueError(f"cohen_kappa needs answers to the same items ({len(a)} vs {len(b)})")
-    if len(a) == 0:
-        return float("nan")
-    if weights is None:
-        a, b = [str(x) for x in a], [str(x) for x in b]
-        labels = None if labels is None else [str(x) for x in labels]
-    else:
-        a, b = [int(x) for x in a], [int(x) for x in b]
-        labels = list(range(min(a + b), max(a + b) + 1)) if labels is None else list(labels)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(cohen_kappa_score(a, b, weights=weights, labels=labels))
 
 
 def fleiss_kappa(table: pd.DataFrame) -> float:

@@ -1,4 +1,4 @@
-"""Stage 5, the comparison: each ranked pair against the preference its two ratings imply.
+"""Stage 04, the comparison: each ranked pair against the preference its two ratings imply.
 
 Loading (original headerless CSVs or canonical tables, the vendored recorded feedback) and the
 vectorised comparison behind :func:`sflib.consistency.report`; the definition (first occurrence

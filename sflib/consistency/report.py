@@ -1,4 +1,4 @@
-"""Stage 5, the report: the 3x3 agreement matrix, consistency, kappa, tie rates, bootstrap intervals
+"""Stage 04, the report: the 3x3 agreement matrix, consistency, kappa, tie rates, bootstrap intervals
 and breakdowns of the pairs compared by :mod:`sflib.consistency.compare` (statistics from
 :mod:`sflib.core.stats`), with hard or soft verdicts (:mod:`sflib.feedback.soft_verdicts`); and the texts behind
 the numbers: pairs the two protocols prefer oppositely (:func:`opposite_preferences`), responses
@@ -38,7 +38,9 @@ def _cluster_bootstrap(pairs: pd.DataFrame, n_boot: int, rng: np.random.Generato
 
 
 def _breakdown(pairs: pd.DataFrame, by: str, n_boot: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Consistency per value of ``by`` (one 3x3 table per group, counted in one ``bincount``)."""
+    """Consistency per value of ``by`` (one 3x3 table per group, counted in one ``bincount``), with the
+    Wilson 95% interval of each group's share (a bootstrap of a group of 2 pairs that agree would give the
+    zero-width interval 100–100%)."""
     groups, names = pd.factorize(pairs[by], sort=True)
     cells = np.bincount(groups * 9 + _cells(pairs), minlength=9 * len(names)).reshape(len(names), 9)
     st = _stats(cells)
@@ -47,7 +49,7 @@ def _breakdown(pairs: pd.DataFrame, by: str, n_boot: int, rng: np.random.Generat
     rankings_share = m.sum(axis=1) / n[:, None]
     rows = []
     for g, value in enumerate(names):
-        ci = _bootstrap(cells[g], n_boot, rng)["consistency"]
+        ci = stats.wilson(int(np.trace(m[g])), int(n[g]))  # never zero width, also at 0% / 100% and small n
         rows.append({by: value.item() if isinstance(value, np.generic) else value, "n": int(n[g]),
                      "agree": int(np.trace(m[g])), "consistency": float(st["consistency"][g]),
                      "ci_low": ci[0], "ci_high": ci[1],
@@ -275,8 +277,9 @@ def _texts(ratings: pd.DataFrame, rankings: pd.DataFrame) -> dict:
 
 
 def response_words(ratings: pd.DataFrame, rankings: pd.DataFrame) -> dict:
-    """``response_id`` -> length in words (for :func:`sflib.plots.plot_disagreement_vs_length`)."""
-    return {rid: len(str(t).split()) for rid, t in _texts(ratings, rankings).items()}
+    """``response_id`` -> length in words (:func:`sflib.core.stats.words`; for
+    :func:`sflib.plots.plot_disagreement_vs_length`)."""
+    return {rid: stats.words(t) for rid, t in _texts(ratings, rankings).items()}
 
 
 def opposite_preferences(pairs: pd.DataFrame, ratings: pd.DataFrame, rankings: pd.DataFrame, n: int = 3,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import catalog
+from .stats import word_counts
 from .. import io as sfio
 
 
@@ -25,7 +26,8 @@ def load_canonical(name: str) -> pd.DataFrame:
 
 
 def word_count(texts) -> pd.Series:
-    return pd.Series([len(str(t).split()) for t in texts], dtype="int64")
+    """Words per text (:func:`sflib.core.stats.word_counts`, the one word counter), index reset."""
+    return word_counts(list(texts))
 
 
 def summary_table() -> pd.DataFrame:
@@ -70,3 +72,103 @@ def source_counts() -> pd.DataFrame:
         df = load_canonical(name)
         frames.append(df.groupby("dataset").size().rename(label))
     return pd.concat(frames, axis=1).fillna(0).astype(int)
+
+
+# ----------------------------------------------------------------------------- notebook 00's findings
+
+def _study_table(study, instructions: pd.DataFrame, evaluation: pd.DataFrame) -> pd.DataFrame:
+    from pathlib import Path
+
+    cfg = study.config
+    files = ", ".join(Path(p).name for p in cfg.instructions.paths) or "the vendored SuperNI set"
+    return pd.DataFrame({"this study": {
+        "name": f"{study.name}: {cfg.description}",
+        "instructions": f"{len(instructions)} from {files}",
+        "policy (01)": f"{cfg.policy.name}, k = {cfg.policy.k} responses per instruction",
+        "feedback judge (02, 03)": cfg.feedback.judge,
+        "extra rating judges (02)": ", ".join(cfg.feedback.extra_judges) or "none",
+        "reward models (05)": f"{cfg.reward_models.backbone}, {cfg.reward_models.epochs} epochs",
+        "best-of-n (06)": f"n = {cfg.best_of_n.n} samples on {len(evaluation)} evaluation instructions",
+        "evaluation judge (07)": f"{cfg.evaluation.judge}; protocols: {', '.join(cfg.evaluation.protocols)}",
+        "seeded from the paper's data": ", ".join(cfg.seeded_from_data) or "nothing",
+        "budget": "no cap" if cfg.budget_usd is None else f"${cfg.budget_usd:.2f}",
+    }})
+
+
+def released_feedback_counts() -> dict[str, dict]:
+    """The paper's released feedback sample counted by the one rule (:mod:`sflib.feedback.clean`):
+    ``{"ratings": {...}, "rankings": {...}}`` with ``rows``, ``kept``, the exclusions and the items."""
+    from ..feedback.clean import clean_rankings, clean_ratings, rankings_notes
+    from . import data as d
+
+    responses = d.add_ids(load_canonical("sample_responses"))
+    responses = responses.drop_duplicates("response_id")
+    ratings, rankings = load_canonical("sample_ratings"), load_canonical("sample_rankings")
+    kr, er = clean_ratings(ratings, responses)
+    kk, ek = clean_rankings(rankings, responses)
+    n_pairs = int(sum(k * (k - 1) // 2 for k in responses.groupby("instruction_id").size()))
+    return {"ratings": {"rows": len(ratings), "kept": len(kr), "responses": len(responses), "exclusions": er},
+            "rankings": {"rows": len(rankings), "kept": len(kk), "pairs": n_pairs,
+                         "exclusions": ek, **rankings_notes(kk)}}
+
+
+def findings(study, *, figures_dir=None, quick: bool = False):
+    """Notebook 00's findings for ``study``: what it starts from (the study file, its instructions and
+    evaluation instructions), what the run will cost (:func:`sflib.study.plan`), and the paper's released
+    data it is compared with (tables, source datasets, lengths, the recorded feedback counted by the one
+    rule of :mod:`sflib.feedback.clean`)."""
+    from .. import plots
+    from ..study import inputs
+    from ..study.planner import plan
+    from .findings import Findings
+    from .stats import word_counts as _wc
+
+    ins = inputs.instructions(study)
+    ev = inputs.evaluation_instructions(study)
+    cost = plan(study)
+    total = float(cost.loc[cost["stage"] == "total", "usd"].iloc[0])
+    calls = int(cost.loc[cost["stage"] == "total", "calls"].iloc[0])
+    words = _wc(ins["instruction"].astype(str) + " " + ins["input"].fillna("").astype(str)).to_numpy()
+    by_source = (ins.assign(words=words).groupby("source")
+                 .agg(instructions=("id", "size"), median_words=("words", "median"), max_words=("words", "max")))
+    released = released_feedback_counts()
+    r, k = released["ratings"], released["rankings"]
+    lengths = texts_long()
+    sources = source_counts()
+    f = Findings("00", "The study's inputs", figures_folder=plots.study_figures_dir(study, figures_dir))
+    f.counts = {"feedback instructions": len(ins), "evaluation instructions": len(ev), "planned calls": calls,
+                "released responses (distinct)": r["responses"], "released responses rated": r["kept"],
+                "released pairs of distinct responses": k["pairs"], "released pairs ranked": k["kept"]}
+    f.exclusions = {f"released ratings: {key}": v for key, v in r["exclusions"].items() if v}
+    f.exclusions.update({f"released rankings: {key}": v for key, v in k["exclusions"].items() if v})
+    f.tables = {"study": _study_table(study, ins, ev),
+                "cost plan": cost[["stage", "kind", "name", "calls", "stored", "input_tokens", "output_tokens", "usd",
+                                   "note"]],
+                "instructions by source": by_source,
+                "instruction examples": ins[["instruction", "input"]].head(3).apply(lambda c: c.str.slice(0, 300)),
+                "evaluation instructions by dataset": ev.groupby("dataset").size().rename("instructions").to_frame(),
+                "released tables": summary_table(),
+                "evaluation instructions per source (released)": sources,
+                "lengths": lengths.groupby(["kind", "collection"])["words"].describe(percentiles=[0.5, 0.9]).round(1),
+                "released examples": load_canonical("sample_responses")[["instruction", "input", "response"]].head(
+                    3 if quick else 5)}
+    f.figures = {"source_counts": plots.plot_source_counts(sources, title="Evaluation instructions per source dataset"),
+                 "instruction_length": plots.plot_length_distributions(lengths, "instruction", title="Instruction length"),
+                 "response_length": plots.plot_length_distributions(
+                     lengths, "response", title="Response length: sample, reference and best-of-64 outputs")}
+    budget = study.config.budget_usd
+    f.headline = (f"Study {study.name}: {len(ins):,} feedback instructions, {len(ev):,} evaluation instructions, "
+                  f"{calls:,} planned calls, ${total:.2f} planned" + (f" (budget ${budget:.2f})" if budget is not None
+                                                                      else "") + ".")
+    f.notes = [f"The paper's released feedback is partial (its scripts skipped a row on any API error): "
+               f"{r['kept']} of its {r['responses']} distinct responses have a rating ({r['rows']} rating rows; "
+               f"{r['exclusions']['duplicate rating, different score']} later ratings of an already rated response "
+               f"with another score are not counted) and {k['kept']} pairs a decision ({k['kept'] - k[_SELF]} of the "
+               f"{k['pairs']} pairs of distinct responses, and {k[_SELF]} of a response with an identical copy of "
+               "itself). Notebooks 02–04 count the same way (sflib.feedback.clean).",
+               "The recorded evaluation judgments cover only part of the 553 evaluation instructions; notebook 07 "
+               "says how many per win rate."]
+    return f.detached()
+
+
+_SELF = "pairs of a response with an identical copy of itself"

@@ -39,6 +39,23 @@ NUMBERS: tuple[PaperNumber, ...] = (
                 "AI annotators alike"),
 )
 
+@dataclass(frozen=True)
+class PaperStatement:
+    """A finding the paper's abstract states in words (no number), for the study report to set beside ours."""
+    topic: str      # the stage whose findings answer it
+    statement: str  # what the paper says, paraphrased
+    source: str
+
+
+#: the abstract's findings; only the abstract of the paper is reachable here, so nothing else is listed
+STATEMENTS: tuple[PaperStatement, ...] = (
+    PaperStatement("consistency", "Preferences inferred from ratings and from rankings disagree in about 60% of "
+                   "cases, for human and for AI annotators alike.", f"{ARXIV}, Abstract"),
+    PaperStatement("evaluation", "The policy aligned with rankings feedback is preferred under a ranking-based "
+                   "evaluation protocol, but not under a rating-based one: the evaluation protocol decides which "
+                   "feedback form looks better.", f"{ARXIV}, Abstract"),
+)
+
 COLUMNS = ["quantity", "paper_value", "source"]
 
 
@@ -90,4 +107,10 @@ def paper_vs_ours(ours: Mapping[str, float], topic: str | None = None, *, digits
     return df
 
 
-__all__ = ["ARXIV", "URL", "TOPICS", "PaperNumber", "NUMBERS", "numbers", "table", "paper_vs_ours"]
+def statements(topic: str | None = None) -> list[PaperStatement]:
+    """The abstract's findings stated in words (of one topic)."""
+    return [s for s in STATEMENTS if topic is None or s.topic == topic]
+
+
+__all__ = ["ARXIV", "URL", "TOPICS", "PaperNumber", "NUMBERS", "PaperStatement", "STATEMENTS", "numbers",
+           "statements", "table", "paper_vs_ours"]

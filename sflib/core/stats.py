@@ -1,10 +1,11 @@
-"""The statistics used by consistency (stage 5) and evaluation (stage 8), in one place.
+"""The statistics every stage uses (consistency, notebook 04; evaluation, 07; ...), in one place.
 
 - **The paper's interval**: ``mean ×100 ± 1.96·SEM`` (sample SD, ddof=1): :func:`sem`, :func:`ci_sem`,
   :func:`mean_ci`.
 - **Percentile bootstrap of a mean** over items with :func:`scipy.stats.bootstrap`: :func:`bootstrap_ci`.
-- **Cohen's kappa** of square agreement tables, one or many at once: :func:`cohen_kappa`,
-  :func:`cohen_kappa_tables`.
+- **Cohen's kappa**, one definition for all of sflib (two annotators' labels or a square table; NaN in
+  the degenerate case): :func:`cohen_kappa`; many tables at once: :func:`cohen_kappa_tables`.
+- **Words**: the one word counter (:func:`words`, :func:`word_counts`).
 - **Bootstraps of 3×3 agreement tables** (consistency): every consistency statistic is a function of
   the 9 cell counts, so resampling ``n`` pairs with replacement is exactly a multinomial draw of the
   cells with the observed shares (:func:`multinomial_draws`); resampling whole instructions (the
@@ -13,7 +14,8 @@
   milliseconds at 100k pairs, where :func:`scipy.stats.bootstrap` would resample 100k labels per
   replicate; :func:`percentile_intervals` turns replicates into intervals of any statistic of the
   cells (e.g. :func:`agreement_stats`).
-- **Proportions**: the Wilson score interval (:func:`wilson`, :func:`scipy.stats.binomtest`) and whether
+- **Proportions**: the Wilson score interval for every proportion shown (:func:`wilson`, :func:`proportion`,
+  :func:`scipy.stats.binomtest`; never zero width at 0% or 100%) and whether
   a pairwise accuracy is within it of chance (:func:`at_chance`).
 """
 from __future__ import annotations
@@ -68,11 +70,20 @@ def bootstrap_ci(values: Sequence[float], *, n_boot: int = N_BOOT, seed: int = 0
 # ----------------------------------------------------------------------------- proportions
 
 def wilson(k, n, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for ``k`` successes in ``n`` trials (NaN, NaN when n = 0)."""
+    """Wilson score interval for ``k`` successes in ``n`` trials, as shares (:func:`scipy.stats.binomtest`);
+    never zero width for n ≥ 1, also at 0% and 100% (e.g. 0 of 11: 0–0.26); NaN, NaN when n = 0."""
     if not n:
         return float("nan"), float("nan")
     ci = _st.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+def proportion(k, n, level: float = 0.95, scale: float = 100.0) -> tuple[float, float, float]:
+    """``(share, low, high)`` ×``scale`` (percent by default) with the :func:`wilson` interval; NaNs when n = 0."""
+    if not n:
+        return float("nan"), float("nan"), float("nan")
+    low, high = wilson(k, n, level)
+    return scale * int(k) / int(n), scale * low, scale * high
 
 
 def at_chance(accuracy: float, n: int, chance: float = 0.5, level: float = 0.95) -> bool:
@@ -97,15 +108,65 @@ def cohen_kappa_tables(tables: np.ndarray) -> np.ndarray:
         return np.where(pe < 1, (po - pe) / (1 - pe), np.nan)
 
 
-def cohen_kappa(matrix) -> float:
-    """Cohen's kappa of a square agreement table of counts: (p_o − p_e) / (1 − p_e).
+def cohen_kappa(a, b=None, weights: str | None = None, *, labels=None) -> float:
+    """Cohen's kappa, the one used everywhere (consistency, judge panels, human annotators):
+    (p_o − p_e) / (1 − p_e).
 
-    NaN when chance agreement is 1 (both annotators used a single, identical label), where kappa
-    is undefined, and for an empty table."""
-    m = np.asarray(matrix, dtype=np.float64)
-    if m.sum() == 0:
+    ``cohen_kappa(table)``: a square table of counts (rows one annotator, columns the other).
+    ``cohen_kappa(a, b, weights=None|"linear"|"quadratic", labels=None)``: two annotators' answers to the
+    same items (scikit-learn's ``cohen_kappa_score``); weighted kappa needs whole numbers, and its
+    categories are every whole number from the smallest to the largest answer (or ``labels``), so a
+    score nobody used still counts as a step.
+
+    **Degenerate case**: NaN when there is nothing to compare (no items, an empty table) and when chance
+    agreement is 1 — both annotators gave one and the same label to every item — where kappa is 0/0 and
+    undefined (not 1: agreement that chance alone guarantees says nothing about the annotators).
+    """
+    if b is None:
+        m = np.asarray(a, dtype=np.float64)
+        if m.ndim != 2 or m.shape[0] != m.shape[1]:
+            raise ValueError(f"cohen_kappa(table) needs a square table of counts, got shape {m.shape}")
+        if m.sum() == 0:
+            return float("nan")
+        return float(cohen_kappa_tables(m))
+    import warnings
+
+    from sklearn.metrics import cohen_kappa_score
+
+    if weights not in (None, "linear", "quadratic"):
+        raise ValueError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
+    a, b = list(a), list(b)
+    if len(a) != len(b):
+        raise ValueError(f"cohen_kappa needs answers to the same items ({len(a)} vs {len(b)})")
+    if not a or len(set(map(str, a + b))) == 1:
         return float("nan")
-    return float(cohen_kappa_tables(m))
+    if weights is None:
+        a, b = [str(x) for x in a], [str(x) for x in b]
+        labels = None if labels is None else [str(x) for x in labels]
+    else:
+        a, b = [int(x) for x in a], [int(x) for x in b]
+        labels = list(range(min(a + b), max(a + b) + 1)) if labels is None else list(labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(cohen_kappa_score(a, b, weights=weights, labels=labels))
+
+
+# ----------------------------------------------------------------------------- words
+
+def words(text: object) -> int:
+    """Length of a text in whitespace-separated words (None/NaN: 0) — the one word counter of sflib: it
+    needs no tokenizer and reads the same for every model."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return 0
+    return len(str(text).split())
+
+
+def word_counts(texts) -> "pd.Series":
+    """:func:`words` of every text, as an int64 Series (index kept when ``texts`` is a Series)."""
+    import pandas as pd
+
+    index = texts.index if isinstance(texts, pd.Series) else None
+    return pd.Series([words(t) for t in texts], index=index, dtype="int64")
 
 
 # ----------------------------------------------------------------------------- 3x3 agreement tables

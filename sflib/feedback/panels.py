@@ -14,7 +14,8 @@ per judge), :func:`pool_frames` gives the same result without asking anything.
 
 Pooling: ``mean`` for numbers (scores), ``majority`` for labels (decisions; a tie gives no pooled
 verdict, ``None``); ``auto`` picks by the values. Agreement: the share of items on which two judges
-gave the same verdict, and Cohen's kappa (``kappa_weights="quadratic"`` for ordinal scores), on the
+gave the same verdict, and Cohen's kappa (:func:`sflib.core.stats.cohen_kappa`, NaN when both judges gave one identical
+label everywhere; ``kappa_weights="quadratic"`` for ordinal scores), on the
 items both judges answered validly.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .annotate import annotate
+from ..core.stats import cohen_kappa  # the one kappa (NaN when chance agreement is 1)
 from ..judges import get_judge
 from ..judges.base import Judge, Request
 
@@ -41,19 +43,6 @@ class Panel:
     @property
     def judges(self) -> list[str]:
         return [c.removeprefix("value_") for c in self.wide.columns if c.startswith("value_")]
-
-
-def cohen_kappa(a: Iterable, b: Iterable, weights: str | None = None) -> float:
-    """Cohen's kappa of two judges' labels (:func:`sflib.consistency.agreement.cohen_kappa`, scikit-learn's);
-    1.0 when both judges gave one identical label everywhere (sklearn leaves that undefined)."""
-    from ..consistency.agreement import cohen_kappa as _kappa
-
-    if weights not in (None, "linear", "quadratic"):
-        raise ValueError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
-    a, b = list(a), list(b)
-    if a and a == b and len(set(map(str, a))) == 1:
-        return 1.0
-    return _kappa(a, b, weights=weights)
 
 
 def _pool(values: list, how: str) -> Any:

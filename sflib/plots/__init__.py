@@ -6,7 +6,7 @@ in a notebook each saved figure is shown inline once and written as PNG and PDF 
 """
 from __future__ import annotations
 
-from .figures import configure_backend, in_kernel, save_figure, SavedFigure  # noqa: I001  (backend before pyplot)
+from .figures import configure_backend, in_kernel, save_figure, SavedFigure, study_figures_dir  # noqa: I001  (backend before pyplot)
 
 configure_backend()
 
@@ -25,7 +25,7 @@ from .reward_models import plot_rewards_by_score, plot_rm_accuracy, plot_rm_loss
 style.apply()
 
 __all__ = [
-    "plt", "style", "save_figure", "SavedFigure", "in_kernel", "configure_backend", "MIN_N",
+    "plt", "style", "save_figure", "study_figures_dir", "SavedFigure", "in_kernel", "configure_backend", "MIN_N",
     "plot_source_counts", "plot_length_distributions", "plot_response_lengths",
     "plot_score_distribution", "plot_decisions", "plot_position_bias", "decision_table",
     "plot_consistency_matrices", "plot_consistency_by_gap", "plot_consistency_by_group", "plot_disagreement_vs_length",

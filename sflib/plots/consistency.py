@@ -1,5 +1,6 @@
-"""Stage 04 (consistency of ratings and rankings): agreement matrices, agreement by rating gap,
-by group, and disagreement against the length difference of the two responses."""
+"""Stage 04 (consistency of ratings and rankings): agreement matrices, disagreement by rating gap,
+by group, and against the length difference of the two responses — every axis in one direction,
+**disagreement**, as the paper states it (its 60% is drawn at 60)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -7,11 +8,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..core.stats import wilson
+from ..core.stats import wilson, word_counts
 from .common import MIN_N, interval_err, label_n, mark_small, nothing_to_draw, small_n_note
 from .style import AGREE, EQUAL, OKABE_ITO, OPPOSITE, PAPER, figure, styled
 
-_DECISION_TICKS = ["a\n(response 1)", "b\n(response 2)", "equal"]
+_DECISION_TICKS = ["a\n(resp. 1)", "b\n(resp. 2)", "equal"]
 
 
 @styled
@@ -38,39 +39,42 @@ def plot_consistency_matrices(report, *, title: str | None = None):
         ax.tick_params(axis="y", labelrotation=0)
         ax.tick_params(axis="x", labelrotation=0)
     lo, hi = report.ci.get("consistency", (np.nan, np.nan))
-    ci = f", 95% CI {100 * lo:.0f}–{100 * hi:.0f}%" if not np.isnan(lo) else ""
-    fig.suptitle(title or (f"Ratings vs rankings on {report.n_compared} pairs: diagonal (agreement) "
-                           f"{100 * report.consistency:.0f}%{ci}; kappa {report.kappa:.2f}"))
+    ci = f", 95% CI {100 * (1 - hi):.0f}–{100 * (1 - lo):.0f}%" if not np.isnan(lo) else ""
+    fig.suptitle(title or (f"Ratings vs rankings on {report.n_compared} pairs: off the diagonal (disagreement) "
+                           f"{100 * (1 - report.consistency):.0f}%{ci}; kappa {report.kappa:.2f}"))
     return fig
 
 
 @styled
 def plot_consistency_by_gap(by_gap, *, overall: float | None = None, min_n: int = MIN_N, title: str | None = None):
-    """Consistency by rating gap |score1 − score2| (left, bars with 95% bootstrap CIs and n) and what
-    the disagreements are (right: opposite preferences vs one side saying equal). Empty gaps are
-    dropped; gaps with fewer than ``min_n`` pairs are faint and hatched."""
+    """Disagreement by rating gap |score1 − score2| (left, bars with 95% Wilson intervals and n) and what
+    the pairs are (right: agree, one side saying equal, opposite preferences). ``overall``: the
+    consistency over all pairs (drawn as disagreement, dashed). Empty gaps are dropped; gaps with fewer
+    than ``min_n`` pairs are faint and hatched. Disagreement, as the paper states it, on every axis."""
     by_gap = by_gap[by_gap["n"].fillna(0) > 0].reset_index(drop=True)
     if not len(by_gap):
         return nothing_to_draw("no compared pairs: nothing to draw")
     fig, (a1, a2) = figure("full", 2.7, 1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
     x = np.arange(len(by_gap))
     labels = [str(g) for g in by_gap["gap"]]
-    cons = 100 * by_gap["consistency"].to_numpy(dtype=float)
-    err = interval_err(cons, 100 * by_gap["ci_low"].to_numpy(dtype=float), 100 * by_gap["ci_high"].to_numpy(dtype=float))
-    bars = a1.bar(x, cons, color=OKABE_ITO["blue"], width=0.65)
+    dis = 100 * (1 - by_gap["consistency"].to_numpy(dtype=float))
+    err = interval_err(dis, 100 * (1 - by_gap["ci_high"].to_numpy(dtype=float)),
+                       100 * (1 - by_gap["ci_low"].to_numpy(dtype=float)))
+    bars = a1.bar(x, dis, color=OKABE_ITO["vermillion"], width=0.65)
     faint = mark_small(bars, by_gap["n"], min_n)
-    a1.errorbar(x, cons, yerr=err, fmt="none", ecolor="black", lw=0.8)
-    label_n(a1, x, cons + err[1], by_gap["n"], min_n)
+    a1.errorbar(x, dis, yerr=err, fmt="none", ecolor="black", lw=0.8)
+    label_n(a1, x, dis + err[1], by_gap["n"], min_n)
     if overall is not None:
-        a1.axhline(100 * overall, color=PAPER, ls="--", lw=1)
+        a1.axhline(100 * (1 - overall), color=PAPER, ls="--", lw=1)
     a1.set_xticks(x, labels)
     a1.set_xlabel("rating gap |score1 − score2| (0 = ratings tie)")
-    a1.set_ylabel("ratings and rankings agree (%)")
+    a1.set_ylabel("ratings and rankings disagree (%)")
     a1.set_ylim(0, 110)
-    a1.set_title("Agreement by rating gap" + (f" (dashed: all pairs, {100 * overall:.0f}%)" if overall is not None else ""))
+    a1.set_title("Disagreement by rating gap" + (f" (dashed: all pairs, {100 * (1 - overall):.0f}%)"
+                                                  if overall is not None else ""))
     small_n_note(a1, faint, min_n)
-    parts = [("agree", by_gap["consistency"], AGREE), ("one side says equal", by_gap["one_side_equal"], EQUAL),
-             ("opposite preference", by_gap["opposite"], OPPOSITE)]
+    parts = [("opposite preference", by_gap["opposite"], OPPOSITE), ("one side says equal", by_gap["one_side_equal"], EQUAL),
+             ("agree", by_gap["consistency"], AGREE)]
     bottom = np.zeros(len(by_gap))
     for name, v, color in parts:
         v = 100 * v.to_numpy(dtype=float)
@@ -91,10 +95,10 @@ def plot_consistency_by_gap(by_gap, *, overall: float | None = None, min_n: int 
 def plot_consistency_by_group(table, *, label: str | None = None, title: str | None = None,
                               reference: float | None = None, reference_label: str = "reference",
                               min_n: int = MIN_N):
-    """Horizontal bars of consistency with 95% CIs per group — a ``by_source`` table (label column
-    ``source``) or :func:`sflib.consistency.compare_annotators`' table (annotators in the index).
-    ``reference`` draws a dashed line at that consistency (e.g. 0.4: the paper's 60% disagreement).
-    Empty groups are dropped; groups with fewer than ``min_n`` pairs are faint and hatched."""
+    """Horizontal bars of **disagreement** (100 − consistency) with 95% intervals per group — a ``by_source``
+    table (label column ``source``) or :func:`sflib.consistency.compare_annotators`' table (annotators in
+    the index). ``reference``: a disagreement share drawn dashed (e.g. 0.6: the paper's 60% disagreement,
+    drawn at 60). Empty groups are left out; groups with fewer than ``min_n`` pairs are faint and hatched."""
     label = label or table.index.name or "source"
     t = table.reset_index() if label not in table.columns and table.index.name == label else table
     if label not in t.columns:
@@ -106,21 +110,21 @@ def plot_consistency_by_group(table, *, label: str | None = None, title: str | N
     n = t[ncol].astype(int)
     fig, ax = figure("full", 0.32 * len(t) + 1.1)
     y = np.arange(len(t))
-    cons = 100 * t["consistency"].to_numpy(dtype=float)
-    err = interval_err(cons, 100 * t["ci_low"].to_numpy(dtype=float), 100 * t["ci_high"].to_numpy(dtype=float))
-    bars = ax.barh(y, cons, color=OKABE_ITO["blue"], height=0.6)
+    dis = 100 * (1 - t["consistency"].to_numpy(dtype=float))
+    err = interval_err(dis, 100 * (1 - t["ci_high"].to_numpy(dtype=float)), 100 * (1 - t["ci_low"].to_numpy(dtype=float)))
+    bars = ax.barh(y, dis, color=OKABE_ITO["vermillion"], height=0.6)
     faint = mark_small(bars, n, min_n)
-    ax.errorbar(cons, y, xerr=err, fmt="none", ecolor="black", lw=0.8)
-    for yi, c, k, top in zip(y, cons, n, cons + err[1]):
+    ax.errorbar(dis, y, xerr=err, fmt="none", ecolor="black", lw=0.8)
+    for yi, c, k, top in zip(y, dis, n, dis + err[1]):
         ax.text(top + 1.5, yi, f"{c:.0f}%  (n={k}{', few' if k < min_n else ''})", va="center", fontsize=6.5)
     if reference is not None:
         ax.axvline(100 * reference, color=PAPER, ls="--", lw=1, label=reference_label)
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_yticks(y, [str(v) for v in t[label]])
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_xlabel("ratings and rankings agree (%)")
-    ax.set_title(title or f"Agreement by {label}")
+    ax.set_xlabel("ratings and rankings disagree (%)")
+    ax.set_title(title or f"Disagreement by {label}")
     small_n_note(ax, faint, min_n)
     return fig
 
@@ -132,7 +136,7 @@ def _length_diff(pairs: pd.DataFrame, lengths: Mapping | None) -> pd.Series:
     if "length_diff" in pairs:
         return pd.to_numeric(pairs["length_diff"], errors="coerce").abs()
     if {"response1", "response2"} <= set(pairs.columns):
-        w = [pairs[c].fillna("").astype(str).str.split().str.len() for c in ("response1", "response2")]
+        w = [word_counts(pairs[c]) for c in ("response1", "response2")]
         return (w[0] - w[1]).abs()
     if lengths is not None:
         m = pd.Series(lengths, dtype=float)

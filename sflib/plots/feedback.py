@@ -14,10 +14,10 @@ _DECISION_LABELS = {"a": "a (response 1)", "b": "b (response 2)", "equal": "equa
 
 
 def _valid_scores(ratings: pd.DataFrame) -> pd.DataFrame:
-    """Valid scores, one per response (per judge): :func:`sflib.feedback.ratings.valid_ratings`."""
-    from ..feedback.ratings import valid_ratings
+    """Valid scores, one per response (per judge): the one counting rule, :func:`sflib.feedback.clean.clean_ratings`."""
+    from ..feedback.clean import clean_ratings
 
-    return valid_ratings(ratings)[0]
+    return clean_ratings(ratings)[0]
 
 
 @styled
@@ -28,7 +28,7 @@ def plot_score_distribution(ratings: pd.DataFrame, *, by: str | None = "source",
     each score within each group of ``by`` (right; e.g. ``"source"`` or ``"judge"``).
 
     Only valid scores count, each response once (a response rated twice keeps its first rating:
-    :func:`sflib.feedback.ratings.valid_ratings`, so n here is that function's ``used``). Empty groups are
+    :func:`sflib.feedback.clean.clean_ratings`, so n here is the number of responses rated everywhere). Empty groups are
     dropped; groups with fewer than ``min_n`` ratings are drawn faint and hatched, with n in the legend. ``reference``: ``{score: share}`` drawn as
     markers on the left panel (e.g. a published distribution).
     """

@@ -112,4 +112,17 @@ def save_figure(fig, name: str, folder: os.PathLike | str | None = None, *, show
     return paths
 
 
-__all__ = ["in_kernel", "configure_backend", "save_figure", "SavedFigure"]
+def study_figures_dir(study, folder: os.PathLike | str | None = None) -> Path:
+    """Where a study's figures go: ``folder`` when given; the paper study's in the project's ``figures/``
+    (``SFLIB_FIGURES``; the README and ``docs/figures/`` show them); any other study's in its own study
+    folder (``<study folder>/figures``), so two studies never overwrite each other's figures."""
+    from ..core.paths import figures_dir
+
+    if folder is not None:
+        return Path(folder)
+    if getattr(study, "name", None) == "paper":
+        return figures_dir()
+    return Path(study.folder) / "figures"
+
+
+__all__ = ["in_kernel", "configure_backend", "save_figure", "SavedFigure", "study_figures_dir"]

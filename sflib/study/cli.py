@@ -1,4 +1,4 @@
-"""``python -m sflib study plan|status|run STUDY [--only 02,03] [--quick] [-p name value]``.
+"""``python -m sflib study plan|status|run|report STUDY [--only 02,03] [--quick] [-p name value]``.
 
 STUDY is a study YAML file or the name of one in ``studies/`` (default ``paper``).
 """
@@ -76,13 +76,34 @@ def _run(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from . import load
+    from .report import write_report
+
+    from .report import copy_docs_figures
+
+    study = load(args.study)
+    path = write_report(study, args.output, bootstrap=args.bootstrap, log=lambda m: print(m, file=sys.stderr))
+    print(f"wrote {path}")
+    if args.docs_figures:
+        try:
+            copied = copy_docs_figures(study, args.docs_figures)
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"copied {len(copied)} figure(s) of this run into {args.docs_figures}: "
+              + ", ".join(p.name for p in copied))
+    return 0
+
+
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("study", help="plan, check and run a whole study (a YAML file in studies/)",
                               description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="study_command", metavar="plan|status|run", required=True)
+    sub = p.add_subparsers(dest="study_command", metavar="plan|status|run|report", required=True)
     for name, func, text in (("plan", _plan, "calls, tokens and dollars per stage before anything is paid"),
                              ("status", _status, "per stage: done / seeded / missing / stale, counts, spent"),
-                             ("run", _run, "run the notebooks in order with papermill")):
+                             ("run", _run, "run the notebooks in order with papermill"),
+                             ("report", _report, "one self-contained HTML file of the study's findings")):
         q = sub.add_parser(name, help=text, description=text)
         q.add_argument("study", nargs="?", default="paper", help="study YAML file or a name in studies/ (default: paper)")
         if name == "run":
@@ -95,6 +116,11 @@ def add_cli(subparsers) -> None:
                            help="a papermill parameter for every notebook (repeatable)")
             q.add_argument("--no-progress", action="store_true", help="no papermill progress bars")
             q.add_argument("--notebooks", help="folder of NN_*.ipynb notebooks to run (default: the repository's notebooks/)")
+        if name == "report":
+            q.add_argument("--output", "-o", help="the HTML file to write (default: <study folder>/report.html)")
+            q.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
+            q.add_argument("--docs-figures", metavar="DIR",
+                           help="also refresh the PNGs already in DIR (e.g. docs/figures) from this run's figures")
         q.set_defaults(func=func)
 
 

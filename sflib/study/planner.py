@@ -236,6 +236,13 @@ class _Planner:
 
     def evaluation(self, ev):
         e, fb = self.cfg.evaluation, self.cfg.feedback
+        if "evaluation" in self.cfg.seeded_from_data:  # nothing is asked: list what exists, not 553 x 7 calls
+            from .seed import SEED_TABLES, canonical
+
+            n = sum(len(canonical(src)) for src in SEED_TABLES["evaluation"].values())
+            self.empty("evaluation", f"seeded from data/canonical: the paper's {n:,} recorded judgments "
+                                     "(ratings and rankings rows); nothing is asked")
+            return
         if self.cfg.best_of_n.policy == "recorded" or "best_of_n" in self.cfg.seeded_from_data:
             outputs = self._seeded_outputs(ev)
         else:

@@ -68,10 +68,14 @@ def seed_stage(study, stage: str, force: bool = False) -> Path | None:
     counts["n"] = len(next(iter(frames.values())))
     if stage in ("ratings", "rankings", "evaluation"):  # recorded answers are all valid; lost ones are absent
         counts.update(valid=sum(len(df) for df in frames.values()), invalid=0, failed=0)
+    if stage in ("ratings", "rankings") and "responses" in study.config.seeded_from_data:
+        counts.update(_feedback_counts(stage, frames[stage]))
     notes = {
         "responses": "the paper's Alpaca-7B responses (98 distinct of 100)",
-        "ratings": "the paper's recorded GPT-3.5-Turbo ratings (99 of 100 responses)",
-        "rankings": "the paper's recorded GPT-3.5-Turbo rankings (118 of 200 pairs)",
+        "ratings": "the paper's recorded GPT-3.5-Turbo ratings (99 rows; 97 of the 98 distinct responses rated, "
+                   "2 later ratings with another score left out)",
+        "rankings": "the paper's recorded GPT-3.5-Turbo rankings (118 pairs ranked: 116 of the 192 pairs of distinct "
+                    "responses and 2 of a response with an identical copy of itself)",
         "best_of_n": "the paper's best-of-64 Alpaca-7B outputs per reward model and the text-davinci-003 "
                      "reference; the 64 samples per instruction were not released",
         "evaluation": "the paper's recorded GPT-3.5-Turbo evaluation judgments (partial)",
@@ -86,6 +90,21 @@ def seed_stage(study, stage: str, force: bool = False) -> Path | None:
                 files.append(d.write_model_outputs(df, Path(tmp) / f"{name}.json"))
         return study.save(stage, tables=tables, files=files, counts=counts, inputs=inputs, judge=judge,
                           policy=policy, notes=notes, seeded_from=sources)
+
+
+def _feedback_counts(stage: str, table) -> dict:
+    """Seeded ratings / rankings counted by the one rule of :mod:`sflib.feedback.clean` — the counts notebooks
+    02–05 show: ``valid`` = responses rated / pairs ranked (duplicates left out, first kept), ``failed`` = items
+    the paper's run has no answer for, ``n`` = their sum; ``rows`` and ``left_out`` say what the table holds."""
+    from ..feedback import clean
+    from .acquire import NOT_RECORDED
+
+    responses = canonical(SEED_TABLES["responses"]["responses"])
+    kept, ex = (clean.clean_ratings if stage == "ratings" else clean.clean_rankings)(table, responses)
+    missing = next(v for k, v in ex.items() if k.startswith("missing"))
+    return {"n": len(kept) + missing, "valid": len(kept), "invalid": 0, "failed": missing, "rows": len(table),
+            "reasons": {NOT_RECORDED: missing} if missing else {},
+            "left_out": {k: v for k, v in ex.items() if v and not k.startswith("missing")}}
 
 
 def _tmp_parent(study) -> Path:
