@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sflib.feedback.ratings import valid_ratings
+from sflib.rm.stage import _clean
 from sflib.rm import findings as F
 from sflib.rm.stage import is_demo, record
 
@@ -49,13 +49,15 @@ def test_spearman_interval():
     assert all(math.isnan(v) for v in F.spearman_interval(float("nan"), 30))
 
 
-def test_ratings_are_cleaned_by_the_rule_of_02_and_04():
+def test_ratings_are_cleaned_by_the_one_counting_rule():
     # a response rated twice (6 then 5) keeps 6; a missing score is left out; 4 rows -> 2 kept
     df = pd.DataFrame({"instruction": ["i", "i", "i", "j"], "input": "", "response": ["r", "r", "s", "t"],
                        "score": [6, 5, None, 3]})
-    kept, counts = valid_ratings(df)
+    kept, counts = _clean(df)
     assert list(kept["score"]) == [6, 3]
-    assert counts == {"rows": 4, "without_score": 1, "duplicates": 1, "conflicting": 1, "used": 2}
+    assert {k: counts[k] for k in ("rows", "without_score", "duplicates", "conflicting", "used")} == \
+        {"rows": 4, "without_score": 1, "duplicates": 1, "conflicting": 1, "used": 2}
+    assert counts["exclusions"]["duplicate rating, different score"] == 1
     rankings = pd.DataFrame({"decision": ["a", "equal", None, "b"]})
     runs, notes = {"ratings": None, "rankings": None}, {"ratings": "too few", "rankings": "too few"}
     manifest, metrics = record(df, rankings, counts, runs, notes, {"seed": 0}, 1, pd.DataFrame())

@@ -1,7 +1,7 @@
 """Stage 06's findings: every number notebook 06 and the study report show, computed here once.
 
 :func:`findings` takes a study and the :class:`~sflib.bon.stage.BestOfNRun` the notebook just made (None
-runs the stage) and returns a :class:`~sflib.core.findings.Findings`:
+reads the saved stage back) and returns a :class:`~sflib.core.findings.Findings`:
 
 - **counts**: the evaluation set, the instructions sampled, samples (empty, cut at the token limit), and for
   a seeded study what notebook 07 gets (the released outputs);
@@ -10,7 +10,7 @@ runs the stage) and returns a :class:`~sflib.core.findings.Findings`:
   a random sample (the RM's own score; bootstrap 95% over instructions);
 - **tables**: ``what 07 gets``, ``reward models``, ``rewards``, ``selection``, ``reward vs m``,
   ``agreement``, ``length bias``, ``examples``;
-- **figures** (titled "demo" for a demonstration): ``06_reward_vs_m``, ``06_rm_agreement``, ``06_length_bias``
+- **figures** (titled "demo" for a demonstration; saved as ``06_<name>``): ``reward_vs_m``, ``rm_agreement``, ``length_bias``
   (left out, with a note, when most samples were cut at the token limit: their lengths measure the limit).
 """
 from __future__ import annotations
@@ -61,38 +61,44 @@ def gain_estimate(scored: pd.DataFrame, selected: pd.DataFrame, kind: str, seed:
                     note="the RM's own score of what it picked; whether the picks are better is for notebook 07")
 
 
-def _figures(run, curves, agree, lengths, tag) -> dict:
-    import matplotlib.pyplot as plt
-
+def _figures(run, curves, agree, lengths, tag) -> tuple[dict, dict]:
     from .. import plots
 
-    figs = {}
+    figs, absent = {}, {}
     if curves:
-        figs["06_reward_vs_m"] = plots.plot_best_of_m(curves, title=f"{tag}Reward of the best-of-m selection vs m")
+        figs["reward_vs_m"] = plots.plot_best_of_m(curves, title=f"{tag}Reward of the best-of-m selection vs m")
+    else:
+        absent["reward_vs_m"] = "no scored samples" + (" (the demonstration is not saved)" if run.seeded else "")
     if len(agree):
         n = int(agree["n_instructions"].max())
-        figs["06_rm_agreement"] = plots.plot_rm_agreement(agree, title=f"{tag}ratings RM and rankings RM pick the same "
-                                                                       f"sample (n={n} instructions)")
+        figs["rm_agreement"] = plots.plot_rm_agreement(agree, title=f"{tag}ratings RM and rankings RM pick the same "
+                                                                    f"sample (n={n} instructions)")
+    else:
+        absent["rm_agreement"] = "needs both reward models' selections"
     if len(lengths):
-        figs["06_length_bias"] = plots.plot_length_bias(lengths, truncated_share=run.truncated_share,
-                                                        title=f"{tag}Length of the best-of-m output vs all samples")
-    figs = {k: f for k, f in figs.items() if f is not None}
-    for f in figs.values():
-        plt.close(f)
-    return figs
+        figs["length_bias"] = plots.plot_length_bias(lengths, truncated_share=run.truncated_share,
+                                                     title=f"{tag}Length of the best-of-m output vs all samples")
+    else:
+        absent["length_bias"] = (f"{100 * run.truncated_share:.0f}% of the samples were cut at the token limit: their "
+                                 "lengths measure the limit" if curves else "no selections")
+    return {k: f for k, f in figs.items() if f is not None}, absent
 
 
-def findings(study, run=None, *, quick: bool = False, **run_options) -> Findings:
-    """Stage 06's findings for ``study`` (``run``: :func:`sflib.bon.stage.run`'s result; None runs it)."""
+def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, figures_dir=None) -> Findings:
+    """Stage 06's findings for ``study`` (``run``: :func:`sflib.bon.stage.run`'s result; None reads the saved
+    stage back with :func:`sflib.bon.stage.load`: nothing is sampled or scored)."""
+    from .. import plots
+
     if run is None:
-        from .stage import run as run_stage
+        from .stage import load
 
-        run = run_stage(study, quick=quick, **run_options)
+        run = load(study)
     seed = study.config.seed
     demo = run.seeded
     tag = f"demo: {run.generator}, {len(run.asked)} instructions × n = {run.n}, ≤ {run.max_new_tokens} tokens — " \
         if demo else ""
-    f = Findings(stage="06", title=("Demonstration: " if demo else "") + f"best-of-{run.n} with notebook 05's reward models")
+    f = Findings(stage="06", title=("Demonstration: " if demo else "") + f"best-of-{run.n} with notebook 05's reward models",
+                 figures_folder=plots.study_figures_dir(study, figures_dir))
     ev = run.evaluation_instructions
     f.counts = {"evaluation instructions": len(ev)}
     if run.seeded:
@@ -131,9 +137,16 @@ def findings(study, run=None, *, quick: bool = False, **run_options) -> Findings
                 "examples": _examples(run)}
     if run.seeded:
         f.tables["what 07 gets"] = released_table(run.released, ev)
-    f.figures = _figures(run, curves, agree, lengths, tag)
+    else:
+        f.absent["what 07 gets"] = "this study computes its own selections: notebook 07 evaluates those (below)"
+    f.figures, f.absent = _figures(run, curves, agree, lengths, tag)
     f.notes = _notes(run, selections, study)
-    return f
+    same = f.estimates[-1] if f.estimates and f.estimates[-1].name.startswith("both RMs") else None
+    f.headline = (("Demonstration (feeds nothing downstream): " if demo else "")
+                  + (f"the two reward models pick the same sample for {same.value:.1f}% of {same.n} instructions "
+                     f"(Wilson 95% {same.low:.1f}–{same.high:.1f}; {same.note})." if same is not None
+                     else "no comparison of the two reward models' picks."))
+    return f.detached()
 
 
 def _selection_table(run) -> pd.DataFrame:

@@ -133,3 +133,35 @@ def _save(study, r: BestOfNRun, reference: pd.DataFrame) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return counts
+
+
+def load(study) -> BestOfNRun:
+    """The stage read back from ``06_best_of_n/`` (nothing is sampled or scored): a computed stage's saved
+    samples with both rewards give the same selections; a seeded stage gives the released outputs only (its
+    CPU demonstration is not saved: it feeds nothing downstream)."""
+    from ..study.inputs import evaluation_instructions
+
+    cfg = study.config.best_of_n
+    m = study.check("best_of_n")
+    seeded = "best_of_n" in study.config.seeded_from_data
+    evaluation = evaluation_instructions(study)
+    released, scored, best = {}, {}, {}
+    samples = pd.DataFrame(columns=["instruction_id", "instruction", "sample", "response"])
+    if seeded:
+        released = {kind: study.read("best_of_n", f"{kind}_outputs") for kind in cfg.reward_models}
+        released["reference"] = study.read("best_of_n", "reference_outputs")
+    else:
+        samples = study.read("best_of_n")
+        for kind in cfg.reward_models:
+            if f"{kind}_reward" in samples:
+                scored[kind] = samples.assign(reward=samples[f"{kind}_reward"])
+    counts = m.get("counts") or {}
+    n = int(counts.get("samples_per_instruction") or (samples.groupby("instruction_id").size().max() if len(samples) else 0))
+    best = {kind: select_best(sc, n) for kind, sc in scored.items()}
+    asked = samples.drop_duplicates("instruction_id")[["instruction"]] if len(samples) else pd.DataFrame(columns=["instruction"])
+    rows = [{"reward model": f"{k} RM", "used": k in scored, "note": "" if k in scored else "no rewards saved"}
+            for k in cfg.reward_models] if not seeded else []
+    return BestOfNRun(seeded=seeded, released=released, asked=asked, policy=m.get("policy") or "",
+                      generator=samples["generator"].iloc[0] if len(samples) and "generator" in samples else "",
+                      n=n, max_new_tokens=cfg.max_new_tokens, samples=samples, rm_rows=rows, rm_meta={},
+                      scored=scored, best=best, counts=counts, evaluation_instructions=evaluation)

@@ -12,8 +12,8 @@ notebook just made; else it runs the stage) and returns a :class:`~sflib.core.fi
   bootstrap, exact sign test) of each policy;
 - **tables**: ``alignment``, ``win rates``, ``protocol effect``, ``original rules``, ``by dataset``,
   ``policies compared``, ``lengths``, ``length buckets``, ``paper vs this run``;
-- **figures**: ``07_winrates``, ``07_winrates_by_dataset`` (only when more than one dataset has counted
-  instructions: with one it would repeat ``07_winrates``), ``07_length``;
+- **figures** (saved as ``07_<name>``): ``winrates``, ``winrates_by_dataset`` (only when more than one
+  dataset has counted instructions: with one it would repeat ``winrates``; ``absent`` says so), ``length``;
 - **notes**: small-n flags (fewer than ``min_n`` instructions: no verdict), what cannot be computed.
 """
 from __future__ import annotations
@@ -165,33 +165,40 @@ def paper_vs_run(study, results: list[WinRate], effects: pd.DataFrame, compariso
     return pd.DataFrame(rows).set_index("quantity")
 
 
-def _figures(run, table, by_ds, lengths, buckets, min_n) -> dict:
-    import matplotlib.pyplot as plt
-
+def _figures(run, table, by_ds, lengths, buckets, min_n) -> tuple[dict, dict]:
     from .. import plots
 
-    figs = {"07_winrates": plots.plot_winrates(table, min_n=min_n,
-                                                title=f"Win rate against {run.reference} ({run.judge}); Wilson 95%")
-            if len(table) else None}
+    figs, absent = {}, {}
+    if len(table) and table["n"].sum():
+        figs["winrates"] = plots.plot_winrates(table, min_n=min_n,
+                                               title=f"Win rate against {run.reference} ({run.judge}); Wilson 95%")
+    else:
+        absent["winrates"] = "no win rate has a counted instruction"
     if len(by_ds) and not repeats_overall(by_ds):
-        figs["07_winrates_by_dataset"] = plots.plot_winrates_by_dataset(by_ds, min_n=min_n)
+        figs["winrates_by_dataset"] = plots.plot_winrates_by_dataset(by_ds, min_n=min_n)
+    else:
+        absent["winrates_by_dataset"] = ("one dataset only: the figure would repeat the overall one" if len(by_ds)
+                                         else "no dataset has a counted instruction")
     if len(buckets):
-        figs["07_length"] = plots.plot_length_analysis(lengths, buckets, min_n=min_n)
-    figs = {k: f for k, f in figs.items() if f is not None}
-    for f in figs.values():
-        plt.close(f)  # shown once, by the section that displays it
-    return figs
+        figs["length"] = plots.plot_length_analysis(lengths, buckets, min_n=min_n)
+    else:
+        absent["length"] = "no counted instruction with both output texts"
+    return {k: f for k, f in figs.items() if f is not None}, absent
 
 
-def findings(study, run=None, *, min_n: int = MIN_N, quick: bool = False, n_boot: int = 2000,
-             n_instructions: int | None = None) -> Findings:
-    """Stage 07's findings for ``study`` (``run``: :func:`sflib.evaluation.stage.run`'s result; None runs it)."""
+def findings(study, run=None, *, min_n: int = MIN_N, quick: bool = False, bootstrap: int = 2000,
+             figures_dir=None) -> Findings:
+    """Stage 07's findings for ``study`` (``run``: :func:`sflib.evaluation.stage.run`'s result; None reads the
+    saved stage back, asking no judge)."""
+    from .. import plots
+
     if run is None:
-        from .stage import run as run_stage
+        from .stage import load
 
-        run = run_stage(study, quick=quick, n_boot=n_boot, n_instructions=n_instructions)
+        run = load(study, n_boot=min(bootstrap, 200) if quick else bootstrap)
     results = run.results
-    f = Findings(stage="07", title=f"Evaluation against {run.reference} ({run.judge})")
+    f = Findings(stage="07", title=f"Evaluation against {run.reference} ({run.judge})",
+                 figures_folder=plots.study_figures_dir(study, figures_dir))
     n_items = max((r.n_items for r in results), default=0)
     f.counts["evaluation set (instructions)"] = n_items
     for r in results:
@@ -222,9 +229,27 @@ def findings(study, run=None, *, min_n: int = MIN_N, quick: bool = False, n_boot
                 "paper vs this run": paper_vs_run(study, results, effects, comparison, min_n)}
     if original is not None:
         f.tables["original rules"] = original
-    f.figures = _figures(run, table, by_ds, lengths, buckets, min_n)
+    else:
+        f.absent["original rules"] = original_note
+    f.figures, f.absent = _figures(run, table, by_ds, lengths, buckets, min_n)
     f.notes = _notes(run, results, effects, comparison, by_ds, original_note, min_n)
-    return f
+    f.headline = _headline(results, effects, min_n)
+    return f.detached()
+
+
+def _headline(results, effects, min_n) -> str:
+    counted = [r for r in results if r.n >= min_n]
+    if not counted:
+        return f"No win rate rests on {min_n} or more instructions."
+    parts = [f"{r.policy} wins {r.winrate:.1f}% (Wilson 95% {r.wilson_low:.1f}–{r.wilson_high:.1f}, n = {r.n}) "
+             f"under the {r.protocol} protocol" for r in counted]
+    text = "; ".join(parts) + "."
+    for e in effects.to_dict("records"):
+        if e["n"] >= min_n and e["p_sign"] is not None:
+            text += (f" Paired on the {e['n']} instructions both protocols judged, {e['policy']} scores "
+                     f"{e['diff']:+.1f} points under the rating protocol vs the ranking protocol (paired bootstrap "
+                     f"{e['diff_low']:+.1f} to {e['diff_high']:+.1f}; exact sign test p = {e['p_sign']:.2g}).")
+    return text
 
 
 def _pct(v) -> str:
@@ -252,8 +277,5 @@ def _notes(run, results, effects, comparison, by_ds, original_note, min_n) -> li
     if len(comparison) and comparison["small_n"].all():
         notes.append(f"The two policies share fewer than {min_n} judged instructions under every protocol: "
                      "no head-to-head verdict.")
-    if len(by_ds) and repeats_overall(by_ds):
-        notes.append(f"Only one dataset ({by_ds['dataset'].iloc[0]}) has counted instructions: the by-dataset "
-                     "figure would repeat the overall one and is not drawn.")
     notes.append(original_note)
     return notes

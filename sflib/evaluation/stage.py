@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from . import Evaluation, align_outputs, evaluate
-from .winrate import WinRate
+from .winrate import WinRate, _result
 
 #: the paper's recorded evaluation judgments a seeded study replays
 RECORDED = ("recorded_ratings_reference", "recorded_ratings_ratings_rm", "recorded_rankings_reference_vs_ratings_rm")
@@ -132,3 +132,38 @@ def run(study, *, quick: bool = False, n_instructions: int | None = None, n_boot
     return EvaluationRun(study=study, evaluations=evaluations, alignments=alignments, policy_outputs=policy_outputs,
                          reference_outputs=reference_outputs, reference=reference, judge=label, recorded=recorded,
                          not_evaluated=not_evaluated, counts=counts, n_boot=n_boot, seed=study.config.seed)
+
+
+def load(study, *, n_boot: int = 2000) -> EvaluationRun:
+    """The stage as :func:`run` left it, read back from ``07_evaluation/`` (no judge is asked): the win rates
+    are recomputed from the saved ``judgments`` (every judged item with its win value and both texts), so
+    :func:`sflib.evaluation.findings.findings` gives the notebook's numbers from the saved stage alone."""
+    import json
+
+    m = study.check("evaluation")
+    saved = json.loads(study.path_of("evaluation", "winrates.json").read_text(encoding="utf-8"))
+    recorded = "evaluation" in study.config.seeded_from_data
+    judgments = study.read("evaluation", "judgments")
+    reference_outputs = study.read("best_of_n", "reference_outputs")
+    reference = reference_outputs["generator"].iloc[0] if len(reference_outputs) else "reference"
+    kinds = study.config.evaluation.policies
+    files = study.check("best_of_n").get("files", [])
+    policy_outputs = {f"{k}-RM": study.read("best_of_n", f"{k}_outputs") for k in kinds if f"{k}_outputs.json" in files}
+    by = {(r["policy"], r["protocol"]): r for r in saved.get("results", [])}
+    evaluations: dict[str, Evaluation] = {}
+    for (policy, protocol), items in judgments.groupby(["policy", "protocol"], sort=False) if len(judgments) else []:
+        info = by.get((policy, protocol), {})
+        r = _result(protocol, items.drop(columns=["policy", "protocol"]).reset_index(drop=True), policy=policy,
+                    reference=info.get("reference", reference), judge=info.get("judge", saved.get("judge", "")),
+                    ignored=info.get("ignored") or {}, n_boot=n_boot, seed=study.config.seed,
+                    verdicts=info.get("verdicts", "hard"), notes=info.get("notes") or ())
+        r.dropped = {reasons(k, recorded): v for k, v in r.dropped.items()}
+        ev = evaluations.setdefault(policy, Evaluation(policy, r.reference, r.judge, None, {}))
+        ev.results[protocol] = r
+    alignments = {name: align_outputs(out, reference_outputs, datasets=study.config.best_of_n.datasets, policy=name,
+                                      reference=reference) for name, out in policy_outputs.items()}
+    not_evaluated = {f"{k}-RM": "notebook 06 saved no outputs for it" for k in kinds if f"{k}-RM" not in policy_outputs}
+    return EvaluationRun(study=study, evaluations=evaluations, alignments=alignments, policy_outputs=policy_outputs,
+                         reference_outputs=reference_outputs, reference=reference, judge=saved.get("judge", ""),
+                         recorded=recorded, not_evaluated=not_evaluated, counts=m.get("counts") or {}, n_boot=n_boot,
+                         seed=study.config.seed)

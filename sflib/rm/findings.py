@@ -1,7 +1,7 @@
 """Stage 05's findings: every number notebook 05 and the study report show, computed here once.
 
 :func:`findings` takes a study (and optionally the :class:`~sflib.rm.stage.RewardModelsRun` the notebook
-just made; else it trains) and returns a :class:`~sflib.core.findings.Findings`:
+just made; else it reads the saved stage back: nothing is trained) and returns a :class:`~sflib.core.findings.Findings`:
 
 - **counts / exclusions**: ratings read and kept by the rule of notebooks 02/04 (one valid rating per
   response, the first), ranked pairs usable (a or b; ties and missing decisions left out), the split;
@@ -11,8 +11,8 @@ just made; else it trains) and returns a :class:`~sflib.core.findings.Findings`:
   (negative = the RM beats the constant); Spearman's ρ of rewards with the held-out scores (Fisher-z
   interval, SE 1.06/√(n − 3)) against 0;
 - **tables**: ``feedback stages`` (02/03's manifests: n / valid / invalid / failed and why), ``data``, ``training``, ``held-out``, ``rewards by score``;
-- **figures** (titled "demo" for a CPU demonstration): ``05_rm_loss_curves``, ``05_rm_accuracy``,
-  ``05_rewards_by_score``.
+- **figures** (titled "demo" for a CPU demonstration; saved as ``05_<name>``): ``rm_loss_curves``,
+  ``rm_accuracy``, ``rewards_by_score``.
 """
 from __future__ import annotations
 
@@ -93,51 +93,59 @@ def held_out_table(run, mse: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("reward model") if rows else pd.DataFrame()
 
 
-def _figures(run) -> dict:
-    import matplotlib.pyplot as plt
-
+def _figures(run) -> tuple[dict, dict]:
     from .. import plots
 
     tag = f"demo: {run.backbone} on CPU, {len(run.val_ids)} held-out instructions — " if run.demo else ""
-    trained = run.trained
-    figs = {}
-    if trained:
-        figs["05_rm_loss_curves"] = plots.plot_rm_loss_curves({k: r.log_history for k, r in trained.items()},
-                                                              title=f"{tag}Reward-model loss curves")
+    figs, absent = {}, {}
+    histories = {k: r["log_history"] for k, r in run.trained.items() if r.get("log_history")}
+    if histories:
+        figs["rm_loss_curves"] = plots.plot_rm_loss_curves(histories, title=f"{tag}Reward-model loss curves")
+    else:
+        absent["rm_loss_curves"] = ("no reward model was trained" if not run.trained
+                                    else "this stage's metrics.json has no loss history (written by an older sflib)")
     if len(run.held_out):
         acc = {name: (r.pairwise_accuracy, int(r.n_pairs)) for name, r in run.held_out.iterrows()}
-        figs["05_rm_accuracy"] = plots.plot_rm_accuracy(acc, title=f"{tag}Held-out pairwise accuracy "
-                                                                   f"({run.backbone}; Wilson 95%)")
-    cols = [c for c in ("ratings_reward", "rankings_reward") if c in run.scored]
-    if len(cols) == 2:
-        figs["05_rewards_by_score"] = plots.plot_rewards_by_score(run.scored, title=f"{tag}Reward per rating score")
-    figs = {k: f for k, f in figs.items() if f is not None}
-    for f in figs.values():
-        plt.close(f)
-    return figs
+        figs["rm_accuracy"] = plots.plot_rm_accuracy(acc, title=f"{tag}Held-out pairwise accuracy "
+                                                                f"({run.backbone}; Wilson 95%)")
+    else:
+        absent["rm_accuracy"] = "no trained reward model to evaluate"
+    if {"ratings_reward", "rankings_reward"} <= set(run.scored.columns):
+        figs["rewards_by_score"] = plots.plot_rewards_by_score(run.scored, title=f"{tag}Reward per rating score")
+    else:
+        absent["rewards_by_score"] = "needs both reward models and some valid ratings"
+    return {k: f for k, f in figs.items() if f is not None}, absent
 
 
-def findings(study, run=None, *, quick: bool = False, n_boot: int = 2000) -> Findings:
-    """Stage 05's findings for ``study`` (``run``: :func:`sflib.rm.stage.run`'s result; None trains)."""
+def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, figures_dir=None) -> Findings:
+    """Stage 05's findings for ``study`` (``run``: :func:`sflib.rm.stage.run`'s result; None reads the saved
+    stage back with :func:`sflib.rm.stage.load`: nothing is trained)."""
+    from .. import plots
+
     if run is None:
-        from .stage import run as run_stage
+        from .stage import load
 
-        run = run_stage(study, quick=quick)
+        run = load(study)
+    n_boot = min(bootstrap, 200) if quick else bootstrap
     rc = run.rating_counts
     usable_pairs = int(run.rankings["decision"].isin(["a", "b"]).sum()) if "decision" in run.rankings else 0
     lora = " with LoRA" if run.settings.get("lora") else ""
     steps = "a few steps (quick mode)" if run.settings.get("max_steps", -1) > 0 else f"{run.settings.get('epochs')} epoch(s)"
     f = Findings(stage="05", title=("Demonstration: " if run.demo else "") + f"reward models on {run.backbone}{lora}, "
-                 f"{steps}, trained on feedback from {run.judge} (study {study.name})")
-    f.counts = {"ratings read": rc["rows"], "ratings kept (one valid rating per response)": rc["used"],
-                "ranked pairs read": len(run.rankings), "ranked pairs usable (a or b)": usable_pairs,
+                 f"{steps}, trained on feedback from {run.judge} (study {study.name})",
+                 figures_folder=plots.study_figures_dir(study, figures_dir))
+    f.counts = {"ratings read": rc["rows"], "responses rated": rc["used"], "pairs ranked": len(run.rankings),
+                "pairs with a preference (a or b), for the rankings RM": usable_pairs,
                 "held-out instructions": len(run.val_ids)}
     for kind, (train, held) in run.splits.items():
         f.counts[f"{kind}: training rows"] = len(train)
         f.counts[f"{kind}: held-out rows"] = len(held)
-    f.exclusions = dict(run.counts.get("reasons") or {})
-    if rc.get("conflicting"):
-        f.exclusions["ratings: of the duplicates, with a different score"] = rc["conflicting"]
+    f.exclusions = {f"ratings: {k}": v for k, v in (rc.get("exclusions") or {}).items() if v}
+    f.exclusions.update({f"rankings: {k}": v for k, v in run.ranking_exclusions.items() if v})
+    ties = int((run.rankings["decision"] == "equal").sum()) if "decision" in run.rankings else 0
+    if ties:
+        f.exclusions["rankings: tie (left out of the Bradley–Terry loss)"] = ties
+    f.exclusions.update({f"{k} RM not trained: {why}": 1 for k, why in run.notes.items() if run.runs.get(k) is None})
 
     train_ratings = run.splits["ratings"][0]
     targets = (train_ratings["score"].astype(float) - 1) / 6 if len(train_ratings) else []
@@ -165,9 +173,27 @@ def findings(study, run=None, *, quick: bool = False, n_boot: int = 2000) -> Fin
 
     f.tables = {"feedback stages": stage_counts(study, ["ratings", "rankings"]), "data": _data_table(run), "training": _training_table(run), "held-out": held_out_table(run, mse),
                 "rewards by score": _rewards_table(run)}
-    f.figures = _figures(run)
+    f.figures, f.absent = _figures(run)
     f.notes = _notes(run, mse)
-    return f
+    f.headline = _headline(run, mse)
+    return f.detached()
+
+
+def _headline(run, mse) -> str:
+    if not len(run.held_out):
+        return "No reward model could be trained and evaluated."
+    parts = []
+    for name, r in run.held_out.iterrows():
+        n = int(r["n_pairs"])
+        if n:
+            lo, hi = wilson_percent(r["pairwise_accuracy"], n)
+            parts.append(f"the {name} ranks {100 * r['pairwise_accuracy']:.1f}% of {n} held-out pairs right "
+                         f"(Wilson 95% {lo:.1f}–{hi:.1f}; chance 50)")
+    text = ("; ".join(parts) or "no held-out ranked pairs") + "."
+    if mse["n"] and not math.isnan(mse["mse"]):
+        text += (f" The ratings RM's held-out MSE is {mse['mse']:.4f} against {mse['mse_constant']:.4f} for predicting "
+                 f"the mean training rating ({'worse' if mse['diff'] > 0 else 'better'}).")
+    return ("Demonstration: " if run.demo else "") + text[0].upper() + text[1:]
 
 
 def _data_table(run) -> pd.DataFrame:
@@ -181,10 +207,10 @@ def _data_table(run) -> pd.DataFrame:
 
 def _training_table(run) -> pd.DataFrame:
     return pd.DataFrame({f"{kind} RM": {"trained": r is not None,
-                                        "training examples": r.counts["train"]["used"] if r else 0,
-                                        "optimizer steps": r.trainer.state.global_step if r else 0,
-                                        "seconds": round(r.rm.meta["train_seconds"]) if r else None,
-                                        "note": run.notes[kind]}
+                                        "training examples": r["counts"]["train"]["used"] if r else 0,
+                                        "optimizer steps": r["steps"] if r else 0,
+                                        "seconds": round(r["seconds"]) if r and r.get("seconds") is not None else None,
+                                        "note": run.notes.get(kind, "")}
                          for kind, r in run.runs.items()}).T
 
 
@@ -219,7 +245,7 @@ def _notes(run, mse) -> list[str]:
         notes.append("The paper's reward-model numbers are not transcribed in `sflib/core/paper.py` (its abstract "
                      "reports no held-out accuracy).")
     if run.rating_counts.get("duplicates"):
-        notes.append(f"{run.rating_counts['duplicates']} duplicate rating(s) of a response left out (first kept, the "
-                     "rule of notebooks 02 and 04), "
+        notes.append(f"{run.rating_counts['duplicates']} duplicate rating(s) of a response left out (first kept: the "
+                     "one counting rule of notebooks 02–04, `sflib.feedback.clean`), "
                      f"{run.rating_counts.get('conflicting', 0)} of them with a different score.")
     return notes
