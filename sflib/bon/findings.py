@@ -175,8 +175,12 @@ def _notes(run, selections, study) -> list[str]:
                      f"07 evaluates those. Everything else here is a **demonstration** on the CPU ({len(run.asked)} "
                      f"instructions × n = {run.n} samples from {run.generator}, at most {run.max_new_tokens} new "
                      "tokens) that feeds nothing downstream: it shows the machinery, not the paper's result.")
-    notes.append(f"{run.cut} of {len(run.samples)} samples ({100 * run.truncated_share:.0f}%) were cut at "
-                 f"{run.max_new_tokens} new tokens; {run.empty} empty.")
+    if len(run.samples):
+        notes.append(f"{run.cut} of {len(run.samples)} samples ({100 * run.truncated_share:.0f}%) were cut at "
+                     f"{run.max_new_tokens} new tokens; {run.empty} empty.")
+    elif run.seeded:
+        notes.append("The demonstration is not saved (it feeds nothing downstream): read back from the study "
+                     "folder, this stage has only the released outputs.")
     if selections and run.truncated_share > MAX_TRUNCATED:
         notes.append(f"Length bias not shown: {100 * run.truncated_share:.0f}% of the samples were cut at the token "
                      "limit, so their lengths measure the limit, not what the reward models prefer.")
