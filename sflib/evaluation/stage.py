@@ -115,7 +115,7 @@ def run(study, *, quick: bool = False, n_instructions: int | None = None, n_boot
         evaluations = {name: evaluate(out, reference_outputs, judge, protocols=tuple(cfg.protocols),
                                       store=False if recorded else study.store_path, datasets=datasets, policy=name,
                                       reference=reference, limit=None if recorded else n_instructions,
-                                      n_boot=n_boot, seed=study.config.seed, progress=not recorded,
+                                      n_boot=n_boot, seed=study.config.seed, progress=False,
                                       verdicts=cfg.verdicts, mode="online" if recorded else cfg.mode)
                        for name, out in policy_outputs.items()}
     for e in evaluations.values():
