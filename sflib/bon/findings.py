@@ -97,16 +97,20 @@ def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, fig
     demo = run.seeded
     tag = f"demo: {run.generator}, {len(run.asked)} instructions × n = {run.n}, ≤ {run.max_new_tokens} tokens — " \
         if demo else ""
-    f = Findings(stage="06", title=("Demonstration: " if demo else "") + f"best-of-{run.n} with notebook 05's reward models",
+    read_back = run.seeded and not len(run.samples)  # a seeded stage read back: the released outputs only
+    title = ("Best-of-n: the paper's released best-of-64 outputs (the CPU demonstration is not saved)" if read_back
+             else ("Demonstration: " if demo else "") + f"best-of-{run.n} with notebook 05's reward models")
+    f = Findings(stage="06", title=title,
                  figures_folder=plots.study_figures_dir(study, figures_dir))
     ev = run.evaluation_instructions
     f.counts = {"evaluation instructions": len(ev)}
     if run.seeded:
         for name, df in run.released.items():
             f.counts[f"released {name} outputs (for notebook 07)"] = len(df)
-    f.counts.update({"instructions sampled" + (" (demonstration)" if demo else ""): len(run.asked),
-                     "samples per instruction": run.n, "samples": len(run.samples),
-                     "samples cut at the token limit": run.cut})
+    if not read_back:
+        f.counts.update({"instructions sampled" + (" (demonstration)" if demo else ""): len(run.asked),
+                         "samples per instruction": run.n, "samples": len(run.samples),
+                         "samples cut at the token limit": run.cut})
     if run.empty:
         f.exclusions["empty samples (kept as candidates: the RM judges them)"] = run.empty
     f.exclusions.update({f"{r['reward model']} not used: {r['note']}": 1 for r in run.rm_rows if not r["used"]})
@@ -142,7 +146,8 @@ def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, fig
     f.figures, f.absent = _figures(run, curves, agree, lengths, tag)
     f.notes = _notes(run, selections, study)
     same = f.estimates[-1] if f.estimates and f.estimates[-1].name.startswith("both RMs") else None
-    f.headline = (("Demonstration (feeds nothing downstream): " if demo else "")
+    f.headline = ("Notebook 07 evaluates the paper's released best-of-64 outputs." if read_back else
+                  ("Demonstration (feeds nothing downstream): " if demo else "")
                   + (f"the two reward models pick the same sample for {same.value:.1f}% of {same.n} instructions "
                      f"(Wilson 95% {same.low:.1f}–{same.high:.1f}; {same.note})." if same is not None
                      else "no comparison of the two reward models' picks."))
@@ -169,6 +174,11 @@ def _examples(run, k: int = 4, width: int = 250) -> pd.DataFrame:
 
 def _notes(run, selections, study) -> list[str]:
     notes = []
+    if run.seeded and not len(run.samples):
+        seeded = ", ".join((study.manifest("best_of_n") or {}).get("seeded_from", []))
+        return [f"This study's best-of-n outputs are the paper's released best-of-64 outputs ({seeded}); notebook 07 "
+                "evaluates those. The CPU demonstration notebook 06 runs beside them is not saved (it feeds nothing "
+                "downstream), so read back from the study folder this stage has only the released outputs."]
     if run.seeded:
         seeded = ", ".join((study.manifest("best_of_n") or {}).get("seeded_from", []))
         notes.append(f"This study's best-of-n outputs are the paper's released best-of-64 outputs ({seeded}); notebook "
@@ -178,9 +188,6 @@ def _notes(run, selections, study) -> list[str]:
     if len(run.samples):
         notes.append(f"{run.cut} of {len(run.samples)} samples ({100 * run.truncated_share:.0f}%) were cut at "
                      f"{run.max_new_tokens} new tokens; {run.empty} empty.")
-    elif run.seeded:
-        notes.append("The demonstration is not saved (it feeds nothing downstream): read back from the study "
-                     "folder, this stage has only the released outputs.")
     if selections and run.truncated_share > MAX_TRUNCATED:
         notes.append(f"Length bias not shown: {100 * run.truncated_share:.0f}% of the samples were cut at the token "
                      "limit, so their lengths measure the limit, not what the reward models prefer.")
