@@ -202,7 +202,7 @@ def _data_table(run) -> pd.DataFrame:
     return pd.DataFrame({"train": [len(rt), usable(kt)], "held-out": [len(rv), usable(kv)],
                          "left out": [run.rating_counts["rows"] - run.rating_counts["used"],
                                       len(run.rankings) - usable(run.rankings)]},
-                        index=["ratings (cleaned)", "ranked pairs (a or b)"])
+                        index=["ratings (cleaned)", "pairs with a preference (a or b)"])
 
 
 def _training_table(run) -> pd.DataFrame:
