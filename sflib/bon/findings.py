@@ -151,6 +151,9 @@ def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, fig
                   + (f"the two reward models pick the same sample for {same.value:.1f}% of {same.n} instructions "
                      f"(Wilson 95% {same.low:.1f}–{same.high:.1f}; {same.note})." if same is not None
                      else "no comparison of the two reward models' picks."))
+    for name in [k for k, t in f.tables.items() if hasattr(t, "empty") and t.empty]:
+        f.absent.setdefault(name, "no rows for this study")   # an empty table is not shown
+        del f.tables[name]
     return f.detached()
 
 

@@ -234,6 +234,9 @@ def findings(study, run=None, *, min_n: int = MIN_N, quick: bool = False, bootst
     f.figures, f.absent = _figures(run, table, by_ds, lengths, buckets, min_n)
     f.notes = _notes(run, results, effects, comparison, by_ds, original_note, min_n)
     f.headline = _headline(results, effects, min_n)
+    for name in [k for k, t in f.tables.items() if hasattr(t, "empty") and t.empty]:
+        f.absent.setdefault(name, "no rows for this study")   # an empty table is not shown
+        del f.tables[name]
     return f.detached()
 
 

@@ -176,6 +176,9 @@ def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, fig
     f.figures, f.absent = _figures(run)
     f.notes = _notes(run, mse)
     f.headline = _headline(run, mse)
+    for name in [k for k, t in f.tables.items() if hasattr(t, "empty") and t.empty]:
+        f.absent.setdefault(name, "no rows for this study")   # an empty table is not shown
+        del f.tables[name]
     return f.detached()
 
 
