@@ -138,7 +138,7 @@ def test_agreement_between_reward_models_and_length_by_m():
 def test_alpacaeval_layout_round_trip(tmp_path):
     df = scored({"A": [0.1, 0.9], "B": [0.3, 0.2]})
     best = bon.select_best(df)
-    path = bon.write_model_outputs(best, tmp_path / "out.json", "policy_bo2_ratings")
+    path = d.write_model_outputs(bon.to_model_outputs(best, "policy_bo2_ratings"), tmp_path / "out.json")
     raw = json.loads(path.read_text())
     assert [set(r) for r in raw] == [{"instruction", "output", "generator", "dataset"}] * 2
     back = d.read_model_outputs(path)

@@ -27,11 +27,9 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 # ------------------------------------------------------------------ no analysis in cells
 
-#: branches and loops allowed per notebook, and why; 00-04 show findings computed in sflib and have none.
-#: 05-07 (reward models, best-of-n, evaluation) are being moved into sflib.rm/bon/evaluation findings (issue 20,
-#: part B): their allowance is today's count and only goes down. 08 drives interactive annotation widgets.
-ALLOWANCE = {"00": 0, "01": 0, "02": 0, "03": 0, "04": 0,
-             "05": 34, "06": 52, "07": 44,
+#: branches and loops allowed per notebook, and why; 00-07 show findings computed in sflib (05-07:
+#: sflib.rm / sflib.bon / sflib.evaluation findings) and have none. 08 drives interactive annotation widgets.
+ALLOWANCE = {"00": 0, "01": 0, "02": 0, "03": 0, "04": 0, "05": 0, "06": 0, "07": 0,
              "08": 22}
 BRANCHES = (ast.If, ast.IfExp, ast.For, ast.AsyncFor, ast.While, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
             ast.Lambda, ast.comprehension)

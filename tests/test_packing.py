@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sflib.rm.training import _trainer_class
+from sflib.rm.trainer import RewardTrainer
 from sflib.generation import models
 from sflib import rm as R
 
@@ -111,7 +111,7 @@ def test_packed_scores_equal_padded(tiny_llama):
 
 
 def _losses(rm, kind, batch, packed):
-    trainer_cls = _trainer_class()
+    trainer_cls = RewardTrainer
     t = object.__new__(trainer_cls)  # compute_loss needs only kind and margin
     t.kind, t.margin = kind, 0.3
     col = R.RewardCollator(rm.tokenizer.pad_token_id, packed=packed, row_tokens=70 if packed else None)
@@ -138,9 +138,9 @@ def test_packed_loss_equals_padded(tiny_llama, kind):
     for p in (False, True):
         rm.model.zero_grad()
         col = R.RewardCollator(rm.tokenizer.pad_token_id, packed=p, row_tokens=70 if p else None)
-        t = object.__new__(_trainer_class())
+        t = object.__new__(RewardTrainer)
         t.kind, t.margin = kind, 0.3
-        _trainer_class().compute_loss(t, rm.model, col(items)).backward()
+        RewardTrainer.compute_loss(t, rm.model, col(items)).backward()
         grads.append(torch.cat([q.grad.reshape(-1) for q in rm.model.parameters() if q.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
 

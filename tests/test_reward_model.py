@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from sflib.core.prompts import PROMPT_FORMAT
-from sflib.rm.training import _trainer_class
+from sflib.rm.trainer import RewardTrainer
 from sflib.generation import models
 from sflib import rm as R
 from sflib.core.data import DataError, make_id
@@ -112,7 +112,7 @@ def test_losses_match_hand_computation(bert_dir):
     args = TrainingArguments(output_dir="unused", report_to="none", use_cpu=True)
     with torch.no_grad():
         rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].tolist()
-        trainer = _trainer_class()(model=model, args=args, kind="ratings")
+        trainer = RewardTrainer(model=model, args=args, kind="ratings")
         got = trainer.compute_loss(model, batch).item()
     hand = np.mean([(1 / (1 + math.exp(-x)) - (s - 1) / 6) ** 2 for x, s in zip(rewards, ratings.score)])
     assert got == pytest.approx(hand, rel=1e-5)
@@ -123,11 +123,30 @@ def test_losses_match_hand_computation(bert_dir):
     pbatch = collate([pds[i] for i in range(len(pds))])
     with torch.no_grad():
         rw = model(input_ids=pbatch["input_ids"], attention_mask=pbatch["attention_mask"]).logits[:, 0].tolist()
-        trainer = _trainer_class()(model=model, args=args, kind="rankings", margin=0.5)
+        trainer = RewardTrainer(model=model, args=args, kind="rankings", margin=0.5)
         got = trainer.compute_loss(model, pbatch).item()
     n = len(pds)
     hand = np.mean([-math.log(1 / (1 + math.exp(-(rw[i] - rw[n + i] - 0.5)))) for i in range(n)])
     assert got == pytest.approx(hand, rel=1e-5)
+
+    # as TRL does, compute_loss records accuracy and margin of the non-tied pairs; log() averages them
+    model.train()
+    with torch.no_grad():
+        torch.manual_seed(0)   # the same dropout masks in both passes
+        trainer.compute_loss(model, pbatch)
+        torch.manual_seed(0)
+        rw_train = model(input_ids=pbatch["input_ids"], attention_mask=pbatch["attention_mask"]).logits[:, 0].tolist()
+    strict = [i for i in range(n) if not pairs.tie.iloc[i]]
+    d = [rw_train[i] - rw_train[n + i] for i in strict]
+    assert trainer._metrics["train"]["accuracy"] == [pytest.approx(np.mean([x > 0 for x in d]))]
+    assert trainer._metrics["train"]["margin"] == [pytest.approx(np.mean(d), rel=1e-4)]
+    logged = []
+    trainer.control = trainer.callback_handler.on_log(trainer.args, trainer.state, trainer.control, {})
+    trainer.callback_handler.on_log = lambda args, state, control, logs: logged.append(logs) or control
+    trainer.log({"loss": 1.0})
+    assert logged[0]["accuracy"] == pytest.approx(np.mean([x > 0 for x in d]))
+    assert logged[0]["margin"] == pytest.approx(np.mean(d), rel=1e-4) and not trainer._metrics["train"]
+    model.eval()
 
 
 def test_bradley_terry_excludes_ties_by_default():

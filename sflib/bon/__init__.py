@@ -14,8 +14,9 @@ and are re-exported here):
 - :func:`best_of_m_selections` / :func:`best_of_m_curve`, :func:`agreement`, :func:`length_by_m` —
   best-of-m from the same n scored samples (nested, seeded subsets; no rescoring), agreement of
   two reward models and length bias: see :mod:`sflib.bon.curves`.
-- :func:`to_model_outputs` / :func:`write_model_outputs` — AlpacaEval's ``model_outputs`` layout
-  (``instruction, output, generator, dataset``), which ``sflib.evaluation`` and AlpacaEval read.
+- :func:`to_model_outputs` — AlpacaEval's ``model_outputs`` layout (``instruction, output, generator,
+  dataset``), which ``sflib.evaluation`` and AlpacaEval read; written by the one
+  :func:`sflib.core.data.write_model_outputs`.
 
 Command line::
 
@@ -193,12 +194,6 @@ def to_model_outputs(selected: pd.DataFrame, generator: str, dataset: str = "sou
         "generator": generator,
         "dataset": selected[dataset].fillna("").astype(str).tolist() if dataset in selected else "",
     })
-
-
-def write_model_outputs(selected: pd.DataFrame, path: os.PathLike | str, generator: str,
-                        dataset: str = "source") -> Path:
-    """Write selected responses as an AlpacaEval ``model_outputs`` JSON file."""
-    return sfdata.write_model_outputs(to_model_outputs(selected, generator, dataset), path)
 
 
 def read_samples(path: os.PathLike | str, *, split: str | None = None) -> pd.DataFrame:

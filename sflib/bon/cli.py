@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io as sfio
-from . import best_of_m_curve, check_samples, load_reward_model, score_samples, select_best, write_model_outputs
+from ..core.data import write_model_outputs
+from . import best_of_m_curve, check_samples, load_reward_model, score_samples, select_best, to_model_outputs
 
 
 def add_cli(subparsers) -> None:
@@ -53,7 +54,7 @@ def _cli(args) -> int:
         best = select_best(scored, args.n, allow_fewer=args.allow_fewer)
         n = int(best["n_samples"].max())
         generator = args.generator or f"{policy}_best_of_{n}_{name}"
-        path = write_model_outputs(best, out_dir / f"{name}_outputs.json", generator)
+        path = write_model_outputs(to_model_outputs(best, generator), out_dir / f"{name}_outputs.json")
         sfio.write_table(scored, out_dir / f"{name}_scored.jsonl")
         curve = best_of_m_curve(check_samples(scored, args.n, allow_fewer=args.allow_fewer), seed=args.seed)
         sfio.write_table(curve, out_dir / f"{name}_best_of_m.jsonl")

@@ -13,7 +13,7 @@ from scipy import stats
 
 from .alignment import _as_outputs
 from ..core.stats import N_BOOT, bootstrap_ci, ci_sem
-from .winrate import WinRate
+from .winrate import WinRate, wilson_percent
 
 #: policy/reference length-ratio buckets (words) for the length analysis
 LENGTH_BUCKETS = (0.0, 0.5, 0.8, 1.25, 2.0, math.inf)
@@ -96,11 +96,14 @@ def results_table(results: Iterable[WinRate]) -> pd.DataFrame:
     for r in results:
         rows.append({"policy": r.policy, "protocol": r.protocol, "reference": r.reference, "judge": r.judge,
                      "winrate": r.winrate, "ci_sem": r.ci_sem, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                     "n": r.n, "n_items": r.n_items, "wins": r.wins, "ties": r.ties, "losses": r.losses,
+                     "wilson_low": r.wilson_low, "wilson_high": r.wilson_high,
+                     "winrate_excl_ties": r.winrate_excl_ties, "excl_low": r.excl_ties_interval[0],
+                     "excl_high": r.excl_ties_interval[1], "n": r.n, "n_items": r.n_items, "wins": r.wins, "ties": r.ties, "losses": r.losses,
                      "dropped": r.n_dropped,
                      "dropped_reasons": "; ".join(f"{k}: {v}" for k, v in r.dropped.items()),
                      "ignored": "; ".join(f"{k}: {v}" for k, v in r.ignored.items()),
                      "lc_winrate": r.lc_winrate, "lc_standard_error": r.lc_standard_error,
+                     "lc_identifiable": r.lc_identifiable,
                      "lc_glm": r.lc.glm if r.lc is not None else "", "verdicts": r.verdicts})
     return pd.DataFrame(rows)
 
@@ -155,7 +158,7 @@ def length_analysis(results: WinRate | Iterable[WinRate], *, edges: Sequence[flo
     Judges favour longer outputs; the bucket around 1× (0.8–1.25× by default) is the
     length-matched comparison. Needs ``policy_output``/``reference_output`` in the result's items
     (results computed with an :class:`Alignment` have them). Columns: policy, protocol, bucket,
-    n, winrate, ci_sem, mean_policy_words, mean_reference_words.
+    n, winrate, ci_sem, wilson_low, wilson_high, mean_policy_words, mean_reference_words.
     """
     if isinstance(results, WinRate):
         results = [results]
@@ -175,8 +178,9 @@ def length_analysis(results: WinRate | Iterable[WinRate], *, edges: Sequence[flo
             w = win[m]
             rows.append({"policy": r.policy, "protocol": r.protocol, "bucket": lab, "n": int(m.sum()),
                          "winrate": 100 * w.mean() if len(w) else float("nan"), "ci_sem": 100 * ci_sem(w),
+                         **dict(zip(("wilson_low", "wilson_high"), wilson_percent(w.sum(), len(w)))),
                          "mean_policy_words": float(pw[m].mean()) if m.any() else float("nan"),
                          "mean_reference_words": float(rw[m].mean()) if m.any() else float("nan")})
-    return pd.DataFrame(rows, columns=["policy", "protocol", "bucket", "n", "winrate", "ci_sem",
-                                       "mean_policy_words", "mean_reference_words"])
+    return pd.DataFrame(rows, columns=["policy", "protocol", "bucket", "n", "winrate", "ci_sem", "wilson_low",
+                                       "wilson_high", "mean_policy_words", "mean_reference_words"])
 

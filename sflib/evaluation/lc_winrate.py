@@ -65,10 +65,16 @@ class LCResult:
     note: str = ""
     predicted: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
+    @property
+    def identifiable(self) -> bool:
+        """False when there is no fit or the fit's every weight is 0: it then predicts 50% whatever the
+        data, so its number says nothing (report "not identifiable", not 50)."""
+        return (not math.isnan(self.lc_winrate)) and any(abs(float(v)) >= 1e-8 for v in self.coef.values())
+
     def summary(self) -> dict[str, Any]:
         nan = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
         return {"lc_winrate": nan(self.lc_winrate), "lc_standard_error": nan(self.lc_standard_error), "n": self.n,
-                "glm": self.glm, "coef": {k: float(v) for k, v in self.coef.items()}, "C": nan(float(self.C)),
+                "identifiable": self.identifiable, "glm": self.glm, "coef": {k: float(v) for k, v in self.coef.items()}, "C": nan(float(self.C)),
                 "note": self.note}
 
 

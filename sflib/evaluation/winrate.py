@@ -12,8 +12,13 @@ Every :class:`WinRate` has the evaluation set it was computed on (``n_items`` in
 them counted, and ``dropped`` = {reason: count} for the rest, so that ``n + sum(dropped.values()) ==
 n_items``; rows outside the evaluation set (duplicates, instructions the reference lacks, datasets
 left out) are in ``ignored``. Intervals (:mod:`sflib.core.stats`): ``ci_sem`` = 1.96·SEM (the paper's,
-half-width, ×100) and a percentile bootstrap over instructions (``ci_low``, ``ci_high``). Each result
-also carries AlpacaEval 2's length-controlled win rate (``lc_winrate``, :mod:`sflib.evaluation.lc_winrate`).
+half-width, ×100; it collapses to 0 at 0% and 100%), a percentile bootstrap over instructions
+(``ci_low``, ``ci_high``) and the **Wilson** score interval (``wilson_low``, ``wilson_high``; never zero
+width), taking the win values' sum (ties count one half) as the successes (:func:`wilson_percent`). Beside
+the win rate with ties as 0.5: the win rate **excluding ties**, wins / (wins + losses), with its Wilson
+interval (``winrate_excl_ties``, ``excl_low``, ``excl_high``). Each result also carries AlpacaEval 2's
+length-controlled win rate (``lc_winrate``, :mod:`sflib.evaluation.lc_winrate`); NaN when the fit is not
+identifiable (every weight 0, so it would print 50 whatever the data).
 """
 from __future__ import annotations
 
@@ -34,6 +39,23 @@ from ..core.stats import N_BOOT, bootstrap_ci, ci_sem
 PROTOCOLS = ("rating", "ranking")
 #: win value of each ranking decision: the reference is (a), the policy is (b)
 DECISION_WIN = {"b": 1.0, "equal": 0.5, "a": 0.0}
+
+
+def wilson_percent(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval ×100 for ``successes`` of ``n`` (:func:`statsmodels.stats.proportion.proportion_confint`,
+    which takes a fractional count: a tie counts one half); NaN, NaN when n = 0."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if not n:
+        return float("nan"), float("nan")
+    low, high = proportion_confint(float(successes), int(n), alpha=1 - level, method="wilson")
+    return 100 * float(low), 100 * float(high)
+
+
+def excluding_ties(wins: int, losses: int) -> tuple[float, float, float]:
+    """Win rate ×100 without the ties, wins / (wins + losses), and its Wilson interval (NaN when all tie)."""
+    k = wins + losses
+    return (100 * wins / k if k else float("nan"), *wilson_percent(wins, k))
 
 
 def _count(values: Iterable[float]) -> tuple[int, int, int]:
@@ -73,15 +95,36 @@ class WinRate:
     verdicts: str = "hard"
     notes: list[str] = field(default_factory=list)
     lc: lcw.LCResult | None = field(default=None, repr=False)
+    wilson_low: float = float("nan")
+    wilson_high: float = float("nan")
+
+    def __post_init__(self):
+        if math.isnan(self.wilson_low) and self.n:
+            self.wilson_low, self.wilson_high = wilson_percent(self.winrate / 100 * self.n, self.n)
+
+    @property
+    def winrate_excl_ties(self) -> float:
+        """wins / (wins + losses) ×100: the win rate on the instructions that were not ties."""
+        return excluding_ties(self.wins, self.losses)[0]
+
+    @property
+    def excl_ties_interval(self) -> tuple[float, float]:
+        """Wilson interval ×100 of :attr:`winrate_excl_ties`."""
+        return excluding_ties(self.wins, self.losses)[1:]
+
+    @property
+    def lc_identifiable(self) -> bool:
+        return self.lc is not None and self.lc.identifiable
 
     @property
     def lc_winrate(self) -> float:
-        """AlpacaEval 2's length-controlled win rate ×100 (:mod:`sflib.evaluation.lc_winrate`); NaN when not computable."""
-        return self.lc.lc_winrate if self.lc is not None else float("nan")
+        """AlpacaEval 2's length-controlled win rate ×100 (:mod:`sflib.evaluation.lc_winrate`); NaN when not
+        computable or not identifiable (a fit whose every weight is 0 predicts 50 for any data)."""
+        return self.lc.lc_winrate if self.lc_identifiable else float("nan")
 
     @property
     def lc_standard_error(self) -> float:
-        return self.lc.lc_standard_error if self.lc is not None else float("nan")
+        return self.lc.lc_standard_error if self.lc_identifiable else float("nan")
 
     def with_lc(self, lc: lcw.LCResult) -> "WinRate":
         """The same result with another length-controlled fit (e.g. with the instruction-difficulty term)."""
@@ -98,15 +141,16 @@ class WinRate:
     def summary(self) -> dict[str, Any]:
         """A JSON-serialisable summary (no per-item rows)."""
         out = {k: getattr(self, k) for k in ("protocol", "policy", "reference", "judge", "n", "winrate", "ci_sem",
-                                              "ci_low", "ci_high", "wins", "ties", "losses", "n_items")}
+                                              "ci_low", "ci_high", "wilson_low", "wilson_high", "winrate_excl_ties",
+                                              "wins", "ties", "losses", "n_items")}
         out = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
         out["n_dropped"] = self.n_dropped
         out["dropped"] = dict(self.dropped)
         out["ignored"] = dict(self.ignored)
         out["by_dataset"] = json.loads(self.by_dataset.to_json(orient="records")) if len(self.by_dataset) else []
         lc = self.lc.summary() if self.lc is not None else {}
-        out["lc_winrate"] = lc.get("lc_winrate")
-        out["lc_standard_error"] = lc.get("lc_standard_error")
+        out["lc_winrate"] = lc.get("lc_winrate") if self.lc_identifiable else None
+        out["lc_standard_error"] = lc.get("lc_standard_error") if self.lc_identifiable else None
         out["lc"] = lc
         out["verdicts"] = self.verdicts
         out["notes"] = list(self.notes)
@@ -117,10 +161,13 @@ class WinRate:
         if self.n == 0:
             body = f"no judgments to count (n=0 of {self.n_items})"
         else:
-            body = (f"{self.winrate:.1f} ± {self.ci_sem:.1f} (bootstrap {self.ci_low:.1f}–{self.ci_high:.1f}), "
+            body = (f"{self.winrate:.1f} ± {self.ci_sem:.1f} (Wilson {self.wilson_low:.1f}–{self.wilson_high:.1f}, "
+                    f"bootstrap {self.ci_low:.1f}–{self.ci_high:.1f}), "
                     f"n={self.n} of {self.n_items}, W/T/L {self.wins}/{self.ties}/{self.losses}")
             if not math.isnan(self.lc_winrate):
                 body += f", length-controlled {self.lc_winrate:.1f}"
+            elif self.lc is not None and self.lc.n >= lcw.MIN_N and not self.lc.identifiable:
+                body += ", length-controlled: not identifiable"
             if self.verdicts != "hard":
                 body += f" ({self.verdicts} verdicts)"
         if self.dropped:
@@ -133,14 +180,16 @@ class WinRate:
 def _by_dataset(items: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
     rows = []
     if "dataset" not in items or not len(items):
-        return pd.DataFrame(columns=["dataset", "n", "winrate", "ci_sem", "ci_low", "ci_high",
+        return pd.DataFrame(columns=["dataset", "n", "winrate", "ci_sem", "ci_low", "ci_high", "wilson_low", "wilson_high",
                                      "wins", "ties", "losses", "dropped"])
     for ds, g in items.groupby(items["dataset"].fillna("").astype(str), sort=True):
         w = g["win"].dropna().to_numpy(float)
         lo, hi = bootstrap_ci(w, n_boot=n_boot, seed=seed)
         wins, ties, losses = _count(w)
+        wl, wh = wilson_percent(w.sum(), len(w))
         rows.append({"dataset": ds or "(none)", "n": len(w), "winrate": 100 * w.mean() if len(w) else float("nan"),
                      "ci_sem": 100 * ci_sem(w), "ci_low": 100 * lo, "ci_high": 100 * hi,
+                     "wilson_low": wl, "wilson_high": wh,
                      "wins": wins, "ties": ties, "losses": losses, "dropped": int(g["win"].isna().sum())})
     return pd.DataFrame(rows)
 

@@ -17,6 +17,13 @@ def _legend(ax, names, **kw):
               + [h for h, lab in zip(*ax.get_legend_handles_labels()) if lab.startswith("50%")], **kw)
 
 
+def _err(rows, vals):
+    """Error bars from the Wilson interval when the table has it, else 1.96·SEM clipped to [0, 100]."""
+    if {"wilson_low", "wilson_high"} <= set(rows.columns):
+        return interval_err(vals, rows["wilson_low"].to_numpy(dtype=float), rows["wilson_high"].to_numpy(dtype=float))
+    return clipped_yerr(vals, rows["ci_sem"].to_numpy(dtype=float))
+
+
 def _bar_text(ax, xs, ns, min_n):
     for xi, n in zip(xs, ns):
         if n == 0:
@@ -28,8 +35,8 @@ def _bar_text(ax, xs, ns, min_n):
 
 @styled
 def plot_winrates(table, *, ax=None, title: str | None = None, min_n: int = MIN_N):
-    """Grouped win-rate bars (policy × protocol) with 1.96·SEM error bars clipped to [0, 100], n on
-    each bar and the 50% line (as good as the reference).
+    """Grouped win-rate bars (policy × protocol) with Wilson 95% error bars (1.96·SEM clipped to [0, 100]
+    for a table without ``wilson_low``/``wilson_high``), n on each bar and the 50% line (as good as the reference).
 
     ``table``: :func:`sflib.evaluation.results_table` (columns policy, protocol, winrate, ci_sem, n).
     Policies with no judgments are dropped; a single empty bar is left empty and labelled n=0;
@@ -51,7 +58,7 @@ def plot_winrates(table, *, ax=None, title: str | None = None, min_n: int = MIN_
         rows = table[table["protocol"] == proto].set_index("policy").reindex(policies)
         ns = rows["n"].fillna(0).astype(int).to_numpy()
         vals = np.where(ns > 0, rows["winrate"].to_numpy(dtype=float), np.nan)
-        err = clipped_yerr(vals, rows["ci_sem"].to_numpy(dtype=float))
+        err = _err(rows, vals)
         pos = x - 0.4 + width * (k + 0.5)
         bars = ax.bar(pos, np.nan_to_num(vals), width, label=f"{proto} protocol", color=PALETTE[k % len(PALETTE)])
         ax.errorbar(pos[ns > 0], vals[ns > 0], yerr=err[:, ns > 0], fmt="none", ecolor="black", lw=0.8)
@@ -62,7 +69,8 @@ def plot_winrates(table, *, ax=None, title: str | None = None, min_n: int = MIN_
     ax.set_ylim(0, 100)
     ax.set_ylabel("win rate vs reference (%)")
     ref = ", ".join(dict.fromkeys(table["reference"].astype(str))) if "reference" in table else "the reference"
-    ax.set_title(title or f"Win rate against {ref} (error bars: 1.96·SEM, clipped to 0–100)")
+    what = "Wilson 95%" if "wilson_low" in table else "1.96·SEM, clipped to 0–100"
+    ax.set_title(title or f"Win rate against {ref} (error bars: {what})")
     _legend(ax, [f"{p} protocol" for p in protocols], loc="upper left", bbox_to_anchor=(1.0, 1.0))
     small_n_note(ax, faint, min_n)
     return fig
@@ -94,7 +102,7 @@ def plot_winrates_by_dataset(by_dataset, *, min_n: int = MIN_N, title: str | Non
             rows = sub[sub["policy"] == pol].set_index("dataset").reindex(datasets)
             ns = rows["n"].fillna(0).astype(int).to_numpy()
             vals = np.where(ns > 0, rows["winrate"].to_numpy(dtype=float), np.nan)
-            err = clipped_yerr(vals, rows["ci_sem"].to_numpy(dtype=float))
+            err = _err(rows, vals)
             pos = x - 0.4 + width * (k + 0.5)
             bars = ax.bar(pos, np.nan_to_num(vals), width, label=pol, color=PALETTE[k % len(PALETTE)])
             ax.errorbar(pos[ns > 0], vals[ns > 0], yerr=err[:, ns > 0], fmt="none", ecolor="black", lw=0.8)
@@ -138,7 +146,7 @@ def plot_length_analysis(lengths, buckets, *, min_n: int = MIN_N, title: str | N
         v = np.where(ns > 0, g["winrate"].to_numpy(dtype=float), np.nan)
         color = PALETTE[k % len(PALETTE)]
         k += 1
-        a2.errorbar(x, v, yerr=clipped_yerr(v, g["ci_sem"].to_numpy(dtype=float)), color=color, marker=None,
+        a2.errorbar(x, v, yerr=_err(g, v), color=color, marker=None,
                     label=f"{pol} · {proto}")
         big = ns >= min_n
         a2.plot(x[big], v[big], "o", color=color)

@@ -61,6 +61,19 @@ def ratings_agreement(rm: RewardModel, ratings: pd.DataFrame, batch_size: int = 
     return {"mse": mse, "spearman": rho, "n_ratings": len(df)}
 
 
+def held_out_ratings(rm: RewardModel, ratings: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
+    """One row per usable held-out rating: ``score``, ``target`` ((score − 1) / 6), ``reward`` and, for a
+    ratings RM, ``predicted`` = sigmoid(reward) on the target's scale (NaN for a rankings RM) — what the
+    baselines in :mod:`sflib.rm.findings` are compared with."""
+    df, _ = prepare_ratings(ratings) if len(ratings) else (ratings, None)
+    if not len(df):
+        return pd.DataFrame(columns=["score", "target", "reward", "predicted"])
+    (rewards,) = _score_unique(rm, df, ["response"], batch_size, False)
+    target = score_to_target(df["score"].to_numpy(dtype=float))
+    predicted = 1 / (1 + np.exp(-rewards)) if rm.kind == "ratings" else np.full(len(df), np.nan)
+    return pd.DataFrame({"score": df["score"].to_numpy(), "target": target, "reward": rewards, "predicted": predicted})
+
+
 def evaluate(rms: dict[str, RewardModel], ratings: pd.DataFrame | None = None, rankings: pd.DataFrame | None = None,
              batch_size: int = 32) -> pd.DataFrame:
     """The held-out table: one row per reward model with pairwise accuracy on ``rankings`` and

@@ -13,7 +13,8 @@ On GPUs: bf16 (or fp16), fused AdamW, optional ``torch.compile``; for 7B backbon
 (``peft``; the score head is trained and saved with the adapter) and gradient checkpointing;
 across GPUs, ``accelerate launch`` with ``sflib/configs/accelerate/fsdp.yaml`` (see
 docs/reward_models.md). Logging, a checkpoint every epoch, resume and ``report_to``
-(none / tensorboard / wandb) come from the Trainer.
+(none / tensorboard / wandb) come from the Trainer; the Trainer subclass itself, with its losses and
+the accuracy / margin it logs, is :class:`sflib.rm.trainer.RewardTrainer`.
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ from ..core.prompts import PROMPT_FORMAT
 from .encoding import PairsDataset, RatingsDataset, RewardCollator, TokenBatches, encode
 from .folder import (TRUNCATION, RewardModel, RewardModelError, _quiet_transformers, auto_precision, load_backbone,
                      load_tokenizer)
-from .forward import packable, rewards, row_tokens_for
-from .objectives import KINDS, bradley_terry_loss, prepare, ratings_loss
+from .forward import packable, row_tokens_for
+from .objectives import KINDS, prepare
 
 
 @dataclass
@@ -64,7 +65,6 @@ class TrainConfig:
     save_checkpoints: bool = True
     save_total_limit: int | None = 2
     seed: int = 0
-    group_by_length: bool = True  # kept for old configs: batches are always length-grouped now
     progress: bool = True
     tokens_per_batch: int | None = None  # token budget of a step; None: batch_size examples per step
     packing: str = "auto"  # auto (decoders packed, encoders padded), on, off
@@ -80,50 +80,6 @@ class TrainResult:
     trainer: Any
     counts: dict
     log_history: list[dict] = field(default_factory=list)
-
-
-class RewardTrainer:  # placeholder replaced below once transformers is imported lazily
-    pass
-
-
-def _trainer_class():
-    """The ``Trainer`` subclass (built lazily so importing sflib does not import transformers)."""
-    global RewardTrainer
-    if getattr(RewardTrainer, "_built", False):
-        return RewardTrainer
-    from transformers import Trainer
-
-    class _RewardTrainer(Trainer):
-        """Trainer computing the ratings (MSE on sigmoid) or the Bradley–Terry loss on our batches
-        (packed or padded; one :class:`TokenBatches` batch per step)."""
-
-        _built = True
-
-        def __init__(self, *args, kind: str, margin: float = 0.0, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.kind, self.margin = kind, margin
-            self.loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            r = rewards(model, inputs)
-            if self.kind == "ratings":
-                loss = ratings_loss(r, inputs["labels"])
-            else:
-                b = inputs["ties"].shape[0]
-                loss = bradley_terry_loss(r[:b], r[b:], self.margin, inputs["ties"])
-            return (loss, {"rewards": r}) if return_outputs else loss
-
-        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-            inputs = self._prepare_inputs(inputs)
-            with torch.no_grad(), self.compute_loss_context_manager():
-                loss = self.compute_loss(model, inputs)
-            return loss.detach(), None, None
-
-        def _get_eval_sampler(self, eval_dataset):
-            return torch.utils.data.SequentialSampler(eval_dataset)
-
-    RewardTrainer = _RewardTrainer
-    return RewardTrainer
 
 
 def _dataset(kind: str, df: pd.DataFrame, tokenizer, max_length: int):
@@ -236,7 +192,9 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
     )
     collator = RewardCollator(tokenizer.pad_token_id, 8 if on_gpu else None, packed=packed,
                               row_tokens=row_tokens_for(model, config.max_length) if packed else None)
-    trainer = _trainer_class()(
+    from .trainer import RewardTrainer
+
+    trainer = RewardTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         data_collator=collator, kind=kind, margin=config.margin,
     )
