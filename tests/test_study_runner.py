@@ -312,3 +312,16 @@ def test_cli_run_interrupted_is_130_with_one_line(setup):
     assert proc.returncode == 130, err
     assert "Traceback" not in stdout + err and "KeyboardInterrupt" not in stdout + err
     assert err.strip().splitlines()[-1].startswith("interrupted: ")
+
+
+def test_budget_is_checked_before_notebook_09_collects_other_protocols(setup):
+    tmp_path, out, nbs = setup
+    notebook(nbs / "01_generate.ipynb", WRITE.format(name="01"))   # local policy: free
+    notebook(nbs / "09_protocols.ipynb", WRITE.format(name="09"))  # pairwise-5way with a paid judge
+    spec = write_study(tmp_path, "0.0000001")
+    text = spec.read_text().replace("  judge: openai:gpt-4o-mini\nbest_of_n",
+                                    "  judge: openai:gpt-4o-mini\n  protocols: [rating-1-7, pairwise-3way, pairwise-5way]\nbest_of_n")
+    spec.write_text(text)
+    with pytest.raises(BudgetExceeded, match=r"stopping before 09_protocols: .* for stage protocols would exceed"):
+        run(spec, notebooks_dir=nbs, progress=False, log=lambda m: None, only="01,09")
+    assert (out / "ran-01.json").exists() and not (out / "ran-09.json").exists()

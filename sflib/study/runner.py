@@ -39,6 +39,9 @@ from .seed import seed
 
 #: notebook number -> stage key
 NOTEBOOK_STAGE = {info[0][:2]: stage for stage, info in STAGE_INFO.items()}
+#: plan stages that are not study stages (no manifest), by their notebook: checked against the budget too
+PLAN_ONLY_STAGES = {"protocols": "09_protocols"}
+NOTEBOOK_PLAN_STAGE = {nb[:2]: stage for stage, nb in PLAN_ONLY_STAGES.items()}
 SECRET = re.compile(r"key|token|secret|password", re.IGNORECASE)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -156,14 +159,16 @@ def _environment():
 
 
 def budget_check(study: Study, stage: str | None, plan_df: pd.DataFrame, log=print) -> None:
-    """Raise :class:`BudgetExceeded` if spent + the stage's planned cost exceeds ``budget_usd``."""
+    """Raise :class:`BudgetExceeded` if spent + the stage's planned cost exceeds ``budget_usd``.
+
+    ``stage`` is a plan stage: a study stage, or ``protocols`` (notebook 09's extra protocols)."""
     budget = study.config.budget_usd
     if budget is None or stage is None:
         return
     from .planner import spent, stage_cost
 
     cost = stage_cost(plan_df, stage)
-    nb = STAGE_INFO[stage][0]
+    nb = STAGE_INFO[stage][0] if stage in STAGE_INFO else PLAN_ONLY_STAGES.get(stage, stage)
     if math.isnan(cost):
         names = ", ".join(sorted(set(plan_df.loc[(plan_df["stage"] == stage) & plan_df["usd"].isna(), "name"])))
         raise BudgetExceeded(f"study {study.name}: stopping before {nb}: the price of {names} is unknown, so the "
@@ -264,7 +269,7 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, s
                 log(f"== {nb.name}: stage {stage} is done and current, not run again (--skip-done) ==")
                 rows.append({"notebook": nb.name, "seconds": 0.0})
                 continue
-            budget_check(study, stage, plan_df, log)
+            budget_check(study, stage or NOTEBOOK_PLAN_STAGE.get(nb.name[:2]), plan_df, log)
             log(f"== {nb.name} (study={study.name}, quick={quick}) ==")
             out = result.run_dir / nb.name
             parameters = {"study": _study_parameter(study), "quick": bool(quick), **params}
