@@ -113,6 +113,9 @@ def test_save_read_round_trip_and_manifest(tmp_path, outputs):
     m = study.manifest("responses")
     assert m["study_hash"] == study.stage_hash("responses") and m["counts"] == {"n": 2, "failed": 0}
     assert m["policy"] == "local:smollm2" and m["files"] == ["responses.jsonl"] and m["inputs"] == {}
+    # no absolute path of this machine in a manifest: a study outside the repository is named by its file name
+    assert m["study_file"] == "tiny.yaml" and str(tmp_path) not in json.dumps(m)
+    assert load("paper").spec_for_manifest() == "studies/paper.yaml"
     rat = resp.assign(score=[3, 7])
     study.save("ratings", tables={"ratings": rat}, inputs=["responses"], judge="openai:gpt-4o-mini")
     assert study.manifest("ratings")["inputs"] == {"responses": study.manifest_hash("responses")}

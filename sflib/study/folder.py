@@ -184,6 +184,16 @@ def _commit(staged: list[tuple[Path, Path]]) -> None:
 class Study:
     """A validated study file and its folder (see :func:`sflib.study.load`)."""
 
+    def spec_for_manifest(self) -> str | None:
+        """The study file as a manifest records it: relative to the repository when it is inside it, else its
+        file name (a manifest travels with the outputs folder; no absolute path of this machine)."""
+        if not self.path:
+            return None
+        try:
+            return Path(self.path).resolve().relative_to(root().resolve()).as_posix()
+        except ValueError:
+            return Path(self.path).name
+
     def __init__(self, config: StudyConfig, path: Path | None = None, spec: str | None = None):
         self.config = config
         self.path = path
@@ -333,7 +343,7 @@ class Study:
         listed = sorted({Path(f).name for f in files} | {f"{n}.jsonl" for n in tables})
         manifest = {
             "stage": stage, "notebook": STAGE_INFO[stage][0], "study": self.name,
-            "study_file": str(self.path) if self.path else None,
+            "study_file": self.spec_for_manifest(),
             "study_hash": self.stage_hash(stage), "sections": stage_sections(stage),
             "section_hashes": {s: self.hash(s) for s in stage_sections(stage)},
             "inputs": {up: self.manifest_hash(up) for up in inputs}, "data_files": self.data_files(stage),
