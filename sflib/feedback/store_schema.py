@@ -26,8 +26,8 @@ CREATE TABLE IF NOT EXISTS annotations (
     model             TEXT NOT NULL,
     template_version  TEXT NOT NULL,
     params            TEXT NOT NULL,   -- JSON: decoding parameters
-    prompt            TEXT NOT NULL,   -- JSON: the rendered chat messages
-    meta              TEXT NOT NULL,   -- JSON: Request.meta (never sent to an API)
+    prompt            TEXT NOT NULL,   -- the rendered chat messages: JSON, or compressed (store_codec)
+    meta              TEXT NOT NULL,   -- JSON: Request.meta (never sent to an API); long texts in `texts`
     raw               TEXT,            -- the judge's reply, verbatim (NULL when failed)
     value             TEXT,            -- JSON: the parsed value
     valid             INTEGER NOT NULL,
@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS annotations (
     created_at        REAL NOT NULL    -- unix time of the last write
 );
 CREATE INDEX IF NOT EXISTS annotations_status ON annotations (status);
+CREATE TABLE IF NOT EXISTS texts (    -- shared texts of stored requests (see sflib.feedback.store_codec)
+    hash TEXT PRIMARY KEY,
+    text TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS in_flight (
     key        TEXT PRIMARY KEY,
     judge      TEXT NOT NULL,

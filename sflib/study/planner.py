@@ -210,11 +210,13 @@ class _Planner:
         con = sqlite3.connect(f"file:{self.study.store_path}?mode=ro", uri=True)
         try:
             found: set[str] = set()
+            # by primary key only, the status checked here: a WHERE on status lets SQLite answer through
+            # the status index, scanning every stored row per chunk (quadratic: 57 s at 125k answers)
             for start in range(0, len(keys), 500):
                 chunk = keys[start:start + 500]
-                found |= {k for (k,) in con.execute(
-                    f"SELECT key FROM annotations WHERE status IN ('ok','invalid') AND key IN ({','.join('?' * len(chunk))})",
-                    chunk)}
+                found |= {k for k, st in con.execute(
+                    f"SELECT key, status FROM annotations WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+                          if st in ("ok", "invalid")}
         except sqlite3.Error:
             return 0
         finally:
