@@ -113,10 +113,21 @@ class _Planner:
                               input_tokens=0, output_tokens=0, usd=0.0, usd_to_pay=0.0, note=note))
 
     def seeded(self, stage) -> bool:
-        if stage in self.cfg.seeded_from_data:
+        if stage not in self.cfg.seeded_from_data:
+            return False
+        hub = self.cfg.seeded_from_hub
+        if hub is not None and stage in hub.stages:
+            from ..io import hub as hf
+
+            files = hf.STAGE_FILES[stage]
+            todo = [f for f in files if f in hf.SIZES_MB and not hf.cached(f, hub.repo, hub.revision)]
+            got = (f"to download: ~{sum(hf.SIZES_MB[f] for f in todo):.0f} MB into {hf.cache_dir()}" if todo
+                   else f"in the Hub cache {hf.cache_dir()}")
+            self.empty(stage, f"recorded feedback, nothing to pay: {', '.join(files)} from the Hub dataset "
+                              f"{hub.repo}@{hub.revision} ({got})")
+        else:
             self.empty(stage, "seeded from data/canonical (the paper's released data)")
-            return True
-        return False
+        return True
 
     def judge_reply(self, name) -> int:
         max_tokens = _resolve("judge", name).get("max_tokens")
@@ -376,7 +387,9 @@ def status(study) -> pd.DataFrame:
         state = study.state(stage)
         detail = "; ".join(study.stale_reasons(stage)) if state == "stale" else (m.get("notes") or "")
         if state == "missing" and stage in study.config.seeded_from_data:
-            detail = "seeded from data/canonical on the first read or run"
+            hub = study.config.seeded_from_hub
+            detail = (f"read from the Hub dataset {hub.repo}@{hub.revision} on the first read or run"
+                      if hub is not None and stage in hub.stages else "seeded from data/canonical on the first read or run")
         if counts.get("reasons"):
             detail = (detail + "; " if detail else "") + f"reasons: {counts['reasons']}"
         rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], state=state,
