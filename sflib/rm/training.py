@@ -29,6 +29,7 @@ import torch
 
 from .. import __version__
 from ..core.prompts import PROMPT_FORMAT
+from ..core.threads import set_torch_threads
 from .encoding import PairsDataset, RatingsDataset, RewardCollator, TokenBatches, encode
 from .folder import (TRUNCATION, RewardModel, RewardModelError, _quiet_transformers, auto_precision, load_backbone,
                      load_tokenizer)
@@ -165,6 +166,7 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
     config = TrainConfig(**{**asdict(config), **overrides})
     _check_config(kind, config)
     output_dir = Path(output_dir)
+    set_torch_threads()  # the cores this process really has (affinity, OMP_NUM_THREADS, processes per node)
 
     # 1. data (cheap checks first)
     train_df, counts = prepare(kind, train, config.ties)
