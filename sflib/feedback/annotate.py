@@ -138,7 +138,7 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
 
     ``mode="batch"``: send the requests through the provider's Batch API (half price, results
     within the completion window; :mod:`sflib.judges.batch`, options in ``batch``, e.g.
-    ``{"poll_s": 30, "max_wait_s": 3600}``); needs a store, which makes it resumable.
+    ``{"poll_s": 5, "max_wait_s": 3600}``; by default polls back off from 1 s to 30 s); needs a store, which makes it resumable.
     ``soft``: a reader ``(logprobs, parsed value) -> (soft, summary)``; by default the one that
     goes with ``parse`` (:func:`sflib.feedback.logprobs.reader_for`); ``False`` for none.
 

@@ -34,7 +34,8 @@ from .. import io
 from ..judges import Judge, Request
 from .parsing import parse_choice
 from ..judges.config import judge_overrides
-from .ratings import (_common_args, _front, _with_ids, annotate_with_store, default_template, finish_cli,
+from .ratings import (_common_args, _front, _with_ids, announce_limits, annotate_with_store, batch_options,
+                      default_template, finish_cli,
                       limit_instructions, render_messages, resolve_judge, soft_values, task_block,
                       template_version)
 from .logprobs import combine_orders
@@ -80,7 +81,7 @@ def _worst(*statuses: str) -> str:
 
 def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str | None = None,
          both_orders: bool = True, retry_invalid: bool = False, progress: bool = True,
-         mode: str = "online") -> pd.DataFrame:
+         mode: str = "online", batch: dict | None = None) -> pd.DataFrame:
     """Ask ``judge`` which response of each pair is better (in both orders) and return one row per pair.
 
     ``pairs`` has ``instruction, input, response1, response2`` (ids are added when absent; see
@@ -104,7 +105,7 @@ def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template
                 for i, x, r1, r2 in zip(df["instruction"], df["input"], df["response1"], df["response2"])]
     res = annotate_with_store(judge, requests, store, template=template, parse=parse_choice,
                               retry_invalid=retry_invalid, desc=f"rank ({judge.name})", progress=progress,
-                              mode=mode)
+                              mode=mode, batch=batch)
     n = len(df)
     parts = {order: res.iloc[k * n:(k + 1) * n].reset_index(drop=True) for k, order in enumerate(orders)}
     out = df.copy()
@@ -210,9 +211,10 @@ def _cli_rank(args) -> int:
     pairs = read_pairs(args.input, split=args.split)
     pairs = limit_instructions(pairs, args.limit)
     judge = resolve_judge(args.judge, **judge_overrides(args))
+    announce_limits(args)
     store = False if args.no_store else args.store
     out = rank(pairs, judge, store=store, both_orders=not args.one_order, retry_invalid=args.retry_invalid,
-               template=args.template, progress=not args.quiet, mode=args.mode)
+               template=args.template, progress=not args.quiet, mode=args.mode, batch=batch_options(args))
     counts = out["decision"].value_counts().to_dict()
     code = finish_cli(out, args, d.write_rankings_csv)
     print("decisions: " + ", ".join(f"{k}={counts.get(k, 0)}" for k in d.DECISIONS))

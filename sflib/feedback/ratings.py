@@ -78,13 +78,13 @@ def open_store(store: Any) -> tuple[AnnotationStore | None, bool]:
 
 
 def annotate_with_store(judge: Judge, requests: list, store: Any, *, template: str, parse, retry_invalid: bool,
-                        desc: str, progress: bool, mode: str = "online") -> pd.DataFrame:
+                        desc: str, progress: bool, mode: str = "online", batch: dict | None = None) -> pd.DataFrame:
     """:func:`sflib.feedback.annotate.annotate` with ``store`` given as :func:`open_store` accepts it
     (a store opened here is closed afterwards)."""
     st, opened = open_store(store)
     try:
         return annotate(judge, requests, store=st, template_version=template_version(template), parse=parse,
-                        retry_invalid=retry_invalid, desc=desc, progress=progress, mode=mode)
+                        retry_invalid=retry_invalid, desc=desc, progress=progress, mode=mode, batch=batch)
     finally:
         if opened:
             st.close()
@@ -150,7 +150,8 @@ def rating_request(instruction: str, input: object, response: str, template: str
 
 
 def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str | None = None,
-         retry_invalid: bool = False, progress: bool = True, mode: str = "online") -> pd.DataFrame:
+         retry_invalid: bool = False, progress: bool = True, mode: str = "online",
+         batch: dict | None = None) -> pd.DataFrame:
     """Rate every response with ``judge`` and return one row per input row, in order.
 
     ``responses`` has ``instruction, input, response`` (``output`` is accepted for ``response``;
@@ -158,7 +159,8 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
     :func:`sflib.judges.get_judge` (``"recorded"`` alone: the paper's vendored GPT-3.5 feedback). ``store``: ``None`` = ``outputs/annotations.sqlite``, a path,
     an :class:`AnnotationStore`, or ``False`` for none. ``retry_invalid`` re-asks replies stored as
     unparsable (failed requests are always re-asked). ``mode="batch"`` sends the requests through the
-    provider's Batch API (half price; resumable, see :mod:`sflib.judges.batch`).
+    provider's Batch API (half price; resumable, see :mod:`sflib.judges.batch`; ``batch``: its options,
+    e.g. ``{"poll_s": 5}``).
 
     Returns :data:`sflib.core.data.RATING_COLUMNS` + :data:`RATING_RECORD_COLUMNS` + the input's other
     columns; ``score`` is NaN where ``valid`` is False. ``template``: default ``rating_<v>`` with the
@@ -173,7 +175,7 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
                 for i, x, r, k in zip(df["instruction"], df["input"], df["response"], repeats)]
     res = annotate_with_store(judge, requests, store, template=template, parse=parse_score,
                               retry_invalid=retry_invalid, desc=f"rate ({judge.name})", progress=progress,
-                              mode=mode)
+                              mode=mode, batch=batch)
     out = df.copy()
     out["score"] = pd.to_numeric(res["value"].where(res["valid"]), errors="coerce").astype(float).values
     for col in ["judge", "valid", "status", "raw", "error", "prompt_tokens", "completion_tokens", "cached"]:
@@ -278,6 +280,21 @@ def incomplete(df: pd.DataFrame) -> str | None:
     return f"incomplete: {len(df)} rows, " + ", ".join(parts)
 
 
+def announce_limits(args) -> None:
+    """Print the judge's effective request limits at the start of a run (``rpm 500 from judges/x.yaml``),
+    so that a cap nobody meant is visible before it slows the run."""
+    from ..judges.config import limits_line
+
+    line = limits_line(args.judge, judge_overrides(args))
+    if line:
+        print(f"{args.judge}: {line}", file=sys.stderr)
+
+
+def batch_options(args) -> dict | None:
+    """The Batch API options the CLI was given (``--poll``)."""
+    return {"poll_s": args.poll} if getattr(args, "poll", None) is not None else None
+
+
 def finish_cli(out: pd.DataFrame, args, csv_writer) -> int:
     """Write the result and report; exit status 3 when rows are failed/invalid and not ``--allow-partial``."""
     problem = incomplete(out)
@@ -317,9 +334,10 @@ def _cli_rate(args) -> int:
     responses = read_stage_input(args, "responses", "no responses to rate")
     responses = limit_instructions(responses, args.limit)
     judge = resolve_judge(args.judge, **judge_overrides(args))
+    announce_limits(args)
     store = False if args.no_store else args.store
     out = rate(responses, judge, store=store, retry_invalid=args.retry_invalid, mode=args.mode,
-               template=args.template, progress=not args.quiet)
+               template=args.template, progress=not args.quiet, batch=batch_options(args))
     return finish_cli(out, args, d.write_ratings_csv)
 
 
@@ -334,6 +352,8 @@ def _common_args(p) -> None:
     p.add_argument("--retry-invalid", action="store_true", help="re-ask replies stored as unparsable")
     p.add_argument("--mode", choices=["online", "batch"], default="online",
                    help="batch: the provider's Batch API (half price, resumable after a kill)")
+    p.add_argument("--poll", type=float, metavar="SECONDS",
+                   help="batch mode: seconds between status checks (default: 1 s at first, doubling up to 30 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--limit", type=int, help="only the first N instructions of the input")
     p.add_argument("--allow-partial", action="store_true",

@@ -17,6 +17,7 @@ Used by ``annotate(..., mode="batch")`` with an :class:`~sflib.judges.openai_jud
    idempotency key, so a retry after a timeout or a 5xx could create a second, paid batch): after
    such an error the batch is looked up the same way, and only created again if it is not there;
 4. **poll** (``batches.retrieve`` of the recorded batch id) until the provider's status is final
+   (every ``poll_s`` seconds, by default 1 s at first, doubling up to 30 s: ``--poll`` on the CLI)
    (completed / expired / cancelled / failed);
 5. **download**: each output line is parsed and stored as an annotation as it is read; the job is
    marked collected only after the whole output and error files were read, so a kill while
@@ -101,10 +102,12 @@ class BatchRun:
     """One ``annotate(mode="batch")`` call: drives this judge's open jobs and creates new ones."""
 
     def __init__(self, judge: Judge, todo: dict[str, Request], store: AnnotationStore, recorder,
-                 template_version: str, client=None, poll_s: float = 30.0,
+                 template_version: str, client=None, poll_s: float | None = None,
                  max_wait_s: float | None = None, max_rounds: int = 3, max_per_batch: int = 50_000):
         self.judge, self.todo, self.store, self.rec = judge, todo, store, recorder
         self.tv, self.client = template_version, client or _client(judge)
+        if poll_s is not None and poll_s <= 0:
+            raise ValueError(f"poll_s must be > 0 seconds, got {poll_s}")
         self.poll_s, self.max_wait_s = poll_s, max_wait_s
         self.max_rounds, self.max_per_batch = max_rounds, max_per_batch
         self.stats = dict(batches_created=0, batches_resumed=0, batch_resubmitted=0,
@@ -325,7 +328,10 @@ class BatchRun:
         return self.stats
 
     def _drive(self, jobs: list[dict], deadline: float | None) -> bool:
-        """Advance every open job until all are collected; False when the deadline passed."""
+        """Advance every open job until all are collected; False when the deadline passed. Between
+        polls it waits ``poll_s``, or by default :data:`POLL_FIRST_S` doubling up to :data:`POLL_MAX_S`
+        (a small job is collected within seconds, a long one is not polled every second)."""
+        waits = poll_waits(self.poll_s)
         while jobs:
             for job in list(jobs):
                 if job["state"] == "intent":
@@ -338,14 +344,33 @@ class BatchRun:
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            time.sleep(self.poll_s)
+            wait = next(waits)
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            time.sleep(wait)
         return True
+
+
+POLL_FIRST_S = 1.0
+POLL_MAX_S = 30.0
+
+
+def poll_waits(poll_s: float | None = None):
+    """Seconds to wait before each next poll: ``poll_s`` every time, or by default 1, 2, 4, ... up to 30."""
+    wait = POLL_FIRST_S
+    while True:
+        if poll_s is not None:
+            yield float(poll_s)
+        else:
+            yield wait
+            wait = min(POLL_MAX_S, wait * 2)
 
 
 def run_batch(judge: Judge, todo: dict[str, Request], *, store: AnnotationStore, recorder,
               template_version: str, progress: bool = True, desc: str = "", **options: Any) -> dict:
     """Ask ``todo`` (key -> request) through the Batch API; results go through ``recorder``
-    (:class:`sflib.feedback.annotate.Recorder`). Options: ``poll_s`` (30), ``max_wait_s`` (None: until
+    (:class:`sflib.feedback.annotate.Recorder`). Options: ``poll_s`` (None: 1 s at first, doubling up to
+    30 s; a number: that many seconds every time; the CLI's ``--poll``), ``max_wait_s`` (None: until
     done), ``max_rounds`` (3 resubmissions), ``max_per_batch`` (50,000), ``client``."""
     return BatchRun(judge, todo, store, recorder, template_version, **options).run(progress, desc)
 
