@@ -70,3 +70,14 @@ def test_bytes_per_answer_under_1_5_kb(tmp_path):
     print(f"{per_answer:.0f} bytes per answer, {plain:.0f} as plain JSON")
     assert per_answer <= 1536, (per_answer, plain)
     assert plain > 3 * per_answer  # what the rows would take as plain JSON
+
+
+def test_batch_lines_are_packed_the_same_way(tmp_path):
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    r = _requests(1)[7]
+    body = {"model": "gpt", "messages": r.messages, "temperature": 0}
+    blob, meta, statements = store.pack(body, r.meta)
+    store.executemany(statements)
+    assert len(blob) < len(json.dumps(body)) / 3
+    (text, meta_text), = store.unpack([(blob, meta)])
+    assert json.loads(text) == body and json.loads(meta_text) == r.meta

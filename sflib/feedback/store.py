@@ -309,6 +309,17 @@ class AnnotationStore:
                 raise
             self._conn.execute("COMMIT")
 
+    def pack(self, obj: Any, meta: Mapping[str, Any] | None) -> tuple[bytes, str, list[tuple[str, tuple]]]:
+        """``(blob, meta JSON, statements storing their shared texts)``: a request kept outside
+        ``annotations`` (a Batch API line) as small as an annotation (:mod:`sflib.feedback.store_codec`)."""
+        blob, meta_json, texts = store_codec.encode(obj, dict(meta or {}))
+        return blob, meta_json, store_codec.texts_statements(texts)
+
+    def unpack(self, pairs: Iterable[tuple[Any, Any]]) -> list[tuple[str, str]]:
+        """What :meth:`pack` stored, back as ``(JSON, meta JSON)`` (plain JSON passes through)."""
+        with self._lock:
+            return store_codec.expand_pairs(self._conn, pairs)
+
     def batches(self) -> pd.DataFrame:
         """Every Batch API job recorded in this store, newest last."""
         with self._lock:

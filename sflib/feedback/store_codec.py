@@ -89,6 +89,19 @@ def _refs(meta_text: Any) -> list[str]:
     return [v[len(_REF):] for v in json.loads(meta_text).values() if isinstance(v, str) and v.startswith(_REF)]
 
 
+def texts_statements(texts: dict[str, str]) -> list[tuple[str, tuple]]:
+    """The statements that store shared texts (for :meth:`AnnotationStore.executemany`)."""
+    return [("INSERT OR IGNORE INTO texts (hash, text) VALUES (?, ?)", (h, t)) for h, t in texts.items()]
+
+
+def expand_pairs(conn: sqlite3.Connection, pairs: Iterable[tuple[Any, Any]]) -> list[tuple[str, str]]:
+    """``(stored blob or JSON, stored meta)`` pairs back to ``(JSON, meta JSON)`` as written (the Batch API
+    request lines of :mod:`sflib.judges.batch` are kept the same way as annotations)."""
+    rows = [{"prompt": a, "meta": b} for a, b in pairs]
+    expand(conn, rows)
+    return [(r["prompt"], r["meta"]) for r in rows]
+
+
 def expand(conn: sqlite3.Connection, rows: Iterable[dict]) -> None:
     """Turn each row's stored ``prompt`` / ``meta`` back into the JSON text that was written, in place."""
     rows = list(rows)

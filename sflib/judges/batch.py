@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from ..feedback.store import AnnotationStore, canonical_json
+from ..feedback.store import AnnotationStore
 from .base import Completion, Judge, Request
 
 log = logging.getLogger(__name__)
@@ -147,13 +147,17 @@ class BatchRun:
         statements = [("INSERT INTO batches (local_id, judge, template_version, endpoint, state, "
                        "n_requests, round, created_at, updated_at) VALUES (?, ?, ?, ?, 'intent', ?, ?, ?, ?)",
                        (local_id, self.judge.name, self.tv, ENDPOINT, len(keys), round_, now, now))]
+        shared: dict = {}
         for key in keys:
             r = self.todo[key]
             body = {"model": self.judge.model, "messages": r.messages, **self.judge.params,
                     **(r.params or {})}
+            # compressed like an annotation's prompt, long texts kept once (sflib.feedback.store_codec)
+            blob, meta, texts = self.store.pack(body, r.meta or {})
+            shared.update(dict.fromkeys(texts))
             statements.append(("INSERT INTO batch_requests (local_id, key, body, meta, state) "
-                               "VALUES (?, ?, ?, ?, 'pending')",
-                               (local_id, key, canonical_json(body), canonical_json(r.meta or {}))))
+                               "VALUES (?, ?, ?, ?, 'pending')", (local_id, key, blob, meta)))
+        statements = list(shared) + statements
         self.store.executemany(statements)  # the intent, before anything is sent
         self.stats["batches_created"] += 1
         _hook("intent", local_id=local_id)
@@ -166,10 +170,11 @@ class BatchRun:
             found = next((f for f in self.client.files.list(purpose="batch", order="desc")
                           if f.filename == name), None)  # iterating fetches every page
         if found is None:
-            rows = self.store.execute("SELECT key, body FROM batch_requests WHERE local_id = ? "
+            rows = self.store.execute("SELECT key, body, meta FROM batch_requests WHERE local_id = ? "
                                       "ORDER BY key", (job["local_id"],))
+            bodies = self.store.unpack([(b, m) for _, b, m in rows])
             data = "".join(json.dumps({"custom_id": k, "method": "POST", "url": ENDPOINT,
-                                       "body": json.loads(b)}) + "\n" for k, b in rows)
+                                       "body": json.loads(b)}) + "\n" for (k, _, _), (b, _) in zip(rows, bodies))
             found = self.client.files.create(file=(name, data.encode("utf-8")), purpose="batch")
             _hook("uploaded", local_id=job["local_id"], file_id=found.id)
         self._set(job["local_id"], state="uploaded", input_file_id=found.id)
@@ -223,7 +228,8 @@ class BatchRun:
         local_id = job["local_id"]
         rows = self.store.execute("SELECT key, body, meta, state FROM batch_requests WHERE local_id = ?",
                                   (local_id,))
-        lines = {k: (json.loads(b), json.loads(m)) for k, b, m, _ in rows}
+        unpacked = self.store.unpack([(b, m) for _, b, m, _ in rows])
+        lines = {k: (json.loads(b), json.loads(m)) for (k, _, _, _), (b, m) in zip(rows, unpacked)}
         seen: set[str] = set()
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
