@@ -153,7 +153,7 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
     t0 = time.perf_counter()
     requests = list(requests)
     keys = [request_key(judge, r, template_version) for r in requests]
-    stored = store.get_many(keys) if store is not None else {}
+    stored = store.get_many(keys, with_request=False) if store is not None else {}  # answers only: fast
     reader = None if soft is False else (soft or lp.reader_for(parse))
     rec = Recorder(judge, store, template_version, parse, reader)
 

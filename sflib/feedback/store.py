@@ -111,18 +111,22 @@ class AnnotationStore:
     def get(self, key: str) -> dict | None:
         return self.get_many([key]).get(key)
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
-        """``{key: row}`` for the keys that are stored (JSON columns decoded, ``valid`` a bool)."""
+    def get_many(self, keys: Iterable[str], *, with_request: bool = True) -> dict[str, dict]:
+        """``{key: row}`` for the keys that are stored (JSON columns decoded, ``valid`` a bool).
+        ``with_request=False`` leaves out what was asked (``prompt`` and ``meta`` are None): a cache
+        lookup needs only the answers, and skips decompressing them."""
         keys = list(dict.fromkeys(keys))
         out: dict[str, dict] = {}
+        columns = COLUMNS if with_request else [c for c in COLUMNS if c not in ("prompt", "meta")]
         with self._lock:
             for start in range(0, len(keys), 500):
                 chunk = keys[start:start + 500]
                 marks = ",".join("?" * len(chunk))
                 cur = self._conn.execute(
-                    f"SELECT {', '.join(COLUMNS)} FROM annotations WHERE key IN ({marks})", chunk)
-                rows = [dict(zip(COLUMNS, values)) for values in cur.fetchall()]
-                store_codec.expand(self._conn, rows)
+                    f"SELECT {', '.join(columns)} FROM annotations WHERE key IN ({marks})", chunk)
+                rows = [{"prompt": None, "meta": None, **dict(zip(columns, values))} for values in cur.fetchall()]
+                if with_request:
+                    store_codec.expand(self._conn, rows)
                 for row in rows:
                     row = _decode(row)
                     out[row["key"]] = row

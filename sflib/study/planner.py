@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-from ..core.prompts import alpaca_prompt
+from ..core.prompts import alpaca_prompt, load_template
 from ..feedback.ratings import render_messages, task_block, template_version
 from .config import STAGES, _resolve
 from .folder import STAGE_INFO
@@ -53,12 +54,52 @@ def _msg_chars(messages: list[dict]) -> int:
     return sum(len(m["content"]) for m in messages)
 
 
+class _Chars:
+    """Characters of a rendered judge prompt without rendering it (the plan counts 125k of them): the
+    template's own characters plus each field's, as :func:`render_messages` would give them."""
+
+    def __init__(self, template: str):
+        import string
+
+        self.template = template
+        system, user = (m["content"] for m in render_messages(template, **dict.fromkeys(self._names(template), "")))
+        raw = load_template(template)
+        names = [f for _, f, _, _ in string.Formatter().parse(raw) if f]
+        self.counts = {n: names.count(n) for n in set(names)}
+        self.last = names[-1] if names else None
+        body = raw.strip()
+        # exact when the user message starts with template text and ends with the last field (then only
+        # that field's trailing blanks are stripped); otherwise every prompt is rendered
+        self.fast = bool(names) and not body.startswith("{") and body.endswith("{" + self.last + "}")
+        self.base = len(system) + len(raw.format(**dict.fromkeys(self.counts, "")).strip()) if self.fast else 0
+        if self.fast:  # the blank field at the end let strip() eat the template's blanks before it: add them back
+            self.base += len(raw[:raw.rindex("{" + self.last + "}")]) - len(raw[:raw.rindex("{" + self.last + "}")].rstrip())
+
+    @staticmethod
+    def _names(template: str) -> list[str]:
+        import string
+
+        return [f for _, f, _, _ in string.Formatter().parse(load_template(template)) if f]
+
+    def __call__(self, **fields: str) -> int:
+        last = fields.get(self.last, "")
+        if not self.fast or not str(last).strip():
+            return _msg_chars(render_messages(self.template, **fields))
+        return (self.base + sum(self.counts[n] * len(v) for n, v in fields.items() if n in self.counts)
+                - (len(last) - len(str(last).rstrip())))
+
+
+@lru_cache(maxsize=16)
+def _chars(template: str) -> _Chars:
+    return _Chars(template)
+
+
 def rating_chars(template: str, instruction: str, input: str, response: str) -> int:
-    return _msg_chars(render_messages(template, task=task_block(instruction, input), response=response))
+    return _chars(template)(task=task_block(instruction, input), response=response)
 
 
 def ranking_chars(template: str, instruction: str, input: str, first: str, second: str) -> int:
-    return _msg_chars(render_messages(template, task=task_block(instruction, input), output_a=first, output_b=second))
+    return _chars(template)(task=task_block(instruction, input), output_a=first, output_b=second)
 
 
 def judge_name(settings: dict, name: str) -> str:
@@ -90,8 +131,8 @@ class _Planner:
         notes = [note] if note else []
         if self.study.state(stage) in ("done", "seeded"):
             stored = calls
-        else:  # answers looked up by their exact keys (the feedback stages), else none counted
-            stored = min(calls, int(stored or 0))
+        else:  # answers looked up by their exact keys (the feedback stages; only now: it costs), else none
+            stored = min(calls, int((stored() if callable(stored) else stored) or 0))
         if provider in FREE:
             usd = 0.0
             notes.append(FREE[provider])
@@ -172,7 +213,8 @@ class _Planner:
         chars = sum(rating_chars(fb.rating_template, i, x, t) for i, x, rs in groups for t in rs) * scale
         for judge in [fb.judge, *fb.extra_judges]:
             self.row("ratings", "judge", judge, round(calls), chars, round(calls) * self.judge_reply(judge),
-                     fb.rating_template, note, mode=fb.mode, stored=self.stored_feedback("ratings", judge))
+                     fb.rating_template, note, mode=fb.mode,
+                     stored=lambda judge=judge: self.stored_feedback("ratings", judge))
 
     def rankings(self, groups, scale, note):
         if self.seeded("rankings"):
@@ -190,7 +232,7 @@ class _Planner:
         calls, chars = round(calls * scale), chars * scale
         # only the feedback judge ranks: extra_judges rate (notebook 02's per-judge comparison)
         self.row("rankings", "judge", fb.judge, calls, chars, calls * self.judge_reply(fb.judge),
-                 fb.ranking_template, note, mode=fb.mode, stored=self.stored_feedback("rankings", fb.judge))
+                 fb.ranking_template, note, mode=fb.mode, stored=lambda: self.stored_feedback("rankings", fb.judge))
 
     def stored_feedback(self, stage: str, judge: str) -> int:
         """How many of the stage's requests to ``judge`` have an answer in the store, by their exact cache
