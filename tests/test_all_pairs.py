@@ -34,3 +34,19 @@ def test_same_pairs_in_the_same_order(seed):
 def test_no_pairs():
     df = d.add_ids(pd.DataFrame({"instruction": ["a"], "input": [""], "response": ["r"]}))
     assert d.all_pairs(df).empty and d.all_pairs(df.iloc[:0]).columns.tolist() == d.RANKING_COLUMNS[:-1]
+
+
+def test_response_length_plot_draws_a_bounded_number_of_instructions():
+    """Notebook 01's length plot: one row per instruction for at most MAX_INSTRUCTIONS_SHOWN of them (its cost
+    and its labels must not grow with a 5,000-instruction study)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sflib.plots import data as plots_data
+
+    rows = [{"instruction": f"instruction {i}", "input": "", "response": "word " * (s + 1)}
+            for i in range(300) for s in range(3)]
+    fig = plots_data.plot_response_lengths(d.add_ids(pd.DataFrame(rows)))
+    ax2 = fig.axes[1]
+    assert len(ax2.get_yticklabels()) == plots_data.MAX_INSTRUCTIONS_SHOWN
+    assert "40 of 300" in ax2.get_title() and "300 instructions" in fig._suptitle.get_text()

@@ -32,6 +32,10 @@ def plot_length_distributions(lengths, kind, clip_quantile=0.99, title=None):
     return fig
 
 
+#: instructions drawn one per row in :func:`plot_response_lengths` (its cost must not grow with the study)
+MAX_INSTRUCTIONS_SHOWN = 40
+
+
 @styled
 def plot_response_lengths(responses, *, title: str | None = None, max_new_tokens: int | None = None):
     """Response length (words): a histogram by finish reason, and each instruction's k samples.
@@ -51,12 +55,16 @@ def plot_response_lengths(responses, *, title: str | None = None, max_new_tokens
     ax1.set_ylabel("responses")
     if reasons is not None:
         ax1.legend(title="finish reason")
-    order = list(dict.fromkeys(df["instruction_id"]))
-    pos = df["instruction_id"].map({iid: i for i, iid in enumerate(order)})
-    ax2.scatter(df["words"], pos, s=10, alpha=0.7)
-    means = df.groupby("instruction_id")["words"].mean().reindex(order)
+    every = list(dict.fromkeys(df["instruction_id"]))
+    order = every[:MAX_INSTRUCTIONS_SHOWN]  # one row per instruction: a bounded number of them, readable
+    shown = df[df["instruction_id"].isin(set(order))]
+    pos = shown["instruction_id"].map({iid: i for i, iid in enumerate(order)})
+    ax2.scatter(shown["words"], pos, s=10, alpha=0.7)
+    if len(every) > len(order):
+        ax2.set_title(f"the first {len(order)} of {len(every)} instructions", fontsize=8)
+    means = shown.groupby("instruction_id")["words"].mean().reindex(order)
     ax2.scatter(means, range(len(order)), marker="|", s=200, color="black", label="mean")
-    labels = df.drop_duplicates("instruction_id").set_index("instruction_id")["instruction"].reindex(order)
+    labels = shown.drop_duplicates("instruction_id").set_index("instruction_id")["instruction"].reindex(order)
     ax2.set_yticks(range(len(order)), [str(t)[:32] + ("…" if len(str(t)) > 32 else "") for t in labels], fontsize=6)
     ax2.invert_yaxis()
     ax2.set_xlabel("response length (words)")
@@ -65,7 +73,7 @@ def plot_response_lengths(responses, *, title: str | None = None, max_new_tokens
     if reasons is not None and max_new_tokens:
         k = int((reasons == "length").sum())
         cut = f"; {k} of {len(df)} stopped at the {max_new_tokens}-token limit"
-    fig.suptitle(title or f"Lengths of {len(df)} sampled responses ({len(order)} instructions{cut})")
+    fig.suptitle(title or f"Lengths of {len(df)} sampled responses ({len(every)} instructions{cut})")
     return fig
 
 
