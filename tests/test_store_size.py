@@ -5,6 +5,8 @@ import json
 import os
 import sqlite3
 
+import pytest
+
 from sflib.core import data as d
 from sflib.feedback.rankings import ranking_request
 from sflib.feedback.ratings import rating_request
@@ -81,3 +83,18 @@ def test_batch_lines_are_packed_the_same_way(tmp_path):
     assert len(blob) < len(json.dumps(body)) / 3
     (text, meta_text), = store.unpack([(blob, meta)])
     assert json.loads(text) == body and json.loads(meta_text) == r.meta
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_fast_key_is_the_canonical_key(case):
+    import hashlib
+
+    from sflib.feedback.store import canonical_json
+
+    messages = [[{"role": "system", "content": "Judge.\n"}, {"role": "user", "content": 'é "q" \\ \t \u2028 ✓ <b>'}],
+                [{"content": "x", "role": "user"}], [], [{"role": "user", "content": "x", "name": "n"}],
+                [{"role": "user", "content": ["part"]}], [{"role": "user", "content": "\x00\x1f"}]][case]
+    payload = {"judge": "openai:gpt-4o-mini", "template_version": "rating_v1@abc", "messages": messages,
+               "params": {"temperature": 0, "logprobs": True, "top_logprobs": 5}, "salt": "repeat-1"}
+    want = hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    assert AnnotationStore.key("openai:gpt-4o-mini", "rating_v1@abc", payload["params"], messages, "repeat-1") == want

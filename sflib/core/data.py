@@ -83,7 +83,8 @@ def clean_input(value: object) -> str:
     if isinstance(value, float) and math.isnan(value):
         return ""
     text = str(value)
-    if text.strip() == "" or text.strip().lower() == "nan":
+    stripped = text.strip()
+    if not stripped or (len(stripped) == 3 and stripped.lower() == "nan"):
         return ""
     return _normalise_newlines(text)
 

@@ -100,9 +100,9 @@ def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template
     df = _with_ids(pairs, ["instruction", "input", "response1", "response2"],
                    ["instruction_id", "response_id_1", "response_id_2"])
     orders = ["12", "21"] if both_orders else ["12"]
+    columns = [df[c].tolist() for c in ("instruction", "input", "response1", "response2")]  # plain lists: fast
     requests = [ranking_request(i, x, r1, r2, order, template)
-                for order in orders
-                for i, x, r1, r2 in zip(df["instruction"], df["input"], df["response1"], df["response2"])]
+                for order in orders for i, x, r1, r2 in zip(*columns)]
     res = annotate_with_store(judge, requests, store, template=template, parse=parse_choice,
                               retry_invalid=retry_invalid, desc=f"rank ({judge.name})", progress=progress,
                               mode=mode, batch=batch)

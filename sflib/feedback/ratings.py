@@ -172,7 +172,8 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
     df = _with_ids(responses, ["instruction", "input", "response"], ["instruction_id", "response_id"])
     repeats = df.groupby(["instruction_id", "response_id"], sort=False).cumcount()
     requests = [rating_request(i, x, r, template, k)
-                for i, x, r, k in zip(df["instruction"], df["input"], df["response"], repeats)]
+                for i, x, r, k in zip(df["instruction"].tolist(), df["input"].tolist(), df["response"].tolist(),
+                                      repeats.tolist())]
     res = annotate_with_store(judge, requests, store, template=template, parse=parse_score,
                               retry_invalid=retry_invalid, desc=f"rate ({judge.name})", progress=progress,
                               mode=mode, batch=batch)
