@@ -70,7 +70,7 @@ def write_cache(home: Path, seed: int = 0) -> dict:
         data = {prompt.format(f"task {part} {i}"): {"sentences": [["better answer", "worse answer"]]} for i in range(count)}
         (snap / hub.RM_SPLIT_DIR / f"{part}.json").write_text(json.dumps(data), encoding="utf-8")
     return {"instructions": n, "ratings_mb": round(rbuf.tell() / 1e6, 1), "rankings_mb": round(kbuf.tell() / 1e6, 1),
-            "ratings_rows": rbuf.getvalue().count("\n"), "rankings_rows": None}
+            "ratings_rows": rbuf.getvalue().count("\n"), "rankings_rows": kbuf.getvalue().count("\n")}
 
 
 def timed(cmd: list[str], env: dict) -> dict:
