@@ -68,3 +68,13 @@ def test_a_second_plan_reuses_the_sizes(tmp_path, monkeypatch):
     s2.save("responses", tables={"responses": d.responses_frame(pd.DataFrame(rows[:6]), generator="t")},
             counts={"n": 6}, policy="local:smollm2")
     assert plan(s2).set_index("stage").loc["rankings", "calls"] == 2 * 3 * 2
+
+
+def test_spent_reads_batched_keys_from_an_index(tmp_path):
+    from sflib.feedback.store import AnnotationStore
+
+    AnnotationStore(tmp_path / "s.sqlite").close()
+    con = sqlite3.connect(tmp_path / "s.sqlite")
+    plan = " ".join(str(r) for r in con.execute(
+        "EXPLAIN QUERY PLAN SELECT key FROM batch_requests WHERE state = 'done'"))
+    assert "COVERING INDEX batch_requests_state" in plan
