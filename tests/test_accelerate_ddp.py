@@ -72,7 +72,11 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     assert max(x for _, x in a) - min(x for _, x in a) > 0.1  # the curve moves: a real comparison
     from sflib.rm import RewardModel
 
-    assert RewardModel.load(tmp_path / "two").kind == "rankings"  # rank 0 saved the trained model
+    two_rm, one_rm = RewardModel.load(tmp_path / "two"), RewardModel.load(tmp_path / "one")
+    assert two_rm.kind == "rankings"  # rank 0 saved the trained model
+    # the model folder says how it was trained: 2 DDP processes, each with its share of the cores
+    assert two_rm.meta["processes"] == 2 and one_rm.meta["processes"] == 1
+    assert two_rm.meta["torch_threads_per_process"] >= 1 and one_rm.meta["torch_threads_per_process"] == 1
 
 
 def test_documented_configs_are_valid_accelerate_configs():
