@@ -98,3 +98,21 @@ def test_fast_key_is_the_canonical_key(case):
                "params": {"temperature": 0, "logprobs": True, "top_logprobs": 5}, "salt": "repeat-1"}
     want = hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
     assert AnnotationStore.key("openai:gpt-4o-mini", "rating_v1@abc", payload["params"], messages, "repeat-1") == want
+
+
+def test_collected_batch_lines_keep_no_copy_of_the_request(fake_openai_factory, tmp_path):
+    from sflib.feedback.annotate import annotate
+    from sflib.feedback.parsing import parse_score
+    from sflib.judges.openai_judge import OpenAIJudge
+
+    server = fake_openai_factory()
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    reqs = [r for r in _requests(3) if r.meta["kind"] == "rating"][:10]
+    judge = OpenAIJudge("gpt-4o-mini", base_url=server.url, api_key="sk-test", timeout=5)
+    df = annotate(judge, reqs, store=store, template_version="v1", parse=parse_score, progress=False,
+                  mode="batch", batch={"poll_s": 0.02})
+    assert (df["status"] == "ok").all()
+    assert store.execute("SELECT COUNT(*) FROM batch_requests WHERE state = 'done' AND body = ''")[0][0] == 10
+    got = store.get_many(df["key"])  # the request itself stays in its annotation
+    assert [got[k]["prompt"] for k in df["key"]] == [r.messages for r in reqs]
+    assert store.execute("PRAGMA auto_vacuum")[0][0] == 2  # incremental: freed pages go back to the disk

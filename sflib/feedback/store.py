@@ -91,6 +91,8 @@ class AnnotationStore:
                                    "put the store on a local file system")
         # NORMAL in WAL mode: a committed transaction survives the process being killed
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        # a new store gives freed pages back to the file system (reclaim(); no effect on an existing one)
+        self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         create_tables(self._conn)  # and upgrades a store written by an older sflib (rows kept)
 
     # ----------------------------------------------------------------------------------- keys
@@ -327,6 +329,12 @@ class AnnotationStore:
         """What :meth:`pack` stored, back as ``(JSON, meta JSON)`` (plain JSON passes through)."""
         with self._lock:
             return store_codec.expand_pairs(self._conn, pairs)
+
+    def reclaim(self) -> None:
+        """Give the pages freed by deleted or shrunk rows back to the file system (stores created with
+        incremental auto-vacuum, i.e. by this sflib; a no-op for older ones)."""
+        with self._lock:
+            self._conn.execute("PRAGMA incremental_vacuum")
 
     def batches(self) -> pd.DataFrame:
         """Every Batch API job recorded in this store, newest last."""
