@@ -84,6 +84,9 @@ class AnnotationStore:
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0,
                                      isolation_level=None)  # autocommit; explicit transactions
+        # a new store gives freed pages back to the file system (reclaim()); set before anything is
+        # written (switching to WAL writes the header), no effect on an existing store
+        self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         if self.path != ":memory:":
             mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -91,8 +94,6 @@ class AnnotationStore:
                                    "put the store on a local file system")
         # NORMAL in WAL mode: a committed transaction survives the process being killed
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        # a new store gives freed pages back to the file system (reclaim(); no effect on an existing one)
-        self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         create_tables(self._conn)  # and upgrades a store written by an older sflib (rows kept)
 
     # ----------------------------------------------------------------------------------- keys
