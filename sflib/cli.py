@@ -22,10 +22,15 @@ STAGE_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: commands whose module alone is imported when they are run (``study plan`` / ``status`` must not wait
+#: for torch and transformers, which the reward-model commands import: seconds on a loaded machine)
+COMMAND_MODULES = {"study": "sflib.study.cli"}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sflib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in STAGE_MODULES:
+    for name in [COMMAND_MODULES[command]] if command in COMMAND_MODULES else STAGE_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
@@ -104,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     from .io.outputs import BAD_INPUT, INCOMPLETE, INTERRUPTED, Incomplete
     from .study.folder import StudyError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

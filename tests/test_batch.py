@@ -202,5 +202,6 @@ def test_batch_with_logprobs_gives_soft_scores(fake_openai_factory, tmp_path):
     store = AnnotationStore(tmp_path / "s.sqlite")
     df = run(judge_for(server, logprobs=True, top_logprobs=20), store, requests=reqs(4))
     assert df["soft"].sub(4.0).abs().max() < 1e-6 and (df["soft_source"] == "logprobs").all()
-    body = json.loads(store.execute("SELECT body FROM batch_requests LIMIT 1")[0][0])
+    uploaded = server.batch.file_content(store.batches()["input_file_id"].iloc[0]).decode("utf-8")
+    body = json.loads(uploaded.splitlines()[0])["body"]  # what was sent (the store keeps it in the annotation)
     assert body["logprobs"] is True and body["top_logprobs"] == 20

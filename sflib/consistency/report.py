@@ -314,6 +314,9 @@ def rated_differently(ratings: pd.DataFrame, width: int = 300) -> pd.DataFrame:
         return pd.DataFrame(columns=["instruction", "response", "scores"])
     ok = ratings[ratings["score"].notna()]
     keys = ["instruction_id", "response_id"] if "instruction_id" in ok else ["response_id"]
+    # only responses with more than one distinct score are looped over (vectorised filter first: 5,000
+    # instructions x k = 5 means 25,000 groups, almost all of one rating)
+    ok = ok[ok.groupby(keys, sort=False)["score"].transform("nunique") > 1]
     groups = ok.groupby(keys, sort=False)
     rows = []
     for _, g in groups:

@@ -145,7 +145,7 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
 
     ``mode="batch"``: send the requests through the provider's Batch API (half price, results
     within the completion window; :mod:`sflib.judges.batch`, options in ``batch``, e.g.
-    ``{"poll_s": 30, "max_wait_s": 3600}``); needs a store, which makes it resumable.
+    ``{"poll_s": 5, "max_wait_s": 3600}``; by default polls back off from 1 s to 30 s); needs a store, which makes it resumable.
     ``soft``: a reader ``(logprobs, parsed value) -> (soft, summary)``; by default the one that
     goes with ``parse`` (:func:`sflib.feedback.logprobs.reader_for`); ``False`` for none.
 
@@ -160,7 +160,7 @@ def annotate(judge: Judge, requests: list[Request], *, store: AnnotationStore | 
     t0 = time.perf_counter()
     requests = list(requests)
     keys = [request_key(judge, r, template_version) for r in requests]
-    stored = store.get_many(keys) if store is not None else {}
+    stored = store.get_many(keys, with_request=False) if store is not None else {}  # answers only: fast
     reader = None if soft is False else (soft or lp.reader_for(parse))
     rec = Recorder(judge, store, template_version, parse, reader)
 

@@ -17,6 +17,7 @@ replies only with ``--retry-invalid``.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -124,13 +125,29 @@ def finish_cli(out: pd.DataFrame, args, csv_writer) -> int:
 
 # ----------------------------------------------------------------------------- commands
 
+def announce_limits(args) -> None:
+    """Print the judge's effective request limits at the start of a run (``rpm 500 from judges/x.yaml``),
+    so that a cap nobody meant is visible before it slows the run."""
+    from ..judges.config import limits_line
+
+    line = limits_line(args.judge, judge_overrides(args))
+    if line:
+        print(f"{args.judge}: {line}", file=sys.stderr)
+
+
+def batch_options(args) -> dict | None:
+    """The Batch API options the CLI was given (``--poll``)."""
+    return {"poll_s": args.poll} if getattr(args, "poll", None) is not None else None
+
+
 def _cli_rate(args) -> int:
     responses = read_stage_input(args, "responses", "no responses to rate")
     responses = limit_instructions(responses, args.limit)
     judge = resolve_judge(args.judge, **judge_overrides(args))
+    announce_limits(args)
     store = False if args.no_store else args.store
     out = rate(responses, judge, store=store, retry_invalid=args.retry_invalid, mode=args.mode,
-               template=args.template, progress=not args.quiet)
+               template=args.template, progress=not args.quiet, batch=batch_options(args))
     return finish_cli(out, args, d.write_ratings_csv)
 
 
@@ -138,9 +155,10 @@ def _cli_rank(args) -> int:
     pairs = read_pairs(args.input, split=args.split)
     pairs = limit_instructions(pairs, args.limit)
     judge = resolve_judge(args.judge, **judge_overrides(args))
+    announce_limits(args)
     store = False if args.no_store else args.store
     out = rank(pairs, judge, store=store, both_orders=not args.one_order, retry_invalid=args.retry_invalid,
-               template=args.template, progress=not args.quiet, mode=args.mode)
+               template=args.template, progress=not args.quiet, mode=args.mode, batch=batch_options(args))
     counts = out["decision"].value_counts().to_dict()
     code = finish_cli(out, args, d.write_rankings_csv)
     print("decisions: " + ", ".join(f"{k}={counts.get(k, 0)}" for k in d.DECISIONS))
@@ -166,6 +184,8 @@ def _common_args(p) -> None:
     p.add_argument("--retry-invalid", action="store_true", help="re-ask replies stored as unparsable")
     p.add_argument("--mode", choices=["online", "batch"], default="online",
                    help="batch: the provider's Batch API (half price, resumable after a kill)")
+    p.add_argument("--poll", type=float, metavar="SECONDS",
+                   help="batch mode: seconds between status checks (default: 1 s at first, doubling up to 30 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--limit", type=int, help="only the first N instructions of the input")
     p.add_argument("--allow-partial", action="store_true",

@@ -73,7 +73,7 @@ def _worst(*statuses: str) -> str:
 
 def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str | None = None,
          both_orders: bool = True, retry_invalid: bool = False, progress: bool = True,
-         mode: str = "online") -> pd.DataFrame:
+         mode: str = "online", batch: dict | None = None) -> pd.DataFrame:
     """Ask ``judge`` which response of each pair is better (in both orders) and return one row per pair.
 
     ``pairs`` has ``instruction, input, response1, response2`` (ids are added when absent; see
@@ -92,12 +92,12 @@ def rank(pairs: pd.DataFrame, judge: str | Judge, *, store: Any = None, template
     df = _with_ids(pairs, ["instruction", "input", "response1", "response2"],
                    ["instruction_id", "response_id_1", "response_id_2"])
     orders = ["12", "21"] if both_orders else ["12"]
+    columns = [df[c].tolist() for c in ("instruction", "input", "response1", "response2")]  # plain lists: fast
     requests = [ranking_request(i, x, r1, r2, order, template)
-                for order in orders
-                for i, x, r1, r2 in zip(df["instruction"], df["input"], df["response1"], df["response2"])]
+                for order in orders for i, x, r1, r2 in zip(*columns)]
     res = annotate_with_store(judge, requests, store, template=template, parse=parse_choice,
                               retry_invalid=retry_invalid, desc=f"rank ({judge.name})", progress=progress,
-                              mode=mode)
+                              mode=mode, batch=batch)
     n = len(df)
     parts = {order: res.iloc[k * n:(k + 1) * n].reset_index(drop=True) for k, order in enumerate(orders)}
     out = df.copy()

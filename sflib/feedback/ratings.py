@@ -66,13 +66,13 @@ def open_store(store: Any) -> tuple[AnnotationStore | None, bool]:
 
 
 def annotate_with_store(judge: Judge, requests: list, store: Any, *, template: str, parse, retry_invalid: bool,
-                        desc: str, progress: bool, mode: str = "online") -> pd.DataFrame:
+                        desc: str, progress: bool, mode: str = "online", batch: dict | None = None) -> pd.DataFrame:
     """:func:`sflib.feedback.annotate.annotate` with ``store`` given as :func:`open_store` accepts it
     (a store opened here is closed afterwards)."""
     st, opened = open_store(store)
     try:
         return annotate(judge, requests, store=st, template_version=template_version(template), parse=parse,
-                        retry_invalid=retry_invalid, desc=desc, progress=progress, mode=mode)
+                        retry_invalid=retry_invalid, desc=desc, progress=progress, mode=mode, batch=batch)
     finally:
         if opened:
             st.close()
@@ -138,7 +138,8 @@ def rating_request(instruction: str, input: object, response: str, template: str
 
 
 def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, template: str | None = None,
-         retry_invalid: bool = False, progress: bool = True, mode: str = "online") -> pd.DataFrame:
+         retry_invalid: bool = False, progress: bool = True, mode: str = "online",
+         batch: dict | None = None) -> pd.DataFrame:
     """Rate every response with ``judge`` and return one row per input row, in order.
 
     ``responses`` has ``instruction, input, response`` (``output`` is accepted for ``response``;
@@ -146,7 +147,8 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
     :func:`sflib.judges.get_judge` (``"recorded"`` alone: the paper's vendored GPT-3.5 feedback). ``store``: ``None`` = ``outputs/annotations.sqlite``, a path,
     an :class:`AnnotationStore`, or ``False`` for none. ``retry_invalid`` re-asks replies stored as
     unparsable (failed requests are always re-asked). ``mode="batch"`` sends the requests through the
-    provider's Batch API (half price; resumable, see :mod:`sflib.judges.batch`).
+    provider's Batch API (half price; resumable, see :mod:`sflib.judges.batch`; ``batch``: its options,
+    e.g. ``{"poll_s": 5}``).
 
     Returns :data:`sflib.core.data.RATING_COLUMNS` + :data:`RATING_RECORD_COLUMNS` + the input's other
     columns; ``score`` is NaN where ``valid`` is False. ``template``: default ``rating_<v>`` with the
@@ -158,10 +160,11 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
     df = _with_ids(responses, ["instruction", "input", "response"], ["instruction_id", "response_id"])
     repeats = df.groupby(["instruction_id", "response_id"], sort=False).cumcount()
     requests = [rating_request(i, x, r, template, k)
-                for i, x, r, k in zip(df["instruction"], df["input"], df["response"], repeats)]
+                for i, x, r, k in zip(df["instruction"].tolist(), df["input"].tolist(), df["response"].tolist(),
+                                      repeats.tolist())]
     res = annotate_with_store(judge, requests, store, template=template, parse=parse_score,
                               retry_invalid=retry_invalid, desc=f"rate ({judge.name})", progress=progress,
-                              mode=mode)
+                              mode=mode, batch=batch)
     out = df.copy()
     out["score"] = pd.to_numeric(res["value"].where(res["valid"]), errors="coerce").astype(float).values
     for col in ["judge", "valid", "status", "raw", "error", "prompt_tokens", "completion_tokens", "cached"]:

@@ -27,8 +27,8 @@ CREATE TABLE IF NOT EXISTS annotations (
     model             TEXT NOT NULL,
     template_version  TEXT NOT NULL,
     params            TEXT NOT NULL,   -- JSON: decoding parameters
-    prompt            TEXT NOT NULL,   -- JSON: the rendered chat messages
-    meta              TEXT NOT NULL,   -- JSON: Request.meta (never sent to an API)
+    prompt            TEXT NOT NULL,   -- the rendered chat messages: JSON, or compressed (store_codec)
+    meta              TEXT NOT NULL,   -- JSON: Request.meta (never sent to an API); long texts in `texts`
     raw               TEXT,            -- the judge's reply, verbatim (NULL when failed)
     value             TEXT,            -- JSON: the parsed value
     valid             INTEGER NOT NULL,
@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS annotations (
     created_at        REAL NOT NULL    -- unix time of the last write
 );
 CREATE INDEX IF NOT EXISTS annotations_status ON annotations (status);
+CREATE TABLE IF NOT EXISTS texts (    -- shared texts of stored requests (see sflib.feedback.store_codec)
+    hash TEXT PRIMARY KEY,
+    text TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS in_flight (
     key        TEXT PRIMARY KEY,
     judge      TEXT NOT NULL,
@@ -89,6 +93,9 @@ CREATE TABLE IF NOT EXISTS batch_requests (
     PRIMARY KEY (local_id, key)
 );
 CREATE INDEX IF NOT EXISTS batch_requests_key ON batch_requests (key);
+-- which answers came through a batch (study status prices them at batch rates): read from this index,
+-- not from the request lines (1.3 s -> 0.4 s at 50,000 answers)
+CREATE INDEX IF NOT EXISTS batch_requests_state ON batch_requests (state, key);
 CREATE TABLE IF NOT EXISTS batch_events (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     local_id   TEXT,

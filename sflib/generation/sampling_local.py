@@ -70,7 +70,10 @@ def load_policy(model: str = "smollm2", dtype=None, device: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..core.threads import set_torch_threads
     from .models import resolve
+
+    set_torch_threads()  # the cores this process really has (affinity, OMP_NUM_THREADS)
 
     path = resolve(model)
     tokenizer = AutoTokenizer.from_pretrained(path)

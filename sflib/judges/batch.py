@@ -17,6 +17,7 @@ Used by ``annotate(..., mode="batch")`` with an :class:`~sflib.judges.openai_jud
    idempotency key, so a retry after a timeout or a 5xx could create a second, paid batch): after
    such an error the batch is looked up the same way, and only created again if it is not there;
 4. **poll** (``batches.retrieve`` of the recorded batch id) until the provider's status is final
+   (every ``poll_s`` seconds, by default 1 s at first, doubling up to 30 s: ``--poll`` on the CLI)
    (completed / expired / cancelled / failed);
 5. **download**: each output line is parsed and stored as an annotation as it is read; the job is
    marked collected only after the whole output and error files were read, so a kill while
@@ -49,7 +50,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from ..feedback.claims import ClaimRun
-from ..feedback.store import AnnotationStore, canonical_json
+from ..feedback.store import AnnotationStore
 from .base import Completion, Judge, Request, provider_error
 from .replies import _completion, _usage
 from .openai_judge import ConfigurationError
@@ -96,10 +97,12 @@ class BatchRun:
     """One ``annotate(mode="batch")`` call: drives this judge's open jobs and creates new ones."""
 
     def __init__(self, judge: Judge, todo: dict[str, Request], store: AnnotationStore, recorder,
-                 template_version: str, client=None, poll_s: float = 30.0,
+                 template_version: str, client=None, poll_s: float | None = None,
                  max_wait_s: float | None = None, max_rounds: int = 3, max_per_batch: int = 50_000):
         self.judge, self.todo, self.store, self.rec = judge, todo, store, recorder
         self.tv, self.client = template_version, client or _client(judge)
+        if poll_s is not None and poll_s <= 0:
+            raise ValueError(f"poll_s must be > 0 seconds, got {poll_s}")
         self.poll_s, self.max_wait_s = poll_s, max_wait_s
         self.max_rounds, self.max_per_batch = max_rounds, max_per_batch
         self.stats = dict(batches_created=0, batches_resumed=0, batch_resubmitted=0,
@@ -151,12 +154,17 @@ class BatchRun:
                              "VALUES (?, ?, ?, ?, 'intent', ?, ?, ?, ?, ?)",
                              (local_id, self.judge.name, self.tv, ENDPOINT, len(chunk), round_, now,
                               now, self.run_.run_id))
-                rows = []
+                rows, shared = [], {}
                 for key in chunk:
                     r = self.todo[key]
                     body = {"model": self.judge.model, "messages": r.messages, **self.judge.params,
                             **(r.params or {})}
-                    rows.append((local_id, key, canonical_json(body), canonical_json(r.meta or {})))
+                    # compressed like an annotation's prompt, long texts kept once (sflib.feedback.store_codec)
+                    blob, meta, texts = self.store.pack(body, r.meta or {})
+                    shared.update(dict.fromkeys(texts))
+                    rows.append((local_id, key, blob, meta))
+                for sql, args in shared:
+                    conn.execute(sql, tuple(args))
                 conn.executemany("INSERT INTO batch_requests (local_id, key, body, meta, state) "
                                  "VALUES (?, ?, ?, ?, 'pending')", rows)
                 self.stats["batches_created"] += 1
@@ -193,10 +201,11 @@ class BatchRun:
             found = next((f for f in self.client.files.list(purpose="batch", order="desc")
                           if f.filename == name), None)  # iterating fetches every page
         if found is None:
-            rows = self.store.execute("SELECT key, body FROM batch_requests WHERE local_id = ? "
+            rows = self.store.execute("SELECT key, body, meta FROM batch_requests WHERE local_id = ? "
                                       "ORDER BY key", (job["local_id"],))
+            bodies = self.store.unpack([(b, m) for _, b, m in rows])
             data = "".join(json.dumps({"custom_id": k, "method": "POST", "url": ENDPOINT,
-                                       "body": json.loads(b)}) + "\n" for k, b in rows)
+                                       "body": json.loads(b)}) + "\n" for (k, _, _), (b, _) in zip(rows, bodies))
             self.step = "files.create (uploading the requests)"
             found = self.client.files.create(file=(name, data.encode("utf-8")), purpose="batch")
             _hook("uploaded", local_id=job["local_id"], file_id=found.id)
@@ -254,7 +263,8 @@ class BatchRun:
         local_id = job["local_id"]
         rows = self.store.execute("SELECT key, body, meta, state FROM batch_requests WHERE local_id = ?",
                                   (local_id,))
-        lines = {k: (json.loads(b), json.loads(m)) for k, b, m, _ in rows}
+        unpacked = self.store.unpack([(b, m) for _, b, m, _ in rows])
+        lines = {k: (json.loads(b), json.loads(m)) for (k, _, _, _), (b, m) in zip(rows, unpacked)}
         seen: set[str] = set()
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
@@ -288,7 +298,11 @@ class BatchRun:
                         else "missing_ids", f"{len(unanswered)} requests: {why}")
             for key in unanswered:
                 self._resubmit(local_id, key, why)
+        # a collected line's request lives on in its annotation: drop the copy (~1 KB a line at 125,000)
+        self.store.execute("UPDATE batch_requests SET body = '', meta = '{}' WHERE local_id = ? AND state = 'done'",
+                           (local_id,))
         self._set(local_id, state="collected")
+        self.store.reclaim()
 
     def _result(self, local_id: str, key: str, stored: tuple[dict, dict], line: dict,
                 round_: int) -> None:
@@ -395,7 +409,10 @@ class BatchRun:
 
     def _drive(self, deadline: float | None) -> bool:
         """Advance every open job until all are collected; False when the deadline passed. Jobs
-        another live run is uploading/creating are only watched (their state is re-read)."""
+        another live run is uploading/creating are only watched (their state is re-read). Between
+        polls it waits ``poll_s``, or by default :data:`POLL_FIRST_S` doubling up to :data:`POLL_MAX_S`
+        (a small job is collected within seconds, a long one is not polled every second)."""
+        waits = poll_waits(self.poll_s)
         while True:
             jobs = self._open_jobs()
             if not jobs:
@@ -413,13 +430,32 @@ class BatchRun:
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            time.sleep(self.poll_s)
+            wait = next(waits)
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            time.sleep(wait)
+
+
+POLL_FIRST_S = 1.0
+POLL_MAX_S = 30.0
+
+
+def poll_waits(poll_s: float | None = None):
+    """Seconds to wait before each next poll: ``poll_s`` every time, or by default 1, 2, 4, ... up to 30."""
+    wait = POLL_FIRST_S
+    while True:
+        if poll_s is not None:
+            yield float(poll_s)
+        else:
+            yield wait
+            wait = min(POLL_MAX_S, wait * 2)
 
 
 def run_batch(judge: Judge, todo: dict[str, Request], *, store: AnnotationStore, recorder,
               template_version: str, progress: bool = True, desc: str = "", **options: Any) -> dict:
     """Ask ``todo`` (key -> request) through the Batch API; results go through ``recorder``
-    (:class:`sflib.feedback.annotate.Recorder`). Options: ``poll_s`` (30), ``max_wait_s`` (None: until
+    (:class:`sflib.feedback.annotate.Recorder`). Options: ``poll_s`` (None: 1 s at first, doubling up to
+    30 s; a number: that many seconds every time; the CLI's ``--poll``), ``max_wait_s`` (None: until
     done), ``max_rounds`` (3 resubmissions), ``max_per_batch`` (50,000), ``client``."""
     return BatchRun(judge, todo, store, recorder, template_version, **options).run(progress, desc)
 

@@ -325,6 +325,44 @@ def add_judge_options(parser, *, sampling: bool = False) -> None:
         g.add_argument("--top-p", dest="top_p", type=float, help="nucleus sampling mass")
 
 
+def limits_line(name: str, overrides: dict | None = None) -> str:
+    """The request limits a judge will run under and where each comes from, e.g.
+    ``rpm 500 from judges/x.yaml, tpm none, concurrency 16 (default)``; '' for a judge without HTTP
+    requests (recorded, local, human)."""
+    try:
+        cfg = resolve("judge", name)
+    except Exception:  # noqa: BLE001 - e.g. a human judge: nothing to announce
+        return ""
+    if cfg.get("provider") != "openai":
+        return ""
+    import yaml
+
+    written: dict = {}
+    if cfg.get("source") not in (None, "shorthand"):
+        try:
+            written = yaml.safe_load(Path(cfg["source"]).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            written = {}
+    parts = []
+    for key in ("rpm", "tpm", "concurrency"):
+        if (overrides or {}).get(key) is not None:
+            parts.append(f"{key} {overrides[key]:g} from --{key}")
+        elif cfg.get(key) is None:
+            parts.append(f"{key} none" + (" (paced by the server's 429s)" if key == "rpm" else ""))
+        elif key in written:
+            parts.append(f"{key} {cfg[key]:g} from {_short_path(cfg['source'])}")
+        else:
+            parts.append(f"{key} {cfg[key]:g} (default)")
+    return ", ".join(parts)
+
+
+def _short_path(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def judge_overrides(args) -> dict:
     """The options of :func:`add_judge_options` that were given, as overrides for ``get_judge``."""
     return {k: getattr(args, k) for k in OVERRIDE_KEYS if getattr(args, k, None) is not None}

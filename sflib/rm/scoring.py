@@ -34,6 +34,9 @@ def score(rm: RewardModel | os.PathLike | str, instructions: Sequence[str], resp
     """
     from tqdm.auto import tqdm
 
+    from ..core.threads import set_torch_threads
+
+    set_torch_threads()  # the cores this process really has (affinity, OMP_NUM_THREADS)
     if not isinstance(rm, RewardModel):
         rm = RewardModel.load(rm)
     if batch_size < 1:

@@ -30,6 +30,7 @@ import torch
 
 from .. import __version__
 from ..core.prompts import PROMPT_FORMAT
+from ..core.threads import set_torch_threads
 from .encoding import PairsDataset, RatingsDataset, RewardCollator, TokenBatches, encode
 from .folder import (TRUNCATION, RewardModel, RewardModelError, _quiet_transformers, auto_precision, load_backbone,
                      load_tokenizer)
@@ -121,6 +122,7 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
     config = TrainConfig(**{**asdict(config), **overrides})
     _check_config(kind, config)
     output_dir = Path(output_dir)
+    threads = set_torch_threads()  # the cores this process really has (affinity, OMP_NUM_THREADS, processes per node)
 
     # 1. data (cheap checks first)
     train_df, counts = prepare(kind, train, config.ties)
@@ -229,6 +231,7 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
         "tokens_per_batch": budget, "train_tokens_per_epoch": train_ds.tokens, "train_batches_per_epoch": len(train_ds),
         "counts": counts, "config": asdict(config), "precision": precision,
         "train_seconds": round(seconds, 1), "sflib_version": __version__,
+        "processes": trainer.accelerator.num_processes, "torch_threads_per_process": threads,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     rm = RewardModel(unwrapped, tokenizer, meta)

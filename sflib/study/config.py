@@ -105,6 +105,14 @@ class Evaluation(_Model):
                                 description="best-of-n outputs to evaluate, by reward model")
 
 
+class HubSource(_Model):
+    """Stages read from the paper's released feedback on the Hugging Face Hub (:mod:`sflib.io.hub`)."""
+    repo: str = "hbXNov/sparse_feedback"
+    revision: str = Field("main", description="a commit hash pins the files; the manifest records the one read")
+    stages: list[Literal["responses", "ratings", "rankings"]] = Field(
+        default_factory=lambda: ["responses", "ratings", "rankings"], min_length=1)
+
+
 class StudyConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -112,6 +120,8 @@ class StudyConfig(_Model):
     budget_usd: Optional[float] = Field(None, ge=0, description="stop before planned + spent would exceed it")
     seeded_from_data: list[Literal[SEEDABLE]] = Field(  # type: ignore[valid-type]
         default_factory=list, description="stages copied from the paper's released data in data/canonical")
+    seeded_from_hub: Optional[HubSource] = Field(
+        None, description="seeded_from_data stages read from the Hub instead of data/canonical")
     instructions: Instructions = Field(default_factory=Instructions)
     policy: Policy = Field(default_factory=Policy)
     feedback: Feedback = Field(default_factory=Feedback)

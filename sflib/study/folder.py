@@ -234,6 +234,9 @@ class Study:
         full = self.config.model_dump(mode="json")
         payload = {s: full[s] for s in stage_sections(stage)}
         payload["seeded_from_data"] = seeded
+        hub = full.get("seeded_from_hub")
+        if hub and any(st in hub["stages"] for st in seeded):  # another Hub revision: another output
+            payload["seeded_from_hub"] = hub
         return _sha(canonical_json(payload).encode("utf-8"))
 
     def data_files(self, stage: str) -> dict[str, str | None]:

@@ -25,22 +25,24 @@ Estimates, stated plainly:
 """
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 
-import numpy as np
 import pandas as pd
 
 from ..core.prompts import alpaca_prompt
-from ..feedback.ratings import render_messages, task_block, template_version
-from .config import STAGES, _resolve
+from ..feedback.ratings import template_version
+from .config import _resolve
 from .folder import STAGE_INFO
 from .inputs import available_instructions, evaluation_instructions, stable_sample
+# the prompt character counts and the status half live in their own modules; their names stay importable here
+from .prompt_chars import _Chars, _chars, _msg_chars, ranking_chars, rating_chars  # noqa: F401
+from .status import (FREE, STATUS_COLUMNS, _recorded_cost, _unrecorded_cost, judge_name, spent,  # noqa: F401
+                     status)
 
 JUDGE_REPLY_TOKENS = 64
 CHARS_PER_TOKEN = 4
-FREE = {"local": "local model: nothing to pay", "recorded": "recorded answers: nothing to pay",
-        "human": "human annotators: no API cost"}
 PLAN_COLUMNS = ["stage", "notebook", "kind", "name", "mode", "calls", "stored", "input_tokens", "output_tokens",
                 "usd", "usd_to_pay", "note"]
 
@@ -49,31 +51,12 @@ def _tokens(chars: float) -> int:
     return int(math.ceil(chars / CHARS_PER_TOKEN))
 
 
-def _msg_chars(messages: list[dict]) -> int:
-    return sum(len(m["content"]) for m in messages)
-
-
-def rating_chars(template: str, instruction: str, input: str, response: str) -> int:
-    return _msg_chars(render_messages(template, task=task_block(instruction, input), response=response))
-
-
-def ranking_chars(template: str, instruction: str, input: str, first: str, second: str) -> int:
-    return _msg_chars(render_messages(template, task=task_block(instruction, input), output_a=first, output_b=second))
-
-
-def judge_name(settings: dict, name: str) -> str:
-    """The name a judge is stored under in the annotation store (``provider:model``)."""
-    if settings.get("provider") and settings.get("model") and settings["provider"] != "recorded":
-        return f"{settings['provider']}:{settings['model']}"
-    return name
-
-
-
 def _n_per_request(policy: str) -> bool:
     """Whether a policy's samples of one instruction go in one request with ``n`` (a server policy
     whose file does not say ``n_per_request: false``; a server that ignores ``n`` costs more)."""
     settings = _resolve("policy", policy)
     return settings.get("provider") == "openai" and bool(settings.get("n_per_request", True))
+
 
 class _Planner:
     def __init__(self, study):
@@ -90,8 +73,8 @@ class _Planner:
         notes = [note] if note else []
         if self.study.state(stage) in ("done", "seeded"):
             stored = calls
-        else:  # answers looked up by their exact keys (the feedback stages), else none counted
-            stored = min(calls, int(stored or 0))
+        else:  # answers looked up by their exact keys (the feedback stages; only now: it costs), else none
+            stored = min(calls, int((stored() if callable(stored) else stored) or 0))
         if provider in FREE:
             usd = 0.0
             notes.append(FREE[provider])
@@ -113,10 +96,21 @@ class _Planner:
                               input_tokens=0, output_tokens=0, usd=0.0, usd_to_pay=0.0, note=note))
 
     def seeded(self, stage) -> bool:
-        if stage in self.cfg.seeded_from_data:
+        if stage not in self.cfg.seeded_from_data:
+            return False
+        hub = self.cfg.seeded_from_hub
+        if hub is not None and stage in hub.stages:
+            from ..io import hub as hf
+
+            files = hf.STAGE_FILES[stage]
+            todo = [f for f in files if f in hf.SIZES_MB and not hf.cached(f, hub.repo, hub.revision)]
+            got = (f"to download: ~{sum(hf.SIZES_MB[f] for f in todo):.0f} MB into {hf.cache_dir()}" if todo
+                   else f"in the Hub cache {hf.cache_dir()}")
+            self.empty(stage, f"recorded feedback, nothing to pay: {', '.join(files)} from the Hub dataset "
+                              f"{hub.repo}@{hub.revision} ({got})")
+        else:
             self.empty(stage, "seeded from data/canonical (the paper's released data)")
-            return True
-        return False
+        return True
 
     def judge_reply(self, name) -> int:
         max_tokens = _resolve("judge", name).get("max_tokens")
@@ -124,14 +118,27 @@ class _Planner:
 
     # ----------------------------------------------------------------------- feedback
     def feedback_items(self):
-        """(per-instruction texts, scale, note): the instructions and their responses (or placeholders)."""
+        """(sizes, scale, note): calls and prompt characters of the responses, ratings and rankings stages
+        (:meth:`sizes`), from the written responses or from the instructions with placeholder responses.
+        With the responses written, the sizes are kept in ``<study folder>/.plan_sizes.json`` under the
+        hash of the responses' manifest and the templates: a later plan does not read 25,000 responses
+        again (``study plan`` stays within seconds at the paper's scale)."""
         cfg = self.cfg
         placeholder = "x" * (cfg.policy.max_new_tokens * CHARS_PER_TOKEN)
         if self.study.state("responses") in ("done", "seeded"):
-            resp = self.study.read("responses")
-            groups = [(g["instruction"].iloc[0], g["input"].iloc[0], list(g["response"]))
-                      for _, g in resp.drop_duplicates("response_id").groupby("instruction_id", sort=False)]
-            return groups, 1.0, "responses as written by stage responses"
+            note = "responses as written by stage responses"
+            key = self._sizes_key()
+            cached = self._cached_sizes(key)
+            if cached is not None:
+                return cached, 1.0, note
+            resp = self.study.read("responses").drop_duplicates("response_id")
+            iids, ins, inp, texts = (resp[c].tolist() for c in ("instruction_id", "instruction", "input", "response"))
+            by: dict = {}
+            for iid, i, x, t in zip(iids, ins, inp, texts):
+                by.setdefault(iid, (i, x, []))[2].append(t)
+            sizes = self.sizes(list(by.values()))
+            self._store_sizes(key, sizes)
+            return sizes, 1.0, note
         df = available_instructions(self.study)
         sample, note = cfg.instructions.sample, ""
         df = stable_sample(df, sample, cfg.seed)
@@ -140,46 +147,77 @@ class _Planner:
             scale = sample / max(len(df), 1)
             note = f"the instruction files hold {len(df)}; counted {sample} at their mean length"
         groups = [(i, x, [placeholder] * cfg.policy.k) for i, x in zip(df["instruction"], df["input"])]
-        return groups, scale, note
+        return self.sizes(groups), scale, note
 
-    def responses(self, groups, scale, note):
+    def sizes(self, groups) -> dict:
+        """Instructions, Alpaca-prompt characters, and (calls, prompt characters) of ratings and rankings."""
+        fb = self.cfg.feedback
+        orders = 2 if fb.both_orders else 1
+        r_calls, r_chars, k_calls, k_chars = 0, 0, 0, 0
+        for i, x, rs in groups:
+            r_calls += len(rs)
+            r_chars += sum(rating_chars(fb.rating_template, i, x, t) for t in rs)
+            for a in range(len(rs)):
+                for b in range(a + 1, len(rs)):
+                    k_calls += orders
+                    k_chars += ranking_chars(fb.ranking_template, i, x, rs[a], rs[b])
+                    if orders == 2:
+                        k_chars += ranking_chars(fb.ranking_template, i, x, rs[b], rs[a])
+        return {"instructions": len(groups), "alpaca_chars": sum(len(alpaca_prompt(i, x)) for i, x, _ in groups),
+                "ratings": [r_calls, r_chars], "rankings": [k_calls, k_chars]}
+
+    def _sizes_key(self) -> str:
+        fb = self.cfg.feedback
+        return json.dumps([self.study.manifest_hash("responses"), template_version(fb.rating_template),
+                           template_version(fb.ranking_template), fb.both_orders, CHARS_PER_TOKEN])
+
+    def _sizes_path(self):
+        return self.study.folder / ".plan_sizes.json"
+
+    def _cached_sizes(self, key: str) -> dict | None:
+        try:
+            saved = json.loads(self._sizes_path().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return saved.get("sizes") if isinstance(saved, dict) and saved.get("key") == key else None
+
+    def _store_sizes(self, key: str, sizes: dict) -> None:
+        from ..core.data import atomic_write_text
+
+        try:
+            atomic_write_text(self._sizes_path(), json.dumps({"key": key, "sizes": sizes}))
+        except OSError:  # a read-only study folder: the plan is only slower next time
+            pass
+
+    def responses(self, sizes, scale, note):
         if self.seeded("responses"):
             return
         p = self.cfg.policy
-        n = len(groups) * scale
+        n = sizes["instructions"] * scale
         per = 1 if p.k > 1 and _n_per_request(p.name) else p.k  # requests (and prompts paid) per instruction
-        chars = sum(len(alpaca_prompt(i, x)) for i, x, _ in groups) * per * scale
+        chars = sizes["alpaca_chars"] * per * scale
         if per == 1 and p.k > 1:
             note = "; ".join(filter(None, [note, f"k={p.k} samples in one request with n (prompt paid once)"]))
         self.row("responses", "policy", p.name, round(n * per), chars, round(n * p.k) * p.max_new_tokens, note=note)
 
-    def ratings(self, groups, scale, note):
+    def ratings(self, sizes, scale, note):
         if self.seeded("ratings"):
             return
         fb = self.cfg.feedback
-        calls = sum(len(r) for _, _, r in groups) * scale
-        chars = sum(rating_chars(fb.rating_template, i, x, t) for i, x, rs in groups for t in rs) * scale
+        calls, chars = (v * scale for v in sizes["ratings"])
         for judge in [fb.judge, *fb.extra_judges]:
             self.row("ratings", "judge", judge, round(calls), chars, round(calls) * self.judge_reply(judge),
-                     fb.rating_template, note, mode=fb.mode, stored=self.stored_feedback("ratings", judge))
+                     fb.rating_template, note, mode=fb.mode,
+                     stored=lambda judge=judge: self.stored_feedback("ratings", judge))
 
-    def rankings(self, groups, scale, note):
+    def rankings(self, sizes, scale, note):
         if self.seeded("rankings"):
             return
         fb = self.cfg.feedback
-        orders = 2 if fb.both_orders else 1
-        calls, chars = 0, 0
-        for i, x, rs in groups:
-            for a in range(len(rs)):
-                for b in range(a + 1, len(rs)):
-                    calls += orders
-                    chars += ranking_chars(fb.ranking_template, i, x, rs[a], rs[b])
-                    if orders == 2:
-                        chars += ranking_chars(fb.ranking_template, i, x, rs[b], rs[a])
-        calls, chars = round(calls * scale), chars * scale
+        calls, chars = round(sizes["rankings"][0] * scale), sizes["rankings"][1] * scale
         # only the feedback judge ranks: extra_judges rate (notebook 02's per-judge comparison)
         self.row("rankings", "judge", fb.judge, calls, chars, calls * self.judge_reply(fb.judge),
-                 fb.ranking_template, note, mode=fb.mode, stored=self.stored_feedback("rankings", fb.judge))
+                 fb.ranking_template, note, mode=fb.mode, stored=lambda: self.stored_feedback("rankings", fb.judge))
 
     def stored_feedback(self, stage: str, judge: str) -> int:
         """How many of the stage's requests to ``judge`` have an answer in the store, by their exact cache
@@ -210,11 +248,13 @@ class _Planner:
         con = sqlite3.connect(f"file:{self.study.store_path}?mode=ro", uri=True)
         try:
             found: set[str] = set()
+            # by primary key only, the status checked here: a WHERE on status lets SQLite answer through
+            # the status index, scanning every stored row per chunk (quadratic: 57 s at 125k answers)
             for start in range(0, len(keys), 500):
                 chunk = keys[start:start + 500]
-                found |= {k for (k,) in con.execute(
-                    f"SELECT key FROM annotations WHERE status IN ('ok','invalid') AND key IN ({','.join('?' * len(chunk))})",
-                    chunk)}
+                found |= {k for k, st in con.execute(
+                    f"SELECT key, status FROM annotations WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+                          if st in ("ok", "invalid")}
         except sqlite3.Error:
             return 0
         finally:
@@ -280,10 +320,10 @@ class _Planner:
 def plan(study, total: bool = True) -> pd.DataFrame:
     """One row per stage and judge/policy: calls, stored, tokens, dollars (see the module notes)."""
     p = _Planner(study)
-    groups, scale, note = p.feedback_items()
-    p.responses(groups, scale, note)
-    p.ratings(groups, scale, note)
-    p.rankings(groups, scale, note)
+    sizes, scale, note = p.feedback_items()
+    p.responses(sizes, scale, note)
+    p.ratings(sizes, scale, note)
+    p.rankings(sizes, scale, note)
     p.empty("consistency", "local computation")
     p.empty("reward_models", f"local training ({study.config.reward_models.backbone})")
     ev = evaluation_instructions(study)
@@ -315,89 +355,3 @@ def stage_cost(plan_df: pd.DataFrame, stage: str) -> float:
     return float(rows["usd_to_pay"].sum(min_count=1)) if len(rows) else 0.0
 
 
-# ----------------------------------------------------------------------------- status
-
-def spent(study) -> float:
-    """Dollars the annotation store records for the study's judges (tokens x price; unknown prices count 0)."""
-    path = study.store_path
-    if not path.exists():
-        return 0.0
-    cfg = study.config
-    names = {cfg.feedback.judge, cfg.evaluation.judge, *cfg.feedback.extra_judges}
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:  # answers that came through a Batch API job are priced at the batch prices
-        has_batches = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'batch_requests'").fetchone()
-        batched = ("a.key IN (SELECT key FROM batch_requests WHERE state = 'done')" if has_batches else "0")
-        rows = {(j, bool(b)): (p, c) for j, b, p, c in con.execute(
-            f"SELECT a.judge, {batched} AS batched, SUM(a.prompt_tokens), SUM(a.completion_tokens) "
-            "FROM annotations a GROUP BY a.judge, batched")}
-    except sqlite3.Error:
-        rows = {}
-    finally:
-        con.close()
-    stored_as = {}  # two names of one model (a judge file and openai:<model>) share its rows: count them once
-    for name in sorted(names):
-        s = _resolve("judge", name)
-        stored_as.setdefault(judge_name(s, name), s)
-    total = 0.0
-    for stored_name, s in stored_as.items():
-        for batched, prefix in ((False, "price_"), (True, "price_batch_")):
-            tokens = rows.get((stored_name, batched))
-            pin, pout = s.get(f"{prefix}input_per_mtok"), s.get(f"{prefix}output_per_mtok")
-            if tokens and pin is not None and pout is not None:
-                total += ((tokens[0] or 0) * pin + (tokens[1] or 0) * pout) / 1e6
-    return total
-
-
-def _recorded_cost(study, stage: str, state: str, manifest: dict) -> float:
-    """The stage's ``cost_usd`` from its manifest; a judge with no price that costs nothing (a human,
-    recorded answers, a local model) records none: $0.00, not unknown."""
-    cost = (manifest.get("counts") or {}).get("cost_usd", "absent")
-    if cost == "absent":
-        return _unrecorded_cost(study, stage, state)
-    if cost is None and str(manifest.get("judge") or "").partition(":")[0] in FREE:
-        return 0.0
-    return np.nan if cost is None else cost
-
-
-def _unrecorded_cost(study, stage: str, state: str) -> float:
-    """Dollars of a stage whose manifest records none: 0 for local computations, for a stage not
-    written, and for a policy that costs nothing (local, or priced 0); else unknown (NaN)."""
-    if state not in ("done", "stale") or stage in ("consistency", "reward_models"):
-        return 0.0
-    if stage in ("responses", "best_of_n"):
-        name = (study.config.best_of_n.policy if stage == "best_of_n" else None) or study.config.policy.name
-        try:
-            s = _resolve("policy", name)
-        except Exception:  # noqa: BLE001 - a policy file gone since: the cost is simply unknown
-            return np.nan
-        if s.get("provider") in FREE or (s.get("price_input_per_mtok") == 0 and s.get("price_output_per_mtok") == 0):
-            return 0.0
-    return np.nan
-
-
-STATUS_COLUMNS = ["stage", "notebook", "state", "n", "valid", "invalid", "failed", "spent_usd", "written", "folder",
-                  "detail"]
-
-
-def status(study) -> pd.DataFrame:
-    """Per stage: state (done / seeded / missing / stale), counts from the manifest, dollars, the folder."""
-    rows = []
-    for stage in STAGES:
-        m = study.manifest(stage) or {}
-        counts = m.get("counts") or {}
-        state = study.state(stage)
-        detail = "; ".join(study.stale_reasons(stage)) if state == "stale" else (m.get("notes") or "")
-        if state == "missing" and stage in study.config.seeded_from_data:
-            detail = "seeded from data/canonical on the first read or run"
-        if counts.get("reasons"):
-            detail = (detail + "; " if detail else "") + f"reasons: {counts['reasons']}"
-        rows.append(dict(stage=stage, notebook=STAGE_INFO[stage][0], state=state,
-                         n=counts.get("n", np.nan), valid=counts.get("valid", np.nan),
-                         invalid=counts.get("invalid", np.nan), failed=counts.get("failed", np.nan),
-                         spent_usd=_recorded_cost(study, stage, state, m), written=m.get("time", ""),
-                         folder=str(study.stage_dir(stage)), detail=detail))
-    rows.append(dict(stage="total", notebook="", state="", n=np.nan, valid=np.nan, invalid=np.nan, failed=np.nan,
-                     spent_usd=spent(study), written="", folder=str(study.folder),
-                     detail=f"spent: the annotation store {study.store_path} for this study's judges"))
-    return pd.DataFrame(rows, columns=STATUS_COLUMNS)

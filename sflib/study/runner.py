@@ -254,7 +254,8 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, s
             log(f"seeded {', '.join(seeded)} from data/canonical")
         from .planner import plan
 
-        plan_df = plan(study)
+        # the plan is needed only to check a budget (at 125k stored answers it takes seconds)
+        plan_df = plan(study) if study.config.budget_usd is not None else None
         result = RunResult(run_dir=_new_run_dir())
         keep = study.folder / "notebooks"
         keep.mkdir(parents=True, exist_ok=True)

@@ -62,8 +62,14 @@ def seed_stage(study, stage: str, force: bool = False) -> Path | None:
     for up in inputs:
         if study.manifest(up) is None:
             seed_stage(study, up)
-    frames = {name: canonical(src) for name, src in SEED_TABLES[stage].items()}
-    sources = [f"data/canonical/{src}.jsonl" for src in SEED_TABLES[stage].values()]
+    hub = study.config.seeded_from_hub
+    if hub is not None and stage in hub.stages:  # the paper's full released feedback (sflib.io.hub)
+        from ..io import hub as hf
+
+        frames, sources, hub_note = hf.stage_tables(stage, hub.repo, hub.revision)
+    else:
+        frames = {name: canonical(src) for name, src in SEED_TABLES[stage].items()}
+        sources, hub_note = [f"data/canonical/{src}.jsonl" for src in SEED_TABLES[stage].values()], None
     counts = {name: len(df) for name, df in frames.items()}
     counts["n"] = len(next(iter(frames.values())))
     if stage in ("ratings", "rankings", "evaluation"):  # recorded answers are all valid; lost ones are absent
@@ -79,7 +85,7 @@ def seed_stage(study, stage: str, force: bool = False) -> Path | None:
         "best_of_n": "the paper's best-of-64 Alpaca-7B outputs per reward model and the text-davinci-003 "
                      "reference; the 64 samples per instruction were not released",
         "evaluation": "the paper's recorded GPT-3.5-Turbo evaluation judgments (partial)",
-    }[stage]
+    }[stage] if hub_note is None else hub_note
     judge = PAPER_JUDGE if stage in ("ratings", "rankings", "evaluation") else None
     policy = PAPER_POLICY if stage in ("responses", "best_of_n") else None
     tables = {n: df for n, df in frames.items() if n not in _JSON_TABLES}
