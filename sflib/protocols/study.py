@@ -101,7 +101,16 @@ def run(study, *, quick: bool = False, progress: bool = True):
                "matrices": {f"{x} | {y}": m.values.tolist() for (x, y), m in f.matrices.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     f.runs, f.skipped = runs, skipped  # type: ignore[attr-defined]
+    f.tables["reward models"] = reward_model_table(runs)
     return f
+
+
+def reward_model_table(runs: dict) -> pd.DataFrame:
+    """Per protocol: what a reward model learns from it (regression on scores, Bradley–Terry on pairs, ...)
+    and how many preference pairs it gives (notebook 09's last table)."""
+    return pd.DataFrame([{"protocol": n, "unit": r.protocol.unit, "reward model": r.protocol.reward_model,
+                          "pairs for it": len(r.pairs)} for n, r in runs.items()],
+                        columns=["protocol", "unit", "reward model", "pairs for it"])
 
 
 def preference_pairs(run: ProtocolRun, responses: pd.DataFrame) -> pd.DataFrame:
