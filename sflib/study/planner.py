@@ -124,30 +124,38 @@ class _Planner:
         hash of the responses' manifest and the templates: a later plan does not read 25,000 responses
         again (``study plan`` stays within seconds at the paper's scale)."""
         cfg = self.cfg
-        placeholder = "x" * (cfg.policy.max_new_tokens * CHARS_PER_TOKEN)
         if self.study.state("responses") in ("done", "seeded"):
             note = "responses as written by stage responses"
             key = self._sizes_key()
             cached = self._cached_sizes(key)
             if cached is not None:
                 return cached, 1.0, note
+            sizes = self.sizes(self.feedback_groups())
+            self._store_sizes(key, sizes)
+            return sizes, 1.0, note
+        df = available_instructions(self.study)
+        sample, note = cfg.instructions.sample, ""
+        scale = 1.0
+        if sample is not None and sample > len(df):
+            scale = sample / max(len(df), 1)
+            note = f"the instruction files hold {len(df)}; counted {sample} at their mean length"
+        return self.sizes(self.feedback_groups()), scale, note
+
+    def feedback_groups(self) -> list[tuple]:
+        """``(instruction, input, [responses])`` per instruction: the written responses, or the sampled
+        instructions with placeholder responses of ``max_new_tokens`` (stages 02/03 and notebook 09's
+        protocols are priced on them)."""
+        cfg = self.cfg
+        if self.study.state("responses") in ("done", "seeded"):
             resp = self.study.read("responses").drop_duplicates("response_id")
             iids, ins, inp, texts = (resp[c].tolist() for c in ("instruction_id", "instruction", "input", "response"))
             by: dict = {}
             for iid, i, x, t in zip(iids, ins, inp, texts):
                 by.setdefault(iid, (i, x, []))[2].append(t)
-            sizes = self.sizes(list(by.values()))
-            self._store_sizes(key, sizes)
-            return sizes, 1.0, note
-        df = available_instructions(self.study)
-        sample, note = cfg.instructions.sample, ""
-        df = stable_sample(df, sample, cfg.seed)
-        scale = 1.0
-        if sample is not None and sample > len(df):
-            scale = sample / max(len(df), 1)
-            note = f"the instruction files hold {len(df)}; counted {sample} at their mean length"
-        groups = [(i, x, [placeholder] * cfg.policy.k) for i, x in zip(df["instruction"], df["input"])]
-        return self.sizes(groups), scale, note
+            return list(by.values())
+        placeholder = "x" * (cfg.policy.max_new_tokens * CHARS_PER_TOKEN)
+        df = stable_sample(available_instructions(self.study), cfg.instructions.sample, cfg.seed)
+        return [(i, x, [placeholder] * cfg.policy.k) for i, x in zip(df["instruction"], df["input"])]
 
     def sizes(self, groups) -> dict:
         """Instructions, Alpaca-prompt characters, and (calls, prompt characters) of ratings and rankings."""
@@ -329,7 +337,8 @@ def plan(study, total: bool = True) -> pd.DataFrame:
     ev = evaluation_instructions(study)
     p.best_of_n(ev)
     p.evaluation(ev)
-    p.rows += protocol_rows(study, groups, scale, note)
+    if getattr(study.config.feedback, "protocols", None):  # notebook 09's extra protocols
+        p.rows += protocol_rows(study, p.feedback_groups(), scale, note)
     df = pd.DataFrame(p.rows, columns=PLAN_COLUMNS)
     if total:
         tot = {c: df[c].sum()  # unknown prices (NaN) are left out of the dollars and named in the note
