@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark stage 5 (consistency) at the scale the original script could not handle.
+"""Benchmark stage 04 (consistency) at the scale the original script could not handle.
 
 Builds synthetic feedback in the original headerless CSV layouts — N instructions x 5 responses
 (default 10,000: 50,000 ratings, 100,000 ranked pairs; half the instructions have an empty input) —

@@ -1,4 +1,4 @@
-"""Stage 5 (consistency): the vectorised sflib.consistency against a row-by-row oracle.
+"""Stage 04 (consistency): the vectorised sflib.consistency against a row-by-row oracle.
 
 The oracle below is the original consistency script's definition written as the original wrote
 it: pandas.read_csv of the two headerless CSVs, drop duplicate rows keeping the first, a dict from

@@ -1,4 +1,4 @@
-"""Stage 8: win-rate arithmetic, intervals, paired comparison, alignment of bad inputs, the original
+"""Stage 07: win-rate arithmetic, intervals, paired comparison, alignment of bad inputs, the original
 scripts' rules on the vendored files (checked against an independent csv-module count), and the
 judge-driven evaluate() with a deterministic fake judge."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reward models (stage 6): losses, batching, truncation, LoRA save/reload, resume, bad input.
+"""Reward models (stage 05): losses, batching, truncation, LoRA save/reload, resume, bad input.
 
 Tiny random-initialised BERT / Llama models saved to a temporary folder keep these tests quick;
 one test loads the bundled SmolLM2 as a sequence classifier.

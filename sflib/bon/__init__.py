@@ -1,4 +1,4 @@
-"""Stage 7 — best-of-n: score n sampled responses per instruction with a reward model, keep the best.
+"""Stage 06 — best-of-n: score n sampled responses per instruction with a reward model, keep the best.
 
 The pieces, each usable alone (the selection and best-of-m analysis live in :mod:`sflib.bon`
 and are re-exported here):

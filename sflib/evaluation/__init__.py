@@ -1,9 +1,9 @@
-"""Stage 8 — win rate of a policy against a reference under the rating and the ranking protocol.
+"""Stage 07 — win rate of a policy against a reference under the rating and the ranking protocol.
 
 - **Rating protocol**: the same judge rates the policy's and the reference's output for each
   instruction (1–7); win = 1 if the policy's score is higher, 0.5 if equal, 0 otherwise.
 - **Ranking protocol**: one pairwise judgment with the reference as (a) and the policy as (b),
-  asked in both orders (stage 4); win = 1 for ``b``, 0.5 for ``equal``, 0 for ``a``.
+  asked in both orders (stage 03); win = 1 for ``b``, 0.5 for ``equal``, 0 for ``a``.
 
 This module is the orchestrating layer and re-exports the pieces, so ``from sflib import evaluation``
 gives every name:

@@ -1,4 +1,4 @@
-"""Stage 8, analysis of win rates: two policies compared (paired), result tables, per-dataset tables,
+"""Stage 07, analysis of win rates: two policies compared (paired), result tables, per-dataset tables,
 and output length (mean lengths, win rate by policy/reference length ratio)."""
 from __future__ import annotations
 

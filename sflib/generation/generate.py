@@ -1,4 +1,4 @@
-"""Stage 2 — sample k responses per instruction from a policy.
+"""Stage 01 — sample k responses per instruction from a policy.
 
 This module holds what both samplers share (instruction ids and per-sample seeds, prompts,
 :func:`pick_instructions`, :func:`write_responses`); the ``generate`` command is in
