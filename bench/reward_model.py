@@ -43,8 +43,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from sflib.core import data, paths  # noqa: E402
-from sflib import rm as R  # noqa: E402
+from sflib.core import data, paths
+from sflib import rm as R
 
 ORIGINAL_LENGTH, ORIGINAL_BATCH = 512, 8
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
@@ -262,7 +262,7 @@ def main(argv=None) -> dict:
         """Run one optional section; its failure is recorded under ``where[name]`` and the run goes on."""
         try:
             fn()
-        except Exception as e:  # noqa: BLE001 - a benchmark section failing must not lose the others
+        except Exception as e:  # a benchmark section failing must not lose the others
             import traceback
 
             where[name] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}

@@ -23,6 +23,7 @@ from sflib.core import stats
 
 from sflib import cli, consistency
 from sflib.core import data
+from sflib import io as sfio
 from sflib.core.data import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def oracle_from_csv(ratings_csv, rankings_csv, use_iloc: bool = True) -> dict:
 def fast_from_csv(ratings_csv, rankings_csv, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", consistency.ConsistencyWarning)
-        return consistency.report(data.read_ratings_csv(ratings_csv), data.read_rankings_csv(rankings_csv), **kw)
+        return consistency.report(sfio.read_ratings(ratings_csv), sfio.read_rankings(rankings_csv), **kw)
 
 
 def assert_same(rep: consistency.ConsistencyReport, ref: dict) -> None:
@@ -237,8 +238,8 @@ def test_bootstrap_contains_estimate_and_is_deterministic():
 
 
 def test_by_gap_and_by_source_add_up():
-    ratings = data.read_ratings_csv(SAMPLE_RATINGS)
-    rankings = data.read_rankings_csv(SAMPLE_RANKINGS)
+    ratings = sfio.read_ratings(SAMPLE_RATINGS)
+    rankings = sfio.read_rankings(SAMPLE_RANKINGS)
     rankings["source"] = np.where(np.arange(len(rankings)) % 2, "odd", "even")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", consistency.ConsistencyWarning)
@@ -252,8 +253,8 @@ def test_by_gap_and_by_source_add_up():
 
 
 def test_compare_annotators_side_by_side():
-    ratings = data.read_ratings_csv(SAMPLE_RATINGS)
-    rankings = data.read_rankings_csv(SAMPLE_RANKINGS)
+    ratings = sfio.read_ratings(SAMPLE_RATINGS)
+    rankings = sfio.read_rankings(SAMPLE_RANKINGS)
     flipped = rankings.assign(decision=rankings["decision"].map({"a": "b", "b": "a", "equal": "equal"}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", consistency.ConsistencyWarning)
@@ -333,8 +334,8 @@ def test_cli_report_json_and_errors(tmp_path, capsys):
 
 
 def test_canonical_jsonl_tables_load(tmp_path):
-    ratings = data.read_ratings_csv(SAMPLE_RATINGS)
-    rankings = data.read_rankings_csv(SAMPLE_RANKINGS)
+    ratings = sfio.read_ratings(SAMPLE_RATINGS)
+    rankings = sfio.read_rankings(SAMPLE_RANKINGS)
     data.write_table(ratings.drop(columns=["instruction_id", "response_id"]), tmp_path / "ratings.jsonl")
     data.write_table(rankings, tmp_path / "rankings.parquet")
     with warnings.catch_warnings():
@@ -345,8 +346,8 @@ def test_canonical_jsonl_tables_load(tmp_path):
 
 
 def test_examples_show_the_pairs_the_two_protocols_prefer_oppositely():
-    ratings = data.read_ratings_csv(SAMPLE_RATINGS)
-    rankings = data.read_rankings_csv(SAMPLE_RANKINGS)
+    ratings = sfio.read_ratings(SAMPLE_RATINGS)
+    rankings = sfio.read_rankings(SAMPLE_RANKINGS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", consistency.ConsistencyWarning)
         pairs = consistency.compare(ratings, rankings)
@@ -378,7 +379,7 @@ def test_rated_differently_lists_each_response_with_its_scores_in_order():
     twice = consistency.rated_differently(ratings)
     assert twice.to_dict("records") == [{"instruction": "Add.", "response": "3", "scores": "6, 5"}]
     assert consistency.rated_differently(ratings.drop(columns="response_id")).empty
-    vendored = consistency.rated_differently(data.read_ratings_csv(SAMPLE_RATINGS))
+    vendored = consistency.rated_differently(sfio.read_ratings(SAMPLE_RATINGS))
     assert sorted(vendored["scores"]) == ["5, 4", "6, 5"]  # the paper's sample: two responses rated twice
 
 

@@ -1,6 +1,5 @@
 """Canonical records, the original layouts, and clear errors for bad input (sflib.core.data, sflib.io.convert_original)."""
 import json
-import math
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import pytest
 
 from sflib.io import convert_original as convert
 from sflib.core import data as d
+from sflib import io as sfio
 from sflib.core.paths import data_dir
 
 ORIG = data_dir() / "original"
@@ -48,24 +48,24 @@ def test_dedupe_keeps_first():
 # ----------------------------------------------------------------------------- the vendored originals
 
 def test_vendored_originals_read_with_expected_counts():
-    assert len(d.read_instructions(ORIG / "instructions/natural_instructions.json")) == 1000
-    gen = d.read_generations(ORIG / "alpaca_generation/sample_generation.json")
+    assert len(sfio.read_instructions(ORIG / "instructions/natural_instructions.json")) == 1000
+    gen = sfio.read_responses(ORIG / "alpaca_generation/sample_generation.json")
     assert len(gen) == 100 and gen["instruction_id"].nunique() == 20
-    ratings = d.read_ratings_csv(ORIG / "alpaca_generation/feedback_ratings_sample_generation.csv")
+    ratings = sfio.read_ratings(ORIG / "alpaca_generation/feedback_ratings_sample_generation.csv")
     assert len(ratings) == 99 and set(ratings["score"]) <= set(range(1, 8))
-    rankings = d.read_rankings_csv(ORIG / "alpaca_generation/feedback_rankings_sample_generation.csv")
+    rankings = sfio.read_rankings(ORIG / "alpaca_generation/feedback_rankings_sample_generation.csv")
     assert len(rankings) == 118 and set(rankings["decision"]) == {"a", "b", "equal"}
     # the feedback files wrote the empty input as 'nan'; the request CSVs left it empty: same ids
     assert ratings["response_id"].isin(gen["response_id"]).all()
     assert rankings["response_id_1"].isin(gen["response_id"]).all()
-    pairs = d.read_pairs_csv(ORIG / "alpaca_generation/rankings_sample_generation.csv")
+    pairs = sfio.read_pairs(ORIG / "alpaca_generation/rankings_sample_generation.csv")
     assert len(pairs) == 200 and rankings["instruction_id"].isin(pairs["instruction_id"]).all()
     ref = d.read_model_outputs(ORIG / "inference_model_outputs/davinci003.json")
     assert len(ref) == 805 and (ref["dataset"] != "selfinstruct").sum() == 553
 
 
 def test_all_pairs_counts_k_choose_2():
-    gen = d.read_generations(ORIG / "alpaca_generation/sample_generation.json")
+    gen = sfio.read_responses(ORIG / "alpaca_generation/sample_generation.json")
     pairs = d.all_pairs(gen)
     per = gen.drop_duplicates("response_id").groupby("instruction_id").size()
     assert len(pairs) == int((per * (per - 1) // 2).sum())
@@ -95,34 +95,34 @@ def test_committed_canonical_tables_are_current(tmp_path):
 # ----------------------------------------------------------------------------- round trips
 
 def test_original_layouts_round_trip(tmp_path):
-    ratings = d.read_ratings_csv(ORIG / "alpaca_generation/feedback_ratings_sample_generation.csv")
+    ratings = sfio.read_ratings(ORIG / "alpaca_generation/feedback_ratings_sample_generation.csv")
     d.write_ratings_csv(ratings, tmp_path / "r.csv")
-    again = d.read_ratings_csv(tmp_path / "r.csv")
+    again = sfio.read_ratings(tmp_path / "r.csv")
     pd.testing.assert_frame_equal(ratings, again)
 
-    rankings = d.read_rankings_csv(ORIG / "alpaca_generation/feedback_rankings_sample_generation.csv")
+    rankings = sfio.read_rankings(ORIG / "alpaca_generation/feedback_rankings_sample_generation.csv")
     d.write_rankings_csv(rankings, tmp_path / "k.csv")
-    pd.testing.assert_frame_equal(rankings, d.read_rankings_csv(tmp_path / "k.csv"))
+    pd.testing.assert_frame_equal(rankings, sfio.read_rankings(tmp_path / "k.csv"))
     assert "(a)" in (tmp_path / "k.csv").read_text()
 
-    gen = d.read_generations(ORIG / "alpaca_generation/sample_generation.json")
+    gen = sfio.read_responses(ORIG / "alpaca_generation/sample_generation.json")
     d.write_generations(gen, tmp_path / "g.json")
     assert json.loads((tmp_path / "g.json").read_text()) == json.loads(
         (ORIG / "alpaca_generation/sample_generation.json").read_text())
 
     d.write_responses_csv(gen, tmp_path / "resp.csv")
-    assert d.read_responses_csv(tmp_path / "resp.csv")["response_id"].tolist() == gen["response_id"].tolist()
+    assert sfio.read_responses(tmp_path / "resp.csv")["response_id"].tolist() == gen["response_id"].tolist()
     pairs = d.all_pairs(gen)
     d.write_pairs_csv(pairs, tmp_path / "pairs.csv")
-    assert d.read_pairs_csv(tmp_path / "pairs.csv")["response_id_2"].tolist() == pairs["response_id_2"].tolist()
+    assert sfio.read_pairs(tmp_path / "pairs.csv")["response_id_2"].tolist() == pairs["response_id_2"].tolist()
 
     outs = d.read_model_outputs(ORIG / "inference_model_outputs/ratings_alpaca.json")
     d.write_model_outputs(outs, tmp_path / "o.json")
     pd.testing.assert_frame_equal(outs, d.read_model_outputs(tmp_path / "o.json"))
 
-    ins = d.read_instructions(ORIG / "instructions/natural_instructions.json")
+    ins = sfio.read_instructions(ORIG / "instructions/natural_instructions.json")
     d.write_instructions_json(ins, tmp_path / "i.json")
-    assert d.read_instructions(tmp_path / "i.json")["id"].tolist() == ins["id"].tolist()
+    assert sfio.read_instructions(tmp_path / "i.json")["id"].tolist() == ins["id"].tolist()
 
 
 @pytest.mark.parametrize("ext", ["jsonl", "parquet"])
@@ -137,82 +137,82 @@ def test_tables_round_trip(tmp_path, ext):
 
 def test_instructions_from_jsonl_csv_and_dedup(tmp_path):
     write(tmp_path / "i.jsonl", '{"instruction": "A", "input": ""}\n\n{"instruction": "A"}\n{"instruction": "B", "input": "x", "dataset": "koala"}\n')
-    df = d.read_instructions(tmp_path / "i.jsonl")
+    df = sfio.read_instructions(tmp_path / "i.jsonl")
     assert df["instruction"].tolist() == ["A", "B"]           # duplicate A (no input = empty input) dropped
     assert df["source"].tolist() == ["i", "koala"]
     write(tmp_path / "i.csv", "instruction,input,extra\nA,,1\nC,nan,2\n")
-    df = d.read_instructions(tmp_path / "i.csv", source="mine")
+    df = sfio.read_instructions(tmp_path / "i.csv", source="mine")
     assert df["input"].tolist() == ["", ""] and set(df["source"]) == {"mine"}
 
 
 def test_a_csv_exported_by_pandas_with_its_index_column(tmp_path):
     """``DataFrame.to_csv`` writes the row numbers as a first column with an empty name: not a field."""
     pd.DataFrame({"instruction": ["A", "B"], "context": ["", "ctx"], "category": ["open_qa", "qa"]}).to_csv(tmp_path / "p.csv")
-    df = d.read_instructions(tmp_path / "p.csv")
+    df = sfio.read_instructions(tmp_path / "p.csv")
     assert list(df.columns) == ["id", "instruction", "input", "source"]
     assert df["input"].tolist() == ["", "ctx"] and df["source"].tolist() == ["open_qa", "qa"]
     write(tmp_path / "named.csv", ",instruction\nfirst,A\nsecond,B\n")       # not row numbers: kept
-    assert "" in d.read_instructions(tmp_path / "named.csv").columns
+    assert "" in sfio.read_instructions(tmp_path / "named.csv").columns
 
 
 def test_instructions_from_a_datasets_folder(tmp_path):
     datasets = pytest.importorskip("datasets", reason="the optional `datasets` extra is not installed")
     datasets.Dataset.from_list([{"instruction": "A", "input": None}, {"instruction": "B", "input": "x"}]).save_to_disk(tmp_path / "ds")
-    assert d.read_instructions(tmp_path / "ds")["instruction"].tolist() == ["A", "B"]
+    assert sfio.read_instructions(tmp_path / "ds")["instruction"].tolist() == ["A", "B"]
 
 
 # ----------------------------------------------------------------------------- bad input: file, row, field
 
 def test_missing_file():
     with pytest.raises(d.DataError, match=r"nope\.csv: file not found"):
-        d.read_ratings_csv("nope.csv")
+        sfio.read_ratings("nope.csv")
 
 
 def test_missing_column(tmp_path):
     p = write(tmp_path / "resp.csv", "instruction,input,answer\nA,,x\n")
     with pytest.raises(d.DataError) as e:
-        d.read_responses_csv(p)
+        sfio.read_responses(p)
     assert e.value.field == "response" and str(p) in str(e.value) and "the file has: instruction, input, answer" in str(e.value)
 
 
 def test_malformed_row_too_many_fields(tmp_path):
     p = write(tmp_path / "k.csv", 'A,,x,y,(a)\nB,,x,y,(b),extra\n')
     with pytest.raises(d.DataError, match=r"k\.csv, row 2, field 'feedback': too many fields: 6, expected 5") as e:
-        d.read_rankings_csv(p)
+        sfio.read_rankings(p)
     assert (e.value.row, e.value.field) == (2, "feedback")
 
 
 def test_malformed_row_too_few_fields(tmp_path):
     p = write(tmp_path / "r.csv", 'A,,x,5\nB,,y,6\nC,,z\n')
     with pytest.raises(d.DataError) as e:
-        d.read_ratings_csv(p)
+        sfio.read_ratings(p)
     assert (e.value.row, e.value.field) == (3, "score")
 
 
 def test_non_utf8_file(tmp_path):
     p = write(tmp_path / "r.csv", "A,,caf\xe9,5\n", encoding="latin-1")
     with pytest.raises(d.DataError, match=r"r\.csv, row 1, field 'output': not valid UTF-8 \(byte 7\)"):
-        d.read_ratings_csv(p)
+        sfio.read_ratings(p)
 
 
 @pytest.mark.parametrize("score", ["0", "8", "5.5", "high", ""])
 def test_score_outside_scale(tmp_path, score):
     p = write(tmp_path / "r.csv", f'A,,x,5\nB,,y,{score}\n')
     with pytest.raises(d.DataError) as e:
-        d.read_ratings_csv(p)
+        sfio.read_ratings(p)
     assert (e.value.row, e.value.field) == (2, "score") and "1-7" in str(e.value)
 
 
 def test_scores_written_as_floats_are_accepted(tmp_path):
     p = write(tmp_path / "r.csv", 'A,,x,5.0\n')
-    assert d.read_ratings_csv(p)["score"].tolist() == [5]
+    assert sfio.read_ratings(p)["score"].tolist() == [5]
 
 
 @pytest.mark.parametrize("label", ["(c)", "tie", "", "Output (a)"])
 def test_unknown_feedback_label(tmp_path, label):
     p = write(tmp_path / "k.csv", f'A,,x,y,(a)\nB,,x,y,equal\nC,,x,y,{label}\n')
     with pytest.raises(d.DataError) as e:
-        d.read_rankings_csv(p)
+        sfio.read_rankings(p)
     assert (e.value.row, e.value.field) == (3, "feedback") and str(p) in str(e.value)
 
 
@@ -220,19 +220,19 @@ def test_header_csv_given_to_headerless_reader(tmp_path):
     """A header row is recognised (it names 'instruction'), so the header CSV must carry a score."""
     p = write(tmp_path / "r.csv", "instruction,input,response\nA,,x\n")
     with pytest.raises(d.DataError, match="missing column") as e:
-        d.read_ratings_csv(p)
+        sfio.read_ratings(p)
     assert e.value.field == "score"
     p = write(tmp_path / "r2.csv", "instruction,input,response,score\nA,,x,5\n")
-    assert d.read_ratings_csv(p)["score"].tolist() == [5]
+    assert sfio.read_ratings(p)["score"].tolist() == [5]
 
 
 def test_empty_instruction_and_empty_file(tmp_path):
     p = write(tmp_path / "r.csv", 'A,,x,5\n" ",,y,6\n')
     with pytest.raises(d.DataError) as e:
-        d.read_ratings_csv(p)
+        sfio.read_ratings(p)
     assert (e.value.row, e.value.field) == (2, "instruction")
     with pytest.raises(d.DataError, match="file is empty"):
-        d.read_ratings_csv(write(tmp_path / "e.csv", ""))
+        sfio.read_ratings(write(tmp_path / "e.csv", ""))
 
 
 @pytest.mark.parametrize("text,row,field,match", [
@@ -250,13 +250,13 @@ def test_empty_instruction_and_empty_file(tmp_path):
 ])
 def test_bad_generation_json(tmp_path, text, row, field, match):
     with pytest.raises(d.DataError, match=match) as e:
-        d.read_generations(write(tmp_path / "g.json", text))
+        sfio.read_responses(write(tmp_path / "g.json", text))
     assert (e.value.row, e.value.field) == (row, field)
 
 
 def test_bad_jsonl_line_and_model_outputs(tmp_path):
     with pytest.raises(d.DataError) as e:
-        d.read_instructions(write(tmp_path / "i.jsonl", '{"instruction": "A"}\n{oops}\n'))
+        sfio.read_instructions(write(tmp_path / "i.jsonl", '{"instruction": "A"}\n{oops}\n'))
     assert e.value.row == 2
     with pytest.raises(d.DataError) as e:
         d.read_model_outputs(write(tmp_path / "o.json", '[{"instruction": "A", "output": null}]'))
@@ -267,7 +267,7 @@ def test_bad_jsonl_line_and_model_outputs(tmp_path):
 
 def test_unsupported_extension(tmp_path):
     with pytest.raises(d.DataError, match="not a header"):
-        d.read_instructions(write(tmp_path / "i.txt", "A"))
+        sfio.read_instructions(write(tmp_path / "i.txt", "A"))
 
 
 # ----------------------------------------------------------------------------- atomic writes

@@ -1,5 +1,4 @@
 """Judges and policies as YAML files (sflib.judges.config) and the CLI's request-limit overrides."""
-import json
 
 import pandas as pd
 import pytest

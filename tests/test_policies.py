@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from sflib.core import data as d
-from sflib.generation import generate as g
+from sflib.generation import sampling_local
 from sflib.generation.policies import Policy, get_policy
 
 INSTRUCTIONS = pd.DataFrame({"instruction": ["Say hello.", "Name a colour."], "input": ["", ""]})
@@ -40,7 +40,7 @@ def test_local_policy_passes_its_settings_to_the_sampler(monkeypatch, tmp_path):
         seen.update(kwargs)
         return pd.DataFrame({"instruction_id": ["x"]})
 
-    monkeypatch.setattr(g, "generate_local", fake_generate_local)
+    monkeypatch.setattr(sampling_local, "generate_local", fake_generate_local)
     cfg = tmp_path / "p.yaml"
     cfg.write_text("provider: local\nmodel: some/folder\ntemperature: 0.7\ntop_p: 0.8\nmax_tokens: 33\n"
                    "batch_size: 4\ntemplate: alpaca\ndevice: cpu\n")

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from sflib.core import data as d
+from sflib import io as sfio
 from sflib.judges.base import Completion, Judge
 from sflib.feedback.rankings import (RANKING_RECORD_COLUMNS, combine_verdicts, make_pairs, position_bias, rank,
                             ranking_request)
@@ -157,7 +158,7 @@ def test_cli_rank_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "decisions: a=1, b=1, equal=1" in out and "orders disagree on 0.33 of 3 pairs" in out
-    back = d.read_rankings_csv(tmp_path / "rankings.csv")
+    back = sfio.read_rankings(tmp_path / "rankings.csv")
     assert back["decision"].tolist() == ["a", "equal", "b"]
 
 

@@ -172,7 +172,7 @@ def report(ratings: pd.DataFrame, rankings: pd.DataFrame, *, bootstrap: int = 10
            resample: str = "pairs", ratings_name: str = "ratings", rankings_name: str = "rankings",
            verdicts: str = "hard") -> ConsistencyReport:
     """The full consistency report of a ratings table against a rankings table (canonical frames,
-    e.g. from :func:`load_ratings` / :func:`load_rankings` or :func:`sflib.core.data.read_ratings_csv`).
+    e.g. from :func:`load_ratings` / :func:`load_rankings` or :func:`sflib.io.read_ratings`).
 
     ``bootstrap`` resamples (0 = no intervals) with a numpy generator seeded by ``seed`` — the same
     seed gives the same intervals. ``resample="pairs"`` (default) treats compared pairs as

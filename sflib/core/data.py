@@ -218,8 +218,6 @@ def parse_decisions(values: Iterable[object], path=None, field: str = "feedback"
 
 
 # ----------------------------------------------------------------------------- instructions
-# The readers below are the old names, kept for the modules and notebooks that use them: each one
-# is the reader of its kind in :mod:`sflib.io.tables` (format read from the content, not the suffix).
 
 def instructions_frame(records: list[dict], source: str = "") -> pd.DataFrame:
     """Canonical, deduplicated instructions from ``{instruction, input?, source?|dataset?}`` dicts."""
@@ -233,11 +231,6 @@ def instructions_frame(records: list[dict], source: str = "") -> pd.DataFrame:
     return df
 
 
-def read_instructions(path: os.PathLike | str, source: str | None = None, split: str | None = None) -> pd.DataFrame:
-    """Instructions (``id, instruction, input, source``): :func:`sflib.io.tables.read_instructions`."""
-    from ..io import tables
-
-    return tables.read_instructions(path, source=source, split=split)
 
 
 def write_instructions_json(df: pd.DataFrame, path: os.PathLike | str) -> Path:
@@ -260,11 +253,6 @@ def responses_frame(rows: pd.DataFrame, generator: str = "", params: str = "{}")
     return df[front + [c for c in df.columns if c not in front]].reset_index(drop=True)
 
 
-def read_generations(path: os.PathLike | str, generator: str = "") -> pd.DataFrame:
-    """Responses (e.g. the original generation JSON): :func:`sflib.io.tables.read_responses`."""
-    from ..io import tables
-
-    return tables.read_responses(path, generator=generator)
 
 
 def write_generations(df: pd.DataFrame, path: os.PathLike | str) -> Path:
@@ -277,11 +265,6 @@ def write_generations(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     return atomic_write_text(path, json.dumps(list(out.values()), ensure_ascii=False, indent=1))
 
 
-def read_responses_csv(path: os.PathLike | str, generator: str = "") -> pd.DataFrame:
-    """Responses (e.g. header CSV ``instruction,input,response``): :func:`sflib.io.tables.read_responses`."""
-    from ..io import tables
-
-    return tables.read_responses(path, generator=generator)
 
 
 def write_responses_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
@@ -291,11 +274,6 @@ def write_responses_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     return Path(path)
 
 
-def read_pairs_csv(path: os.PathLike | str) -> pd.DataFrame:
-    """Pairs (e.g. header CSV ``instruction,input,response1,response2``): :func:`sflib.io.tables.read_pairs`."""
-    from ..io import tables
-
-    return tables.read_pairs(path)
 
 
 def write_pairs_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
@@ -320,11 +298,6 @@ def all_pairs(responses: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- feedback
 
-def read_ratings_csv(path: os.PathLike | str) -> pd.DataFrame:
-    """Ratings (e.g. headerless ``instruction,input,output,score``): :func:`sflib.io.tables.read_ratings`."""
-    from ..io import tables
-
-    return tables.read_ratings(path)
 
 
 def write_ratings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
@@ -338,11 +311,6 @@ def write_ratings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     return Path(path)
 
 
-def read_rankings_csv(path: os.PathLike | str) -> pd.DataFrame:
-    """Rankings (e.g. headerless ``instruction,input,output1,output2,feedback``): :func:`sflib.io.tables.read_rankings`."""
-    from ..io import tables
-
-    return tables.read_rankings(path)
 
 
 def write_rankings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:

@@ -16,10 +16,6 @@ _EVAL_OUTPUTS = {"eval_reference_outputs": "text-davinci-003 (reference)",
                  "eval_ratings_rm_outputs": "best-of-64, ratings RM",
                  "eval_rankings_rm_outputs": "best-of-64, rankings RM"}
 
-#: moved to :func:`sflib.core.catalog.canonical_path`; this name is kept for the notebooks that use it
-canonical_path = catalog.canonical_path
-
-
 def load_canonical(name: str) -> pd.DataFrame:
     """The canonical table ``name`` (``data/canonical/<name>.jsonl``) as it is stored."""
     return sfio.read_table(catalog.canonical_path(name))

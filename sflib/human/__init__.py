@@ -21,7 +21,7 @@ from .items import annotator_queue, assign, items_hash, make_items, ranking_item
 from .lease import AnnotatorBusy, judge_name, normalise_name
 from .session import AnnotationSession, instructions
 from .sources import simulated_answers, study_material
-from . import figures, notebook  # noqa: F401  (sflib.human.figures.plot_human_vs_ai, sflib.human.notebook)
+from . import figures, notebook  # sflib.human.figures.plot_human_vs_ai, sflib.human.notebook
 
 
 def __getattr__(name):  # the widget imports ipywidgets only when used

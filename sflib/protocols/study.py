@@ -43,7 +43,7 @@ def collect(study, *, quick: bool = False, quick_instructions: int = 3, progress
         if stage is not None:
             try:
                 table = study.read(stage)
-            except Exception as e:  # noqa: BLE001 - a missing / stale stage: say so, go on
+            except Exception as e:  # a missing / stale stage: say so, go on
                 skipped[name] = f"stage {stage} not available ({e})"
                 continue
             verdicts = protocol.from_table(table)
@@ -71,7 +71,7 @@ def _price_name(j, name: str) -> str:
 
     try:
         configured = judge_name(_resolve("judge", name), name)
-    except Exception:  # noqa: BLE001 - e.g. a human judge
+    except Exception:  # e.g. a human judge
         configured = name
     for candidate in (getattr(j, "name", None), configured, name):
         if candidate and costs.price(candidate) is not None:

@@ -203,7 +203,7 @@ class _Planner:
                         for i, x, a, b in zip(pairs["instruction"], pairs["input"], pairs["response1"], pairs["response2"])]
         try:
             j = resolve_judge(judge)
-        except Exception:  # noqa: BLE001 - e.g. a human judge: no cache keys to look up
+        except Exception:  # e.g. a human judge: no cache keys to look up
             return 0
         version = template_version(fb.rating_template if stage == "ratings" else fb.ranking_template)
         keys = [request_key(j, r, version) for r in requests]
@@ -369,7 +369,7 @@ def _unrecorded_cost(study, stage: str, state: str) -> float:
         name = (study.config.best_of_n.policy if stage == "best_of_n" else None) or study.config.policy.name
         try:
             s = _resolve("policy", name)
-        except Exception:  # noqa: BLE001 - a policy file gone since: the cost is simply unknown
+        except Exception:  # a policy file gone since: the cost is simply unknown
             return np.nan
         if s.get("provider") in FREE or (s.get("price_input_per_mtok") == 0 and s.get("price_output_per_mtok") == 0):
             return 0.0
