@@ -63,7 +63,8 @@ def make_feedback(folder: Path, n_instructions: int, seed: int = 0) -> tuple[Pat
             for a in range(5):
                 for b in range(a + 1, 5):
                     # decisions loosely follow the scores so every cell of the matrix is populated
-                    p = [0.2, 0.2, 0.6] if scores[a] == scores[b] else ([0.6, 0.2, 0.2] if scores[a] > scores[b] else [0.2, 0.6, 0.2])
+                    p = ([0.2, 0.2, 0.6] if scores[a] == scores[b]
+                         else [0.6, 0.2, 0.2] if scores[a] > scores[b] else [0.2, 0.6, 0.2])
                     wk.writerow([instruction, inp, outs[a], outs[b], labels[rng.choice(3, p=p)]])
     return ratings, rankings
 

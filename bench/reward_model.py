@@ -123,7 +123,8 @@ def score_original(rm, ids):
     with torch.inference_mode():
         for s in range(0, len(ids), ORIGINAL_BATCH):
             b = R.pad_batch(ids[s:s + ORIGINAL_BATCH], rm.tokenizer.pad_token_id, length=ORIGINAL_LENGTH)
-            out[s:s + ORIGINAL_BATCH] = R.padded_rewards(rm.model, {k: v.to(rm.device) for k, v in b.items()}).float().cpu().numpy()
+            on_device = {k: v.to(rm.device) for k, v in b.items()}
+            out[s:s + ORIGINAL_BATCH] = R.padded_rewards(rm.model, on_device).float().cpu().numpy()
     return out
 
 
@@ -219,7 +220,8 @@ def main(argv=None) -> dict:
     p.add_argument("--attention", default="auto", help="sflib's attention: auto, sdpa, flex_attention, flash_attention_2")
     p.add_argument("--compile", action="store_true", help="torch.compile sflib's model")
     p.add_argument("--big-batch-tokens", type=int, default=None,
-                   help="also train sflib with this many tokens per step (default: GPU 16384, CPU none (--tiny: 4x the batch); 0: skip)")
+                   help="also train sflib with this many tokens per step "
+                        "(default: GPU 16384, CPU none (--tiny: 4x the batch); 0: skip)")
     p.add_argument("--skip-trl", action="store_true")
     p.add_argument("--skip-lora", action="store_true")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: .gpu_assets/smollm2, else the bundled SmolLM2)")
@@ -316,7 +318,8 @@ def main(argv=None) -> dict:
     if not args.skip_trl:
         guarded("trl", trl_section, training)
 
-    big = args.big_batch_tokens if args.big_batch_tokens is not None else (16384 if args.on_gpu else 4 * budget if args.tiny else 0)
+    big = (args.big_batch_tokens if args.big_batch_tokens is not None
+           else 16384 if args.on_gpu else 4 * budget if args.tiny else 0)
 
     def big_section():  # the same epoch with a larger token budget: what packing reaches when the batch is free
         _, secs, loss, meta = bench_ours("rankings", pair_frame, model_dir, work / "ours_big", args, big)

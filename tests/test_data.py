@@ -136,7 +136,8 @@ def test_tables_round_trip(tmp_path, ext):
 
 
 def test_instructions_from_jsonl_csv_and_dedup(tmp_path):
-    write(tmp_path / "i.jsonl", '{"instruction": "A", "input": ""}\n\n{"instruction": "A"}\n{"instruction": "B", "input": "x", "dataset": "koala"}\n')
+    write(tmp_path / "i.jsonl", '{"instruction": "A", "input": ""}\n\n{"instruction": "A"}\n'
+                                '{"instruction": "B", "input": "x", "dataset": "koala"}\n')
     df = sfio.read_instructions(tmp_path / "i.jsonl")
     assert df["instruction"].tolist() == ["A", "B"]           # duplicate A (no input = empty input) dropped
     assert df["source"].tolist() == ["i", "koala"]
@@ -157,7 +158,8 @@ def test_a_csv_exported_by_pandas_with_its_index_column(tmp_path):
 
 def test_instructions_from_a_datasets_folder(tmp_path):
     datasets = pytest.importorskip("datasets", reason="the optional `datasets` extra is not installed")
-    datasets.Dataset.from_list([{"instruction": "A", "input": None}, {"instruction": "B", "input": "x"}]).save_to_disk(tmp_path / "ds")
+    ds = datasets.Dataset.from_list([{"instruction": "A", "input": None}, {"instruction": "B", "input": "x"}])
+    ds.save_to_disk(tmp_path / "ds")
     assert sfio.read_instructions(tmp_path / "ds")["instruction"].tolist() == ["A", "B"]
 
 
@@ -309,8 +311,9 @@ def test_written_files_are_readable_by_others(tmp_path):
 
 def test_cli_convert_and_error_message(tmp_path):
     out = tmp_path / "r.parquet"
-    res = subprocess.run([sys.executable, "-m", "sflib", "convert", str(ORIG / "alpaca_generation/feedback_ratings_sample_generation.csv"),
-                          str(out), "--from", "ratings"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "sflib", "convert",
+                          str(ORIG / "alpaca_generation/feedback_ratings_sample_generation.csv"), str(out),
+                          "--from", "ratings"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert len(d.read_table(out)) == 99
     bad = write(tmp_path / "bad.csv", "A,,x,9\n")

@@ -62,7 +62,8 @@ def test_same_records_in_every_format_give_the_same_table(tmp_path):
     df.to_parquet(tmp_path / "d.parquet")
     datasets.Dataset.from_pandas(df).save_to_disk(str(tmp_path / "e"))
     write(tmp_path / "f.txt", "Say hi.,,hi,5\nAdd.,2 2,4,7\n")  # the original headerless layout
-    tables = [sfio.read_ratings(tmp_path / n)[d.RATING_COLUMNS] for n in ("a.json", "b.jsonl", "c.csv", "d.parquet", "e", "f.txt")]
+    names = ("a.json", "b.jsonl", "c.csv", "d.parquet", "e", "f.txt")
+    tables = [sfio.read_ratings(tmp_path / n)[d.RATING_COLUMNS] for n in names]
     for t in tables[1:]:
         pd.testing.assert_frame_equal(t, tables[0])
     assert tables[0]["score"].tolist() == [5, 7]

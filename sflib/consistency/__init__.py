@@ -34,7 +34,8 @@ with a note where they are missing.
 
 The pieces: :mod:`sflib.consistency.compare` (loading, the vectorised comparison),
 :mod:`sflib.consistency.report` (the report, breakdowns, annotators side by side, example pairs),
-:mod:`sflib.core.stats` (kappa, the bootstraps); this module re-exports them; the ``consistency`` command is in :mod:`sflib.consistency.cli`.
+:mod:`sflib.core.stats` (kappa, the bootstraps); this module re-exports them; the ``consistency`` command is in
+:mod:`sflib.consistency.cli`.
 """
 from __future__ import annotations
 

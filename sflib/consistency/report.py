@@ -152,7 +152,8 @@ class ConsistencyReport:
         return {
             "consistency": self.consistency, "consistency_excluding_ties": self.consistency_excluding_ties,
             "kappa": self.kappa, "ratings_tie_rate": self.ratings_tie_rate, "rankings_tie_rate": self.rankings_tie_rate,
-            "ci95": {k: list(v) for k, v in self.ci.items()}, "bootstrap": self.bootstrap, "seed": self.seed, "resample": self.resample,
+            "ci95": {k: list(v) for k, v in self.ci.items()}, "bootstrap": self.bootstrap, "seed": self.seed,
+            "resample": self.resample,
             "n_compared": self.n_compared, "n_agree": self.n_agree, "n_excluding_ties": self.n_excluding_ties,
             "n_skipped_missing_rating": self.n_skipped_missing_rating,
             "n_skipped_no_decision": self.n_skipped_no_decision, "n_duplicates": self.n_duplicates,

@@ -32,7 +32,8 @@ def __getattr__(name):  # the widget imports ipywidgets only when used
     raise AttributeError(f"module 'sflib.human' has no attribute {name!r}")
 
 
-__all__ = ["AnnotationSession", "NO_HUMANS", "consistency_beside_ai", "overlap_agreement", "all_feedback", "AnnotatorBusy", "HumanAnnotator", "RANKINGS_COLUMNS", "RATINGS_COLUMNS",
+__all__ = ["AnnotationSession", "NO_HUMANS", "consistency_beside_ai", "overlap_agreement", "all_feedback", "AnnotatorBusy",
+           "HumanAnnotator", "RANKINGS_COLUMNS", "RATINGS_COLUMNS",
            "annotator_queue", "annotator_summary", "assign", "export_human", "human_feedback", "import_human",
            "instructions", "items_hash", "judge_name", "known_annotators", "make_items", "normalise_name",
            "ranking_items", "rating_items", "simulated_answers", "study_material"]
