@@ -44,6 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from sflib.core import data, paths
+from sflib import io as sfio
 from sflib import rm as R
 
 ORIGINAL_LENGTH, ORIGINAL_BATCH = 512, 8
@@ -54,7 +55,8 @@ ASSETS = ROOT / ".gpu_assets" / "smollm2"
 def best_of_64() -> pd.DataFrame:
     """One row per instruction: the ratings-RM, rankings-RM and davinci-003 outputs."""
     folder = paths.data_dir() / "original" / "inference_model_outputs"
-    frames = {f: data.read_model_outputs(folder / f"{f}.json").drop_duplicates("instruction").set_index("instruction")
+    frames = {f: sfio.read_model_outputs(folder / f"{f}.json")[data.MODEL_OUTPUT_COLUMNS]
+              .drop_duplicates("instruction").set_index("instruction")
               for f in ("ratings_alpaca", "rankings_alpaca", "davinci003")}
     df = pd.concat({k: v["output"] for k, v in frames.items()}, axis=1).dropna().reset_index()
     return df

@@ -181,7 +181,7 @@ def test_empty_table_never_replaces_a_file_with_data(tmp_path):
     target = tmp_path / "ratings.jsonl"
     sfio.write_table(pd.DataFrame({"x": [1]}), target)
     for write in (lambda: sfio.write_table(pd.DataFrame({"x": []}), target),
-                  lambda: d.write_table(pd.DataFrame({"x": []}), target)):
+                  lambda: sfio.write_table(pd.DataFrame({"x": []}), target)):
         with pytest.raises(DataError, match="not replaced: the new table is empty"):
             write()
         assert sfio.read_table(target)["x"].tolist() == [1]

@@ -336,8 +336,8 @@ def test_cli_report_json_and_errors(tmp_path, capsys):
 def test_canonical_jsonl_tables_load(tmp_path):
     ratings = sfio.read_ratings(SAMPLE_RATINGS)
     rankings = sfio.read_rankings(SAMPLE_RANKINGS)
-    data.write_table(ratings.drop(columns=["instruction_id", "response_id"]), tmp_path / "ratings.jsonl")
-    data.write_table(rankings, tmp_path / "rankings.parquet")
+    sfio.write_table(ratings.drop(columns=["instruction_id", "response_id"]), tmp_path / "ratings.jsonl")
+    sfio.write_table(rankings, tmp_path / "rankings.parquet")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", consistency.ConsistencyWarning)
         a = consistency.report(consistency.load_ratings(tmp_path / "ratings.jsonl"),
@@ -496,8 +496,8 @@ def test_soft_values_off_their_range_are_a_clear_error():
 
 def test_cli_soft_verdicts(tmp_path, capsys):
     ratings, rankings = _soft_frames()
-    data.write_table(ratings, tmp_path / "ratings.jsonl")
-    data.write_table(rankings, tmp_path / "rankings.jsonl")
+    sfio.write_table(ratings, tmp_path / "ratings.jsonl")
+    sfio.write_table(rankings, tmp_path / "rankings.jsonl")
     out = tmp_path / "r.json"
     assert cli.main(["consistency", "--ratings", str(tmp_path / "ratings.jsonl"), "--rankings",
                      str(tmp_path / "rankings.jsonl"), "--bootstrap", "0", "--verdicts", "soft",

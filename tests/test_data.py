@@ -60,7 +60,7 @@ def test_vendored_originals_read_with_expected_counts():
     assert rankings["response_id_1"].isin(gen["response_id"]).all()
     pairs = sfio.read_pairs(ORIG / "alpaca_generation/rankings_sample_generation.csv")
     assert len(pairs) == 200 and rankings["instruction_id"].isin(pairs["instruction_id"]).all()
-    ref = d.read_model_outputs(ORIG / "inference_model_outputs/davinci003.json")
+    ref = sfio.read_model_outputs(ORIG / "inference_model_outputs/davinci003.json")[d.MODEL_OUTPUT_COLUMNS]
     assert len(ref) == 805 and (ref["dataset"] != "selfinstruct").sum() == 553
 
 
@@ -75,9 +75,9 @@ def test_all_pairs_counts_k_choose_2():
 def test_convert_original_writes_canonical_tables(tmp_path):
     summary = convert.convert_original(ORIG, tmp_path)
     assert set(summary["table"]) == {p.name for p in tmp_path.glob("*.jsonl")}
-    ratings = d.read_table(tmp_path / "sample_ratings.jsonl", required=d.RATING_COLUMNS)
+    ratings = sfio.read_table(tmp_path / "sample_ratings.jsonl", required=d.RATING_COLUMNS)
     assert len(ratings) == 99 and ratings["judge"].iloc[0] == convert.PAPER_JUDGE
-    responses = d.read_table(tmp_path / "sample_responses.jsonl", required=d.RESPONSE_COLUMNS)
+    responses = sfio.read_table(tmp_path / "sample_responses.jsonl", required=d.RESPONSE_COLUMNS)
     assert responses["response_id"].is_unique and len(responses) == 98
     manifest = json.loads((tmp_path / "MANIFEST.json").read_text())
     assert {m["table"] for m in manifest} == set(summary["table"])
@@ -116,9 +116,9 @@ def test_original_layouts_round_trip(tmp_path):
     d.write_pairs_csv(pairs, tmp_path / "pairs.csv")
     assert sfio.read_pairs(tmp_path / "pairs.csv")["response_id_2"].tolist() == pairs["response_id_2"].tolist()
 
-    outs = d.read_model_outputs(ORIG / "inference_model_outputs/ratings_alpaca.json")
+    outs = sfio.read_model_outputs(ORIG / "inference_model_outputs/ratings_alpaca.json")[d.MODEL_OUTPUT_COLUMNS]
     d.write_model_outputs(outs, tmp_path / "o.json")
-    pd.testing.assert_frame_equal(outs, d.read_model_outputs(tmp_path / "o.json"))
+    pd.testing.assert_frame_equal(outs, sfio.read_model_outputs(tmp_path / "o.json")[d.MODEL_OUTPUT_COLUMNS])
 
     ins = sfio.read_instructions(ORIG / "instructions/natural_instructions.json")
     d.write_instructions_json(ins, tmp_path / "i.json")
@@ -128,11 +128,11 @@ def test_original_layouts_round_trip(tmp_path):
 @pytest.mark.parametrize("ext", ["jsonl", "parquet"])
 def test_tables_round_trip(tmp_path, ext):
     df = pd.DataFrame({"instruction": ["a", "b"], "input": ["", "x"], "score": [3, 7]})
-    d.write_table(df, tmp_path / f"t.{ext}")
-    back = d.read_table(tmp_path / f"t.{ext}", required=["score"])
+    sfio.write_table(df, tmp_path / f"t.{ext}")
+    back = sfio.read_table(tmp_path / f"t.{ext}", required=["score"])
     assert back["score"].tolist() == [3, 7] and back["input"].tolist() == ["", "x"]
     with pytest.raises(d.DataError, match="field 'decision'"):
-        d.read_table(tmp_path / f"t.{ext}", required=["decision"])
+        sfio.read_table(tmp_path / f"t.{ext}", required=["decision"])
 
 
 def test_instructions_from_jsonl_csv_and_dedup(tmp_path):
@@ -261,10 +261,10 @@ def test_bad_jsonl_line_and_model_outputs(tmp_path):
         sfio.read_instructions(write(tmp_path / "i.jsonl", '{"instruction": "A"}\n{oops}\n'))
     assert e.value.row == 2
     with pytest.raises(d.DataError) as e:
-        d.read_model_outputs(write(tmp_path / "o.json", '[{"instruction": "A", "output": null}]'))
+        sfio.read_model_outputs(write(tmp_path / "o.json", '[{"instruction": "A", "output": null}]'))[d.MODEL_OUTPUT_COLUMNS]
     assert (e.value.row, e.value.field) == (1, "output")
     # an empty output is allowed (evaluation reports it with counts), a missing one is not
-    assert d.read_model_outputs(write(tmp_path / "o2.json", '[{"instruction": "A", "output": ""}]'))["output"].tolist() == [""]
+    assert sfio.read_model_outputs(write(tmp_path / "o2.json", '[{"instruction": "A", "output": ""}]'))["output"].tolist() == [""]
 
 
 def test_unsupported_extension(tmp_path):
@@ -287,7 +287,7 @@ def test_atomic_write_leaves_old_file_on_crash(tmp_path):
 def test_atomic_write_survives_sigkill(tmp_path):
     """A process killed mid-write leaves the previous complete file, never a truncated one."""
     target = tmp_path / "big.jsonl"
-    d.write_table(pd.DataFrame({"x": [1]}), target)
+    sfio.write_table(pd.DataFrame({"x": [1]}), target)
     code = (
         "import os, signal, pandas as pd; from sflib.core import data as d\n"
         "df = pd.DataFrame({'x': range(200000)})\n"
@@ -297,7 +297,7 @@ def test_atomic_write_survives_sigkill(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert proc.returncode == -9
-    assert d.read_table(target)["x"].tolist() == [1]
+    assert sfio.read_table(target)["x"].tolist() == [1]
 
 
 def test_written_files_are_readable_by_others(tmp_path):
@@ -315,7 +315,7 @@ def test_cli_convert_and_error_message(tmp_path):
                           str(ORIG / "alpaca_generation/feedback_ratings_sample_generation.csv"), str(out),
                           "--from", "ratings"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert len(d.read_table(out)) == 99
+    assert len(sfio.read_table(out)) == 99
     bad = write(tmp_path / "bad.csv", "A,,x,9\n")
     res = subprocess.run([sys.executable, "-m", "sflib", "convert", str(bad), str(out), "--from", "ratings"],
                          capture_output=True, text=True)

@@ -169,7 +169,7 @@ def test_repeated_instructions_warn_with_count(policy):
 def test_both_layouts_round_trip(policy, tmp_path):
     out = run(policy)
     g.write_responses(out, tmp_path / "r.jsonl", tmp_path / "r.json")
-    table = d.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
+    table = sfio.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
     assert table["response"].tolist() == out["response"].tolist()
     raw = json.loads((tmp_path / "r.json").read_text())
     assert len(raw) == 4 and all(len(r["responses"]) == 3 for r in raw) and set(raw[0]) == {"instruction", "input", "responses"}
@@ -230,7 +230,7 @@ def test_cli_generate_against_a_server_writes_both_layouts(fake_openai, tmp_path
                  "--k", "2", "--output", str(tmp_path / "r.jsonl"), "--generations-json", str(tmp_path / "r.json"),
                  "--store", str(tmp_path / "a.sqlite"), "--temperature", "0.8"])
     assert code == 0 and fake_openai.requests == 4  # one request with n=2 per instruction
-    table = d.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
+    table = sfio.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
     assert len(table) == 8 and (table["generator"] == "openai:my-policy").all()
     assert json.loads(table["params"].iloc[0])["temperature"] == 0.8
     assert [len(r["responses"]) for r in json.loads((tmp_path / "r.json").read_text())] == [2, 2, 2, 2]

@@ -74,7 +74,7 @@ def test_recorded_judge_from_canonical_tables_and_rank_outputs(tmp_path, recorde
     ratings = sfio.read_ratings(RATINGS_CSV).iloc[:10].copy()
     ratings["score"] = ratings["score"].astype(float)
     ratings.loc[3, "score"] = float("nan")
-    d.write_table(ratings, tmp_path / "ratings.parquet")
+    sfio.write_table(ratings, tmp_path / "ratings.parquet")
     judge = RecordedJudge([tmp_path / "ratings.parquet"])
     out = rate(ratings.drop(columns="score"), judge, store=False, progress=False)
     assert out["status"].tolist() == ["ok"] * 3 + ["failed"] + ["ok"] * 6
@@ -84,7 +84,7 @@ def test_recorded_judge_from_canonical_tables_and_rank_outputs(tmp_path, recorde
     pairs = sfio.read_rankings(RANKINGS_CSV).iloc[:12].drop(columns="decision")
     first = rank(pairs, recorded, store=False, progress=False)
     first.loc[0, "verdict_12"] = "b"  # a made-up verdict: 'b' then 'a' -> decision 'b'
-    d.write_table(first, tmp_path / "rankings.jsonl")
+    sfio.write_table(first, tmp_path / "rankings.jsonl")
     replay = rank(pairs, RecordedJudge(tmp_path / "rankings.jsonl"), store=False, progress=False)
     assert replay["verdict_12"].tolist() == first["verdict_12"].tolist()
     assert replay["verdict_21"].tolist() == first["verdict_21"].tolist()
@@ -96,7 +96,7 @@ def test_recorded_judge_errors_are_clear(tmp_path, recorded):
     (tmp_path / "three.csv").write_text("a,b,c\n")
     with pytest.raises(d.DataError, match="4 .*or 5"):
         RecordedJudge([tmp_path / "three.csv"])
-    d.write_table(pd.DataFrame({"instruction": ["x"], "output": ["y"]}), tmp_path / "outputs.jsonl")
+    sfio.write_table(pd.DataFrame({"instruction": ["x"], "output": ["y"]}), tmp_path / "outputs.jsonl")
     with pytest.raises(d.DataError, match="neither a ratings table"):
         RecordedJudge([tmp_path / "outputs.jsonl"])
     [(_, c)] = list(recorded.complete([Request(messages=[], meta={"kind": "summary", "instruction": "x"})]))

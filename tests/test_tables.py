@@ -9,7 +9,8 @@ import math
 import pandas as pd
 import pytest
 
-from sflib.core import catalog, data as d, inventory
+from sflib.core import catalog, data as d
+from sflib.study import inventory
 from sflib import cli
 from sflib import io as sfio
 from sflib.core.data import DataError
@@ -245,8 +246,8 @@ def test_catalog_roles_point_at_existing_files_read_by_their_kind():
     assert catalog.path("feedback.ratings").name == "sample_ratings.jsonl"
     assert catalog.path("feedback.ratings", original=True).name == "feedback_ratings_sample_generation.csv"
     assert catalog.path("feedback.rating_requests").suffix == ".csv"  # no canonical table: the original
-    assert len(catalog.read("feedback.ratings")) == 99 and len(catalog.read("feedback.ratings", original=True)) == 99
-    assert len(catalog.read("eval.reference_outputs")) == 805
+    assert len(sfio.read_role("feedback.ratings")) == 99 and len(sfio.read_role("feedback.ratings", original=True)) == 99
+    assert len(sfio.read_role("eval.reference_outputs")) == 805
     assert set(catalog.BY_TABLE) == {p.stem for p in catalog.canonical_dir().glob("*.jsonl")}
     assert list(catalog.table()["role"]) == list(catalog.ROLES)
     with pytest.raises(KeyError, match="unknown data role"):

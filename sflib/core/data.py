@@ -184,10 +184,12 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
 
 # ----------------------------------------------------------------------------- reading & writing helpers
 
-def _guard_empty(n_rows: int, path) -> None:
-    from ..io.write import guard_empty
-
-    guard_empty(n_rows, path)
+def guard_empty(n_rows: int, path: os.PathLike | str, replace_with_empty: bool = False) -> None:
+    """Refuse to replace an existing, non-empty ``path`` with a table of ``n_rows == 0``."""
+    path = Path(path)
+    if n_rows == 0 and not replace_with_empty and path.is_file() and path.stat().st_size > 0:
+        raise DataError(path, "not replaced: the new table is empty (0 rows) and the existing file holds data; "
+                              "the previous file is kept (remove it first to write an empty table)")
 
 
 def parse_scores(values: Iterable[object], path=None, field: str = "score") -> list[int]:
@@ -235,7 +237,7 @@ def instructions_frame(records: list[dict], source: str = "") -> pd.DataFrame:
 
 def write_instructions_json(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """The original instructions layout ``[{"instruction", "input"}]``."""
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     recs = [{"instruction": i, "input": x} for i, x in zip(df["instruction"], df["input"])]
     return atomic_write_text(path, json.dumps(recs, ensure_ascii=False, indent=1))
 
@@ -257,7 +259,7 @@ def responses_frame(rows: pd.DataFrame, generator: str = "", params: str = "{}")
 
 def write_generations(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """Responses in the original generation JSON layout, grouped by instruction in first-seen order."""
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     out: dict[str, dict] = {}
     for rec in df[["instruction_id", "instruction", "input", "response"]].itertuples(index=False):
         entry = out.setdefault(rec.instruction_id, {"instruction": rec.instruction, "input": rec.input, "responses": []})
@@ -268,7 +270,7 @@ def write_generations(df: pd.DataFrame, path: os.PathLike | str) -> Path:
 
 
 def write_responses_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     with atomic_path(path) as tmp:
         df[["instruction", "input", "response"]].to_csv(tmp, index=False)
     return Path(path)
@@ -277,7 +279,7 @@ def write_responses_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
 
 
 def write_pairs_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     with atomic_path(path) as tmp:
         df[["instruction", "input", "response1", "response2"]].to_csv(tmp, index=False)
     return Path(path)
@@ -303,7 +305,7 @@ def all_pairs(responses: pd.DataFrame) -> pd.DataFrame:
 def write_ratings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """Ratings in the original headerless layout (rows without a valid score are left out)."""
     df = df[df["score"].notna()]
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     out = pd.DataFrame({"instruction": df["instruction"], "input": df["input"], "output": df["response"],
                         "score": df["score"].astype(int)})
     with atomic_path(path) as tmp:
@@ -316,7 +318,7 @@ def write_ratings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
 def write_rankings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """Rankings in the original headerless layout with ``(a)`` / ``(b)`` / ``equal``."""
     df = df[df["decision"].isin(DECISIONS)]
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     out = pd.DataFrame({"instruction": df["instruction"], "input": df["input"], "output1": df["response1"],
                         "output2": df["response2"], "feedback": df["decision"].map(_LABELS_OUT)})
     with atomic_path(path) as tmp:
@@ -328,30 +330,26 @@ def write_rankings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
 
 def read_model_outputs(path: os.PathLike | str) -> pd.DataFrame:
     """AlpacaEval's outputs ``[{"instruction", "output", "generator", "dataset"}]`` (exactly those
-    columns): :func:`sflib.io.tables.read_model_outputs`."""
+    columns): :func:`sflib.io.tables.read_model_outputs`.
+
+    Left only for ``sflib/study/folder.py`` (edited on another branch); use ``sflib.io`` and delete this and
+    :func:`read_table` once it does: ``core`` must not import ``io``."""
     from ..io import tables
 
     return tables.read_model_outputs(path)[MODEL_OUTPUT_COLUMNS]
 
 
 def write_model_outputs(df: pd.DataFrame, path: os.PathLike | str) -> Path:
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     recs = df[MODEL_OUTPUT_COLUMNS].to_dict("records")
     return atomic_write_text(path, json.dumps(recs, ensure_ascii=False, indent=2))
 
 
 # ----------------------------------------------------------------------------- canonical storage
 
-def write_table(df: pd.DataFrame, path: os.PathLike | str, *, replace_with_empty: bool = False) -> Path:
-    """Write a table atomically by extension (never replacing data with an empty table):
-    :func:`sflib.io.write.write_table`."""
-    from ..io.write import write_table as _write
-
-    return _write(df, path, replace_with_empty=replace_with_empty)
-
-
 def read_table(path: os.PathLike | str, required: Iterable[str] = ()) -> pd.DataFrame:
-    """Any table (format from the content), with the ``required`` columns: :func:`sflib.io.tables.read_table`."""
+    """Any table (format from the content), with the ``required`` columns: :func:`sflib.io.tables.read_table`.
+    Left only for ``sflib/study/folder.py``, like :func:`read_model_outputs`."""
     from ..io import tables
 
     return tables.read_table(path, required)

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.data import (RESPONSE_COLUMNS, DataError, clean_input, make_id, make_response_id, write_generations,
-                   write_table)
+from ..core.data import RESPONSE_COLUMNS, DataError, clean_input, make_id, make_response_id, write_generations
 from ..core.prompts import alpaca_prompt
+from ..io.write import write_table
 
 PROMPT_STYLES = ("chat", "alpaca")
 #: extra columns of a responses table written here (after the canonical ones)
