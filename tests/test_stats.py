@@ -33,11 +33,8 @@ def test_wilson_interval_and_at_chance():
 
 def test_the_stages_use_the_one_implementation():
     from sflib.plots import feedback
-    from sflib.study import findings
 
     assert feedback.wilson is stats.wilson
-    for name in ("opposite_preferences", "rated_differently", "response_words"):
-        assert getattr(findings, name) is getattr(consistency, name)
 
 
 def test_sem_interval_is_the_papers():

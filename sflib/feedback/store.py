@@ -52,8 +52,8 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-# the tables' schema; COLUMNS, STATUSES, _SCHEMA, _ADDED_COLUMNS stay importable from here
-from .store_schema import _ADDED_COLUMNS, _JSON_COLUMNS, _SCHEMA, COLUMNS, STATUSES, create_tables  # noqa: F401
+# the tables' schema (:mod:`.store_schema`)
+from .store_schema import _JSON_COLUMNS, COLUMNS, STATUSES, create_tables
 
 
 def _json_default(obj: Any) -> Any:

@@ -11,7 +11,8 @@
 from ..core.data import DataError
 from .cli import add_input_options, read_input
 from .sniff import FORMATS, Raw, load
-from .tables import (HEADERLESS, KINDS, read, read_annotations, read_instructions, read_model_outputs,
+from .checks import HEADERLESS
+from .tables import (KINDS, read, read_annotations, read_instructions, read_model_outputs,
                      read_pairs, read_rankings, read_ratings, read_responses, read_role, read_table)
 from .write import guard_empty, write_table
 

@@ -30,7 +30,6 @@ from ..core import catalog, data as d
 from ..core.data import DataError
 from . import checks as c
 from .alpaca_eval import read_annotations, read_model_outputs
-from .checks import HEADERLESS  # noqa: F401  (re-exported)
 from .sniff import Raw, load
 
 KINDS = ("instructions", "responses", "pairs", "ratings", "rankings", "model_outputs", "annotations")

@@ -3,10 +3,9 @@
 :func:`save_stage`. (Stage 05–07 records, verdicts and the "paper vs this run" rows live in
 :mod:`sflib.rm.stage` / :mod:`sflib.rm.findings`, :mod:`sflib.evaluation.stage` / :mod:`sflib.evaluation.findings`.)
 
-Helpers of one library concern live in that concern's module and are re-exported here (and so reach
-the notebooks as ``inputs.<name>`` too): the disagreement examples (:func:`opposite_preferences`,
-:func:`rated_differently`, :func:`response_words`) in :mod:`sflib.consistency.report`;
-:func:`at_chance` in :mod:`sflib.core.stats`."""
+Helpers of one library concern live in that concern's module (import them from there): the disagreement
+examples (``opposite_preferences``, ``rated_differently``, ``response_words``) in :mod:`sflib.consistency.report`;
+``at_chance`` in :mod:`sflib.core.stats`."""
 from __future__ import annotations
 
 import contextlib
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..consistency.report import opposite_preferences, rated_differently, response_words  # noqa: F401
 from .acquire import quiet_transformers
 
 
