@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..core import data as d
 from .inputs import _filter, available_instructions, instructions
+from .seed import NOT_RECORDED
 
 OPTION_NAMES = ("concurrency", "rpm", "tpm", "timeout", "temperature", "max_tokens", "top_p")
 
@@ -245,7 +246,6 @@ def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = Non
 # ----------------------------------------------------------------------------- counts for the manifest
 
 _HEX = re.compile(r"\b[0-9a-f]{12,}\b")
-NOT_RECORDED = "not recorded (the paper's run has no answer for it)"
 
 
 def reason(status: str, error: object) -> str:
