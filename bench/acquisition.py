@@ -40,14 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_openai import FakeOpenAI, free_port  # noqa: E402
-from acquisition_runs import bench_generation_kill, bench_two_writers  # noqa: E402
+from fake_openai import FakeOpenAI, free_port
+from acquisition_runs import bench_generation_kill, bench_two_writers
 
-from sflib.feedback.annotate import annotate  # noqa: E402
-from sflib.judges.base import Request  # noqa: E402
-from sflib.judges.openai_judge import OpenAIJudge  # noqa: E402
-from sflib.feedback.parsing import parse_score  # noqa: E402
-from sflib.feedback.store import AnnotationStore  # noqa: E402
+from sflib.feedback.annotate import annotate
+from sflib.judges.base import Request
+from sflib.judges.openai_judge import OpenAIJudge
+from sflib.feedback.parsing import parse_score
+from sflib.feedback.store import AnnotationStore
 
 LATENCY = 0.2
 CONCURRENCY = 64

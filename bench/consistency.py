@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""Benchmark stage 5 (consistency) at the scale the original script could not handle.
+"""Benchmark stage 04 (consistency) at the scale the original script could not handle.
 
 Builds synthetic feedback in the original headerless CSV layouts — N instructions x 5 responses
 (default 10,000: 50,000 ratings, 100,000 ranked pairs; half the instructions have an empty input) —
 then, in one run and on the same files, times:
 
-- loading both CSVs with sflib.core.data.read_ratings_csv / read_rankings_csv (ids, validation);
+- loading both CSVs with sflib.io.read_ratings / read_rankings (ids, validation);
 - the report without bootstrap (compare + 3x3 matrix + consistency + kappa + breakdowns);
 - the bootstrap (1,000 resamples of pairs; and of whole instructions) separately;
 - the row-by-row oracle of tests/test_consistency.py (the original script's definition: pandas
@@ -34,8 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sflib import consistency  # noqa: E402
-from sflib.core import data  # noqa: E402
+from sflib import consistency
+from sflib.core import data
+from sflib import io as sfio
 
 
 def _oracle_module():
@@ -62,7 +63,8 @@ def make_feedback(folder: Path, n_instructions: int, seed: int = 0) -> tuple[Pat
             for a in range(5):
                 for b in range(a + 1, 5):
                     # decisions loosely follow the scores so every cell of the matrix is populated
-                    p = [0.2, 0.2, 0.6] if scores[a] == scores[b] else ([0.6, 0.2, 0.2] if scores[a] > scores[b] else [0.2, 0.6, 0.2])
+                    p = ([0.2, 0.2, 0.6] if scores[a] == scores[b]
+                         else [0.6, 0.2, 0.2] if scores[a] > scores[b] else [0.2, 0.6, 0.2])
                     wk.writerow([instruction, inp, outs[a], outs[b], labels[rng.choice(3, p=p)]])
     return ratings, rankings
 
@@ -91,9 +93,9 @@ def main(argv=None) -> int:
         sizes = {"ratings_csv_mb": ratings_csv.stat().st_size / 1e6, "rankings_csv_mb": rankings_csv.stat().st_size / 1e6}
 
         load_s, load_all, (ratings, rankings) = _best(
-            lambda: (data.read_ratings_csv(ratings_csv), data.read_rankings_csv(rankings_csv)), args.repeat)
-        ratings_load_s, _, _ = _best(lambda: data.read_ratings_csv(ratings_csv), args.repeat)
-        rankings_load_s, _, _ = _best(lambda: data.read_rankings_csv(rankings_csv), args.repeat)
+            lambda: (sfio.read_ratings(ratings_csv), sfio.read_rankings(rankings_csv)), args.repeat)
+        ratings_load_s, _, _ = _best(lambda: sfio.read_ratings(ratings_csv), args.repeat)
+        rankings_load_s, _, _ = _best(lambda: sfio.read_rankings(rankings_csv), args.repeat)
         report_s, report_all, rep = _best(lambda: consistency.report(ratings, rankings, bootstrap=0), args.repeat)
         boot_s, boot_all, rep_boot = _best(lambda: consistency.report(ratings, rankings, bootstrap=1000, seed=0),
                                            args.repeat)

@@ -43,8 +43,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from sflib.core import data, paths  # noqa: E402
-from sflib import rm as R  # noqa: E402
+from sflib.core import data, paths
+from sflib import io as sfio
+from sflib import rm as R
 
 ORIGINAL_LENGTH, ORIGINAL_BATCH = 512, 8
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
@@ -54,7 +55,8 @@ ASSETS = ROOT / ".gpu_assets" / "smollm2"
 def best_of_64() -> pd.DataFrame:
     """One row per instruction: the ratings-RM, rankings-RM and davinci-003 outputs."""
     folder = paths.data_dir() / "original" / "inference_model_outputs"
-    frames = {f: data.read_model_outputs(folder / f"{f}.json").drop_duplicates("instruction").set_index("instruction")
+    frames = {f: sfio.read_model_outputs(folder / f"{f}.json")[data.MODEL_OUTPUT_COLUMNS]
+              .drop_duplicates("instruction").set_index("instruction")
               for f in ("ratings_alpaca", "rankings_alpaca", "davinci003")}
     df = pd.concat({k: v["output"] for k, v in frames.items()}, axis=1).dropna().reset_index()
     return df
@@ -123,7 +125,8 @@ def score_original(rm, ids):
     with torch.inference_mode():
         for s in range(0, len(ids), ORIGINAL_BATCH):
             b = R.pad_batch(ids[s:s + ORIGINAL_BATCH], rm.tokenizer.pad_token_id, length=ORIGINAL_LENGTH)
-            out[s:s + ORIGINAL_BATCH] = R.padded_rewards(rm.model, {k: v.to(rm.device) for k, v in b.items()}).float().cpu().numpy()
+            on_device = {k: v.to(rm.device) for k, v in b.items()}
+            out[s:s + ORIGINAL_BATCH] = R.padded_rewards(rm.model, on_device).float().cpu().numpy()
     return out
 
 
@@ -219,7 +222,8 @@ def main(argv=None) -> dict:
     p.add_argument("--attention", default="auto", help="sflib's attention: auto, sdpa, flex_attention, flash_attention_2")
     p.add_argument("--compile", action="store_true", help="torch.compile sflib's model")
     p.add_argument("--big-batch-tokens", type=int, default=None,
-                   help="also train sflib with this many tokens per step (default: GPU 16384, CPU none (--tiny: 4x the batch); 0: skip)")
+                   help="also train sflib with this many tokens per step "
+                        "(default: GPU 16384, CPU none (--tiny: 4x the batch); 0: skip)")
     p.add_argument("--skip-trl", action="store_true")
     p.add_argument("--skip-lora", action="store_true")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: .gpu_assets/smollm2, else the bundled SmolLM2)")
@@ -262,7 +266,7 @@ def main(argv=None) -> dict:
         """Run one optional section; its failure is recorded under ``where[name]`` and the run goes on."""
         try:
             fn()
-        except Exception as e:  # noqa: BLE001 - a benchmark section failing must not lose the others
+        except Exception as e:  # a benchmark section failing must not lose the others
             import traceback
 
             where[name] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
@@ -316,7 +320,8 @@ def main(argv=None) -> dict:
     if not args.skip_trl:
         guarded("trl", trl_section, training)
 
-    big = args.big_batch_tokens if args.big_batch_tokens is not None else (16384 if args.on_gpu else 4 * budget if args.tiny else 0)
+    big = (args.big_batch_tokens if args.big_batch_tokens is not None
+           else 16384 if args.on_gpu else 4 * budget if args.tiny else 0)
 
     def big_section():  # the same epoch with a larger token budget: what packing reaches when the batch is free
         _, secs, loss, meta = bench_ours("rankings", pair_frame, model_dir, work / "ours_big", args, big)

@@ -156,10 +156,10 @@ def _handler(api: FakeAPI):
             self.wfile.flush()
             self.close_connection = self.close_connection or reply.close
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self._serve("GET")
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             self._serve("POST")
 
     return Handler

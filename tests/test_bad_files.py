@@ -16,14 +16,16 @@ from sflib.core.data import DataError
 # kind -> the fields of its file (the required one to break last), two valid rows, headerless CSV?
 SPECS = {
     "instructions": (["input", "instruction"], [["", "Add two and two."], ["red", "Name a colour."]], False),
-    "responses": (["instruction", "input", "response"], [["Add two and two.", "", "Four."], ["Name a colour.", "", "Red."]], False),
+    "responses": (["instruction", "input", "response"],
+                  [["Add two and two.", "", "Four."], ["Name a colour.", "", "Red."]], False),
     "pairs": (["instruction", "input", "response1", "response2"],
               [["Add two and two.", "", "Four.", "4"], ["Name a colour.", "", "Red.", "Blue."]], False),
     "ratings": (["instruction", "input", "output", "score"],
                 [["Add two and two.", "", "Four.", "7"], ["Name a colour.", "", "Red.", "6"]], True),
     "rankings": (["instruction", "input", "output1", "output2", "feedback"],
                  [["Add two and two.", "", "Four.", "5", "(a)"], ["Name a colour.", "", "Red.", "Blue.", "equal"]], True),
-    "model_outputs": (["instruction", "generator", "output"], [["Add two and two.", "m", "Four."], ["Name a colour.", "m", "Red."]], False),
+    "model_outputs": (["instruction", "generator", "output"],
+                      [["Add two and two.", "m", "Four."], ["Name a colour.", "m", "Red."]], False),
     # a missing preference is a failed annotation (kept, invalid), so the field to break is output_2
     "annotations": (["instruction", "preference", "output_1", "output_2"],
                     [["Add two and two.", 1, "Four.", "5"], ["Name a colour.", 2, "Red.", "Blue."]], False),
@@ -179,7 +181,7 @@ def test_empty_table_never_replaces_a_file_with_data(tmp_path):
     target = tmp_path / "ratings.jsonl"
     sfio.write_table(pd.DataFrame({"x": [1]}), target)
     for write in (lambda: sfio.write_table(pd.DataFrame({"x": []}), target),
-                  lambda: d.write_table(pd.DataFrame({"x": []}), target)):
+                  lambda: sfio.write_table(pd.DataFrame({"x": []}), target)):
         with pytest.raises(DataError, match="not replaced: the new table is empty"):
             write()
         assert sfio.read_table(target)["x"].tolist() == [1]

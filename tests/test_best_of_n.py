@@ -8,6 +8,7 @@ import pytest
 
 from sflib import bon as bon
 from sflib.core import data as d
+from sflib import io as sfio
 from sflib.cli import build_parser, main
 
 
@@ -141,7 +142,7 @@ def test_alpacaeval_layout_round_trip(tmp_path):
     path = d.write_model_outputs(bon.to_model_outputs(best, "policy_bo2_ratings"), tmp_path / "out.json")
     raw = json.loads(path.read_text())
     assert [set(r) for r in raw] == [{"instruction", "output", "generator", "dataset"}] * 2
-    back = d.read_model_outputs(path)
+    back = sfio.read_model_outputs(path)[d.MODEL_OUTPUT_COLUMNS]
     assert back["output"].tolist() == best["response"].tolist()
     assert back["dataset"].tolist() == ["ds-A", "ds-B"] and (back["generator"] == "policy_bo2_ratings").all()
     with_input = best.assign(input=["ctx", ""])
@@ -177,14 +178,14 @@ def test_score_select_and_cli_end_to_end(tiny_rm_folder, tmp_path):
     samples = scored({"Name a fruit.": [0, 0, 0], "Name a car.": [0, 0, 0]}).drop(columns="reward")
     s = bon.score_samples(samples, bon.load_reward_model(tiny_rm_folder), progress=False)
     assert s["reward"].notna().all() and s["reward"].nunique() > 1
-    d.write_table(samples, tmp_path / "samples.jsonl")
+    sfio.write_table(samples, tmp_path / "samples.jsonl")
     code = main(["best-of-n", "--responses", str(tmp_path / "samples.jsonl"), "--rm", f"ratings_rm={tiny_rm_folder}",
                  "--n", "3", "--out-dir", str(tmp_path / "bon")])
     assert code == 0
-    out = d.read_model_outputs(tmp_path / "bon" / "ratings_rm_outputs.json")
+    out = sfio.read_model_outputs(tmp_path / "bon" / "ratings_rm_outputs.json")[d.MODEL_OUTPUT_COLUMNS]
     expected = bon.select_best(s)["response"].tolist()
     assert out["output"].tolist() == expected and (out["generator"] == "policy_best_of_3_ratings_rm").all()
-    curve = d.read_table(tmp_path / "bon" / "ratings_rm_best_of_m.jsonl")
+    curve = sfio.read_table(tmp_path / "bon" / "ratings_rm_best_of_m.jsonl")
     assert curve["m"].tolist() == [1, 2, 3]
     assert main(["best-of-n", "--responses", str(tmp_path / "samples.jsonl"), "--rm", str(tiny_rm_folder),
                  "--n", "4", "--out-dir", str(tmp_path / "bon2")]) == 1  # fewer than n: a clear error, exit 1

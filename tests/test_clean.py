@@ -1,5 +1,4 @@
 """The one counting rule for ratings and rankings (sflib.feedback.clean), on small tables worked out by hand."""
-import numpy as np
 import pandas as pd
 import pytest
 

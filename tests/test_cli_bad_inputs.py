@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sflib.core import catalog
-from sflib.core import data as d
+from sflib import io as sfio
 from sflib.cli import main
 
 KEEP = "an earlier result that a failed run must not replace\n"
@@ -111,7 +111,7 @@ def test_rank_with_one_response_per_instruction_says_so(tmp_path, capsys):
 def _recorded_judge(tmp: Path) -> str:
     rec = pd.DataFrame({"instruction": ["Add the numbers.", "Name a colour."], "input": ["2 and 3", ""],
                         "response": ["5", "Blue"], "score": [7, 6]})
-    d.write_table(rec, tmp / "rec.jsonl")
+    sfio.write_table(rec, tmp / "rec.jsonl")
     return f"recorded:{tmp / 'rec.jsonl'}"
 
 
@@ -126,7 +126,7 @@ def test_rate_reads_a_saved_dataset_dict_split(tmp_path, capsys):
     code, out, err = _run(capsys, "rate", "--judge", judge, "--input", folder, "--split", "test",
                           "--output", tmp_path / "r.jsonl", "--no-store", "--quiet")
     assert code == 0, err
-    table = d.read_table(tmp_path / "r.jsonl")
+    table = sfio.read_table(tmp_path / "r.jsonl")
     assert table["response"].tolist() == ["5", "Blue"] and table["score"].tolist() == [7, 6]
     assert table["input"].tolist() == ["2 and 3", ""]
     # no train split and no --split: one error naming the folder and the splits there are
@@ -252,7 +252,7 @@ def test_consistency_says_invalid_rating_not_missing_rating(tmp_path, capsys):
     """Ratings that exist but were unparsable are named as invalid, with the count of each reason."""
     rows = [{"instruction": "t", "input": "", "response": r, "score": None, "valid": False, "status": s}
             for r, s in (("r1", "invalid"), ("r2", "invalid"), ("r3", "failed"))]
-    d.write_table(pd.DataFrame(rows + [{"instruction": "t", "input": "", "response": "r4", "score": 5,
+    sfio.write_table(pd.DataFrame(rows + [{"instruction": "t", "input": "", "response": "r4", "score": 5,
                                         "valid": True, "status": "ok"}]), tmp_path / "ratings.jsonl")
     (tmp_path / "rankings.csv").write_text("t,,r1,r2,(a)\nt,,r3,r4,(b)\n")
     code, out, err = _run(capsys, "consistency", "--ratings", tmp_path / "ratings.jsonl", "--rankings",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sflib.cli import main
-from sflib.core import data as d
+from sflib import io as sfio
 
 REPO = Path(__file__).resolve().parents[1]
 INSTRUCTIONS = ["Write a poem about the sea.", "Say hi.", "Write a poem about rain.", "Name a colour."]
@@ -142,13 +142,13 @@ def test_feedback_some_failed_then_complete(env, capsys, fake_openai_factory, co
         code, out, err = run(capsys, *args)
         assert code == 3 and "incomplete:" in err and "--allow-partial" in err
         assert output.read_text() == "previous complete output\n"       # never overwritten by a failed run
-        partial = d.read_table(env / "out.partial.jsonl")
+        partial = sfio.read_table(env / "out.partial.jsonl")
         assert (partial["status"] == "failed").sum() == (4 if command == "rate" else 2)
         state["down"] = False
         code, out, err = run(capsys, *args)
         assert code == 0, err
         assert not (env / "out.partial.jsonl").exists()                 # the stale partial is removed
-        assert d.read_table(output)["valid"].all()
+        assert sfio.read_table(output)["valid"].all()
     finally:
         os.environ.pop("OPENAI_BASE_URL", None)
 
@@ -162,7 +162,7 @@ def test_rate_all_failed_is_3_and_allow_partial_accepts_it(env, capsys, fake_ope
     code, _, err = run(capsys, *args)
     assert code == 3 and "incomplete: 8 rows, 8 failed" in err and not (env / "out.jsonl").exists()
     code, _, err = run(capsys, *args, "--allow-partial")
-    assert code == 0 and len(d.read_table(env / "out.jsonl")) == 8
+    assert code == 0 and len(sfio.read_table(env / "out.jsonl")) == 8
 
 
 def test_generate_some_failed_gives_3_and_a_partial_then_finishes(env, capsys, fake_openai_factory):
@@ -176,7 +176,7 @@ def test_generate_some_failed_gives_3_and_a_partial_then_finishes(env, capsys, f
     assert code == 3 and "Traceback" not in err
     assert "incomplete: 4 of 8 sampling requests" in err and "401" in err
     assert not out.exists() and not gens.exists()
-    partial = d.read_table(env / "r.partial.jsonl")
+    partial = sfio.read_table(env / "r.partial.jsonl")
     assert len(partial) == 4 and not partial["instruction"].str.contains("poem").any()
     assert (env / "r.partial.json").exists()
     state["down"] = False
@@ -184,7 +184,7 @@ def test_generate_some_failed_gives_3_and_a_partial_then_finishes(env, capsys, f
     code, stdout, err = run(capsys, *args)
     assert code == 0, err
     assert all("poem" in p for p in server.prompts)                    # only what failed is asked again
-    assert len(d.read_table(out)) == 8 and gens.exists()
+    assert len(sfio.read_table(out)) == 8 and gens.exists()
     assert not (env / "r.partial.jsonl").exists() and not (env / "r.partial.json").exists()
 
 

@@ -1,4 +1,4 @@
-"""Stage 5 (consistency): the vectorised sflib.consistency against a row-by-row oracle.
+"""Stage 04 (consistency): the vectorised sflib.consistency against a row-by-row oracle.
 
 The oracle below is the original consistency script's definition written as the original wrote
 it: pandas.read_csv of the two headerless CSVs, drop duplicate rows keeping the first, a dict from
@@ -23,6 +23,7 @@ from sflib.core import stats
 
 from sflib import cli, consistency
 from sflib.core import data
+from sflib import io as sfio
 from sflib.core.data import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def oracle_from_csv(ratings_csv, rankings_csv, use_iloc: bool = True) -> dict:
 def fast_from_csv(ratings_csv, rankings_csv, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", consistency.ConsistencyWarning)
-        return consistency.report(data.read_ratings_csv(ratings_csv), data.read_rankings_csv(rankings_csv), **kw)
+        return consistency.report(sfio.read_ratings(ratings_csv), sfio.read_rankings(rankings_csv), **kw)
 
 
 def assert_same(rep: consistency.ConsistencyReport, ref: dict) -> None:
@@ -237,8 +238,8 @@ def test_bootstrap_contains_estimate_and_is_deterministic():
 
 
 def test_by_gap_and_by_source_add_up():
-    ratings = data.read_ratings_csv(SAMPLE_RATINGS)
-    rankings = data.read_rankings_csv(SAMPLE_RANKINGS)
+    ratings = sfio.read_ratings(SAMPLE_RATINGS)
+    rankings = sfio.read_rankings(SAMPLE_RANKINGS)
     rankings["source"] = np.where(np.arange(len(rankings)) % 2, "odd", "even")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", consistency.ConsistencyWarning)
@@ -252,8 +253,8 @@ def test_by_gap_and_by_source_add_up():
 
 
 def test_compare_annotators_side_by_side():
-    ratings = data.read_ratings_csv(SAMPLE_RATINGS)
-    rankings = data.read_rankings_csv(SAMPLE_RANKINGS)
+    ratings = sfio.read_ratings(SAMPLE_RATINGS)
+    rankings = sfio.read_rankings(SAMPLE_RANKINGS)
     flipped = rankings.assign(decision=rankings["decision"].map({"a": "b", "b": "a", "equal": "equal"}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", consistency.ConsistencyWarning)
@@ -333,10 +334,10 @@ def test_cli_report_json_and_errors(tmp_path, capsys):
 
 
 def test_canonical_jsonl_tables_load(tmp_path):
-    ratings = data.read_ratings_csv(SAMPLE_RATINGS)
-    rankings = data.read_rankings_csv(SAMPLE_RANKINGS)
-    data.write_table(ratings.drop(columns=["instruction_id", "response_id"]), tmp_path / "ratings.jsonl")
-    data.write_table(rankings, tmp_path / "rankings.parquet")
+    ratings = sfio.read_ratings(SAMPLE_RATINGS)
+    rankings = sfio.read_rankings(SAMPLE_RANKINGS)
+    sfio.write_table(ratings.drop(columns=["instruction_id", "response_id"]), tmp_path / "ratings.jsonl")
+    sfio.write_table(rankings, tmp_path / "rankings.parquet")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", consistency.ConsistencyWarning)
         a = consistency.report(consistency.load_ratings(tmp_path / "ratings.jsonl"),
@@ -345,8 +346,8 @@ def test_canonical_jsonl_tables_load(tmp_path):
 
 
 def test_examples_show_the_pairs_the_two_protocols_prefer_oppositely():
-    ratings = data.read_ratings_csv(SAMPLE_RATINGS)
-    rankings = data.read_rankings_csv(SAMPLE_RANKINGS)
+    ratings = sfio.read_ratings(SAMPLE_RATINGS)
+    rankings = sfio.read_rankings(SAMPLE_RANKINGS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", consistency.ConsistencyWarning)
         pairs = consistency.compare(ratings, rankings)
@@ -378,7 +379,7 @@ def test_rated_differently_lists_each_response_with_its_scores_in_order():
     twice = consistency.rated_differently(ratings)
     assert twice.to_dict("records") == [{"instruction": "Add.", "response": "3", "scores": "6, 5"}]
     assert consistency.rated_differently(ratings.drop(columns="response_id")).empty
-    vendored = consistency.rated_differently(data.read_ratings_csv(SAMPLE_RATINGS))
+    vendored = consistency.rated_differently(sfio.read_ratings(SAMPLE_RATINGS))
     assert sorted(vendored["scores"]) == ["5, 4", "6, 5"]  # the paper's sample: two responses rated twice
 
 
@@ -495,8 +496,8 @@ def test_soft_values_off_their_range_are_a_clear_error():
 
 def test_cli_soft_verdicts(tmp_path, capsys):
     ratings, rankings = _soft_frames()
-    data.write_table(ratings, tmp_path / "ratings.jsonl")
-    data.write_table(rankings, tmp_path / "rankings.jsonl")
+    sfio.write_table(ratings, tmp_path / "ratings.jsonl")
+    sfio.write_table(rankings, tmp_path / "rankings.jsonl")
     out = tmp_path / "r.json"
     assert cli.main(["consistency", "--ratings", str(tmp_path / "ratings.jsonl"), "--rankings",
                      str(tmp_path / "rankings.jsonl"), "--bootstrap", "0", "--verdicts", "soft",

@@ -1,4 +1,4 @@
-"""Stage 8: win-rate arithmetic, intervals, paired comparison, alignment of bad inputs, the original
+"""Stage 07: win-rate arithmetic, intervals, paired comparison, alignment of bad inputs, the original
 scripts' rules on the vendored files (checked against an independent csv-module count), and the
 judge-driven evaluate() with a deterministic fake judge."""
 from __future__ import annotations
@@ -337,6 +337,7 @@ def test_soft_without_columns_falls_back_to_hard_with_a_note():
 
 
 def test_recorded_canonical_tables_with_soft_columns(tmp_path):
+    from sflib import io as sfio
     from sflib.core import data as sfdata
 
     ref = _outputs([("q1", "r1", "koala"), ("q2", "r2", "koala"), ("q3", "r3", "oasst")])
@@ -344,7 +345,7 @@ def test_recorded_canonical_tables_with_soft_columns(tmp_path):
     rankings = sfdata.add_ids(pd.DataFrame({"instruction": ["q1", "q2", "q3"], "input": "",
                                             "response1": ["r1", "r2", "r3"], "response2": ["p1", "p2", "p3"],
                                             "decision": ["b", "equal", "a"], "p_a": [0.1, 0.6, np.nan]}))
-    sfdata.write_table(rankings, tmp_path / "rankings.jsonl")
+    sfio.write_table(rankings, tmp_path / "rankings.jsonl")
     hard = ev.winrates_from_recorded(pol, ref, rankings=tmp_path / "rankings.jsonl", datasets=None, n_boot=20)
     soft = ev.winrates_from_recorded(pol, ref, rankings=tmp_path / "rankings.jsonl", datasets=None, n_boot=20,
                                      verdicts="soft")

@@ -1,12 +1,13 @@
 """Policy sampling: a tiny random Llama with the SmolLM2 tokenizer (local), and the fake OpenAI server."""
 import json
-import warnings
 
 import pandas as pd
 import pytest
 
 from sflib.core import data as d
+from sflib import io as sfio
 from sflib.generation import generate as g
+from sflib.generation import sampling_local, sampling_openai
 from sflib.cli import build_parser
 from sflib.core.prompts import alpaca_prompt
 
@@ -54,7 +55,7 @@ class Spy:
 
 def run(policy, instructions=INSTRUCTIONS, **kw):
     kw = {"k": 3, "max_new_tokens": 8, "batch_size": 5, "store": False, "policy": policy, "progress": False, **kw}
-    return g.generate_local(instructions, **kw)
+    return sampling_local.generate_local(instructions, **kw)
 
 
 def test_k_per_instruction_layout_and_params(policy):
@@ -90,7 +91,7 @@ def test_reproducible_per_instruction_and_independent_of_batch_and_subset(policy
 def test_sampler_draws_from_the_temperature_scaled_nucleus():
     import torch
 
-    sampler = g._sampler_class()([123], temperature=0.5, top_p=0.8)
+    sampler = sampling_local._sampler_class()([123], temperature=0.5, top_p=0.8)
     logits = torch.tensor([[1.0, 0.5, 0.25, 0.0, -0.5]])
     draws = torch.tensor([int(sampler(None, logits).argmax()) for _ in range(4000)])
     probs = (logits[0] / 0.5).softmax(-1)  # 0.53, 0.20, 0.12, 0.07, ...: nucleus = first 3 tokens
@@ -98,12 +99,12 @@ def test_sampler_draws_from_the_temperature_scaled_nucleus():
     freq = torch.bincount(draws, minlength=5).float() / len(draws)
     assert freq[3:].sum() == 0 and torch.allclose(freq[:3], nucleus, atol=0.03)
     # a flat distribution over a large vocabulary takes the full-sort path: the tail is never drawn
-    sampler = g._sampler_class()([7, 8], temperature=1.0, top_p=0.5)
+    sampler = sampling_local._sampler_class()([7, 8], temperature=1.0, top_p=0.5)
     flat = torch.linspace(0, 1e-3, 2000).repeat(2, 1)
     picks = [sampler(None, flat).argmax(-1) for _ in range(300)]
     assert min(int(p.min()) for p in picks) >= 900  # ~ the top half of the mass only
     assert picks[0][0] != picks[0][1] or picks[1][0] != picks[1][1]  # rows have their own generators
-    greedy = g._sampler_class()([1], temperature=0.0, top_p=0.9)
+    greedy = sampling_local._sampler_class()([1], temperature=0.0, top_p=0.9)
     assert int(greedy(None, logits).argmax()) == 0
 
 
@@ -168,11 +169,11 @@ def test_repeated_instructions_warn_with_count(policy):
 def test_both_layouts_round_trip(policy, tmp_path):
     out = run(policy)
     g.write_responses(out, tmp_path / "r.jsonl", tmp_path / "r.json")
-    table = d.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
+    table = sfio.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
     assert table["response"].tolist() == out["response"].tolist()
     raw = json.loads((tmp_path / "r.json").read_text())
     assert len(raw) == 4 and all(len(r["responses"]) == 3 for r in raw) and set(raw[0]) == {"instruction", "input", "responses"}
-    back = d.read_generations(tmp_path / "r.json")
+    back = sfio.read_responses(tmp_path / "r.json")
     assert back["response"].tolist() == out["response"].tolist()
     assert back["instruction_id"].tolist() == out["instruction_id"].tolist()
 
@@ -184,7 +185,7 @@ def test_openai_compatible_policy_uses_the_engine_and_store(fake_openai, tmp_pat
     policy = OpenAIJudge("my-policy", base_url=fake_openai.url, api_key="sk-test", concurrency=4,
                          temperature=0.7, max_tokens=32, top_p=0.9)
     store = AnnotationStore(tmp_path / "a.sqlite")
-    out = g.generate_openai(INSTRUCTIONS, policy, k=3, store=store, progress=False)
+    out = sampling_openai.generate_openai(INSTRUCTIONS, policy, k=3, store=store, progress=False)
     assert fake_openai.requests == 4  # one request with n=3 per instruction; each choice its own sample
     assert out.groupby("instruction_id")["sample"].apply(list).tolist() == [[0, 1, 2]] * 4
     assert out["response"].str.startswith("echo: ").all()
@@ -192,9 +193,9 @@ def test_openai_compatible_policy_uses_the_engine_and_store(fake_openai, tmp_pat
     assert out["generator"].iloc[0] == "openai:my-policy"
     params = json.loads(out["params"].iloc[0])
     assert params["temperature"] == 0.7 and params["top_p"] == 0.9 and params["model"] == "my-policy"
-    again = g.generate_openai(INSTRUCTIONS, policy, k=4, store=store, progress=False)
+    again = sampling_openai.generate_openai(INSTRUCTIONS, policy, k=4, store=store, progress=False)
     assert fake_openai.requests == 8  # resumed: only the new fourth samples were asked (one each)
-    one_each = g.generate_openai(INSTRUCTIONS, policy, k=3, store=False, progress=False, n_per_request=False)
+    one_each = sampling_openai.generate_openai(INSTRUCTIONS, policy, k=3, store=False, progress=False, n_per_request=False)
     assert fake_openai.requests == 20  # n_per_request=False: one request per sample
     assert len(one_each) == 12
     assert again[again["sample"] < 3]["response"].tolist() == out["response"].tolist()
@@ -206,7 +207,7 @@ def test_openai_failures_are_errors_not_empty_responses(fake_openai_factory, tmp
     server = fake_openai_factory(schedule=lambda n, prompt: "500" if "poem" in prompt else "ok")
     policy = OpenAIJudge("p", base_url=server.url, api_key="sk-test", max_retries=0, temperature=1.0)
     with pytest.raises(RuntimeError, match="2 of 8 sampling requests .* failed") as e:
-        g.generate_openai(INSTRUCTIONS, policy, k=2, store=tmp_path / "s.sqlite", progress=False)
+        sampling_openai.generate_openai(INSTRUCTIONS, policy, k=2, store=tmp_path / "s.sqlite", progress=False)
     partial = e.value.result  # sflib.io.outputs.Incomplete: the samples that were drawn, none made up
     assert len(partial) == 6 and e.value.failed == 2 and not partial["instruction"].str.contains("poem").any()
 
@@ -229,7 +230,7 @@ def test_cli_generate_against_a_server_writes_both_layouts(fake_openai, tmp_path
                  "--k", "2", "--output", str(tmp_path / "r.jsonl"), "--generations-json", str(tmp_path / "r.json"),
                  "--store", str(tmp_path / "a.sqlite"), "--temperature", "0.8"])
     assert code == 0 and fake_openai.requests == 4  # one request with n=2 per instruction
-    table = d.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
+    table = sfio.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
     assert len(table) == 8 and (table["generator"] == "openai:my-policy").all()
     assert json.loads(table["params"].iloc[0])["temperature"] == 0.8
     assert [len(r["responses"]) for r in json.loads((tmp_path / "r.json").read_text())] == [2, 2, 2, 2]
@@ -249,15 +250,15 @@ def test_the_seed_is_part_of_the_sampling_cache_key(fake_openai, tmp_path):
 
     store = AnnotationStore(tmp_path / "a.sqlite")
     policy = OpenAIJudge("p", base_url=fake_openai.url, api_key="sk-test", temperature=1.0)
-    g.generate_openai(INSTRUCTIONS, policy, k=2, store=store, seed=0, progress=False)
+    sampling_openai.generate_openai(INSTRUCTIONS, policy, k=2, store=store, seed=0, progress=False)
     asked = fake_openai.requests
     assert asked == 4
-    g.generate_openai(INSTRUCTIONS, policy, k=2, store=store, seed=0, progress=False)
+    sampling_openai.generate_openai(INSTRUCTIONS, policy, k=2, store=store, seed=0, progress=False)
     assert fake_openai.requests == asked                                 # unchanged: every sample from the store
-    g.generate_openai(INSTRUCTIONS, policy, k=2, store=store, seed=1, progress=False)
+    sampling_openai.generate_openai(INSTRUCTIONS, policy, k=2, store=store, seed=1, progress=False)
     assert fake_openai.requests == asked + 4                             # a new seed samples anew
     hotter = OpenAIJudge("p", base_url=fake_openai.url, api_key="sk-test", temperature=0.5)
-    g.generate_openai(INSTRUCTIONS, hotter, k=2, store=store, seed=1, progress=False)
+    sampling_openai.generate_openai(INSTRUCTIONS, hotter, k=2, store=store, seed=1, progress=False)
     assert fake_openai.requests == asked + 8                             # so does a new temperature
     from sflib.generation.sampling_local import store_path_for  # local: the sample file is named by all of them
 

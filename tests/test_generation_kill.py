@@ -17,7 +17,7 @@ N_INSTR, K = 60, 4
 SCRIPT = """
 import json, sys
 import pandas as pd
-from sflib.generation.generate import generate_openai
+from sflib.generation.sampling_openai import generate_openai
 from sflib.judges.openai_judge import OpenAIJudge
 from sflib.feedback.store import AnnotationStore
 url, path, n, k = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

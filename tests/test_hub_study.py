@@ -8,7 +8,6 @@ original script's rule (the oracle of tests/test_consistency.py).
 """
 from __future__ import annotations
 
-import csv
 import json
 import socket
 import subprocess

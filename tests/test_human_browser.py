@@ -180,7 +180,7 @@ class Lab:
                             ".map(c => [c.model.executionCount, JSON.stringify(c.model.toJSON().outputs).slice(0, 400)])")
             for count, out in cells:
                 print(f"cell [{count}]: {out}")
-        except Exception as e:  # noqa: BLE001 - the browser itself may be the problem
+        except Exception as e:  # the browser itself may be the problem
             print("could not read the page:", e)
         self.log.flush()
         print("JupyterLab log (end):\n" + (self.work / "jupyterlab.log").read_text()[-3000:])

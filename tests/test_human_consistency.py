@@ -173,7 +173,6 @@ def test_study_material_names_the_study_feedback_judge(tmp_path, monkeypatch):
     the study material carries ``feedback_judge`` from the study file."""
     import json
 
-    import pandas as pd
 
     from sflib.study import load
 

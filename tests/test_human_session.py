@@ -244,7 +244,7 @@ def test_answers_from_another_thread(store):
     def work(score):
         try:
             s.answer(score)
-        except Exception as e:  # noqa: BLE001  (reported below)
+        except Exception as e:  # reported below
             errors.append(e)
 
     for score in (5, 6):

@@ -1,10 +1,9 @@
 """Judges and policies as YAML files (sflib.judges.config) and the CLI's request-limit overrides."""
-import json
 
 import pandas as pd
 import pytest
 
-from sflib.core import data as d
+from sflib import io as sfio
 from sflib.judges import get_judge
 from sflib.judges.config import KEYS, ConfigError, known_names, resolve
 from sflib.judges.openai_judge import OpenAIJudge
@@ -125,7 +124,7 @@ def test_shorthand_still_works_with_todays_parameters():
 def _responses_table(path, n_instructions=20, per=2):
     rows = [{"instruction": f"Question {i}?", "input": "", "response": f"Answer {i}.{j}"}
             for i in range(n_instructions) for j in range(per)]
-    d.write_table(pd.DataFrame(rows), path)
+    sfio.write_table(pd.DataFrame(rows), path)
     return path
 
 
@@ -169,11 +168,11 @@ def test_cli_rate_exits_non_zero_on_http_401_with_the_reason(fake_openai_factory
     assert code == 3
     assert "incomplete: 6 rows, 6 failed" in err and "401" in err and "sk-test-not-a-secret" not in err + out
     assert (tmp_path / "r.jsonl").read_text() == "previous output\n"  # an earlier output is left alone
-    partial = d.read_table(tmp_path / "r.partial.jsonl")
+    partial = sfio.read_table(tmp_path / "r.partial.jsonl")
     assert (partial["status"] == "failed").all() and len(partial) == 6
     code, out, err = _run_cli(capsys, "rate", "--judge", "openai:gpt-4o-mini", "--input", str(src), "--output",
                               str(tmp_path / "r.jsonl"), "--no-store", "--quiet", "--allow-partial")
-    assert code == 0 and "6 failed" in err and len(d.read_table(tmp_path / "r.jsonl")) == 6
+    assert code == 0 and "6 failed" in err and len(sfio.read_table(tmp_path / "r.jsonl")) == 6
     assert server.requests >= 12
 
 
@@ -185,7 +184,7 @@ def test_cli_rate_with_a_judge_file_and_limit(fake_openai, tmp_path, capsys):
     code, out, err = _run_cli(capsys, "rate", "--judge", str(path), "--input", str(src), "--output",
                               str(tmp_path / "r.jsonl"), "--no-store", "--quiet", "--limit", "2")
     assert code == 0, err
-    table = d.read_table(tmp_path / "r.jsonl")
+    table = sfio.read_table(tmp_path / "r.jsonl")
     assert table["instruction"].tolist() == ["Question 0?"] * 2 + ["Question 1?"] * 2
     assert (table["judge"] == "openai:fake-judge").all() and fake_openai.requests == 4
     assert "$0.0000" in out

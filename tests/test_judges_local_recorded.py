@@ -1,10 +1,10 @@
 """RecordedJudge (replays the paper's GPT-3.5 feedback exactly) and LocalJudge (batched greedy generation)."""
-import json
 
 import pandas as pd
 import pytest
 
 from sflib.core import data as d
+from sflib import io as sfio
 from sflib.judges import get_judge
 from sflib.judges.base import Request
 from sflib.judges.recorded import RecordedJudge
@@ -24,7 +24,7 @@ def recorded():
 
 def test_recorded_judge_reproduces_all_99_ratings(recorded):
     assert isinstance(recorded, RecordedJudge) and recorded.name.startswith("recorded:")
-    truth = d.read_ratings_csv(RATINGS_CSV)
+    truth = sfio.read_ratings(RATINGS_CSV)
     assert len(truth) == 99
     out = rate(truth.drop(columns="score"), recorded, store=False, progress=False)
     assert out["valid"].all()
@@ -34,7 +34,7 @@ def test_recorded_judge_reproduces_all_99_ratings(recorded):
 
 
 def test_recorded_judge_reproduces_all_118_decisions_from_both_orders(recorded):
-    truth = d.read_rankings_csv(RANKINGS_CSV)
+    truth = sfio.read_rankings(RANKINGS_CSV)
     assert len(truth) == 118
     out = rank(truth.drop(columns="decision"), recorded, store=False, progress=False)
     assert out["valid"].all()
@@ -50,12 +50,12 @@ def test_recorded_judge_reproduces_all_118_decisions_from_both_orders(recorded):
 
 
 def test_sample_through_recorded_judge_shows_unrecorded_items_as_failures(recorded):
-    responses = d.read_generations(ORIGINAL / "sample_generation.json")
+    responses = sfio.read_responses(ORIGINAL / "sample_generation.json")
     ratings = rate(responses, recorded, store=False, progress=False)
     assert len(ratings) == 100  # nothing dropped
     failed = ratings[ratings["status"] == "failed"]
     # the one response the original script lost (never rated) is a visible failure
-    unrated = set(responses["response_id"]) - set(d.read_ratings_csv(RATINGS_CSV)["response_id"])
+    unrated = set(responses["response_id"]) - set(sfio.read_ratings(RATINGS_CSV)["response_id"])
     assert len(failed) == 1 and set(failed["response_id"]) == unrated
     message = failed["error"].iloc[0]
     assert message.startswith("no recorded rating for instruction " + failed["instruction_id"].iloc[0])
@@ -71,20 +71,20 @@ def test_sample_through_recorded_judge_shows_unrecorded_items_as_failures(record
 
 def test_recorded_judge_from_canonical_tables_and_rank_outputs(tmp_path, recorded):
     # a rate() output is itself a recording (invalid rows are not answers)
-    ratings = d.read_ratings_csv(RATINGS_CSV).iloc[:10].copy()
+    ratings = sfio.read_ratings(RATINGS_CSV).iloc[:10].copy()
     ratings["score"] = ratings["score"].astype(float)
     ratings.loc[3, "score"] = float("nan")
-    d.write_table(ratings, tmp_path / "ratings.parquet")
+    sfio.write_table(ratings, tmp_path / "ratings.parquet")
     judge = RecordedJudge([tmp_path / "ratings.parquet"])
     out = rate(ratings.drop(columns="score"), judge, store=False, progress=False)
     assert out["status"].tolist() == ["ok"] * 3 + ["failed"] + ["ok"] * 6
     assert out["score"].drop(index=3).tolist() == ratings["score"].drop(index=3).tolist()
 
     # a rank() output with per-order verdicts is replayed per order (position bias preserved)
-    pairs = d.read_rankings_csv(RANKINGS_CSV).iloc[:12].drop(columns="decision")
+    pairs = sfio.read_rankings(RANKINGS_CSV).iloc[:12].drop(columns="decision")
     first = rank(pairs, recorded, store=False, progress=False)
     first.loc[0, "verdict_12"] = "b"  # a made-up verdict: 'b' then 'a' -> decision 'b'
-    d.write_table(first, tmp_path / "rankings.jsonl")
+    sfio.write_table(first, tmp_path / "rankings.jsonl")
     replay = rank(pairs, RecordedJudge(tmp_path / "rankings.jsonl"), store=False, progress=False)
     assert replay["verdict_12"].tolist() == first["verdict_12"].tolist()
     assert replay["verdict_21"].tolist() == first["verdict_21"].tolist()
@@ -96,7 +96,7 @@ def test_recorded_judge_errors_are_clear(tmp_path, recorded):
     (tmp_path / "three.csv").write_text("a,b,c\n")
     with pytest.raises(d.DataError, match="4 .*or 5"):
         RecordedJudge([tmp_path / "three.csv"])
-    d.write_table(pd.DataFrame({"instruction": ["x"], "output": ["y"]}), tmp_path / "outputs.jsonl")
+    sfio.write_table(pd.DataFrame({"instruction": ["x"], "output": ["y"]}), tmp_path / "outputs.jsonl")
     with pytest.raises(d.DataError, match="neither a ratings table"):
         RecordedJudge([tmp_path / "outputs.jsonl"])
     [(_, c)] = list(recorded.complete([Request(messages=[], meta={"kind": "summary", "instruction": "x"})]))
@@ -171,7 +171,7 @@ def test_recorded_alone_means_the_vendored_paper_feedback():
     assert judge.name == PAPER_JUDGE and judge.files == vendored_feedback_files()
     assert all(f.exists() for f in judge.files) and len(judge.files) == 5
     # the evaluation judgments are answered too: davinci-003 vs ratings-RM rankings (46 recorded)
-    evals = d.read_rankings_csv(data_dir() / "original" / "inference_model_outputs" /
+    evals = sfio.read_rankings(data_dir() / "original" / "inference_model_outputs" /
                                 "feedback_rankings_davincivsratings_for_llm_eval.csv")
     out = rank(evals.drop(columns="decision"), judge, store=False, progress=False)
     assert out["decision"].tolist() == evals["decision"].tolist()

@@ -271,7 +271,7 @@ def _instructions(n):
 
 
 def test_n_samples_in_one_request_are_paid_once_and_stored_per_sample(fake_openai_factory, tmp_path):
-    from sflib.generation.generate import generate_openai
+    from sflib.generation.sampling_openai import generate_openai
 
     server = fake_openai_factory()
     judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)
@@ -297,7 +297,7 @@ def test_n_samples_in_one_request_are_paid_once_and_stored_per_sample(fake_opena
 
 
 def test_server_without_n_gets_the_rest_one_by_one(fake_openai_factory):
-    from sflib.generation.generate import generate_openai
+    from sflib.generation.sampling_openai import generate_openai
 
     server = fake_openai_factory(support_n=False)  # like llama.cpp: one choice whatever n is
     judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from sflib.core import data as d
-from sflib.generation import generate as g
+from sflib import io as sfio
+from sflib.generation import sampling_local
 from sflib.generation.policies import Policy, get_policy
 
 INSTRUCTIONS = pd.DataFrame({"instruction": ["Say hello.", "Name a colour."], "input": ["", ""]})
@@ -40,7 +41,7 @@ def test_local_policy_passes_its_settings_to_the_sampler(monkeypatch, tmp_path):
         seen.update(kwargs)
         return pd.DataFrame({"instruction_id": ["x"]})
 
-    monkeypatch.setattr(g, "generate_local", fake_generate_local)
+    monkeypatch.setattr(sampling_local, "generate_local", fake_generate_local)
     cfg = tmp_path / "p.yaml"
     cfg.write_text("provider: local\nmodel: some/folder\ntemperature: 0.7\ntop_p: 0.8\nmax_tokens: 33\n"
                    "batch_size: 4\ntemplate: alpaca\ndevice: cpu\n")
@@ -89,7 +90,7 @@ def test_cli_generate_with_a_policy_config_name_and_overrides(fake_openai, tmp_p
                  str(tmp_path / "r.jsonl"), "--store", str(tmp_path / "a.sqlite"), "--temperature", "0.5",
                  "--max-tokens", "64", "--concurrency", "2", "--rpm", "6000"])
     assert code == 0 and fake_openai.requests == 2 and fake_openai.max_in_flight <= 2  # n=3 per request
-    table = d.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
+    table = sfio.read_table(tmp_path / "r.jsonl", required=d.RESPONSE_COLUMNS)
     params = json.loads(table["params"].iloc[0])
     assert params["temperature"] == 0.5 and params["max_tokens"] == 64
     code = main(["generate", "--instructions", str(src), "--policy", "no-such-policy", "--output",

@@ -4,7 +4,6 @@ agreement on a hand-computed case, calls counted per protocol, structured verdic
 import json
 import logging
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -12,8 +12,8 @@ import yaml
 
 pytest.importorskip("papermill")
 
-import nbcheck  # noqa: E402
-from fake_openai import FakeOpenAI  # noqa: E402
+import nbcheck
+from fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = ["rating-1-7", "pairwise-3way", "pairwise-5way", "listwise-k"]

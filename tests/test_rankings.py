@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from sflib.core import data as d
+from sflib import io as sfio
 from sflib.judges.base import Completion, Judge
 from sflib.feedback.rankings import (RANKING_RECORD_COLUMNS, combine_verdicts, make_pairs, position_bias, rank,
                             ranking_request)
@@ -150,14 +151,14 @@ def test_cli_rank_end_to_end(tmp_path, capsys):
                           "input": ["", "", "one word"], "response1": ["Water from clouds.", "Rain.", "Apple"],
                           "response2": ["Rain.", "Sky water", "Car"]})
     recorded = pairs.assign(decision=["a", "equal", "b"])
-    d.write_table(recorded, tmp_path / "recorded.jsonl")
+    sfio.write_table(recorded, tmp_path / "recorded.jsonl")
     d.write_pairs_csv(pairs, tmp_path / "pairs.csv")
     code = main(["rank", "--judge", f"recorded:{tmp_path / 'recorded.jsonl'}", "--input", str(tmp_path / "pairs.csv"),
                  "--output", str(tmp_path / "rankings.csv"), "--store", str(tmp_path / "s.sqlite"), "--quiet"])
     out = capsys.readouterr().out
     assert code == 0
     assert "decisions: a=1, b=1, equal=1" in out and "orders disagree on 0.33 of 3 pairs" in out
-    back = d.read_rankings_csv(tmp_path / "rankings.csv")
+    back = sfio.read_rankings(tmp_path / "rankings.csv")
     assert back["decision"].tolist() == ["a", "equal", "b"]
 
 
@@ -213,7 +214,7 @@ def test_cli_rank_reads_alpaca_outputs_and_refuses_single_responses(tmp_path, ca
                      str(tmp_path / "r.jsonl"), "--no-store", "--quiet", "--limit", "1"])
         out = capsys.readouterr().out
         assert code == 0
-        table = d.read_table(tmp_path / "r.jsonl")
+        table = sfio.read_table(tmp_path / "r.jsonl")
         # --limit 1: only the first instruction's 3 pairs; always-first judge: every decision 'equal'
         assert len(table) == 3 and set(table["instruction"]) == {"Explain rain."}
         assert (table["decision"] == "equal").all() and "orders disagree on 1.00 of 3 pairs" in out

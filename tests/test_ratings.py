@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from sflib.core import data as d
+from sflib import io as sfio
 from sflib.judges.base import Completion, Judge, Request
 from sflib.feedback.ratings import RATING_RECORD_COLUMNS, rate, rating_request, task_block, valid_ratings
 from sflib.feedback.store import AnnotationStore
@@ -137,15 +138,15 @@ def test_cli_rate_end_to_end(tmp_path, capsys):
                               "--allow-partial")
     assert code == 0, err
     assert "n=20" in out and "ok" in out and "$0.0000" in out and "incomplete: 20 rows, 1 failed" in err
-    table = d.read_table(tmp_path / "ratings.jsonl", required=d.RATING_COLUMNS + ["valid", "status", "raw"])
-    recorded = d.read_ratings_csv(ORIGINAL / "feedback_ratings_sample_generation.csv")
+    table = sfio.read_table(tmp_path / "ratings.jsonl", required=d.RATING_COLUMNS + ["valid", "status", "raw"])
+    recorded = sfio.read_ratings(ORIGINAL / "feedback_ratings_sample_generation.csv")
     merged = table.merge(recorded.drop_duplicates("response_id"), on="response_id", suffixes=("", "_rec"))
     assert len(merged) >= 18 and (merged["score"] == merged["score_rec"]).all()
     # the original headerless layout, valid rows only
     code, out, err = _run_cli(capsys, "rate", "--judge", judge, "--input", str(tmp_path / "gen.json"), "--output",
                               str(tmp_path / "ratings.csv"), "--no-store", "--quiet", "--allow-partial")
     assert code == 0, err
-    back = d.read_ratings_csv(tmp_path / "ratings.csv")
+    back = sfio.read_ratings(tmp_path / "ratings.csv")
     assert len(back) == int(table["valid"].sum())
     # a bad input file is a one-line error, not a traceback
     (tmp_path / "bad.json").write_text("{not json")
@@ -185,12 +186,12 @@ def test_cli_rate_reads_alpaca_outputs_json_and_limit(tmp_path, capsys):
     (tmp_path / "alpaca.json").write_text(json.dumps(rows))
     recorded = pd.DataFrame({"instruction": ["Add the numbers.", "Name a colour."], "input": ["2 and 3", ""],
                              "response": ["5", "Blue"], "score": [7, 6]})
-    d.write_table(recorded, tmp_path / "rec.jsonl")
+    sfio.write_table(recorded, tmp_path / "rec.jsonl")
     code, out, err = _run_cli(capsys, "rate", "--judge", f"recorded:{tmp_path / 'rec.jsonl'}", "--input",
                               str(tmp_path / "alpaca.json"), "--output", str(tmp_path / "r.jsonl"), "--no-store",
                               "--quiet", "--limit", "1")
     assert code == 0, err
-    table = d.read_table(tmp_path / "r.jsonl")
+    table = sfio.read_table(tmp_path / "r.jsonl")
     assert table["response"].tolist() == ["5"] and table["score"].tolist() == [7]
 
 

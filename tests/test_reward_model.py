@@ -1,4 +1,4 @@
-"""Reward models (stage 6): losses, batching, truncation, LoRA save/reload, resume, bad input.
+"""Reward models (stage 05): losses, batching, truncation, LoRA save/reload, resume, bad input.
 
 Tiny random-initialised BERT / Llama models saved to a temporary folder keep these tests quick;
 one test loads the bundled SmolLM2 as a sequence classifier.
@@ -87,7 +87,7 @@ FAST = dict(epochs=1, batch_size=4, max_length=64, progress=False, save_checkpoi
 
 # ----------------------------------------------------------------------------- losses
 
-def test_losses_match_hand_computation(bert_dir):
+def test_losses_match_hand_computation(bert_dir, tmp_path):
     # the pure loss functions
     r = torch.tensor([0.0, 1.0])
     expected = ((0.5 - 0.0) ** 2 + (1 / (1 + math.e ** -1) - 1.0) ** 2) / 2
@@ -109,7 +109,7 @@ def test_losses_match_hand_computation(bert_dir):
                                    ratings.input.tolist()), ratings.score.tolist())
     collate = R.RewardCollator(tok.pad_token_id)
     batch = collate([ds[i] for i in range(3)])
-    args = TrainingArguments(output_dir="unused", report_to="none", use_cpu=True)
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), report_to="none", use_cpu=True)
     with torch.no_grad():
         rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].tolist()
         trainer = RewardTrainer(model=model, args=args, kind="ratings")

@@ -31,14 +31,10 @@ def test_wilson_interval_and_at_chance():
     assert not stats.at_chance(0.75, 40) and stats.at_chance(0.75, 40, chance=0.7)
 
 
-def test_moved_helpers_stay_importable_from_their_old_homes():
+def test_the_stages_use_the_one_implementation():
     from sflib.plots import feedback
-    from sflib.study import findings, inputs
 
     assert feedback.wilson is stats.wilson
-    assert findings.at_chance is stats.at_chance and inputs.at_chance is stats.at_chance
-    for name in ("opposite_preferences", "rated_differently", "response_words"):
-        assert getattr(findings, name) is getattr(consistency, name) is getattr(inputs, name)
 
 
 def test_sem_interval_is_the_papers():

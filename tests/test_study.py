@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sflib.core import data as d
+from sflib import io as sfio
 from sflib.core.prompts import alpaca_prompt
 from sflib.feedback.rankings import ranking_request
 from sflib.feedback.ratings import rating_request
@@ -222,7 +222,7 @@ def test_paper_seeding_gives_the_canonical_tables(outputs):
     assert set(study.config.seeded_from_data) == set(SEEDABLE)
     for stage, tables in SEED_TABLES.items():
         for name, src in tables.items():
-            canonical = d.read_table(study_root() / "data" / "canonical" / f"{src}.jsonl")
+            canonical = sfio.read_table(study_root() / "data" / "canonical" / f"{src}.jsonl")
             got = study.read(stage, name)          # seeded on first read
             if name.endswith("_outputs"):
                 canonical = canonical[["instruction", "output", "generator", "dataset"]]

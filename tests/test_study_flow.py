@@ -21,10 +21,10 @@ import yaml
 
 pytest.importorskip("papermill")
 
-import fake_openai  # noqa: E402  (tests/ is on sys.path under pytest)
-import fake_replies  # noqa: E402
-import nbcheck  # noqa: E402
-from fake_openai import FakeOpenAI  # noqa: E402
+import fake_openai  # tests/ is on sys.path under pytest
+import fake_replies
+import nbcheck
+from fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-DO-NOT-LEAK-flow-0123456789"

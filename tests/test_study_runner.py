@@ -319,8 +319,9 @@ def test_budget_is_checked_before_notebook_09_collects_other_protocols(setup):
     notebook(nbs / "01_generate.ipynb", WRITE.format(name="01"))   # local policy: free
     notebook(nbs / "09_protocols.ipynb", WRITE.format(name="09"))  # pairwise-5way with a paid judge
     spec = write_study(tmp_path, "0.0000001")
+    protocols = "  protocols: [rating-1-7, pairwise-3way, pairwise-5way]\n"
     text = spec.read_text().replace("  judge: openai:gpt-4o-mini\nbest_of_n",
-                                    "  judge: openai:gpt-4o-mini\n  protocols: [rating-1-7, pairwise-3way, pairwise-5way]\nbest_of_n")
+                                    "  judge: openai:gpt-4o-mini\n" + protocols + "best_of_n")
     spec.write_text(text)
     with pytest.raises(BudgetExceeded, match=r"stopping before 09_protocols: .* for stage protocols would exceed"):
         run(spec, notebooks_dir=nbs, progress=False, log=lambda m: None, only="01,09")

@@ -9,7 +9,8 @@ import math
 import pandas as pd
 import pytest
 
-from sflib.core import catalog, data as d, inventory
+from sflib.core import catalog, data as d
+from sflib.study import inventory
 from sflib import cli
 from sflib import io as sfio
 from sflib.core.data import DataError
@@ -62,7 +63,8 @@ def test_same_records_in_every_format_give_the_same_table(tmp_path):
     df.to_parquet(tmp_path / "d.parquet")
     datasets.Dataset.from_pandas(df).save_to_disk(str(tmp_path / "e"))
     write(tmp_path / "f.txt", "Say hi.,,hi,5\nAdd.,2 2,4,7\n")  # the original headerless layout
-    tables = [sfio.read_ratings(tmp_path / n)[d.RATING_COLUMNS] for n in ("a.json", "b.jsonl", "c.csv", "d.parquet", "e", "f.txt")]
+    names = ("a.json", "b.jsonl", "c.csv", "d.parquet", "e", "f.txt")
+    tables = [sfio.read_ratings(tmp_path / n)[d.RATING_COLUMNS] for n in names]
     for t in tables[1:]:
         pd.testing.assert_frame_equal(t, tables[0])
     assert tables[0]["score"].tolist() == [5, 7]
@@ -244,17 +246,16 @@ def test_catalog_roles_point_at_existing_files_read_by_their_kind():
     assert catalog.path("feedback.ratings").name == "sample_ratings.jsonl"
     assert catalog.path("feedback.ratings", original=True).name == "feedback_ratings_sample_generation.csv"
     assert catalog.path("feedback.rating_requests").suffix == ".csv"  # no canonical table: the original
-    assert len(catalog.read("feedback.ratings")) == 99 and len(catalog.read("feedback.ratings", original=True)) == 99
-    assert len(catalog.read("eval.reference_outputs")) == 805
+    assert len(sfio.read_role("feedback.ratings")) == 99 and len(sfio.read_role("feedback.ratings", original=True)) == 99
+    assert len(sfio.read_role("eval.reference_outputs")) == 805
     assert set(catalog.BY_TABLE) == {p.stem for p in catalog.canonical_dir().glob("*.jsonl")}
     assert list(catalog.table()["role"]) == list(catalog.ROLES)
     with pytest.raises(KeyError, match="unknown data role"):
         catalog.path("feedback.scores")
 
 
-def test_inventory_canonical_path_is_the_catalogs(monkeypatch, tmp_path):
-    assert inventory.canonical_path is catalog.canonical_path
-    assert inventory.canonical_path("sample_ratings") == catalog.path("feedback.ratings")
+def test_inventory_reads_the_catalogs_canonical_path(monkeypatch, tmp_path):
+    assert catalog.canonical_path("sample_ratings") == catalog.path("feedback.ratings")
     monkeypatch.setenv("SFLIB_ROOT", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="convert-original"):
         inventory.load_canonical("sample_ratings")

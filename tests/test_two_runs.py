@@ -78,7 +78,7 @@ def test_two_runs_started_apart_pay_once(fake_openai_factory, tmp_path):
     _wait_stored(tmp_path / "store.sqlite", N // 6, a)
     assert a.poll() is None, "the first run finished before the second started"
     b = _rate(server, tmp_path, items, "b")
-    (out_a, err_a), (out_b, err_b) = a.communicate(timeout=300), b.communicate(timeout=300)
+    (_, err_a), (out_b, err_b) = a.communicate(timeout=300), b.communicate(timeout=300)
     assert a.returncode == 0 and b.returncode == 0, (err_a, err_b)
     assert _paid_twice(server) == 0 and sum(server.prompts.values()) == N
     assert "in flight when an earlier run stopped" not in err_b  # the first run is alive

@@ -1,4 +1,4 @@
-"""Stage 7 — best-of-n: score n sampled responses per instruction with a reward model, keep the best.
+"""Stage 06 — best-of-n: score n sampled responses per instruction with a reward model, keep the best.
 
 The pieces, each usable alone (the selection and best-of-m analysis live in :mod:`sflib.bon`
 and are re-exported here):
@@ -36,9 +36,9 @@ import pandas as pd
 from ..core import data as sfdata
 from .. import io as sfio
 from ..core.data import DataError
-from .curves import (_pick, _rewards_dict, agreement, best_of_m_curve, best_of_m_selections,  # noqa: F401
-                         default_ms, expected_best_of_m, length_by_m, subset_order, words)
-from .select import REWARD, _warn_empty_selected, _with_ids, check_samples, select_best  # noqa: F401
+from .curves import (agreement, best_of_m_curve, best_of_m_selections, default_ms, expected_best_of_m,
+                     length_by_m, subset_order, words)
+from .select import REWARD, check_samples, select_best
 from ..core.prompts import PROMPT_FORMAT
 
 

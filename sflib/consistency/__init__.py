@@ -34,16 +34,17 @@ with a note where they are missing.
 
 The pieces: :mod:`sflib.consistency.compare` (loading, the vectorised comparison),
 :mod:`sflib.consistency.report` (the report, breakdowns, annotators side by side, example pairs),
-:mod:`sflib.core.stats` (kappa, the bootstraps); this module re-exports them; the ``consistency`` command is in :mod:`sflib.consistency.cli`.
+:mod:`sflib.core.stats` (kappa, the bootstraps); this module re-exports them; the ``consistency`` command is in
+:mod:`sflib.consistency.cli`.
 """
 from __future__ import annotations
 
-from .compare import (RANKINGS_COLUMNS, RATINGS_INDEX, VENDORED, ConsistencyWarning, agreement_matrix,  # noqa: F401
+from .compare import (RANKINGS_COLUMNS, RATINGS_INDEX, VENDORED, ConsistencyWarning, agreement_matrix,
                       compare, load_rankings, load_ratings, load_vendored)
-from .report import (RESAMPLE, ConsistencyReport, compare_annotators, opposite_preferences,  # noqa: F401
+from .report import (RESAMPLE, ConsistencyReport, compare_annotators, opposite_preferences,
                      rated_differently, report, response_words)
 from ..feedback.soft_verdicts import VERDICTS
-from ..core.stats import cohen_kappa  # noqa: F401
+from ..core.stats import cohen_kappa
 
 __all__ = [
     "ConsistencyReport", "ConsistencyWarning", "compare", "report", "compare_annotators",

@@ -152,7 +152,8 @@ class ConsistencyReport:
         return {
             "consistency": self.consistency, "consistency_excluding_ties": self.consistency_excluding_ties,
             "kappa": self.kappa, "ratings_tie_rate": self.ratings_tie_rate, "rankings_tie_rate": self.rankings_tie_rate,
-            "ci95": {k: list(v) for k, v in self.ci.items()}, "bootstrap": self.bootstrap, "seed": self.seed, "resample": self.resample,
+            "ci95": {k: list(v) for k, v in self.ci.items()}, "bootstrap": self.bootstrap, "seed": self.seed,
+            "resample": self.resample,
             "n_compared": self.n_compared, "n_agree": self.n_agree, "n_excluding_ties": self.n_excluding_ties,
             "n_skipped_missing_rating": self.n_skipped_missing_rating,
             "n_skipped_no_decision": self.n_skipped_no_decision, "n_duplicates": self.n_duplicates,
@@ -172,7 +173,7 @@ def report(ratings: pd.DataFrame, rankings: pd.DataFrame, *, bootstrap: int = 10
            resample: str = "pairs", ratings_name: str = "ratings", rankings_name: str = "rankings",
            verdicts: str = "hard") -> ConsistencyReport:
     """The full consistency report of a ratings table against a rankings table (canonical frames,
-    e.g. from :func:`load_ratings` / :func:`load_rankings` or :func:`sflib.core.data.read_ratings_csv`).
+    e.g. from :func:`load_ratings` / :func:`load_rankings` or :func:`sflib.io.read_ratings`).
 
     ``bootstrap`` resamples (0 = no intervals) with a numpy generator seeded by ``seed`` — the same
     seed gives the same intervals. ``resample="pairs"`` (default) treats compared pairs as

@@ -3,7 +3,7 @@
 ``catalog.path(role)`` is the canonical table (``data/canonical/<name>.jsonl``, written by
 ``python -m sflib convert-original``) where the role has one, else the original file;
 ``catalog.path(role, original=True)`` is always the released file under ``data/original``.
-``catalog.read(role)`` reads it with the reader of its kind (:mod:`sflib.io.tables`), and
+:func:`sflib.io.read_role` reads it with the reader of its kind, and
 :func:`table` lists every role with its files.
 
 Roles (``feedback.*`` = the 20-instruction feedback sample; ``eval.*`` = the AlpacaEval evaluation):
@@ -118,16 +118,6 @@ def path(role: str, original: bool = False) -> Path:
     if original or e.canonical is None:
         return original_path(role)
     return canonical_path(e.canonical)
-
-
-def read(role: str, original: bool = False) -> pd.DataFrame:
-    """The file of ``role`` read by the reader of its kind (the canonical table keeps its extra columns)."""
-    from ..io import tables
-
-    e = entry(role)
-    if e.kind is None:
-        raise ValueError(f"{role} is not a table ({e.original})")
-    return tables.read(e.kind, path(role, original))
 
 
 def table() -> pd.DataFrame:

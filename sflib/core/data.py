@@ -185,10 +185,12 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
 
 # ----------------------------------------------------------------------------- reading & writing helpers
 
-def _guard_empty(n_rows: int, path) -> None:
-    from ..io.write import guard_empty
-
-    guard_empty(n_rows, path)
+def guard_empty(n_rows: int, path: os.PathLike | str, replace_with_empty: bool = False) -> None:
+    """Refuse to replace an existing, non-empty ``path`` with a table of ``n_rows == 0``."""
+    path = Path(path)
+    if n_rows == 0 and not replace_with_empty and path.is_file() and path.stat().st_size > 0:
+        raise DataError(path, "not replaced: the new table is empty (0 rows) and the existing file holds data; "
+                              "the previous file is kept (remove it first to write an empty table)")
 
 
 def parse_scores(values: Iterable[object], path=None, field: str = "score") -> list[int]:
@@ -219,8 +221,6 @@ def parse_decisions(values: Iterable[object], path=None, field: str = "feedback"
 
 
 # ----------------------------------------------------------------------------- instructions
-# The readers below are the old names, kept for the modules and notebooks that use them: each one
-# is the reader of its kind in :mod:`sflib.io.tables` (format read from the content, not the suffix).
 
 def instructions_frame(records: list[dict], source: str = "") -> pd.DataFrame:
     """Canonical, deduplicated instructions from ``{instruction, input?, source?|dataset?}`` dicts."""
@@ -234,16 +234,11 @@ def instructions_frame(records: list[dict], source: str = "") -> pd.DataFrame:
     return df
 
 
-def read_instructions(path: os.PathLike | str, source: str | None = None, split: str | None = None) -> pd.DataFrame:
-    """Instructions (``id, instruction, input, source``): :func:`sflib.io.tables.read_instructions`."""
-    from ..io import tables
-
-    return tables.read_instructions(path, source=source, split=split)
 
 
 def write_instructions_json(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """The original instructions layout ``[{"instruction", "input"}]``."""
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     recs = [{"instruction": i, "input": x} for i, x in zip(df["instruction"], df["input"])]
     return atomic_write_text(path, json.dumps(recs, ensure_ascii=False, indent=1))
 
@@ -261,16 +256,11 @@ def responses_frame(rows: pd.DataFrame, generator: str = "", params: str = "{}")
     return df[front + [c for c in df.columns if c not in front]].reset_index(drop=True)
 
 
-def read_generations(path: os.PathLike | str, generator: str = "") -> pd.DataFrame:
-    """Responses (e.g. the original generation JSON): :func:`sflib.io.tables.read_responses`."""
-    from ..io import tables
-
-    return tables.read_responses(path, generator=generator)
 
 
 def write_generations(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """Responses in the original generation JSON layout, grouped by instruction in first-seen order."""
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     out: dict[str, dict] = {}
     for rec in df[["instruction_id", "instruction", "input", "response"]].itertuples(index=False):
         entry = out.setdefault(rec.instruction_id, {"instruction": rec.instruction, "input": rec.input, "responses": []})
@@ -278,29 +268,19 @@ def write_generations(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     return atomic_write_text(path, json.dumps(list(out.values()), ensure_ascii=False, indent=1))
 
 
-def read_responses_csv(path: os.PathLike | str, generator: str = "") -> pd.DataFrame:
-    """Responses (e.g. header CSV ``instruction,input,response``): :func:`sflib.io.tables.read_responses`."""
-    from ..io import tables
-
-    return tables.read_responses(path, generator=generator)
 
 
 def write_responses_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     with atomic_path(path) as tmp:
         df[["instruction", "input", "response"]].to_csv(tmp, index=False)
     return Path(path)
 
 
-def read_pairs_csv(path: os.PathLike | str) -> pd.DataFrame:
-    """Pairs (e.g. header CSV ``instruction,input,response1,response2``): :func:`sflib.io.tables.read_pairs`."""
-    from ..io import tables
-
-    return tables.read_pairs(path)
 
 
 def write_pairs_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     with atomic_path(path) as tmp:
         df[["instruction", "input", "response1", "response2"]].to_csv(tmp, index=False)
     return Path(path)
@@ -328,17 +308,12 @@ def all_pairs(responses: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- feedback
 
-def read_ratings_csv(path: os.PathLike | str) -> pd.DataFrame:
-    """Ratings (e.g. headerless ``instruction,input,output,score``): :func:`sflib.io.tables.read_ratings`."""
-    from ..io import tables
-
-    return tables.read_ratings(path)
 
 
 def write_ratings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """Ratings in the original headerless layout (rows without a valid score are left out)."""
     df = df[df["score"].notna()]
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     out = pd.DataFrame({"instruction": df["instruction"], "input": df["input"], "output": df["response"],
                         "score": df["score"].astype(int)})
     with atomic_path(path) as tmp:
@@ -346,17 +321,12 @@ def write_ratings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     return Path(path)
 
 
-def read_rankings_csv(path: os.PathLike | str) -> pd.DataFrame:
-    """Rankings (e.g. headerless ``instruction,input,output1,output2,feedback``): :func:`sflib.io.tables.read_rankings`."""
-    from ..io import tables
-
-    return tables.read_rankings(path)
 
 
 def write_rankings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     """Rankings in the original headerless layout with ``(a)`` / ``(b)`` / ``equal``."""
     df = df[df["decision"].isin(DECISIONS)]
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     out = pd.DataFrame({"instruction": df["instruction"], "input": df["input"], "output1": df["response1"],
                         "output2": df["response2"], "feedback": df["decision"].map(_LABELS_OUT)})
     with atomic_path(path) as tmp:
@@ -368,30 +338,26 @@ def write_rankings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
 
 def read_model_outputs(path: os.PathLike | str) -> pd.DataFrame:
     """AlpacaEval's outputs ``[{"instruction", "output", "generator", "dataset"}]`` (exactly those
-    columns): :func:`sflib.io.tables.read_model_outputs`."""
+    columns): :func:`sflib.io.tables.read_model_outputs`.
+
+    Left only for ``sflib/study/folder.py`` (edited on another branch); use ``sflib.io`` and delete this and
+    :func:`read_table` once it does: ``core`` must not import ``io``."""
     from ..io import tables
 
     return tables.read_model_outputs(path)[MODEL_OUTPUT_COLUMNS]
 
 
 def write_model_outputs(df: pd.DataFrame, path: os.PathLike | str) -> Path:
-    _guard_empty(len(df), path)
+    guard_empty(len(df), path)
     recs = df[MODEL_OUTPUT_COLUMNS].to_dict("records")
     return atomic_write_text(path, json.dumps(recs, ensure_ascii=False, indent=2))
 
 
 # ----------------------------------------------------------------------------- canonical storage
 
-def write_table(df: pd.DataFrame, path: os.PathLike | str, *, replace_with_empty: bool = False) -> Path:
-    """Write a table atomically by extension (never replacing data with an empty table):
-    :func:`sflib.io.write.write_table`."""
-    from ..io.write import write_table as _write
-
-    return _write(df, path, replace_with_empty=replace_with_empty)
-
-
 def read_table(path: os.PathLike | str, required: Iterable[str] = ()) -> pd.DataFrame:
-    """Any table (format from the content), with the ``required`` columns: :func:`sflib.io.tables.read_table`."""
+    """Any table (format from the content), with the ``required`` columns: :func:`sflib.io.tables.read_table`.
+    Left only for ``sflib/study/folder.py``, like :func:`read_model_outputs`."""
     from ..io import tables
 
     return tables.read_table(path, required)

@@ -20,10 +20,13 @@
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from scipy import stats as _st
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: default bootstrap resamples of a win rate
 N_BOOT = 2000

@@ -1,9 +1,9 @@
-"""Stage 8 — win rate of a policy against a reference under the rating and the ranking protocol.
+"""Stage 07 — win rate of a policy against a reference under the rating and the ranking protocol.
 
 - **Rating protocol**: the same judge rates the policy's and the reference's output for each
   instruction (1–7); win = 1 if the policy's score is higher, 0.5 if equal, 0 otherwise.
 - **Ranking protocol**: one pairwise judgment with the reference as (a) and the policy as (b),
-  asked in both orders (stage 4); win = 1 for ``b``, 0.5 for ``equal``, 0 for ``a``.
+  asked in both orders (stage 03); win = 1 for ``b``, 0.5 for ``equal``, 0 for ``a``.
 
 This module is the orchestrating layer and re-exports the pieces, so ``from sflib import evaluation``
 gives every name:
@@ -47,18 +47,17 @@ import pandas as pd
 from ..core import catalog
 from ..core import data as sfdata
 from ..consistency.compare import load_rankings, load_ratings
-from .lc_winrate import LCResult, with_instruction_difficulty  # noqa: F401
-from .original_rules import (OriginalWinRate, _original, original_vs_ours,  # noqa: F401
+from .lc_winrate import LCResult, with_instruction_difficulty
+from .original_rules import (OriginalWinRate, original_vs_ours,
                              original_winrate_from_rankings, original_winrate_from_ratings)
-from .alignment import Alignment, _add, _as_outputs, _keys, _norm_text, align_outputs, instruction_key  # noqa: F401
+from .alignment import Alignment, _add, _norm_text, align_outputs, instruction_key
 from ..judges import get_judge
-from ..feedback.soft_verdicts import VERDICTS  # noqa: F401  (re-exported)
-from ..core.stats import N_BOOT, bootstrap_ci, ci_sem  # noqa: F401
-from .winrate import (DECISION_WIN, PROTOCOLS, WinRate, _by_dataset, _count, _invalid_reason,  # noqa: F401
-                      _items_frame, _judgment_frame, _result, _text_matches, no_judgments, winrate_from_rankings,
+from ..feedback.soft_verdicts import VERDICTS  # re-exported
+from ..core.stats import N_BOOT, bootstrap_ci, ci_sem
+from .winrate import (DECISION_WIN, PROTOCOLS, WinRate, no_judgments, winrate_from_rankings,
                       winrate_from_ratings)
-from .analysis import (LENGTH_BUCKETS, Comparison, _bucket_labels, _words, by_dataset_table,  # noqa: F401
-                               compare_policies, length_analysis, mean_lengths, results_table)
+from .analysis import (LENGTH_BUCKETS, Comparison, by_dataset_table, compare_policies, length_analysis,
+                       mean_lengths, results_table)
 
 #: the AlpacaEval subsets the paper evaluated on (553 instructions; ``selfinstruct`` left out)
 PAPER_DATASETS = ("helpful_base", "koala", "oasst", "vicuna")

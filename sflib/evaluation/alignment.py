@@ -1,4 +1,4 @@
-"""Stage 8, alignment: a policy's AlpacaEval ``model_outputs`` matched to the reference's by instruction.
+"""Stage 07, alignment: a policy's AlpacaEval ``model_outputs`` matched to the reference's by instruction.
 
 Also the key every judgment is matched on (:func:`instruction_key`: instruction + input, CRLF and
 surrounding whitespace normalised). Nothing is dropped silently: :class:`Alignment` counts the

@@ -1,4 +1,4 @@
-"""Stage 8, analysis of win rates: two policies compared (paired), result tables, per-dataset tables,
+"""Stage 07, analysis of win rates: two policies compared (paired), result tables, per-dataset tables,
 and output length (mean lengths, win rate by policy/reference length ratio)."""
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ def results_table(results: Iterable[WinRate]) -> pd.DataFrame:
                      "winrate": r.winrate, "ci_sem": r.ci_sem, "ci_low": r.ci_low, "ci_high": r.ci_high,
                      "wilson_low": r.wilson_low, "wilson_high": r.wilson_high,
                      "winrate_excl_ties": r.winrate_excl_ties, "excl_low": r.excl_ties_interval[0],
-                     "excl_high": r.excl_ties_interval[1], "n": r.n, "n_items": r.n_items, "wins": r.wins, "ties": r.ties, "losses": r.losses,
+                     "excl_high": r.excl_ties_interval[1], "n": r.n, "n_items": r.n_items, "wins": r.wins, "ties": r.ties,
+                     "losses": r.losses,
                      "dropped": r.n_dropped,
                      "dropped_reasons": "; ".join(f"{k}: {v}" for k, v in r.dropped.items()),
                      "ignored": "; ".join(f"{k}: {v}" for k, v in r.ignored.items()),

@@ -74,7 +74,8 @@ class LCResult:
     def summary(self) -> dict[str, Any]:
         nan = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
         return {"lc_winrate": nan(self.lc_winrate), "lc_standard_error": nan(self.lc_standard_error), "n": self.n,
-                "identifiable": self.identifiable, "glm": self.glm, "coef": {k: float(v) for k, v in self.coef.items()}, "C": nan(float(self.C)),
+                "identifiable": self.identifiable, "glm": self.glm, "coef": {k: float(v) for k, v in self.coef.items()},
+                "C": nan(float(self.C)),
                 "note": self.note}
 
 

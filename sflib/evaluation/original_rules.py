@@ -1,4 +1,4 @@
-"""Stage 8, the original scripts' rules: what ``calc_win_rate_from_ratings_eval.py`` and
+"""Stage 07, the original scripts' rules: what ``calc_win_rate_from_ratings_eval.py`` and
 ``calc_win_rate_from_rankings_eval.py`` would print on the recorded feedback CSVs, and a table of
 those numbers beside ours (:func:`original_vs_ours`)."""
 from __future__ import annotations

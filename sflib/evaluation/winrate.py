@@ -1,9 +1,9 @@
-"""Stage 8, win rates: a policy against a reference under the rating and the ranking protocol.
+"""Stage 07, win rates: a policy against a reference under the rating and the ranking protocol.
 
 - **Rating protocol**: the same judge rates the policy's and the reference's output for each
   instruction (1–7); win = 1 if the policy's score is higher, 0.5 if equal, 0 otherwise.
 - **Ranking protocol**: one pairwise judgment with the reference as (a) and the policy as (b),
-  asked in both orders (stage 4); win = 1 for ``b``, 0.5 for ``equal``, 0 for ``a``.
+  asked in both orders (stage 03); win = 1 for ``b``, 0.5 for ``equal``, 0 for ``a``.
 - With ``verdicts="soft"`` (:mod:`sflib.feedback.soft_verdicts`): the rating-protocol win is the sign of
   expected_score(policy) − expected_score(reference) (1 / 0.5 / 0) and the ranking-protocol win is
   P(policy better) = 1 − p_a; a judgment without its soft value uses its hard one (counted).

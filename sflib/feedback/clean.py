@@ -11,7 +11,8 @@ in every notebook. The rule, in order:
    A score that is present but off the 1–7 scale or not a whole number is bad input: :class:`DataError`.
 2. *duplicate rating*: a response rated more than once (same ``response_id`` — computed from the
    instruction, input and response text when absent; a table with neither counts each row as its own
-   response —, per ``judge`` when the table has that column) keeps its **first** valid rating; the later ones are left out and counted as
+   response —, per ``judge`` when the table has that column) keeps its **first** valid rating; the later ones are left out
+   and counted as
    *same score* or *different score* (the paper's released sample rates two responses twice, 6 then 5 and
    5 then 4: two duplicates with a different score).
 3. *not one of the responses*: with ``responses`` given (notebook 01's table), a rating of a response that

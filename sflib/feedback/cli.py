@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
+from .. import io as sfio
 from ..core import data as d
 from ..io.outputs import finish
 from ..judges.config import add_judge_options, judge_overrides
@@ -105,7 +106,7 @@ def write_feedback(df: pd.DataFrame, path: str | os.PathLike, csv_writer) -> str
         csv_writer(df, path)
         left = int((~df["valid"].astype(bool)).sum())
         return f" ({left} row(s) without a valid answer left out of the headerless CSV)" if left else ""
-    d.write_table(df, path)
+    sfio.write_table(df, path)
     return ""
 
 

@@ -90,7 +90,32 @@ def _json_score(text: str) -> tuple[int | None, bool] | None:
 
 def parse_score(text: str | None) -> tuple[int | None, bool]:
     """The 1–7 score in a judge's rating reply, as ``(score, True)``, or ``(None, False)``.
-    A structured verdict ``{"score": N}`` is read as JSON first."""
+    A structured verdict ``{"score": N}`` is read as JSON first.
+
+    The module docstring's rules, run as doctests (``tests/test_lint.py``):
+
+    >>> parse_score("Final rating - 5/7")                       # 1. an explicit final verdict
+    (5, True)
+    >>> parse_score("Score: 3 at first glance, but final score: 6")
+    (6, True)
+    >>> [parse_score(t)[0] for t in ("6", "Score: 6", "**6**", "6/7", "Rating: 6 out of 7")]  # 2. a first line
+    [6, 6, 6, 6, 6]
+    >>> parse_score("The answer is fine. Score: 6")              # 3. the last labelled score
+    (6, True)
+    >>> [parse_score(t)[0] for t in ("I would rate it a 6", "I give this response a 5",
+    ...                              "the score for this task is 7")]
+    [6, 5, 7]
+    >>> parse_score("Good, concise.\\n5\\n")                      # 4. a line that is nothing but a number
+    (5, True)
+    >>> parse_score("6 - clear and correct")                     # 5. a leading score and a dash
+    (6, True)
+    >>> parse_score("1. first point")                            # a list, not a score
+    (None, False)
+    >>> [parse_score(t) for t in ("Score: 8", "9/10", "6.5", "Score: 5-6", "5 or 6", "3 facts")]
+    [(None, False), (None, False), (None, False), (None, False), (None, False), (None, False)]
+    >>> parse_score('{"score": 4}'), parse_score(""), parse_score(None)
+    ((4, True), (None, False), (None, False))
+    """
     if not text or not str(text).strip():
         return None, False
     text = str(text)
@@ -161,7 +186,22 @@ def _letters(matches) -> list[tuple[int, str]]:
 
 
 def parse_choice(text: str | None) -> tuple[str | None, bool]:
-    """The output a judge picked in a ranking reply: ``('a', True)``, ``('b', True)`` or ``(None, False)``."""
+    """The output a judge picked in a ranking reply: ``('a', True)``, ``('b', True)`` or ``(None, False)``.
+
+    The module docstring's rules, run as doctests (``tests/test_lint.py``):
+
+    >>> [parse_choice(t)[0] for t in ("Output (a)", "(b)", "Output (B).", "output b")]  # 1. the first line
+    ['a', 'b', 'b', 'b']
+    >>> [parse_choice(t)[0] for t in ("Output (b) is better", "I prefer Output (a)", "Verdict: (b)",
+    ...                               "the better response is Output (a)")]             # 2. explicit verdicts
+    ['b', 'a', 'b', 'a']
+    >>> parse_choice("Output (b) is worse than Output (a)"), parse_choice("Output (a) is less accurate")
+    (('a', True), ('b', True))
+    >>> parse_choice("Output (b) answers the question.")        # 3. a single output mentioned
+    ('b', True)
+    >>> parse_choice("Neither output is good."), parse_choice("Both Output (a) and Output (b) are equally good.")
+    ((None, False), (None, False))
+    """
     if not text or not str(text).strip():
         return None, False
     text = str(text)

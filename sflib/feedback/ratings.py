@@ -144,7 +144,8 @@ def rate(responses: pd.DataFrame, judge: str | Judge, *, store: Any = None, temp
 
     ``responses`` has ``instruction, input, response`` (``output`` is accepted for ``response``;
     ids are added when absent). ``judge`` is a :class:`Judge` or a name for
-    :func:`sflib.judges.get_judge` (``"recorded"`` alone: the paper's vendored GPT-3.5 feedback). ``store``: ``None`` = ``outputs/annotations.sqlite``, a path,
+    :func:`sflib.judges.get_judge` (``"recorded"`` alone: the paper's vendored GPT-3.5 feedback).
+    ``store``: ``None`` = ``outputs/annotations.sqlite``, a path,
     an :class:`AnnotationStore`, or ``False`` for none. ``retry_invalid`` re-asks replies stored as
     unparsable (failed requests are always re-asked). ``mode="batch"`` sends the requests through the
     provider's Batch API (half price; resumable, see :mod:`sflib.judges.batch`; ``batch``: its options,

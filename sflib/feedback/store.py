@@ -56,9 +56,9 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-# the tables' schema; COLUMNS, STATUSES, _SCHEMA, _ADDED_COLUMNS stay importable from here
+# the tables' schema (:mod:`.store_schema`); prompts compressed against the templates (:mod:`.store_codec`)
 from . import store_codec
-from .store_schema import _ADDED_COLUMNS, _JSON_COLUMNS, _SCHEMA, COLUMNS, STATUSES, create_tables  # noqa: F401
+from .store_schema import _JSON_COLUMNS, COLUMNS, STATUSES, create_tables
 
 
 def _json_default(obj: Any) -> Any:

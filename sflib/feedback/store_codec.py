@@ -6,7 +6,8 @@ and each text twice per row (in the rendered messages and in ``meta``). Stored a
 is ~4.5 KB per answer. Instead:
 
 - ``meta``: every string value of at least :data:`MIN_SHARED` characters is stored once in the
-  ``texts`` table (content-addressed by sha256) and referenced from the row as ``"@sflib-text:<hash>"`` (a shorter value that starts so is stored there too);
+  ``texts`` table (content-addressed by sha256) and referenced from the row as ``"@sflib-text:<hash>"``
+  (a shorter value that starts so is stored there too);
 - ``prompt`` (the rendered messages) is a raw-deflate blob, ``sfz1<hash of the dictionary>`` then
   the compressed canonical JSON, compressed with a preset dictionary made of the template texts
   (stored once in ``texts`` too) and the row's own meta texts, so the parts the prompt shares with

@@ -1,19 +1,18 @@
-"""Stage 2 — sample k responses per instruction from a policy.
+"""Stage 01 — sample k responses per instruction from a policy.
 
 This module holds what both samplers share (instruction ids and per-sample seeds, prompts,
 :func:`pick_instructions`, :func:`write_responses`); the ``generate`` command is in
 :mod:`sflib.generation.cli`, the samplers in
-:mod:`sflib.generation.sampling_local` and :mod:`sflib.generation.sampling_openai` and are re-exported from here
-(``sflib.generation.generate.generate_local`` etc. keep working).
+:mod:`sflib.generation.sampling_local` and :mod:`sflib.generation.sampling_openai` (import them from there).
 
 Two policies, one output layout (``sflib.core.data``'s canonical responses plus ``sample``,
 ``n_tokens`` and ``finish_reason``):
 
-- :func:`generate_local` — a local ``transformers`` causal LM (the bundled SmolLM2-135M-Instruct
-  by default, or any Hugging Face causal-LM folder / cached id). Batched, left-padded sampling with
+- :func:`~sflib.generation.sampling_local.generate_local` — a local ``transformers`` causal LM (the bundled
+  SmolLM2-135M-Instruct by default, or any Hugging Face causal-LM folder / cached id). Batched, left-padded sampling with
   temperature / top-p / max-new-tokens and the model's chat template or the Alpaca prompt.
-- :func:`generate_openai` — any OpenAI-compatible server (``vllm serve``, llama.cpp, OpenAI)
-  through the same engine as the judges (:func:`sflib.feedback.annotate.annotate` with an
+- :func:`~sflib.generation.sampling_openai.generate_openai` — any OpenAI-compatible server (``vllm serve``,
+  llama.cpp, OpenAI) through the same engine as the judges (:func:`sflib.feedback.annotate.annotate` with an
   :class:`~sflib.judges.openai_judge.OpenAIJudge` configured with sampling parameters): bounded
   concurrency, retries, and the annotation store, so a re-run resumes and pays nothing twice.
 
@@ -41,9 +40,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.data import (RESPONSE_COLUMNS, DataError, clean_input, make_id, make_response_id, write_generations,
-                   write_table)
+from ..core.data import RESPONSE_COLUMNS, DataError, clean_input, make_id, make_response_id, write_generations
 from ..core.prompts import alpaca_prompt
+from ..io.write import write_table
 
 PROMPT_STYLES = ("chat", "alpaca")
 #: extra columns of a responses table written here (after the canonical ones)
@@ -182,33 +181,3 @@ def write_responses(responses: pd.DataFrame, path: os.PathLike | str,
     if generations_path is not None:
         paths.append(write_generations(responses, generations_path))
     return paths
-
-
-# ----------------------------------------------------------------------------- local sampling
-
-
-# ----------------------------------------------------------------------------- the samplers, re-exported
-
-#: names defined in :mod:`sflib.generation.sampling_local` / :mod:`sflib.generation.sampling_openai`, importable from here as before
-_REEXPORTS = {
-    "generate_local": "sampling_local", "load_policy": "sampling_local", "store_path_for": "sampling_local",
-    "_sampler_class": "sampling_local", "_read_store": "sampling_local",
-    "generate_openai": "sampling_openai", "sampling_requests": "sampling_openai",
-    "_sample_with_n": "sampling_openai", "_parse_text": "sampling_openai",
-}
-
-
-def __getattr__(name: str):
-    # Lazy (PEP 562): the sampler modules import the shared pieces above, so importing them here
-    # eagerly would be circular when a sampler module is imported first.
-    if name in _REEXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_REEXPORTS[name]}", __package__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_REEXPORTS))

@@ -2,8 +2,8 @@
 
 ``get_policy("smollm2")`` (a config in ``./policies/`` or ``sflib/configs/policies/``), a YAML path,
 ``"local:<model>"`` / a local model folder (``transformers`` sampling via
-:func:`sflib.generation.generate.generate_local`) or ``"openai:<model>"`` (an OpenAI-compatible server such as
-``vllm serve``, via :func:`sflib.generation.generate.generate_openai`). Keyword options override the config
+:func:`sflib.generation.sampling_local.generate_local`) or ``"openai:<model>"`` (an OpenAI-compatible server such as
+``vllm serve``, via :func:`sflib.generation.sampling_openai.generate_openai`). Keyword options override the config
 (``get_policy("qwen2.5-7b-vllm", concurrency=32, temperature=0.7)``); see
 :mod:`sflib.judges.config` for the keys.
 
@@ -52,18 +52,18 @@ class Policy:
 
     def generate(self, instructions: pd.DataFrame, k: int = 5, seed: int = 0, *, store=None,
                  generator: str | None = None, progress: bool = True) -> pd.DataFrame:
-        """Sample ``k`` responses per instruction (see :func:`sflib.generation.generate.generate_local` /
-        :func:`sflib.generation.generate.generate_openai` for ``store`` and ``generator``)."""
-        from . import generate as g
+        """Sample ``k`` responses per instruction (see :func:`sflib.generation.sampling_local.generate_local` /
+        :func:`sflib.generation.sampling_openai.generate_openai` for ``store`` and ``generator``)."""
+        from . import sampling_local, sampling_openai
 
         c = self.config
         if self.provider == "local":
-            return g.generate_local(instructions, model=c["model"], k=k, temperature=c["temperature"],
+            return sampling_local.generate_local(instructions, model=c["model"], k=k, temperature=c["temperature"],
                                     top_p=c["top_p"] if c["top_p"] is not None else 1.0,
                                     max_new_tokens=c["max_tokens"], batch_size=c["batch_size"], seed=seed,
                                     prompt_style=self.prompt_style, generator=generator, store=store,
                                     device=c.get("device"), progress=progress, **self.options)
-        return g.generate_openai(instructions, self.client(), k=k, store=store, prompt_style=self.prompt_style,
+        return sampling_openai.generate_openai(instructions, self.client(), k=k, store=store, prompt_style=self.prompt_style,
                                  seed=seed, generator=generator, progress=progress,
                                  n_per_request=None if c.get("n_per_request", True) else False)
 

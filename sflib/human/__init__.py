@@ -21,7 +21,7 @@ from .items import annotator_queue, assign, items_hash, make_items, ranking_item
 from .lease import AnnotatorBusy, judge_name, normalise_name
 from .session import AnnotationSession, instructions
 from .sources import simulated_answers, study_material
-from . import figures, notebook  # noqa: F401  (sflib.human.figures.plot_human_vs_ai, sflib.human.notebook)
+from . import figures, notebook  # sflib.human.figures.plot_human_vs_ai, sflib.human.notebook
 
 
 def __getattr__(name):  # the widget imports ipywidgets only when used
@@ -32,7 +32,8 @@ def __getattr__(name):  # the widget imports ipywidgets only when used
     raise AttributeError(f"module 'sflib.human' has no attribute {name!r}")
 
 
-__all__ = ["AnnotationSession", "NO_HUMANS", "consistency_beside_ai", "overlap_agreement", "all_feedback", "AnnotatorBusy", "HumanAnnotator", "RANKINGS_COLUMNS", "RATINGS_COLUMNS",
+__all__ = ["AnnotationSession", "NO_HUMANS", "consistency_beside_ai", "overlap_agreement", "all_feedback", "AnnotatorBusy",
+           "HumanAnnotator", "RANKINGS_COLUMNS", "RATINGS_COLUMNS",
            "annotator_queue", "annotator_summary", "assign", "export_human", "human_feedback", "import_human",
            "instructions", "items_hash", "judge_name", "known_annotators", "make_items", "normalise_name",
            "ranking_items", "rating_items", "simulated_answers", "study_material"]

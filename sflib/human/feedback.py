@@ -1,4 +1,5 @@
-"""Human answers as feedback tables: the same columns :func:`sflib.feedback.ratings.rate` / :func:`sflib.feedback.rankings.rank` return.
+"""Human answers as feedback tables: the same columns :func:`sflib.feedback.ratings.rate` /
+:func:`sflib.feedback.rankings.rank` return.
 
 - :func:`human_feedback` — one annotator's ratings or rankings from the store, so
   ``sflib.consistency.report``, reward models and evaluation take them unchanged;

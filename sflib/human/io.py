@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import data as d
+from .. import io as sfio
 from .items import check_kind, make_items
 from .lease import Lease, PREFIX, judge_name, normalise_name
 from .session import answer_row, stored_answers
@@ -75,7 +76,7 @@ def _write(df: pd.DataFrame, path: Path) -> None:
         with d.atomic_path(path) as tmp:
             df.to_csv(tmp, index=False)
     else:
-        d.write_table(df, path)
+        sfio.write_table(df, path)
 
 
 def _read(source) -> tuple[pd.DataFrame, str]:
@@ -87,7 +88,7 @@ def _read(source) -> tuple[pd.DataFrame, str]:
     if path.suffix.lower() == ".csv":
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     elif path.suffix.lower() in (".jsonl", ".json", ".parquet"):
-        df = d.read_table(path) if path.suffix.lower() != ".json" else pd.read_json(path)
+        df = sfio.read_table(path) if path.suffix.lower() != ".json" else pd.read_json(path)
     else:
         raise d.DataError(path, f"unsupported file type '{path.suffix}' (use .csv, .jsonl or .parquet)")
     return df, str(path)

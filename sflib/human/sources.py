@@ -44,7 +44,7 @@ def study_material(study: str = "paper") -> dict:
     """``responses``, ``pairs``, ``ai_ratings``, ``ai_rankings``, ``ai_name``, ``source`` for ``study`` (and
     ``feedback_judge``, the study file's ``feedback.judge``, when the study is run)."""
     try:
-        from .. import study as study_mod  # noqa: F401  (provided by the study branch)
+        from .. import study as study_mod  # provided by the study branch
     except ImportError:
         study_mod = None
     if study_mod is None:

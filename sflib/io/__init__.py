@@ -11,10 +11,11 @@
 from ..core.data import DataError
 from .cli import add_input_options, read_input
 from .sniff import FORMATS, Raw, load
-from .tables import (HEADERLESS, KINDS, read, read_annotations, read_instructions, read_model_outputs,
-                     read_pairs, read_rankings, read_ratings, read_responses, read_table)
+from .checks import HEADERLESS
+from .tables import (KINDS, read, read_annotations, read_instructions, read_model_outputs,
+                     read_pairs, read_rankings, read_ratings, read_responses, read_role, read_table)
 from .write import guard_empty, write_table
 
 __all__ = ["DataError", "FORMATS", "HEADERLESS", "KINDS", "Raw", "add_input_options", "guard_empty", "load", "read",
            "read_annotations", "read_input", "read_instructions", "read_model_outputs", "read_pairs", "read_rankings",
-           "read_ratings", "read_responses", "read_table", "write_table"]
+           "read_ratings", "read_responses", "read_role", "read_table", "write_table"]

@@ -26,11 +26,10 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ..core import data as d
+from ..core import catalog, data as d
 from ..core.data import DataError
 from . import checks as c
 from .alpaca_eval import read_annotations, read_model_outputs
-from .checks import HEADERLESS  # noqa: F401  (re-exported)
 from .sniff import Raw, load
 
 KINDS = ("instructions", "responses", "pairs", "ratings", "rankings", "model_outputs", "annotations")
@@ -245,6 +244,15 @@ def read(kind: str, path: os.PathLike | str, **kwargs) -> pd.DataFrame:
     if kind not in READERS:
         raise ValueError(f"unknown kind of table {kind!r}; choose one of: {', '.join(KINDS)}")
     return READERS[kind](path, **kwargs)
+
+
+def read_role(role: str, original: bool = False) -> pd.DataFrame:
+    """The vendored file of ``role`` (:mod:`sflib.core.catalog`) read by the reader of its kind (the canonical
+    table keeps its extra columns)."""
+    e = catalog.entry(role)
+    if e.kind is None:
+        raise ValueError(f"{role} is not a table ({e.original})")
+    return read(e.kind, catalog.path(role, original))
 
 
 def read_table(path: os.PathLike | str, required: Iterable[str] = (), *, split: str | None = None,

@@ -15,17 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.data import DataError, atomic_path
+from ..core.data import DataError, atomic_path, guard_empty
 
 TABLE_SUFFIXES = (".jsonl", ".parquet", ".json", ".csv")
-
-
-def guard_empty(n_rows: int, path: os.PathLike | str, replace_with_empty: bool = False) -> None:
-    """Refuse to replace an existing, non-empty ``path`` with a table of ``n_rows == 0``."""
-    path = Path(path)
-    if n_rows == 0 and not replace_with_empty and path.is_file() and path.stat().st_size > 0:
-        raise DataError(path, "not replaced: the new table is empty (0 rows) and the existing file holds data; "
-                              "the previous file is kept (remove it first to write an empty table)")
 
 
 def write_table(df: pd.DataFrame, path: os.PathLike | str, *, replace_with_empty: bool = False) -> Path:

@@ -67,7 +67,7 @@ class Request:
     meta: dict[str, Any] = field(default_factory=dict)
     #: extra API parameters for this request only (e.g. ``{"n": 5}``); an API judge sends them,
     #: others ignore them. Not part of the cache key: callers that use them key their rows
-    #: themselves (see :func:`sflib.generation.generate.generate_openai`).
+    #: themselves (see :func:`sflib.generation.sampling_openai.generate_openai`).
     params: dict[str, Any] = field(default_factory=dict)
 
 

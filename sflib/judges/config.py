@@ -3,7 +3,8 @@
 A judge or a policy is named by
 
 - a config name: ``./judges/<name>.yaml`` / ``./policies/<name>.yaml`` in the current folder,
-  then in the ``judges/`` / ``policies/`` folder beside a loaded study file, then the shipped ``sflib/configs/judges/<name>.yaml`` / ``sflib/configs/policies/<name>.yaml``
+  then in the ``judges/`` / ``policies/`` folder beside a loaded study file, then the shipped
+  ``sflib/configs/judges/<name>.yaml`` / ``sflib/configs/policies/<name>.yaml``
   (``gpt-4o-mini``, ``gpt-4o``, ``smollm2-llamacpp``, ``recorded``; policies ``smollm2``,
   ``qwen2.5-7b-vllm``);
 - a path to a YAML file of your own (``my_judge.yaml``; relative to the current folder, else to
@@ -24,7 +25,8 @@ template version, ``v1`` = ``rating_v1`` / ``ranking_v1``; policies: ``chat`` or
 prices ``price_batch_input_per_mtok`` / ``price_batch_output_per_mtok``, plus ``max_retries``,
 ``batch_size``, ``device`` (local), ``files`` (recorded) and, for a policy on a server,
 ``n_per_request`` (default true: an instruction's k samples in one request with ``n``, the prompt
-paid once; a server that ignores ``n`` has the rest asked one by one; false: one request per sample). ``name`` is what was asked for and
+paid once; a server that ignores ``n`` has the rest asked one by one; false: one request per sample).
+``name`` is what was asked for and
 ``source`` the file read (or ``"shorthand"``).
 
 An unknown key or a value of the wrong type in a file is one :class:`ConfigError` naming the file
@@ -273,7 +275,8 @@ def resolve(kind: str, name: str) -> dict:
                         "'recorded[:file,...]'" if kind == "judge"
                         else "'openai:<model>', 'local:<model>', a local model folder")
             raise ValueError(f"unknown {kind} {name!r}; known {FOLDERS[kind]}: {', '.join(known_names(kind)) or '(none)'} "
-                             f"(from ./{FOLDERS[kind]}/ and sflib/configs/{FOLDERS[kind]}/), a path to a .yaml file, or {examples}")
+                             f"(from ./{FOLDERS[kind]}/ and sflib/configs/{FOLDERS[kind]}/), a path to a .yaml file, "
+                             f"or {examples}")
     provider = raw.get("provider", DEFAULTS[kind]["provider"])
     cfg = {**_defaults(kind, provider), **raw, "provider": provider}
     cfg.setdefault("model", "recorded" if provider == "recorded" else "")

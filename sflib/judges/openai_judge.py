@@ -51,7 +51,7 @@ import time
 from typing import Any, Iterable, Iterator
 
 from .base import Completion, Judge, Request, provider_error, scrub
-from .replies import _retry_after, token_logprobs  # noqa: F401  (token_logprobs: importable here too)
+from .replies import _retry_after, token_logprobs  # token_logprobs: importable here too
 from .throttle import HOLD_S, AIMDWindow, backoff
 
 log = logging.getLogger(__name__)

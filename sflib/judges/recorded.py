@@ -8,7 +8,7 @@ Recorded files (any mix, first recording of an item wins):
 Every file is read by :func:`sflib.io.read_ratings` / :func:`sflib.io.read_rankings` (format from
 the content, not the suffix); which of the two is told from its columns.
 
-- tables (JSON Lines, JSON, CSV with a header, Parquet, :func:`sflib.core.data.write_table`) with rating columns
+- tables (JSON Lines, JSON, CSV with a header, Parquet, :func:`sflib.io.write_table`) with rating columns
   (``instruction, input, response, score``) or ranking columns (``instruction, input, response1,
   response2, decision``) — including the outputs of :func:`sflib.feedback.ratings.rate` /
   :func:`sflib.feedback.rankings.rank`; rows without a valid score/decision are *not* recorded answers.

@@ -6,7 +6,7 @@ in a notebook each saved figure is shown inline once and written as PNG and PDF 
 """
 from __future__ import annotations
 
-from .figures import configure_backend, in_kernel, save_figure, SavedFigure, study_figures_dir  # noqa: I001  (backend before pyplot)
+from .figures import configure_backend, in_kernel, save_figure, SavedFigure, study_figures_dir  # backend before pyplot
 
 configure_backend()
 

@@ -9,7 +9,7 @@ from .style import figure, styled
 
 @styled
 def plot_source_counts(counts, title="Instructions per source dataset"):
-    """Bar chart of a ``source x table`` count frame (``sflib.core.inventory.source_counts``)."""
+    """Bar chart of a ``source x table`` count frame (``sflib.study.inventory.source_counts``)."""
     fig, ax = figure("full", 2.6)
     counts.plot.bar(ax=ax, width=0.8)
     ax.set_ylim(0, float(counts.to_numpy().max() or 1) * 1.3)  # room for the legend above the tallest bar

@@ -29,7 +29,8 @@ def plot_score_distribution(ratings: pd.DataFrame, *, by: str | None = "source",
 
     Only valid scores count, each response once (a response rated twice keeps its first rating:
     :func:`sflib.feedback.clean.clean_ratings`, so n here is the number of responses rated everywhere). Empty groups are
-    dropped; groups with fewer than ``min_n`` ratings are drawn faint and hatched, with n in the legend. ``reference``: ``{score: share}`` drawn as
+    dropped; groups with fewer than ``min_n`` ratings are drawn faint and hatched, with n in the legend.
+    ``reference``: ``{score: share}`` drawn as
     markers on the left panel (e.g. a published distribution).
     """
     df = _valid_scores(ratings)

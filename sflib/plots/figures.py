@@ -44,7 +44,7 @@ def configure_backend() -> str:
 class SavedFigure(list):
     """The saved paths (PNG, PDF). Shows nothing when it is the last value of a notebook cell."""
 
-    def _ipython_display_(self):  # noqa: D401 - IPython hook
+    def _ipython_display_(self):  # IPython hook
         return None
 
 

@@ -99,7 +99,7 @@ def stored_answers(study, protocol, judge: str) -> int:
         _, requests = protocol.requests(study.read("responses"))
         keys = [request_key(j, r, protocol.template_version) for r in requests]
         con = sqlite3.connect(f"file:{study.store_path}?mode=ro", uri=True)
-    except Exception:  # noqa: BLE001 - a human / recorded judge, an unreadable store: nothing counted as stored
+    except Exception:  # a human / recorded judge, an unreadable store: nothing counted as stored
         return 0
     try:
         found: set[str] = set()

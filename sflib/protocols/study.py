@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core import data as d
+from .. import io as sfio
 from . import get_protocol
 from .compare import ProtocolRun, findings
 from .plan import reuses_stage, study_protocols
@@ -43,7 +43,7 @@ def collect(study, *, quick: bool = False, quick_instructions: int = 3, progress
         if stage is not None:
             try:
                 table = study.read(stage)
-            except Exception as e:  # noqa: BLE001 - a missing / stale stage: say so, go on
+            except Exception as e:  # a missing / stale stage: say so, go on
                 skipped[name] = f"stage {stage} not available ({e})"
                 continue
             verdicts = protocol.from_table(table)
@@ -71,7 +71,7 @@ def _price_name(j, name: str) -> str:
 
     try:
         configured = judge_name(_resolve("judge", name), name)
-    except Exception:  # noqa: BLE001 - e.g. a human judge
+    except Exception:  # e.g. a human judge
         configured = name
     for candidate in (getattr(j, "name", None), configured, name):
         if candidate and costs.price(candidate) is not None:
@@ -92,10 +92,10 @@ def run(study, *, quick: bool = False, progress: bool = True):
         v["value"] = [json.dumps(x) if isinstance(x, (list, dict)) else x for x in v["value"]]
         if "response_ids" in v:
             v["response_ids"] = [json.dumps(list(x)) for x in v["response_ids"]]
-        d.write_table(v, out / f"{name}.verdicts.jsonl")
-        d.write_table(r.pairs, out / f"{name}.pairs.jsonl")
-    d.write_table(f.tables["agreement"], out / "agreement.jsonl")
-    d.write_table(f.tables["protocols"], out / "protocols.jsonl")
+        sfio.write_table(v, out / f"{name}.verdicts.jsonl")
+        sfio.write_table(r.pairs, out / f"{name}.pairs.jsonl")
+    sfio.write_table(f.tables["agreement"], out / "agreement.jsonl")
+    sfio.write_table(f.tables["protocols"], out / "protocols.jsonl")
     summary = {"study": study.name, "judge": study.config.feedback.judge, "quick": bool(quick),
                "protocols": list(runs), "skipped": skipped, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "matrices": {f"{x} | {y}": m.values.tolist() for (x, y), m in f.matrices.items()}}

@@ -23,8 +23,8 @@ from .folder import (META_NAME, TRUNCATION, RewardModel, RewardModelError, atten
                      load_backbone, load_tokenizer)
 from .forward import packable, packed_rewards, padded_rewards, rewards
 from .metrics import evaluate, pairwise_accuracy, ratings_agreement
-from .objectives import (KINDS, bradley_terry_loss, instruction_ids, prepare_rankings, prepare_ratings, ratings_loss, reward_to_score,
-                         score_to_target, split_by_instruction, validation_instructions)
+from .objectives import (KINDS, bradley_terry_loss, instruction_ids, prepare_rankings, prepare_ratings, ratings_loss,
+                         reward_to_score, score_to_target, split_by_instruction, validation_instructions)
 from .scoring import score, score_frame
 from .training import (TrainConfig, TrainResult, loss_history, train_rankings_rm, train_ratings_rm,
                        train_reward_model)
@@ -33,7 +33,8 @@ from .cli import add_cli, read_feedback, read_responses
 __all__ = [
     "KINDS", "META_NAME", "TRUNCATION", "PairsDataset", "RatingsDataset", "RewardCollator", "RewardModel",
     "RewardModelError", "TokenBatches", "TrainConfig", "TrainResult", "add_cli", "attention_implementation",
-    "auto_precision", "bradley_terry_loss", "encode", "evaluate", "instruction_ids", "load_backbone", "load_tokenizer", "loss_history",
+    "auto_precision", "bradley_terry_loss", "encode", "evaluate", "instruction_ids", "load_backbone", "load_tokenizer",
+    "loss_history",
     "pack_rows", "packable", "packed_rewards", "pad_batch", "padded_rewards", "pairwise_accuracy", "prepare_rankings",
     "prepare_ratings", "ratings_agreement", "ratings_loss", "read_feedback", "read_responses", "reward_to_score",
     "rewards", "rm_text", "score", "score_frame", "score_to_target", "split_by_instruction", "token_batches",

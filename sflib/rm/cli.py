@@ -117,7 +117,8 @@ def add_cli(subparsers) -> None:
     """Register ``train-rm`` and ``score``."""
     p = subparsers.add_parser("train-rm", help="train a ratings or rankings reward model",
                               description="Train a reward model on ratings or rankings feedback. Several GPUs: "
-                                          "accelerate launch --config_file sflib/configs/accelerate/fsdp.yaml -m sflib train-rm ...")
+                                          "accelerate launch "
+                                          "--config_file sflib/configs/accelerate/fsdp.yaml -m sflib train-rm ...")
     p.add_argument("--kind", choices=KINDS, required=True)
     add_input_options(p, flag="--data", help="feedback (ratings or rankings): the original headerless CSV, "
                                               "a canonical .jsonl/.parquet table")

@@ -10,7 +10,8 @@ just made; else it reads the saved stage back: nothing is trained) and returns a
   that always predicts the mean training target, with the paired bootstrap interval of the difference
   (negative = the RM beats the constant); Spearman's ρ of rewards with the held-out scores (Fisher-z
   interval, SE 1.06/√(n − 3)) against 0;
-- **tables**: ``feedback stages`` (02/03's manifests: n / valid / invalid / failed and why), ``data``, ``training``, ``held-out``, ``rewards by score``;
+- **tables**: ``feedback stages`` (02/03's manifests: n / valid / invalid / failed and why), ``data``, ``training``,
+  ``held-out``, ``rewards by score``;
 - **figures** (titled "demo" for a CPU demonstration; saved as ``05_<name>``): ``rm_loss_curves``,
   ``rm_accuracy``, ``rewards_by_score``.
 """
@@ -58,7 +59,8 @@ def mse_against_constant(train_targets, held: pd.DataFrame, *, n_boot: int = 200
         return {**out, **{k: nan for k in ("mse", "mse_low", "mse_high", "mse_constant", "constant_low",
                                            "constant_high", "diff", "diff_low", "diff_high")}}
     se_rm, se_c = (p - t) ** 2, (const - t) ** 2
-    return {**out, "mse": float(se_rm.mean()), **dict(zip(("mse_low", "mse_high"), bootstrap_ci(se_rm, n_boot=n_boot, seed=seed))),
+    return {**out, "mse": float(se_rm.mean()),
+            **dict(zip(("mse_low", "mse_high"), bootstrap_ci(se_rm, n_boot=n_boot, seed=seed))),
             "mse_constant": float(se_c.mean()),
             **dict(zip(("constant_low", "constant_high"), bootstrap_ci(se_c, n_boot=n_boot, seed=seed))),
             "diff": float((se_rm - se_c).mean()),
@@ -171,7 +173,8 @@ def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, fig
 
     from ..study.findings import stage_counts
 
-    f.tables = {"feedback stages": stage_counts(study, ["ratings", "rankings"]), "data": _data_table(run), "training": _training_table(run), "held-out": held_out_table(run, mse),
+    f.tables = {"feedback stages": stage_counts(study, ["ratings", "rankings"]), "data": _data_table(run),
+                "training": _training_table(run), "held-out": held_out_table(run, mse),
                 "rewards by score": _rewards_table(run)}
     f.figures, f.absent = _figures(run)
     f.notes = _notes(run, mse)

@@ -2,7 +2,8 @@
 
 Batches are formed from length-sorted examples — filled up to a token budget
 (``tokens_per_batch``, ``--tokens-per-batch``; a pair counts both sequences and is never split), or
-``batch_size`` examples each when no budget is given — and drawn in a random order every epoch. Decoder backbones (Llama, Mistral, Qwen, ...) train on
+``batch_size`` examples each when no budget is given — and drawn in a random order every epoch. Decoder backbones
+(Llama, Mistral, Qwen, ...) train on
 *packed* rows — no padding, per-sequence positions, attention kept within each sequence
 (flash-attention's variable-length kernels where installed, otherwise PyTorch SDPA with a
 block-diagonal mask, or ``attention="flex_attention"``) — and read the reward at each sequence's
@@ -128,7 +129,8 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
     train_df, counts = prepare(kind, train, config.ties)
     if counts["used"] == 0:
         detail = (f"{counts['without_score']} of {counts['rows']} rows have no score" if kind == "ratings" else
-                  f"{counts['rows']} rows: {counts['ties_excluded']} ties excluded, {counts['without_decision']} without a decision")
+                  f"{counts['rows']} rows: {counts['ties_excluded']} ties excluded, "
+                  f"{counts['without_decision']} without a decision")
         raise RewardModelError(f"no {kind} training examples left after filtering ({detail}); "
                                + ("include ties (ties='include') or " if kind == "rankings" else "") + "add feedback")
     eval_df, eval_counts = (None, None)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..core import data as d
-from .inputs import _filter, available_instructions, instructions  # noqa: F401
+from .inputs import _filter, available_instructions, instructions
+from .seed import NOT_RECORDED
 
 OPTION_NAMES = ("concurrency", "rpm", "tpm", "timeout", "temperature", "max_tokens", "top_p")
 
@@ -135,14 +136,14 @@ def demo_responses(study, n: int, k: int = 3, max_new_tokens: int = 48, max_char
                    progress: bool = False) -> pd.DataFrame:
     """A demonstration of sampling with the bundled SmolLM2 (:data:`DEMO_POLICY`) on ``n`` of the
     study's instructions (at most ``max_chars`` long). Nothing is saved to the study."""
-    from ..generation import generate as g
+    from ..generation.sampling_local import generate_local
 
     cfg = study.config.policy
     pool = available_instructions(study)
     pool = _filter(pool, max_chars, None, study.config.seed, ["instruction", "input"])
     pool = _filter(pool, None, n, study.config.seed, ["instruction"])
     with _quiet_sampling():
-        return g.generate_local(pool, model=DEMO_POLICY.partition(":")[2], k=k, temperature=cfg.temperature,
+        return generate_local(pool, model=DEMO_POLICY.partition(":")[2], k=k, temperature=cfg.temperature,
                                 top_p=cfg.top_p, max_new_tokens=max_new_tokens, seed=study.config.seed,
                                 progress=progress)
 
@@ -245,7 +246,6 @@ def ask(study, kind: str, table: pd.DataFrame, j, *, progress: bool | None = Non
 # ----------------------------------------------------------------------------- counts for the manifest
 
 _HEX = re.compile(r"\b[0-9a-f]{12,}\b")
-NOT_RECORDED = "not recorded (the paper's run has no answer for it)"
 
 
 def reason(status: str, error: object) -> str:

@@ -3,10 +3,9 @@
 :func:`save_stage`. (Stage 05–07 records, verdicts and the "paper vs this run" rows live in
 :mod:`sflib.rm.stage` / :mod:`sflib.rm.findings`, :mod:`sflib.evaluation.stage` / :mod:`sflib.evaluation.findings`.)
 
-Helpers of one library concern live in that concern's module and are re-exported here (and so reach
-the notebooks as ``inputs.<name>`` too): the disagreement examples (:func:`opposite_preferences`,
-:func:`rated_differently`, :func:`response_words`) in :mod:`sflib.consistency.report`;
-:func:`at_chance` in :mod:`sflib.core.stats`."""
+Helpers of one library concern live in that concern's module (import them from there): the disagreement
+examples (``opposite_preferences``, ``rated_differently``, ``response_words``) in :mod:`sflib.consistency.report`;
+``at_chance`` in :mod:`sflib.core.stats`."""
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..consistency.report import opposite_preferences, rated_differently, response_words  # noqa: F401
-from ..core.stats import at_chance
 from .acquire import quiet_transformers
 
 
@@ -79,7 +76,7 @@ def best_of_n_samples(study, instructions: pd.DataFrame, *, policy: str | None =
     ``instructions``: :func:`evaluation_instructions` (or a subset). The sampling settings are the
     ``best_of_n`` section's; ``policy`` / ``n`` / ``max_new_tokens`` override them (quick mode, a demonstration).
     """
-    from ..generation import generate
+    from ..generation import sampling_local, sampling_openai
     from .config import _resolve
 
     cfg = study.config.best_of_n
@@ -89,7 +86,7 @@ def best_of_n_samples(study, instructions: pd.DataFrame, *, policy: str | None =
     spec = _resolve("policy", name)
     asked = instructions.rename(columns={"dataset": "source"})[["instruction", "source"]].assign(input="")
     if spec["provider"] == "local":
-        return generate.generate_local(asked, model=spec["model"], k=n, temperature=cfg.temperature, top_p=cfg.top_p,
+        return sampling_local.generate_local(asked, model=spec["model"], k=n, temperature=cfg.temperature, top_p=cfg.top_p,
                                        max_new_tokens=max_new_tokens, seed=study.config.seed,
                                        prompt_style=study.config.policy.prompt_style, progress=progress)
     if spec["provider"] == "openai":
@@ -99,7 +96,7 @@ def best_of_n_samples(study, instructions: pd.DataFrame, *, policy: str | None =
         options = {k: spec[k] for k in ("concurrency", "rpm", "tpm", "timeout") if spec.get(k) is not None}
         policy = OpenAIJudge(spec["model"], base_url=base_url, temperature=cfg.temperature, max_tokens=max_new_tokens,
                              top_p=cfg.top_p, **options)
-        return generate.generate_openai(asked, policy, k=n, prompt_style=study.config.policy.prompt_style,
+        return sampling_openai.generate_openai(asked, policy, k=n, prompt_style=study.config.policy.prompt_style,
                                         seed=study.config.seed, progress=progress)
     raise ValueError(f"best_of_n.policy {name!r}: cannot sample from a {spec['provider']!r} policy; use local:<model> "
                      "or openai:<model>, or list best_of_n in seeded_from_data")

@@ -5,7 +5,7 @@ the study's ``seed`` — so the plan and the notebooks see the same rows.
 
 The notebooks' other helpers live in :mod:`sflib.study.acquire` (policy and judge calls, outcome
 counts: notebooks 01–03) and :mod:`sflib.study.findings` (stage records, examples and verdicts:
-notebooks 04–07); both are reachable as ``inputs.<name>`` too.
+notebooks 04–07).
 """
 from __future__ import annotations
 
@@ -100,19 +100,3 @@ def evaluation_instructions(study) -> pd.DataFrame:
     if cfg.datasets is not None:
         df = df[df["dataset"].isin(cfg.datasets)]
     return _filter(df, cfg.max_chars, cfg.sample, study.config.seed, ["instruction"])
-
-
-# ----------------------------------------------------------------------------- the study's policy and judges
-
-#: the options a judge or policy is run with, shown in the notebooks (from its config file or defaults)
-
-def __getattr__(name: str):
-    """``inputs.<name>`` for the helpers of :mod:`.acquire` and :mod:`.findings` (imported on first use)."""
-    if name.startswith("__"):  # e.g. __path__, asked by every `from .inputs import ...`
-        raise AttributeError(name)
-    from . import acquire, findings
-
-    for module in (acquire, findings):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,7 @@ from ..core.findings import Findings
 
 #: stage -> (title, module, function) of each stage's findings; imported when the report is written
 STAGES: tuple[tuple[str, str, str, str], ...] = (
-    ("00", "The study's inputs", "sflib.core.inventory", "findings"),
+    ("00", "The study's inputs", "sflib.study.inventory", "findings"),
     ("01", "Responses", "sflib.generation.findings", "findings"),
     ("02", "Ratings", "sflib.feedback.findings", "ratings_findings"),
     ("03", "Rankings", "sflib.feedback.findings", "rankings_findings"),

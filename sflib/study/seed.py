@@ -24,6 +24,8 @@ from .config import SEEDABLE
 
 PAPER_JUDGE = "gpt-3.5-turbo (paper)"
 PAPER_POLICY = "alpaca-7b (paper)"
+#: why a seeded item counts as failed: the paper's run has no answer for it
+NOT_RECORDED = "not recorded (the paper's run has no answer for it)"
 
 #: stage -> {table name in the study folder: canonical table name}
 SEED_TABLES = {
@@ -103,7 +105,6 @@ def _feedback_counts(stage: str, table) -> dict:
     02–05 show: ``valid`` = responses rated / pairs ranked (duplicates left out, first kept), ``failed`` = items
     the paper's run has no answer for, ``n`` = their sum; ``rows`` and ``left_out`` say what the table holds."""
     from ..feedback import clean
-    from .acquire import NOT_RECORDED
 
     responses = canonical(SEED_TABLES["responses"]["responses"])
     kept, ex = (clean.clean_ratings if stage == "ratings" else clean.clean_rankings)(table, responses)

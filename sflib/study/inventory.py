@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import catalog
-from .stats import word_counts
 from .. import io as sfio
+from ..core import catalog
+from ..core.stats import word_counts
 
 
 _EVAL_OUTPUTS = {"eval_reference_outputs": "text-davinci-003 (reference)",
                  "eval_ratings_rm_outputs": "best-of-64, ratings RM",
                  "eval_rankings_rm_outputs": "best-of-64, rankings RM"}
-
-#: moved to :func:`sflib.core.catalog.canonical_path`; this name is kept for the notebooks that use it
-canonical_path = catalog.canonical_path
-
 
 def load_canonical(name: str) -> pd.DataFrame:
     """The canonical table ``name`` (``data/canonical/<name>.jsonl``) as it is stored."""
@@ -99,7 +95,7 @@ def released_feedback_counts() -> dict[str, dict]:
     """The paper's released feedback sample counted by the one rule (:mod:`sflib.feedback.clean`):
     ``{"ratings": {...}, "rankings": {...}}`` with ``rows``, ``kept``, the exclusions and the items."""
     from ..feedback.clean import clean_rankings, clean_ratings, rankings_notes
-    from . import data as d
+    from ..core import data as d
 
     responses = d.add_ids(load_canonical("sample_responses"))
     responses = responses.drop_duplicates("response_id")
@@ -118,10 +114,10 @@ def findings(study, *, figures_dir=None, quick: bool = False):
     data it is compared with (tables, source datasets, lengths, the recorded feedback counted by the one
     rule of :mod:`sflib.feedback.clean`)."""
     from .. import plots
-    from ..study import inputs
-    from ..study.planner import plan
-    from .findings import Findings
-    from .stats import word_counts as _wc
+    from . import inputs
+    from .planner import plan
+    from ..core.findings import Findings
+    from ..core.stats import word_counts as _wc
 
     ins = inputs.instructions(study)
     ev = inputs.evaluation_instructions(study)
