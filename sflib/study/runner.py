@@ -2,7 +2,8 @@
 
 Every notebook gets ``-p study <study file>`` and ``-p quick <bool>`` plus the caller's parameters.
 Executed copies go to ``<outputs>/runs/<stamp>/`` (``<outputs>/runs/latest`` points at the newest
-run, with ``timings.tsv`` and the kernels' own stderr in ``kernel.log``) and to ``<study folder>/notebooks/`` (the latest executed copy of each).
+run, with ``timings.tsv`` and the kernels' own stderr in ``kernel.log``) and to ``<study folder>/notebooks/``
+(the latest executed copy of each).
 With ``SFLIB_OUTPUTS`` set nothing is written under the repository: figures then go to
 ``<outputs>/figures`` unless ``SFLIB_FIGURES`` says otherwise.
 
@@ -208,7 +209,7 @@ def _kernel_manager(log_path: Path):
 
     class LoggedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            log = open(log_path, "ab")  # noqa: SIM115 - the kernel process holds it open
+            log = open(log_path, "ab") - the kernel process holds it open
             kw.setdefault("stderr", log)
             try:
                 return await super()._async_launch_kernel(kernel_cmd, **kw)
