@@ -209,7 +209,7 @@ def _kernel_manager(log_path: Path):
 
     class LoggedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            log = open(log_path, "ab") - the kernel process holds it open
+            log = open(log_path, "ab")  # the kernel process holds it open
             kw.setdefault("stderr", log)
             try:
                 return await super()._async_launch_kernel(kernel_cmd, **kw)
