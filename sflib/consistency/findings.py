@@ -229,6 +229,10 @@ def _save(study, f: Findings, rep, reason, judge, n_rankings: int) -> None:
               "invalid": sum(skipped.values()) if rep is not None else n_rankings, "failed": 0,
               "reasons": {k: v for k, v in skipped.items() if v} if rep is not None else {reason: n_rankings}}
     if rep is None:
+        # nothing compared: every pair 03 asked about is left out, those whose ranking was unparsable or failed too
+        upstream = {f"rankings: {k}": f.exclusions.get(f"rankings: {k}", 0) for k in (clean.INVALID, clean.FAILED)}
+        counts["n"] = counts["invalid"] = n_rankings + sum(upstream.values())
+        counts["reasons"].update({k: v for k, v in upstream.items() if v})
         counts["reason"] = reason
     save_stage(study, "consistency", tables={"pairs": rep.pairs if rep is not None else pd.DataFrame()},
                json_files={"report.json": rep.to_dict() if rep is not None else {"reason": reason}},
