@@ -126,9 +126,12 @@ def exclusions_table(found: dict[str, Findings | str]) -> pd.DataFrame:
                                      "released rankings": "the paper's released rankings"})
     df.loc[(df["data"] == "") & (df["stage"] == "02"), "data"] = "ratings"
     df.loc[(df["data"] == "") & (df["stage"] == "03"), "data"] = "rankings"
+    df.loc[(df["data"] == "") & (df["stage"] == "07"), "data"] = "evaluation judgments"
     df.loc[df["data"] == "", "data"] = "ranked pairs vs ratings"
     table = df.pivot_table(index=["data", "left out"], columns="stage", values="count", aggfunc="sum")
-    return table.astype("Int64").astype(object).where(table.notna(), "")
+    table = table.astype("Int64").astype(object).where(table.notna(), "")
+    table.columns = [f"stage {c}" for c in table.columns]  # one header row: data, left out, stage 00, 02, ...
+    return table.reset_index()
 
 
 _PREFIXES = ("ratings", "rankings", "released ratings", "released rankings")
@@ -163,7 +166,7 @@ def render(study, found: dict[str, Findings | str]) -> str:
                  "duplicates of a rated response or ranked pair (the first is kept), feedback on items that are not "
                  "the study's, and the items left without feedback (<i>missing</i>).</p>")
     excl = exclusions_table(found)
-    parts.append(excl.to_html(border=0) if len(excl) else "<p>Nothing was left out.</p>")
+    parts.append(excl.to_html(border=0, index=False) if len(excl) else "<p>Nothing was left out.</p>")
     for stage, name, _, _ in STAGES:
         f = found.get(stage, "not available")
         if not isinstance(f, Findings):
