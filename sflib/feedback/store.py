@@ -318,15 +318,9 @@ class AnnotationStore:
 
     def executemany(self, statements: Iterable[tuple[str, Iterable[Any]]]) -> None:
         """Run several statements in one committed transaction (all or nothing)."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, args in statements:
-                    self._conn.execute(sql, tuple(args))
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self.transaction() as conn:
+            for sql, args in statements:
+                conn.execute(sql, tuple(args))
 
     @contextmanager
     def transaction(self):
