@@ -358,7 +358,9 @@ def _annotate_close_reopen(lab, monkeypatch):
     expect("ratings", rows, "a click")
     record["first rating latency_s (answered after 1 s)"] = round(store_rows(store, "ratings")[0][4], 3)
     assert store_rows(store, "ratings")[0][4] >= 0.9  # latency: about the second it was on screen
-    assert lab.message("ratings").startswith(f"saved task 1 of 15 (item {R[0][0][:12]}): Score: 6")
+    # the store is written before the widget's message reaches the browser: wait for the message too
+    wait_for(lambda: lab.message("ratings").startswith(f"saved task 1 of 15 (item {R[0][0][:12]}): Score: 6"), 10,
+             "the 'saved task 1' message")
     lab.css(".sf-annotator-ratings .sf-comment").send_keys("too long 1234 asub")  # typing here answers nothing
     time.sleep(0.3)
     assert answers(store, "ratings") == rows
@@ -371,7 +373,7 @@ def _annotate_close_reopen(lab, monkeypatch):
     lab.click("ratings", "sf-skip")
     rows.append((R[2][0], "", None, "invalid"))
     expect("ratings", rows, "Skip")
-    assert "Revisit skipped" in lab.message("ratings")
+    wait_for(lambda: "Revisit skipped" in lab.message("ratings"), 10, "the 'Revisit skipped' message")
     # after a click the keys box has the focus: keys typed now are answers
     assert lab.js("return document.activeElement.classList.contains('sf-keys')")
     lab.keys("ratings", "5")
@@ -396,7 +398,8 @@ def _annotate_close_reopen(lab, monkeypatch):
     expect("ratings", rows[:-1], "undo by key")
     lab.click("ratings", "sf-undo")
     expect("ratings", rows[:-2], "undo by button")
-    assert lab.message("ratings").startswith(f"undone task 13 of 15 (item {R[12][0][:12]})")
+    wait_for(lambda: lab.message("ratings").startswith(f"undone task 13 of 15 (item {R[12][0][:12]})"), 10,
+             "the 'undone task 13' message")
     rows = rows[:-2]
     lab.keys("ratings", "44")
     rows += [(R[12][0], "", 4, "ok"), (R[13][0], "", 4, "ok")]
