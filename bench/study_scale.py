@@ -20,6 +20,7 @@ Results: ``bench/results/study_scale.json`` (``--out``), one entry per size, mer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -191,6 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="400,2000,5000", help="instruction counts, comma-separated")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "study_scale.json"))
     p.add_argument("--work", default=None, help="folder for the studies (default: a temporary folder, removed)")
+    p.add_argument("--keep", action="store_true", help="keep the studies (under --work) to look at or re-run")
     args = p.parse_args(argv)
     sizes = [200] if args.small else [int(s) for s in args.sizes.split(",")]
     out = Path(args.out)
@@ -199,7 +201,8 @@ def main(argv=None) -> int:
     report["machine"] = {"python": platform.python_version(), "cpus": len(os.sched_getaffinity(0)),
                          "platform": platform.platform(), "load_average_at_start": list(os.getloadavg())}
     report["targets"] = TARGETS
-    with tempfile.TemporaryDirectory(prefix="sflib-scale-", dir=args.work) as tmp:
+    keep = tempfile.mkdtemp(prefix="sflib-scale-", dir=args.work) if args.keep else None
+    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="sflib-scale-", dir=args.work)) as tmp:
         log = Path(tmp) / "bench.log"
         for n in sizes:
             print(f"study of {n} instructions x k={K} ({25 * n:,} answers)", flush=True)
@@ -210,6 +213,8 @@ def main(argv=None) -> int:
                 raise
             entry["targets_met"] = verdicts(entry)
             report["sizes"][str(n)] = entry
+    if keep:
+        print(f"the studies are kept in {keep}", flush=True)
     report["machine"]["load_average_at_end"] = list(os.getloadavg())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
