@@ -112,7 +112,9 @@ def test_collected_batch_lines_keep_no_copy_of_the_request(fake_openai_factory, 
     df = annotate(judge, reqs, store=store, template_version="v1", parse=parse_score, progress=False,
                   mode="batch", batch={"poll_s": 0.02})
     assert (df["status"] == "ok").all()
-    assert store.execute("SELECT COUNT(*) FROM batch_requests WHERE state = 'done' AND body = ''")[0][0] == 10
+    assert store.execute("SELECT COUNT(*) FROM batch_requests")[0][0] == 0  # collected lines are dropped
+    assert store.execute("SELECT COUNT(*) FROM annotations WHERE batch = 1")[0][0] == 10  # priced at batch rates
+    assert store.execute("SELECT n_requests, state FROM batches") == [(10, "collected")]  # the job stays on record
     got = store.get_many(df["key"])  # the request itself stays in its annotation
     assert [got[k]["prompt"] for k in df["key"]] == [r.messages for r in reqs]
     assert store.execute("PRAGMA auto_vacuum")[0][0] == 2  # incremental: freed pages go back to the disk

@@ -534,12 +534,14 @@ def test_spent_prices_batch_answers_at_batch_prices_and_counts_a_model_once(tmp_
     study = load(write_study(tmp_path, text))
     assert spent(study) == 0.0
     with AnnotationStore(outputs / "annotations.sqlite") as store:
-        for key in ("online", "batched"):
+        for key in ("online", "batched", "marked"):
             store.put(key, judge="openai:gpt-4o-mini", model="gpt-4o-mini", template_version="rating-v1",
                       params={}, messages=[], meta={}, status="ok", raw="Score: 5", value=5, valid=True,
                       error=None, prompt_tokens=1_000_000, completion_tokens=1_000_000, latency_s=0.1, attempts=1)
     con = sqlite3.connect(outputs / "annotations.sqlite")
     with con:
+        # a store written before answers were marked keeps its collected lines; a newer one marks the answer
         con.execute("INSERT INTO batch_requests (local_id, key, body, meta, state) VALUES ('job', 'batched', '{}', '{}', 'done')")
+        con.execute("UPDATE annotations SET batch = 1 WHERE key = 'marked'")
     con.close()
-    assert spent(study) == pytest.approx((0.15 + 0.60) + (0.075 + 0.30))
+    assert spent(study) == pytest.approx((0.15 + 0.60) + 2 * (0.075 + 0.30))

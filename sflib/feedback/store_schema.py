@@ -38,7 +38,10 @@ CREATE TABLE IF NOT EXISTS annotations (
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     latency_s         REAL NOT NULL DEFAULT 0,
     attempts          INTEGER NOT NULL DEFAULT 1,
-    created_at        REAL NOT NULL    -- unix time of the last write
+    created_at        REAL NOT NULL,   -- unix time of the last write
+    soft              REAL,
+    logprobs          TEXT,
+    batch             INTEGER          -- 1: answered through a provider Batch API job (priced at batch rates)
 );
 CREATE INDEX IF NOT EXISTS annotations_status ON annotations (status);
 CREATE TABLE IF NOT EXISTS texts (    -- shared texts of stored requests (see sflib.feedback.store_codec)
@@ -106,7 +109,7 @@ CREATE TABLE IF NOT EXISTS batch_events (
 """
 
 #: columns added after the first release: (name, SQL type), added to older stores on open
-_ADDED_COLUMNS = [("soft", "REAL"), ("logprobs", "TEXT")]
+_ADDED_COLUMNS = [("soft", "REAL"), ("logprobs", "TEXT"), ("batch", "INTEGER")]
 #: the same for other tables: {table: [(name, SQL type)]}
 _ADDED_TABLE_COLUMNS = {"batches": [("owner", "TEXT")]}
 

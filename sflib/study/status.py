@@ -32,10 +32,14 @@ def spent(study) -> float:
     names = {cfg.feedback.judge, cfg.evaluation.judge, *cfg.feedback.extra_judges}
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:  # answers that came through a Batch API job are priced at the batch prices
+        # (marked on the answer; a store written before that keeps its collected lines in batch_requests)
         has_batches = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'batch_requests'").fetchone()
-        batched = ("a.key IN (SELECT key FROM batch_requests WHERE state = 'done')" if has_batches else "0")
+        marked = any(r[1] == "batch" for r in con.execute("PRAGMA table_info(annotations)"))
+        batched = " OR ".join([*(["COALESCE(a.batch, 0) = 1"] if marked else []),
+                               *(["a.key IN (SELECT key FROM batch_requests WHERE state = 'done')"]
+                                 if has_batches else [])]) or "0"
         rows = {(j, bool(b)): (p, c) for j, b, p, c in con.execute(
-            f"SELECT a.judge, {batched} AS batched, SUM(a.prompt_tokens), SUM(a.completion_tokens) "
+            f"SELECT a.judge, ({batched}) AS batched, SUM(a.prompt_tokens), SUM(a.completion_tokens) "
             "FROM annotations a GROUP BY a.judge, batched")}
     except sqlite3.Error:
         rows = {}
