@@ -195,3 +195,17 @@ def test_00_cost_plan_lists_what_the_seeded_evaluation_holds_not_553_x_7_calls(t
     row = plan(load("paper")).set_index("stage").loc["evaluation"]
     recorded = sum(len(canonical(t)) for t in SEED_TABLES["evaluation"].values())
     assert row["calls"] == 0 and row["usd"] == 0 and f"{recorded:,} recorded judgments" in row["note"]
+
+
+def test_01_says_how_many_torch_threads_a_local_policy_sampled_with(study, monkeypatch):
+    """Issue 22: notebook 01 says how many torch threads a local policy ran with (recorded by the stage)."""
+    from sflib.generation.findings import findings
+    from sflib.study import acquire
+
+    monkeypatch.setattr(acquire, "generate_responses", lambda s, instr, **kw: study.read("responses"))
+    monkeypatch.setattr("sflib.core.threads.available_cores", lambda: 3)
+    _, _, counts = acquire.sample_responses(study)  # the study's policy is local:smollm2
+    assert counts["torch_threads"] == 3
+    study.save("responses", tables={"responses": study.read("responses")}, counts=counts)
+    assert any(n.startswith("Sampled on this machine with 3 torch threads (the cores this process may use: ")
+               for n in findings(study).notes)

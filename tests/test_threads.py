@@ -58,3 +58,15 @@ def test_set_torch_threads_applies_it(clean_env):
         assert threads.set_torch_threads() == 1 and threads.torch_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_describe_says_how_many_and_why(clean_env):
+    """The line notebooks 01/05/06 show: the count and what limited it."""
+    clean_env.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert threads.describe() == ("4 torch threads (the cores this process may use: affinity 4, no cgroup quota, "
+                                  "OMP_NUM_THREADS unset)")
+    clean_env.setenv("OMP_NUM_THREADS", "1")
+    assert threads.describe().startswith("1 torch thread (") and "OMP_NUM_THREADS 1" in threads.describe()
+    clean_env.setattr(threads, "_cgroup_quota", lambda path=None: 2)
+    clean_env.setenv("LOCAL_WORLD_SIZE", "2")
+    assert "cgroup quota 2" in threads.describe() and "2 processes on this machine" in threads.describe()

@@ -188,6 +188,10 @@ def _notes(run, selections, study) -> list[str]:
                      f"07 evaluates those. Everything else here is a **demonstration** on the CPU ({len(run.asked)} "
                      f"instructions × n = {run.n} samples from {run.generator}, at most {run.max_new_tokens} new "
                      "tokens) that feeds nothing downstream: it shows the machinery, not the paper's result.")
+    if len(run.samples) or run.scored:
+        from ..core.threads import describe
+
+        notes.append(f"Sampled and scored on this machine with {describe()}.")
     if len(run.samples):
         notes.append(f"{run.cut} of {len(run.samples)} samples ({100 * run.truncated_share:.0f}%) were cut at "
                      f"{run.max_new_tokens} new tokens; {run.empty} empty.")

@@ -80,3 +80,16 @@ def torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+def describe(n: int | None = None) -> str:
+    """One line for a notebook: how many torch threads ``n`` (default :func:`available_cores`) and why, e.g.
+    ``"2 torch threads (the cores this process may use: affinity 2, no cgroup quota, OMP_NUM_THREADS unset)"``."""
+    n = available_cores() if n is None else int(n)
+    quota = _cgroup_quota()
+    why = [f"affinity {_affinity()}", f"cgroup quota {quota}" if quota is not None else "no cgroup quota",
+           f"OMP_NUM_THREADS {_omp()}" if _omp() is not None else "OMP_NUM_THREADS unset"]
+    local = os.environ.get("LOCAL_WORLD_SIZE")
+    if local and local != "1":
+        why.append(f"{local} processes on this machine")
+    return f"{n} torch thread{'s' if n != 1 else ''} (the cores this process may use: {', '.join(why)})"

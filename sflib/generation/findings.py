@@ -71,6 +71,15 @@ def findings(study, *, figures_dir=None, quick: bool = False) -> Findings:
     if seeded:
         f.notes.append("Two samples with the same text are one response (one response_id): notebooks 02 and 03 "
                        "judge the distinct responses.")
+    threads = (manifest.get("counts") or {}).get("torch_threads")
+    if threads:
+        from ..core.threads import describe
+
+        f.notes.append(f"Sampled on this machine with {describe(threads)}.")
+    elif seeded:
+        from ..core.threads import describe
+
+        f.notes.append(f"The SmolLM2 demonstration at the end of this notebook samples with {describe()}.")
     if len(responses) < 10:
         f.notes.append(f"Only {len(responses)} responses: every later number rests on very few items.")
     return f.detached()

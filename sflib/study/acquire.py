@@ -129,7 +129,21 @@ def sample_responses(study, quick: bool = False, progress: bool = True) -> tuple
             common = re.findall(r"'([^']{1,120})':", text.split("errors: ", 1)[-1]) if "errors: " in text else []
             failure = text.split(";")[0] + (f" ({common[0]})" if common else "")
             responses = pd.DataFrame(columns=EMPTY["responses"])
-    return responses, instr, _sampled(responses, instr, k, failure, quick)
+    counts = _sampled(responses, instr, k, failure, quick)
+    if cfg.name.startswith("local:") or _is_local_policy(cfg.name):
+        from ..core.threads import available_cores
+
+        counts["torch_threads"] = available_cores()  # what sampling_local.load_policy set
+    return responses, instr, counts
+
+
+def _is_local_policy(name: str) -> bool:
+    from ..generation.policies import get_policy
+
+    try:
+        return get_policy(name).provider == "local"
+    except Exception:  # noqa: BLE001 - an unknown policy failed above already; say nothing here
+        return False
 
 
 def demo_responses(study, n: int, k: int = 3, max_new_tokens: int = 48, max_chars: int = 400,
