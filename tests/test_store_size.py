@@ -115,6 +115,23 @@ def test_collected_batch_lines_keep_no_copy_of_the_request(fake_openai_factory, 
     assert store.execute("SELECT COUNT(*) FROM batch_requests")[0][0] == 0  # collected lines are dropped
     assert store.execute("SELECT COUNT(*) FROM annotations WHERE batch = 1")[0][0] == 10  # priced at batch rates
     assert store.execute("SELECT n_requests, state FROM batches") == [(10, "collected")]  # the job stays on record
+    assert store.execute("PRAGMA freelist_count")[0][0] == 0  # the lines' pages went back to the disk
     got = store.get_many(df["key"])  # the request itself stays in its annotation
     assert [got[k]["prompt"] for k in df["key"]] == [r.messages for r in reqs]
     assert store.execute("PRAGMA auto_vacuum")[0][0] == 2  # incremental: freed pages go back to the disk
+
+
+def test_reclaim_gives_every_freed_page_back(tmp_path):
+    """A plain ``execute("PRAGMA incremental_vacuum")`` frees one page and stops; reclaim() frees them all."""
+    path = tmp_path / "s.sqlite"
+    store = AnnotationStore(path)
+    store.execute("CREATE TABLE scratch (x TEXT)")
+    with store.transaction() as conn:
+        conn.executemany("INSERT INTO scratch VALUES (?)", [("x" * 2000,) for _ in range(2000)])
+    store.execute("DELETE FROM scratch")
+    assert store.execute("PRAGMA freelist_count")[0][0] > 900
+    store.reclaim()
+    assert store.execute("PRAGMA freelist_count")[0][0] == 0
+    store.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert path.stat().st_size < 200_000  # the ~4 MB of deleted rows left the file
+    store.close()

@@ -350,7 +350,9 @@ class AnnotationStore:
         """Give the pages freed by deleted or shrunk rows back to the file system (stores created with
         incremental auto-vacuum, i.e. by this sflib; a no-op for older ones)."""
         with self._lock:
-            self._conn.execute("PRAGMA incremental_vacuum")
+            # run through sqlite3_exec: a plain execute() frees one page and stops (11,290 pages stayed free
+            # at 60,000 answers: 0.8 KB an answer)
+            self._conn.executescript("PRAGMA incremental_vacuum;")
 
     def batches(self) -> pd.DataFrame:
         """Every Batch API job recorded in this store, newest last."""
