@@ -9,9 +9,9 @@ One split by instruction serves both tables (no instruction on both sides): a se
 ``reward_models.val_fraction`` of the instructions, or, when the rankings stage carries the paper's
 released reward-model split (table ``rm_split``, ``studies/paper_full.yaml``), that split: the rankings RM
 trains on its train pairs and is validated on its val pairs, and the ratings RM holds out the instructions
-of the val pairs (the ratings of every other instruction, in the train file or in neither, train it). The two RM folders, the
-held-out table and ``metrics.json`` go to the study folder; :mod:`sflib.rm.findings` turns the result
-into the stage's findings.
+of the val pairs (the ratings of every other instruction, in the train file or in neither, train it).
+The two RM folders, the held-out table and ``metrics.json`` go to the study folder;
+:mod:`sflib.rm.findings` turns the result into the stage's findings.
 """
 from __future__ import annotations
 
