@@ -53,8 +53,8 @@ def seed_cache(home: Path, seed: int = 3, header: bool = False) -> Path:
     return snap
 
 
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
+def go_offline(tmp_path: Path, monkeypatch) -> Path:
+    """A temporary HF_HOME (returned), HF_HUB_OFFLINE=1, outputs under tmp_path, every socket refused."""
     home = tmp_path / "hf"
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
@@ -67,6 +67,11 @@ def offline_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     return home
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    return go_offline(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("header", [False, True])

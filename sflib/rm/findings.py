@@ -4,7 +4,9 @@
 just made; else it reads the saved stage back: nothing is trained) and returns a :class:`~sflib.core.findings.Findings`:
 
 - **counts / exclusions**: ratings read and kept by the rule of notebooks 02/04 (one valid rating per
-  response, the first), ranked pairs usable (a or b; ties and missing decisions left out), the split;
+  response, the first), ranked pairs usable (a or b; ties and missing decisions left out), the split (the
+  first note says which: the paper's released train/val split or a seeded split by instruction), and the
+  torch threads that trained (``torch threads``);
 - **estimates**, each beside its baseline with an interval: held-out pairwise accuracy (Wilson 95%)
   against chance (50%); the ratings RM's held-out MSE (bootstrap 95%) against the **constant predictor**
   that always predicts the mean training target, with the paired bootstrap interval of the difference
@@ -136,17 +138,25 @@ def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, fig
     f = Findings(stage="05", title=("Demonstration: " if run.demo else "") + f"reward models on {run.backbone}{lora}, "
                  f"{steps}, trained on feedback from {run.judge} (study {study.name})",
                  figures_folder=plots.study_figures_dir(study, figures_dir))
+    released = run.split.get("kind") == "released"
     f.counts = {"ratings read": rc["rows"], "responses rated": rc["used"], "pairs ranked": len(run.rankings),
-                "pairs with a preference (a or b), for the rankings RM": usable_pairs,
+                "pairs with a preference (a or b)" + ("" if released else ", for the rankings RM"): usable_pairs,
                 "held-out instructions": len(run.val_ids)}
+    if released:
+        f.counts.update({"released split: train pairs": run.split["train_pairs"],
+                         "released split: val pairs": run.split["val_pairs"]})
     for kind, (train, held) in run.splits.items():
         f.counts[f"{kind}: training rows"] = len(train)
         f.counts[f"{kind}: held-out rows"] = len(held)
+    if run.torch_threads:
+        f.counts["torch threads"] = int(run.torch_threads)
     f.exclusions = {f"ratings: {k}": v for k, v in (rc.get("exclusions") or {}).items() if v}
     f.exclusions.update({f"rankings: {k}": v for k, v in run.ranking_exclusions.items() if v})
     ties = int((run.rankings["decision"] == "equal").sum()) if "decision" in run.rankings else 0
     if ties:
         f.exclusions["rankings: tie (left out of the Bradley–Terry loss)"] = ties
+    if run.split.get("not_in_split"):
+        f.exclusions["rankings: pair with a preference not in the released train/val split"] = run.split["not_in_split"]
     f.exclusions.update({f"{k} RM not trained: {why}": 1 for k, why in run.notes.items() if run.runs.get(k) is None})
 
     train_ratings = run.splits["ratings"][0]
@@ -228,8 +238,25 @@ def _rewards_table(run) -> pd.DataFrame:
     return g[cols].mean().assign(n=g.size(), small_n=lambda t: t["n"] < MIN_N)
 
 
+def split_note(run) -> str:
+    """Which split trained and held out the RMs, in one sentence (the first note)."""
+    split = run.split or {}
+    if split.get("kind") == "released":
+        return (f"Split: {split['description']} (the paper's reward-model files, `{split.get('table', 'rm_split')}`): "
+                f"the rankings RM trains on the {split['train_pairs']:,} train pairs and is evaluated on the "
+                f"{split['val_pairs']:,} val pairs; the ratings RM holds out the same {len(run.val_ids):,} "
+                "instruction(s) (those of the val pairs), and the ratings of every other instruction, in the "
+                "train file or in neither, train it.")
+    if split.get("kind") == "seeded":
+        return (f"Split: {split['description']}: {len(run.val_ids):,} held-out instruction(s), the same for both "
+                "RMs (no instruction on both sides).")
+    return "Split: not recorded (this stage's metrics.json was written by an older sflib)."
+
+
 def _notes(run, mse) -> list[str]:
-    notes = []
+    notes = [split_note(run)]
+    if not run.torch_threads:
+        notes.append("torch threads: not recorded (this stage's metrics.json was written by an older sflib).")
     if run.demo:
         notes.append(f"A CPU **demonstration** ({run.backbone}, {len(run.val_ids)} held-out instructions): the "
                      "metrics show the pipeline, not the paper's result; a real run needs thousands of judgments "

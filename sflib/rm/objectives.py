@@ -5,8 +5,8 @@
   (``decision == "equal"``) are excluded by default (``ties="include"`` pulls tied rewards
   together with ``-(log sigmoid(d) + log sigmoid(-d)) / 2``).
 
-Also the preparation of the feedback tables (usable rows and their counts) and the
-train / validation split by instruction.
+Also the preparation of the feedback tables (usable rows and their counts), the train / validation
+split by instruction, and the check of a released train / validation split (:func:`released_split`).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.data import DECISIONS, SCORE_MAX, SCORE_MIN, DataError, clean_input, make_id
+from ..core.data import DECISIONS, SCORE_MAX, SCORE_MIN, DataError, add_ids, clean_input, make_id
 
 KINDS = ("ratings", "rankings")
 
@@ -147,6 +147,60 @@ def split_by_instruction(df: pd.DataFrame, val_fraction: float = 0.2, seed: int 
     is_val = ids.isin(chosen).to_numpy()
     return df.loc[~is_val].reset_index(drop=True), df.loc[is_val].reset_index(drop=True)
 
+
+def _pair_keys(df: pd.DataFrame) -> list[tuple[str, frozenset]]:
+    """(instruction id, {response id, response id}) of every ranking row: a pair in either order."""
+    if not {"instruction_id", "response_id_1", "response_id_2"} <= set(df.columns):
+        df = add_ids(df)
+    return [(str(i), frozenset((a, b))) for i, a, b in zip(df["instruction_id"], df["response_id_1"],
+                                                             df["response_id_2"])]
+
+
+def released_split(split: pd.DataFrame, rankings: pd.DataFrame, path=None,
+                   table: str = "rm_split") -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The rankings RM's released train and validation pairs, checked against the study's rankings.
+
+    ``split``: ranking rows with a ``split`` column ``train`` / ``val`` (:func:`sflib.io.hub.read_rm_split`,
+    stored as the table ``rm_split`` of the rankings stage). Returns ``(train, val, info)``: the rows of
+    each part as they are (``split`` column dropped) and ``info`` (``train_pairs``, ``val_pairs``,
+    ``not_in_split``: the ranked pairs with a preference that are in neither part). Raises
+    :class:`DataError` naming ``path`` / ``table`` when a part is empty, a ``split`` value is neither
+    ``train`` nor ``val``, or a released pair does not occur among ``rankings``.
+    """
+    what = f"the released reward-model split (table {table} of the rankings stage)"
+    need = ["instruction", "response1", "response2", "decision", "split"]
+    missing = [c for c in need if c not in split.columns]
+    if missing:
+        raise DataError(path, f"{what} lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, split.columns))})",
+                        field=missing[0])
+    split = split.reset_index(drop=True)
+    parts = split["split"].astype(str).str.strip().str.lower()
+    bad = ~parts.isin(["train", "val"])
+    if bad.any():
+        n = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(path, f"{what}: split {split['split'].iloc[n]!r} is neither 'train' nor 'val'", row=n + 1,
+                        field="split")
+    n_train, n_val = int((parts == "train").sum()), int((parts == "val").sum())
+    if not n_train or not n_val:
+        raise DataError(path, f"{what} has no {'train' if not n_train else 'val'} pairs ({n_train} train / {n_val} "
+                              "val): the rankings RM needs both; the released folder must hold a train and a val "
+                              "file (re-seed the rankings stage from them)", field="split")
+    known = set(_pair_keys(rankings)) if len(rankings) else set()
+    keys = _pair_keys(split)
+    absent = [n for n, k in enumerate(keys) if k not in known]
+    if absent:
+        first = split.iloc[absent[0]]
+        raise DataError(path, f"{len(absent):,} of the {len(split):,} pairs of {what} do not occur among the "
+                              f"rankings stage's {len(rankings):,} ranked pairs (the first: instruction "
+                              f"{str(first['instruction'])[:60]!r}): this split is not about this study's "
+                              "rankings", row=absent[0] + 1)
+    in_split = set(keys)
+    usable = rankings["decision"].isin(["a", "b"]).to_numpy() if len(rankings) else np.zeros(0, bool)
+    left_out = sum(1 for k, u in zip(_pair_keys(rankings), usable) if u and k not in in_split) if len(rankings) else 0
+    rows = split.drop(columns=["split"])
+    info = {"train_pairs": n_train, "val_pairs": n_val, "not_in_split": int(left_out)}
+    return rows[(parts == "train").to_numpy()].reset_index(drop=True), \
+        rows[(parts == "val").to_numpy()].reset_index(drop=True), info
 
 
 def prepare(kind: str, df: pd.DataFrame, ties: str = "exclude") -> tuple[pd.DataFrame, dict]:

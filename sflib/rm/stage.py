@@ -5,13 +5,16 @@ on held-out instructions and save the stage's output (``05_reward_models/``).
 02 and 04** (:func:`sflib.feedback.ratings.valid_ratings`: rows without a valid score set aside, a
 response rated twice keeps its first rating) before the split, so the RM trains on the same ratings the
 other stages count; ranked pairs without a decision or tied are left out by the Bradley–Terry objective.
-One split by instruction serves both tables (no instruction on both sides). The two RM folders, the
-held-out table and ``metrics.json`` go to the study folder; :mod:`sflib.rm.findings` turns the result
-into the stage's findings.
+One split by instruction serves both tables (no instruction on both sides): a seeded draw of
+``reward_models.val_fraction`` of the instructions, or, when the rankings stage carries the paper's
+released reward-model split (table ``rm_split``, ``studies/paper_full.yaml``), that split: the rankings RM
+trains on its train pairs and is validated on its val pairs, and the ratings RM holds out the instructions
+of the val pairs (the ratings of every other instruction, in the train file or in neither, train it).
+The two RM folders, the held-out table and ``metrics.json`` go to the study folder;
+:mod:`sflib.rm.findings` turns the result into the stage's findings.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .metrics import evaluate, held_out_ratings
-from .objectives import instruction_ids, split_by_instruction, validation_instructions
+from .objectives import instruction_ids, released_split, split_by_instruction, validation_instructions
 from .scoring import score_frame
 from .training import train_reward_model
 
@@ -54,6 +57,8 @@ class RewardModelsRun:
     scored: pd.DataFrame = field(default_factory=pd.DataFrame)  # every kept rating scored by both RMs
     counts: dict = field(default_factory=dict)                    # the manifest counts
     ranking_exclusions: dict = field(default_factory=dict)        # sflib.feedback.clean's reasons for rankings
+    split: dict = field(default_factory=dict)     # which split: kind "released" / "seeded", description, sizes
+    torch_threads: int | None = None              # the CPU threads torch trained with (None: not recorded)
 
     @property
     def trained(self) -> dict:
@@ -69,9 +74,11 @@ def settings_for(cfg, seed: int, quick: bool) -> dict:
 
 
 def record(ratings, rankings, rating_counts, runs, notes, settings, n_val, held_out,
-           ranking_exclusions: dict | None = None) -> tuple[dict, dict]:
+           ranking_exclusions: dict | None = None, split: dict | None = None,
+           torch_threads: int | None = None) -> tuple[dict, dict]:
     """The manifest counts and ``metrics.json``: rows read / used, every exclusion by reason, which RMs
-    were trained and why the others were not."""
+    were trained and why the others were not, which split (``split``: :func:`_split`'s description) and
+    how many torch threads trained."""
     runs = {k: (_info(r) if r is not None and not isinstance(r, dict) else r) for k, r in runs.items()}
     no_decision = int(rankings["decision"].isna().sum()) if "decision" in rankings else len(rankings)
     ties = int((rankings["decision"] == "equal").sum()) if "decision" in rankings else 0
@@ -80,16 +87,21 @@ def record(ratings, rankings, rating_counts, runs, notes, settings, n_val, held_
                "ratings: duplicate rating of a response (first kept)": rating_counts["duplicates"],
                "rankings: no decision": no_decision, "rankings: tie, left out": ties}
     reasons.update({f"rankings: {k}": v for k, v in (ranking_exclusions or {}).items() if k.startswith("duplicate")})
+    not_in_split = int((split or {}).get("not_in_split") or 0)
+    reasons[NOT_IN_SPLIT] = not_in_split
     reasons = {k: v for k, v in reasons.items() if v}
     reasons.update({f"{kind} RM not trained: {why}": 1 for kind, why in notes.items() if runs[kind] is None})
     dup_pairs = sum(v for k, v in (ranking_exclusions or {}).items() if k.startswith("duplicate"))
     counts = {"n": len(ratings) + len(rankings),
-              "valid": rating_counts["used"] + len(rankings) - no_decision - ties - dup_pairs,
+              "valid": rating_counts["used"] + len(rankings) - no_decision - ties - dup_pairs - not_in_split,
               "invalid": rating_counts["without_score"] + no_decision, "failed": len(runs) - len(trained),
               "reasons": reasons, "trained": trained}
+    if split:
+        counts["split"] = split["description"]
     if not trained:
         counts["reason"] = "no reward model could be trained: " + "; ".join(notes.values())
     metrics = {"settings": {k: v for k, v in settings.items() if k != "progress"}, "held_out_instructions": n_val,
+               "split": split or {}, "torch_threads": torch_threads,
                "ratings_cleaning": rating_counts,
                "trained": {k: runs[k] for k in trained},
                "not_trained": {k: notes[k] for k in runs if runs[k] is None},
@@ -100,15 +112,46 @@ def record(ratings, rankings, rating_counts, runs, notes, settings, n_val, held_
 def _info(result) -> dict:
     """What notebook 05 shows of one training run (saved in ``metrics.json``, so it can be read back)."""
     return {"counts": result.counts, "steps": result.trainer.state.global_step,
-            "seconds": result.rm.meta.get("train_seconds"), "log_history": list(result.log_history)}
+            "seconds": result.rm.meta.get("train_seconds"), "log_history": list(result.log_history),
+            "torch_threads": result.rm.meta.get("torch_threads_per_process")}
+
+
+NOT_IN_SPLIT = "rankings: not in the released train/val split, left out"
+
+
+def _released(study):
+    """The rankings stage's released reward-model split (table ``rm_split``) and its file, or None."""
+    tables = (study.manifest("rankings") or {}).get("tables") or {}
+    if "rm_split" not in tables:
+        return None
+    folder = study.stage_dir("rankings")
+    path = next(iter(sorted(folder.glob("rm_split.*"))), folder / "rm_split.jsonl")
+    return study.read("rankings", "rm_split"), path
 
 
 def _split(study, kept, rankings):
+    """(held-out instruction ids, {kind: (train, held-out)}, what split it is): the released split of the
+    rankings stage when it has one (checked: :func:`sflib.rm.objectives.released_split`), else a seeded
+    draw of ``val_fraction`` of the instructions. Deterministic: :func:`load` rebuilds the split of :func:`run`."""
     cfg, seed = study.config.reward_models, study.config.seed
-    ids = pd.concat([instruction_ids(df) for df in (kept, rankings) if len(df)] or [pd.Series(dtype=str)])
-    val_ids = validation_instructions(ids, cfg.val_fraction, seed)
-    return val_ids, {kind: (split_by_instruction(df, val_ids=val_ids) if len(df) else (df, df))
-                     for kind, df in (("ratings", kept), ("rankings", rankings))}
+    released = _released(study)
+    if released is None:
+        ids = pd.concat([instruction_ids(df) for df in (kept, rankings) if len(df)] or [pd.Series(dtype=str)])
+        val_ids = validation_instructions(ids, cfg.val_fraction, seed)
+        splits = {kind: (split_by_instruction(df, val_ids=val_ids) if len(df) else (df, df))
+                  for kind, df in (("ratings", kept), ("rankings", rankings))}
+        info = {"kind": "seeded", "val_fraction": cfg.val_fraction, "seed": seed,
+                "description": f"a seeded split by instruction, val_fraction {cfg.val_fraction:g} (seed {seed})"}
+    else:
+        table, path = released
+        train, val, info = released_split(table, rankings, path)
+        val_ids = set(instruction_ids(val))
+        splits = {"ratings": split_by_instruction(kept, val_ids=val_ids) if len(kept) else (kept, kept),
+                  "rankings": (train, val)}
+        info = {"kind": "released", **info, "table": "rankings/rm_split",
+                "description": f"the released train/val split: {info['train_pairs']:,} / {info['val_pairs']:,} pairs"}
+    info["held_out_instructions"] = len(val_ids)
+    return val_ids, splits, info
 
 
 def _clean(ratings):
@@ -143,8 +186,8 @@ def _evaluate(rms: dict, splits: dict, kept: pd.DataFrame, val_ids: set):
 
 def load(study) -> RewardModelsRun:
     """The stage as :func:`run` left it, read back from ``05_reward_models/`` (nothing is trained): the saved
-    RM folders score the same cleaned ratings and the same held-out split (seeded), the training runs come from
-    ``metrics.json``."""
+    RM folders score the same cleaned ratings and the same held-out split (seeded, or the released one), the
+    training runs and the torch threads come from ``metrics.json``."""
     import json
 
     from .folder import RewardModel
@@ -154,7 +197,7 @@ def load(study) -> RewardModelsRun:
     ratings, raw_rankings = study.read("ratings"), study.read("rankings")
     kept, rating_counts = _clean(ratings)
     rankings, ranking_exclusions = _clean_rankings(raw_rankings)
-    val_ids, splits = _split(study, kept, rankings)
+    val_ids, splits, split = _split(study, kept, rankings)
     files = m.get("files", [])
     rms = {k: RewardModel.load(study.path_of("reward_models", k)) for k in ("ratings", "rankings") if k in files}
     runs = {k: metrics.get("trained", {}).get(k) for k in ("ratings", "rankings")}
@@ -166,24 +209,25 @@ def load(study) -> RewardModelsRun:
                            judge=m.get("judge") or study.config.feedback.judge, ratings=ratings, ratings_kept=kept,
                            rating_counts=rating_counts, rankings=rankings, val_ids=val_ids, splits=splits, runs=runs,
                            rms=rms, notes=notes, settings=settings, held_out=held_out, held_ratings=held_ratings,
-                           scored=scored, counts=m.get("counts") or {}, ranking_exclusions=ranking_exclusions)
+                           scored=scored, counts=m.get("counts") or {}, ranking_exclusions=ranking_exclusions,
+                           split=split, torch_threads=metrics.get("torch_threads"))
 
 
 def run(study, *, quick: bool = False, save: bool = True) -> RewardModelsRun:
     """Train, evaluate and (``save``) write stage 05 for ``study``."""
     import torch
 
+    from ..core.threads import set_torch_threads
     from ..study.findings import attempt_quietly, save_stage
 
     cfg, seed = study.config.reward_models, study.config.seed
     torch.manual_seed(seed)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(min(4, os.cpu_count() or 1))
+    threads = set_torch_threads()  # the cores this process really has (affinity, cgroup quota, OMP_NUM_THREADS)
     ratings, raw_rankings = study.read("ratings"), study.read("rankings")
     judge = (study.manifest("ratings") or {}).get("judge") or study.config.feedback.judge
     kept, rating_counts = _clean(ratings)
     rankings, ranking_exclusions = _clean_rankings(raw_rankings)
-    val_ids, splits = _split(study, kept, rankings)
+    val_ids, splits, split = _split(study, kept, rankings)
     settings = settings_for(cfg, seed, quick)
     study.folder.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".05-train-", dir=study.folder))
@@ -195,8 +239,9 @@ def run(study, *, quick: bool = False, save: bool = True) -> RewardModelsRun:
         rms = {kind: r.rm for kind, r in results.items() if r is not None}
         runs = {kind: (_info(r) if r is not None else None) for kind, r in results.items()}
         held_out, held_ratings, scored = _evaluate(rms, splits, kept, val_ids)
+        threads = next((r["torch_threads"] for r in runs.values() if r and r.get("torch_threads")), threads)
         counts, metrics = record(ratings, raw_rankings, rating_counts, runs, notes, settings, len(val_ids), held_out,
-                                 ranking_exclusions)
+                                 ranking_exclusions, split, threads)
         if save:
             save_stage(study, "reward_models", files=[work / kind for kind in counts["trained"]],
                        json_files={"metrics.json": metrics},
@@ -208,7 +253,7 @@ def run(study, *, quick: bool = False, save: bool = True) -> RewardModelsRun:
                            ratings_kept=kept, rating_counts=rating_counts, rankings=rankings, val_ids=val_ids,
                            splits=splits, runs=runs, rms=rms, notes=notes, settings=settings, held_out=held_out,
                            held_ratings=held_ratings, scored=scored, counts=counts,
-                           ranking_exclusions=ranking_exclusions)
+                           ranking_exclusions=ranking_exclusions, split=split, torch_threads=threads)
 
 
 __all__ = ["RewardModelsRun", "is_demo", "load", "record", "run", "settings_for"]
