@@ -8,12 +8,8 @@ file or an input changed since the stage was written) — outputs are never sile
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -24,6 +20,7 @@ from ..core import data as d
 from ..core.paths import outputs_dir, root
 from ..feedback.store import canonical_json
 from .config import STAGES, StudyConfig, StudyConfigError, load_config, resolve_path
+from .stage_files import commit_staged, fingerprint, sha256_hex, write_staged
 
 #: stage -> (notebook, folder, default table)
 STAGE_INFO = {
@@ -77,25 +74,6 @@ def _run_hint(study: "Study", stage: str) -> str:
     return f"run {nb} first (python -m sflib study run {study.spec} --only {nb[:2]})"
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _fingerprint(path: Path) -> str:
-    """sha256 of a file's bytes; of a folder's listing with sizes and modification times (cheap for model weights)."""
-    if path.is_file():
-        return _sha(path.read_bytes())
-    listing = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                     for p in path.rglob("*") if p.is_file())
-    return _sha(json.dumps(listing).encode("utf-8"))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _sflib_version() -> str:
     try:
         from importlib.metadata import version
@@ -121,64 +99,6 @@ def retryable_failures(manifest: Mapping | None) -> int:
     failed = int(counts.get("failed") or 0)
     never = sum(int(c) for r, c in (counts.get("reasons") or {}).items() if str(r).startswith("not recorded"))
     return max(failed - never, 0)
-
-
-def _stage_outputs(out: Path, stage: str, tables: Mapping[str, pd.DataFrame], files: Iterable) -> list[tuple[Path, Path]]:
-    """Write every table and copy every outside file / folder to a temporary path in ``out``.
-
-    Returns ``[(temporary, target)]``; on any error the temporaries are removed and it re-raises.
-    """
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for name, df in tables.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
-            os.close(fd)
-            staged.append((Path(tmp), out / f"{name}.jsonl"))
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        for f in files:
-            src = Path(f)
-            if not src.exists():
-                raise FileNotFoundError(f"save({stage!r}): {src} does not exist")
-            if src.resolve().parent == out.resolve():
-                continue  # already in place
-            if src.is_dir():
-                tmp = Path(tempfile.mkdtemp(prefix=f".{src.name}.", suffix=".tmp", dir=out))
-                staged.append((tmp, out / src.name))
-                shutil.copytree(src, tmp, dirs_exist_ok=True)
-            else:
-                fd, name = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".tmp", dir=out)
-                os.close(fd)
-                staged.append((Path(name), out / src.name))
-                shutil.copyfile(src, name)
-    except BaseException:
-        for tmp, _ in staged:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-        raise
-    return staged
-
-
-def _commit(staged: list[tuple[Path, Path]]) -> None:
-    """Rename every temporary into place (a replaced folder is moved aside first, then removed)."""
-    mode = 0o666 & ~_umask()
-    for tmp, target in staged:
-        if tmp.is_dir():
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: the usual permissions, files included
-            for path in tmp.rglob("*"):
-                os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
-            old = None
-            if target.exists():
-                old = target.with_name(f".{target.name}.old.{os.getpid()}")
-                os.replace(target, old)
-            os.replace(tmp, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.chmod(tmp, mode)  # mkstemp makes 0600; give the file the usual permissions
-            os.replace(tmp, target)
 
 
 class Study:
@@ -225,7 +145,7 @@ class Study:
             payload = full[section]
         else:
             payload = {s: full[s] for s in section}
-        return _sha(canonical_json(payload).encode("utf-8"))
+        return sha256_hex(canonical_json(payload).encode("utf-8"))
 
     def stage_hash(self, stage: str) -> str:
         """The hash of what ``stage`` depends on: its sections and which upstream stages are seeded."""
@@ -237,7 +157,7 @@ class Study:
         hub = full.get("seeded_from_hub")
         if hub and any(st in hub["stages"] for st in seeded):  # another Hub revision: another output
             payload["seeded_from_hub"] = hub
-        return _sha(canonical_json(payload).encode("utf-8"))
+        return sha256_hex(canonical_json(payload).encode("utf-8"))
 
     def data_files(self, stage: str) -> dict[str, str | None]:
         """The data files the study file names for ``stage`` and its upstream stages (instruction files,
@@ -248,7 +168,7 @@ class Study:
             named += [p for p in (cfg.best_of_n.reference, cfg.best_of_n.instructions) if p]
         base = self.path.parent if self.path else Path.cwd()
         found = {p: resolve_path(p, base) for p in named}
-        return {p: _fingerprint(f) if f.exists() else None for p, f in found.items()}
+        return {p: fingerprint(f) if f.exists() else None for p, f in found.items()}
 
     # ------------------------------------------------------------------------- folders
     @staticmethod
@@ -272,7 +192,7 @@ class Study:
 
     def manifest_hash(self, stage: str) -> str | None:
         path = self.manifest_path(stage)
-        return _sha(path.read_bytes()) if path.exists() else None
+        return sha256_hex(path.read_bytes()) if path.exists() else None
 
     # ------------------------------------------------------------------------- state
     def stale_reasons(self, stage: str) -> list[str]:
@@ -338,11 +258,11 @@ class Study:
                                    + _run_hint(self, up))
         out = self.stage_dir(stage)
         out.mkdir(parents=True, exist_ok=True)
-        staged = _stage_outputs(out, stage, tables, files)
-        hashes = {target.name: _fingerprint(tmp) for tmp, target in staged}
+        staged = write_staged(out, stage, tables, files)
+        hashes = {target.name: fingerprint(tmp) for tmp, target in staged}
         for f in files:  # what the notebook wrote into the stage folder itself
-            hashes.setdefault(Path(f).name, _fingerprint(Path(f)))
-        _commit(staged)
+            hashes.setdefault(Path(f).name, fingerprint(Path(f)))
+        commit_staged(staged)
         listed = sorted({Path(f).name for f in files} | {f"{n}.jsonl" for n in tables})
         manifest = {
             "stage": stage, "notebook": STAGE_INFO[stage][0], "study": self.name,
