@@ -172,6 +172,22 @@ def test_bad_split_values_are_named():
     assert (len(train), len(val), info["not_in_split"]) == (1, 1, 0) and "split" not in train
 
 
+def test_a_few_released_pairs_missing_from_the_rankings_are_kept_and_counted():
+    """Texts that differ slightly (quoting, whitespace) must not stop 05: only a split of which no pair is among
+    the rankings is refused; the others train as released and are counted."""
+    from sflib.rm.objectives import released_split
+
+    rows = pd.DataFrame({"instruction": ["i", "i", "j"], "input": "", "response1": ["a", "b", "x"],
+                         "response2": ["c", "d", "y"], "decision": "a", "split": ["train", "val", "train"]})
+    rankings = rows.drop(columns="split").iloc[:2]  # the pair of instruction j is not among them
+    train, val, info = released_split(rows, rankings)
+    assert (len(train), len(val), info["not_in_rankings"]) == (2, 1, 1)
+    assert list(train["response1"]) == ["a", "x"]  # kept as released
+    only_j = pd.concat([rows.iloc[[2]], rows.iloc[[2]].assign(split="val")])  # no pair among the rankings
+    with pytest.raises(DataError, match="2 of the 2 pairs .* do not occur among"):
+        released_split(only_j, rankings)
+
+
 def test_other_studies_keep_their_seeded_split(tmp_path, monkeypatch):
     """The paper sample study (./run_all.sh) has no rm_split: the split is the seeded one, as before."""
     from sflib import study

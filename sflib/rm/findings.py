@@ -155,6 +155,10 @@ def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, fig
     ties = int((run.rankings["decision"] == "equal").sum()) if "decision" in run.rankings else 0
     if ties:
         f.exclusions["rankings: tie (left out of the Bradley–Terry loss)"] = ties
+    if run.split.get("not_in_rankings"):
+        f.notes.append(f"{run.split['not_in_rankings']:,} of the released train/val pairs do not occur among the "
+                       "rankings stage's pairs (their texts differ); the rankings RM trains and is validated on them "
+                       "as released.")
     if run.split.get("not_in_split"):
         f.exclusions["rankings: pair with a preference not in the released train/val split"] = run.split["not_in_split"]
     f.exclusions.update({f"{k} RM not trained: {why}": 1 for k, why in run.notes.items() if run.runs.get(k) is None})

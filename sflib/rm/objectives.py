@@ -163,9 +163,11 @@ def released_split(split: pd.DataFrame, rankings: pd.DataFrame, path=None,
     ``split``: ranking rows with a ``split`` column ``train`` / ``val`` (:func:`sflib.io.hub.read_rm_split`,
     stored as the table ``rm_split`` of the rankings stage). Returns ``(train, val, info)``: the rows of
     each part as they are (``split`` column dropped) and ``info`` (``train_pairs``, ``val_pairs``,
-    ``not_in_split``: the ranked pairs with a preference that are in neither part). Raises
+    ``not_in_split``: the ranked pairs with a preference that are in neither part; ``not_in_rankings``: the
+    released pairs not among ``rankings``). Raises
     :class:`DataError` naming ``path`` / ``table`` when a part is empty, a ``split`` value is neither
-    ``train`` nor ``val``, or a released pair does not occur among ``rankings``.
+    ``train`` nor ``val``, or no released pair occurs among ``rankings`` (some absent ones are kept and
+    counted: ``not_in_rankings``).
     """
     what = f"the released reward-model split (table {table} of the rankings stage)"
     need = ["instruction", "response1", "response2", "decision", "split"]
@@ -188,7 +190,7 @@ def released_split(split: pd.DataFrame, rankings: pd.DataFrame, path=None,
     known = set(_pair_keys(rankings)) if len(rankings) else set()
     keys = _pair_keys(split)
     absent = [n for n, k in enumerate(keys) if k not in known]
-    if absent:
+    if absent and len(absent) == len(split):  # none of them: a split of other feedback
         first = split.iloc[absent[0]]
         raise DataError(path, f"{len(absent):,} of the {len(split):,} pairs of {what} do not occur among the "
                               f"rankings stage's {len(rankings):,} ranked pairs (the first: instruction "
@@ -198,7 +200,9 @@ def released_split(split: pd.DataFrame, rankings: pd.DataFrame, path=None,
     usable = rankings["decision"].isin(["a", "b"]).to_numpy() if len(rankings) else np.zeros(0, bool)
     left_out = sum(1 for k, u in zip(_pair_keys(rankings), usable) if u and k not in in_split) if len(rankings) else 0
     rows = split.drop(columns=["split"])
-    info = {"train_pairs": n_train, "val_pairs": n_val, "not_in_split": int(left_out)}
+    # a few released pairs whose texts differ from the rankings' (quoting, whitespace) are trained on as released
+    info = {"train_pairs": n_train, "val_pairs": n_val, "not_in_split": int(left_out),
+            "not_in_rankings": len(absent)}
     return rows[(parts == "train").to_numpy()].reset_index(drop=True), \
         rows[(parts == "val").to_numpy()].reset_index(drop=True), info
 
