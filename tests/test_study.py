@@ -545,3 +545,26 @@ def test_spent_prices_batch_answers_at_batch_prices_and_counts_a_model_once(tmp_
         con.execute("UPDATE annotations SET batch = 1 WHERE key = 'marked'")
     con.close()
     assert spent(study) == pytest.approx((0.15 + 0.60) + 2 * (0.075 + 0.30))
+
+
+def test_status_has_notebook_09s_row(tmp_path, outputs):
+    """09 (feedback protocols) is a row of `study status`: missing, then done with its calls, the protocols that
+    reuse 02/03's answers named, and its own calls' dollars."""
+    from sflib.study.status import status
+
+    study = load(write_study(tmp_path, TINY))
+    row = status(study).set_index("stage").loc["protocols"]
+    assert (row["notebook"], row["state"]) == ("09_protocols", "missing")
+    assert row["detail"] == "protocols: rating-1-7, pairwise-3way"
+    out = study.folder / "09_protocols"
+    out.mkdir(parents=True)
+    (out / "summary.json").write_text(json.dumps({"time": "2026-12-05T02:00:00Z", "quick": False,
+                                                  "skipped": {"rubric": "judge recorded has no answers"}}))
+    pd.DataFrame([{"protocol": "rating-1-7", "calls": 10, "invalid_rate": 0.0, "cost_usd": None},
+                  {"protocol": "listwise-k", "calls": 4, "invalid_rate": 0.25, "cost_usd": 0.002}]
+                 ).to_json(out / "protocols.jsonl", orient="records", lines=True)
+    row = status(study).set_index("stage").loc["protocols"]
+    assert (row["state"], row["n"], row["valid"], row["invalid"]) == ("done", 14, 13, 1)
+    assert row["spent_usd"] == pytest.approx(0.002) and row["written"] == "2026-12-05T02:00:00Z"
+    assert row["detail"] == ("protocols: rating-1-7 (02's answers: 10 calls), listwise-k (asked: 4 calls); "
+                             "skipped: rubric: judge recorded has no answers")

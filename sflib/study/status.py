@@ -109,7 +109,54 @@ def status(study) -> pd.DataFrame:
                          invalid=counts.get("invalid", np.nan), failed=counts.get("failed", np.nan),
                          spent_usd=_recorded_cost(study, stage, state, m), written=m.get("time", ""),
                          folder=str(study.stage_dir(stage)), detail=detail))
+    rows.append(_protocols_row(study))
     rows.append(dict(stage="total", notebook="", state="", n=np.nan, valid=np.nan, invalid=np.nan, failed=np.nan,
                      spent_usd=spent(study), written="", folder=str(study.folder),
                      detail=f"spent: the annotation store {study.store_path} for this study's judges"))
     return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+
+
+def _protocols_row(study) -> dict:
+    """Notebook 09's row, from what it wrote (``09_protocols/summary.json`` and ``protocols.jsonl``): n = the
+    judge calls of its protocols, valid / invalid = their readable / unreadable answers, the dollars of the
+    calls it made itself (a protocol that reuses 02/03's answers is counted there)."""
+    import json
+
+    from ..protocols.plan import study_protocols
+    from ..protocols.study import folder
+
+    out = folder(study)
+    row = dict(stage="protocols", notebook="09_protocols", state="missing", n=np.nan, valid=np.nan,
+               invalid=np.nan, failed=np.nan, spent_usd=0.0, written="", folder=str(out),
+               detail="protocols: " + ", ".join(study_protocols(study.config)))
+    try:
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        per = pd.read_json(out / "protocols.jsonl", lines=True) if (out / "protocols.jsonl").stat().st_size else None
+    except (OSError, ValueError):
+        return row
+    row.update(state="done", written=str(summary.get("time", "")))
+    if per is not None and len(per):
+        calls = per["calls"].fillna(0).astype(int)
+        valid = (calls * (1 - per["invalid_rate"].fillna(0))).round().astype(int)
+        cost = pd.to_numeric(per["cost_usd"], errors="coerce")
+        row.update(n=int(calls.sum()), valid=int(valid.sum()), invalid=int((calls - valid).sum()), failed=0,
+                   spent_usd=float(cost.fillna(0).sum()))
+        row["detail"] = "protocols: " + ", ".join(f"{p} ({_reused(study, p) or 'asked'}: {c:,} calls)"
+                                                  for p, c in zip(per["protocol"], calls))
+    if summary.get("skipped"):
+        row["detail"] += "; skipped: " + "; ".join(f"{k}: {v}" for k, v in summary["skipped"].items())
+    if summary.get("quick"):
+        row["detail"] += " (quick mode)"
+    return row
+
+
+def _reused(study, name: str) -> str | None:
+    """``"02's answers"`` / ``"03's answers"`` when the protocol is stage 02/03's very requests."""
+    from ..protocols import get_protocol
+    from ..protocols.plan import reuses_stage
+
+    try:
+        stage = reuses_stage(get_protocol(name), study.config)
+    except Exception:  # noqa: BLE001 - a protocol file gone since: say nothing about it
+        return None
+    return {"ratings": "02's answers", "rankings": "03's answers"}.get(stage or "")
