@@ -1,0 +1,235 @@
+"""Reward models from any protocol (``reward_models.protocols``, :mod:`sflib.rm.protocols`).
+
+Unit tests of the conversions on hand-written verdicts (listwise -> its implied pairs, 5-way -> pairs by the
+sign of the two orders' mean strength, rubric -> 1-7 scores); config validation; and, against the fake server,
+a study with ``reward_models.protocols: [listwise-k, pairwise-5way]`` through 01 -> 07 and 09: `study plan`
+counts 05's protocol calls once (09's rows say "counted there"), a budget that does not cover them stops before
+05, the listwise RM trains on exactly its implied pairs, 06 picks with it, 07 evaluates it, and 09 asks nothing
+again (the server's request count does not grow)."""
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from sflib.protocols import get_protocol
+from sflib.rm import protocols as P
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _responses(k=3, instructions=("i1", "i2")):
+    return pd.DataFrame([dict(instruction_id=i, response_id=f"{i}r{j}", instruction=f"task {i}", input="",
+                              response=f"answer {i} {j}") for i in instructions for j in range(k)])
+
+
+# --------------------------------------------------------------------------- conversions
+
+def test_listwise_gives_its_implied_pairs_no_ties():
+    resp = _responses(k=4)
+    ids = [f"i1r{j}" for j in range(4)]
+    v = pd.DataFrame([dict(instruction_id="i1", response_ids=ids, value=["C", "A", "D", "B"], valid=True, k=4),
+                      dict(instruction_id="i2", response_ids=[f"i2r{j}" for j in range(4)], value=None, valid=False,
+                           k=4)])
+    t = P.convert(get_protocol("listwise-k"), v, resp)
+    assert P.kind_of(get_protocol("listwise-k")) == "rankings"
+    assert len(t) == 4 * 3 // 2 and set(t["instruction_id"]) == {"i1"}           # k(k-1)/2, invalid one left out
+    # by hand: C (r2) > A (r0) > D (r3) > B (r1)
+    rank = {"i1r2": 0, "i1r0": 1, "i1r3": 2, "i1r1": 3}
+    for r1, r2, dec, a, b in zip(t["response_id_1"], t["response_id_2"], t["decision"], t["response1"], t["response2"]):
+        assert r1 < r2 and dec == ("a" if rank[r1] < rank[r2] else "b")
+        assert a == f"answer i1 {r1[-1]}" and b == f"answer i1 {r2[-1]}"
+    assert "equal" not in set(t["decision"])
+
+
+def test_five_way_decision_is_the_sign_of_the_mean_strength():
+    resp = _responses(k=3)
+    rows = [("i1r0", "i1r1", "12", -2), ("i1r0", "i1r1", "21", 1),     # r0 much better, r0 better: +1.5 -> a
+            ("i1r0", "i1r2", "12", 1), ("i1r0", "i1r2", "21", -1),     # r2 better in both orders: -1 -> b
+            ("i1r1", "i1r2", "12", -1), ("i1r1", "i1r2", "21", -1),    # r1 better, then r2 better: 0 -> equal
+            ("i2r0", "i2r1", "12", 2)]                                  # one order only: no decision
+    v = pd.DataFrame([dict(instruction_id=r1[:2], response_id_1=r1, response_id_2=r2, order=o, value=x, valid=True)
+                      for r1, r2, o, x in rows])
+    t = P.convert(get_protocol("pairwise-5way"), v, resp).set_index(["response_id_1", "response_id_2"])
+    assert len(t) == 3
+    assert t.loc[("i1r0", "i1r1"), "decision"] == "a" and t.loc[("i1r0", "i1r1"), "strength"] == (1.5 + 2) / 4
+    assert t.loc[("i1r0", "i1r2"), "decision"] == "b" and t.loc[("i1r0", "i1r2"), "strength"] == 0.25
+    assert t.loc[("i1r1", "i1r2"), "decision"] == "equal"                         # left out by Bradley-Terry
+    from sflib.rm.objectives import prepare_rankings
+
+    used, counts = prepare_rankings(t.reset_index())
+    assert counts["used"] == 2 and counts["ties_excluded"] == 1
+    assert list(used["preferred"]) == ["answer i1 0", "answer i1 2"]
+
+
+def test_rubric_aggregate_maps_onto_the_ratings_scale():
+    resp = _responses(k=3)
+    aspects = ["helpfulness", "correctness", "coherence", "harmlessness"]
+    vals = {"i1r0": [5, 5, 5, 5], "i1r1": [1, 2, 3, 3], "i1r2": [1, 1, 1, 1], "i2r0": [3, 3, 3, 4]}
+    v = pd.DataFrame([dict(instruction_id=r[:2], item=r, value=dict(zip(aspects, x)), valid=True)
+                      for r, x in vals.items()] + [dict(instruction_id="i2", item="i2r1", value=None, valid=False)])
+    rb = get_protocol("rubric")
+    t = P.convert(rb, v, resp).set_index("response_id")
+    assert P.kind_of(rb) == "ratings" and len(t) == 4
+    # mean on 1-5 -> 1 + 6 (mean - 1) / 4, rounded: 5 -> 7, 2.25 -> 2.875 -> 3, 1 -> 1, 3.25 -> 4.375 -> 4
+    assert t["score"].to_dict() == {"i1r0": 7, "i1r1": 3, "i1r2": 1, "i2r0": 4}
+    assert t.loc["i1r1", "protocol_score"] == 2.25 and t.loc["i1r1", "response"] == "answer i1 1"
+    pairs = P.implied_pairs(t.reset_index())                                      # from the unrounded aggregate
+    assert len(pairs) == 3 and list(pairs["decision"]) == ["a", "a", "a"]
+
+
+def test_rating_scores_pass_through():
+    v = pd.DataFrame([dict(instruction_id="i1", item="i1r0", value=6, valid=True),
+                      dict(instruction_id="i1", item="i1r1", value=None, valid=False)])
+    t = P.convert(get_protocol("rating-1-7"), v, _responses())
+    assert t["score"].tolist() == [6] and t["response_id"].tolist() == ["i1r0"]
+
+
+def test_config_names_checked():
+    from sflib.study.config import StudyConfigError, validate
+
+    raw = yaml.safe_load((ROOT / "studies" / "example.yaml").read_text(encoding="utf-8"))
+    base = ROOT / "studies"
+    plain = validate(raw, "s.yaml", base)
+    assert "protocols" not in plain.model_dump(mode="json")["reward_models"]     # default: the hash is unchanged
+    raw["reward_models"]["protocols"] = ["listwise"]
+    with pytest.raises(StudyConfigError, match=r"^s.yaml: reward_models.protocols\[0\]: unknown protocol 'listwise'; "
+                                               r"known: .*listwise-k.*rubric"):
+        validate(raw, "s.yaml", base)
+    raw["reward_models"]["protocols"] = ["rubric"]
+    raw["evaluation"]["policies"] = ["ratings", "listwise-k"]
+    with pytest.raises(StudyConfigError, match=r"evaluation.policies\[1\]: unknown reward model 'listwise-k'"):
+        validate(raw, "s.yaml", base)
+    raw["evaluation"]["policies"] = ["ratings", "rubric"]
+    raw["best_of_n"]["reward_models"] = ["rubric"]
+    cfg = validate(raw, "s.yaml", base)
+    assert cfg.model_dump(mode="json")["reward_models"]["protocols"] == ["rubric"]
+
+
+# --------------------------------------------------------------------------- the flow, against the fake server
+
+def _study(tmp: Path, name="protocol-rms", budget=None, judge="fake-structured") -> Path:
+    cfg = yaml.safe_load((ROOT / "studies" / "example.yaml").read_text(encoding="utf-8"))
+    cfg.update(name=name, budget_usd=budget)
+    cfg["instructions"]["paths"] = [str(ROOT / "studies" / "data" / "example_instructions.jsonl")]
+    cfg["policy"].update(k=3, max_new_tokens=16)
+    cfg["feedback"].update(judge=judge, verdicts="hard", protocols=["listwise-k", "pairwise-5way"])
+    cfg["reward_models"].update(max_length=64, batch_size=4, epochs=1, protocols=["listwise-k", "pairwise-5way"])
+    cfg["best_of_n"].update(n=2, sample=3, max_new_tokens=16, reward_models=["ratings", "listwise-k", "pairwise-5way"])
+    cfg["evaluation"].update(judge="fake-structured", policies=["ratings", "listwise-k"])
+    (tmp / "judges").mkdir(exist_ok=True)
+    (tmp / "judges" / "fake-structured.yaml").write_text(
+        "provider: openai\nmodel: gpt-4o-mini\nbase_url_env: OPENAI_BASE_URL\nstructured_verdicts: true\n")
+    path = tmp / f"{name}-{budget}-{judge}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    from fake_openai import FakeOpenAI
+
+    out = tmp_path_factory.mktemp("protocol_rms")
+    saved = {k: os.environ.get(k) for k in ("SFLIB_OUTPUTS", "SFLIB_FIGURES", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    with FakeOpenAI(latency=0.0) as server:
+        os.environ.update(SFLIB_OUTPUTS=str(out / "outputs"), SFLIB_FIGURES=str(out / "figures"),
+                          OPENAI_API_KEY="sk-test-protocol-rms", OPENAI_BASE_URL=server.url)
+        try:
+            yield out, server
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@pytest.mark.slow
+def test_protocol_rms_study(env):
+    from sflib import study as studies
+    from sflib.bon import findings as bon_findings
+    from sflib.bon import stage as bon
+    from sflib.evaluation import findings as ev_findings
+    from sflib.evaluation import stage as ev
+    from sflib.protocols import study as p09
+    from sflib.rm import findings as rm_findings
+    from sflib.rm import stage as rm
+    from sflib.study import stages
+    from sflib.study.planner import plan, spent, stage_cost
+    from sflib.study.runner import BudgetExceeded
+
+    tmp, server = env
+    s = studies.load(_study(tmp))
+    stages.responses(s)
+    stages.ratings(s)
+    stages.rankings(s)
+    k = s.read("responses").groupby("instruction_id")["response_id"].nunique()
+
+    # the plan: 05 asks the two protocols (listwise: one call per instruction; 5-way: both orders of every pair);
+    # 09's rows of the same protocols are 0 calls, counted in 05
+    p = plan(s, total=False)
+    rm_rows = p[p["stage"] == "reward_models"].set_index("name")
+    assert rm_rows.loc["fake-structured · listwise-k", "calls"] == len(k)
+    assert rm_rows.loc["fake-structured · pairwise-5way", "calls"] == int((k * (k - 1)).sum())
+    p09_rows = p[p["stage"] == "protocols"].set_index("name")
+    assert (p09_rows["calls"] == 0).all() and p09_rows["note"].str.contains("counted there").all()
+    cost05 = stage_cost(p, "reward_models")
+    assert cost05 > 0
+    assert p["calls"].sum() == p[p["stage"] != "protocols"]["calls"].sum()         # nothing counted twice
+
+    # a budget that does not cover 05's protocol answers stops before 05, with the usual message
+    tight = studies.load(_study(tmp, budget=round(spent(s) + cost05 / 2, 8)))
+    asked = server.requests
+    with pytest.raises(BudgetExceeded, match=r"stopping before 05_reward_models: .* for stage reward_models would "
+                                             r"exceed budget_usd"):
+        studies.run(tight, only="05", quick=True, progress=False, log=lambda *_: None)
+    assert server.requests == asked
+
+    # a recorded judge has no answers for these protocols: the RM is not trained, with the reason
+    recorded = studies.load(_study(tmp, name="protocol-rms-recorded", judge="recorded"))
+    recorded.save("responses", tables={"responses": s.read("responses")})
+    got = P.collect(recorded)
+    assert set(got) == {"listwise-k", "pairwise-5way"} and all("recorded" in d.why for d in got.values())
+
+    # 05: the two protocol RMs, trained with the same trainer and split
+    run05 = rm.run(s, quick=True)
+    assert server.requests == asked + len(k) + int((k * (k - 1)).sum())
+    metrics = json.loads(s.path_of("reward_models", "metrics.json").read_text())
+    assert {"ratings", "rankings", "listwise-k", "pairwise-5way"} <= set(metrics["trained"])
+    verdicts = P.collect(s)["listwise-k"]
+    assert verdicts.asked == len(k) and verdicts.valid == len(k)
+    # by hand: every instruction's k(k-1)/2 pairs; the training rows are those of the training instructions
+    train_ids = set(k.index) - set(run05.val_ids)
+    assert run05.val_ids and train_ids
+    assert len(s.read("reward_models", "protocol_listwise-k")) == int((k * (k - 1) / 2).sum())
+    assert metrics["trained"]["listwise-k"]["counts"]["train"]["used"] == int((k[sorted(train_ids)] * (k[sorted(train_ids)] - 1) / 2).sum())
+    rm_json = json.loads((s.path_of("reward_models", "listwise-k") / "reward_model.json").read_text())
+    assert rm_json["kind"] == "rankings"
+    f05 = rm_findings.findings(s, run05, quick=True)
+    own = f05.tables["protocol reward models"]
+    assert list(own.index) == ["listwise-k RM", "pairwise-5way RM"] and own["trained"].all()
+    assert (own["held-out pairs"] > 0).all()
+    assert {"listwise-k RM", "pairwise-5way RM"} <= set(f05.tables["held-out"].index)
+    assert any("not Plackett-Luce" in n for n in f05.notes)
+    back = rm_findings.findings(s, quick=True)                                    # read back: same numbers
+    pd.testing.assert_frame_equal(back.tables["protocol reward models"], own)
+
+    # 06 picks with each RM; 07 evaluates the listwise policy beside the ratings one
+    run06 = bon.run(s, quick=True)
+    assert {"ratings", "listwise-k", "pairwise-5way"} <= set(run06.best)
+    assert "listwise-k_outputs.json" in s.manifest("best_of_n")["files"]
+    f06 = bon_findings.findings(s, run06, quick=True)
+    assert {"listwise-k RM", "pairwise-5way RM"} <= set(f06.tables["selection"].index)
+    run07 = ev.run(s, quick=True)
+    assert set(run07.evaluations) == {"ratings-RM", "listwise-k-RM"}
+    f07 = ev_findings.findings(s, run07, quick=True)
+    assert set(f07.tables["win rates"]["policy"]) == {"ratings-RM", "listwise-k-RM"}
+    assert set(f07.tables["protocol effect"]["policy"]) == {"ratings-RM", "listwise-k-RM"}
+
+    # 09 finds 05's answers in the store: nothing is asked again
+    before = server.requests
+    f09 = p09.run(s, progress=False)
+    assert server.requests == before
+    assert set(f09.runs) == {"listwise-k", "pairwise-5way"} and not f09.skipped
