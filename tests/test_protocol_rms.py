@@ -14,6 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
+pytest.importorskip("papermill")
+
+import nbcheck  # tests/ is on sys.path under pytest
+
 from sflib.protocols import get_protocol
 from sflib.rm import protocols as P
 
@@ -150,9 +154,7 @@ def env(tmp_path_factory):
 def test_protocol_rms_study(env):
     from sflib import study as studies
     from sflib.bon import findings as bon_findings
-    from sflib.bon import stage as bon
     from sflib.evaluation import findings as ev_findings
-    from sflib.evaluation import stage as ev
     from sflib.protocols import study as p09
     from sflib.rm import findings as rm_findings
     from sflib.rm import stage as rm
@@ -193,40 +195,45 @@ def test_protocol_rms_study(env):
     got = P.collect(recorded)
     assert set(got) == {"listwise-k", "pairwise-5way"} and all("recorded" in d.why for d in got.values())
 
-    # 05: the two protocol RMs, trained with the same trainer and split
-    run05 = rm.run(s, quick=True)
-    assert server.requests == asked + len(k) + int((k * (k - 1)).sum())
+    # 05 -> 07 through the study runner (notebooks, quick mode): the two protocol RMs, trained with the same
+    # trainer and split; 06 picks with each; 07 evaluates the listwise policy beside the ratings one
+    studies.run(s, only="05", quick=True, progress=False, log=lambda *_: None)
+    assert server.requests == asked + len(k) + int((k * (k - 1)).sum())          # 05 asked each call once
+    studies.run(s, only="06,07", quick=True, progress=False, log=lambda *_: None)
     metrics = json.loads(s.path_of("reward_models", "metrics.json").read_text())
     assert {"ratings", "rankings", "listwise-k", "pairwise-5way"} <= set(metrics["trained"])
-    verdicts = P.collect(s)["listwise-k"]
+    verdicts = P.collect(s)["listwise-k"]                                          # from the store: nothing asked
     assert verdicts.asked == len(k) and verdicts.valid == len(k)
+    run05 = rm.load(s)
     # by hand: every instruction's k(k-1)/2 pairs; the training rows are those of the training instructions
-    train_ids = set(k.index) - set(run05.val_ids)
+    train_ids = sorted(set(k.index) - set(run05.val_ids))
     assert run05.val_ids and train_ids
     assert len(s.read("reward_models", "protocol_listwise-k")) == int((k * (k - 1) / 2).sum())
-    assert metrics["trained"]["listwise-k"]["counts"]["train"]["used"] == int((k[sorted(train_ids)] * (k[sorted(train_ids)] - 1) / 2).sum())
+    assert metrics["trained"]["listwise-k"]["counts"]["train"]["used"] == int((k[train_ids] * (k[train_ids] - 1) / 2).sum())
     rm_json = json.loads((s.path_of("reward_models", "listwise-k") / "reward_model.json").read_text())
     assert rm_json["kind"] == "rankings"
     f05 = rm_findings.findings(s, run05, quick=True)
     own = f05.tables["protocol reward models"]
     assert list(own.index) == ["listwise-k RM", "pairwise-5way RM"] and own["trained"].all()
-    assert (own["held-out pairs"] > 0).all()
+    assert (own["held-out pairs"] > 0).all() and own["accuracy"].between(0, 1).all()
+    assert own.loc["listwise-k RM", "held-out pairs"] == int((k[sorted(run05.val_ids)] * (k[sorted(run05.val_ids)] - 1) / 2).sum())
     assert {"listwise-k RM", "pairwise-5way RM"} <= set(f05.tables["held-out"].index)
     assert any("not Plackett-Luce" in n for n in f05.notes)
-    back = rm_findings.findings(s, quick=True)                                    # read back: same numbers
-    pd.testing.assert_frame_equal(back.tables["protocol reward models"], own)
+    assert metrics["protocols"]["listwise-k"]["held-out pairs"] == own.loc["listwise-k RM", "held-out pairs"]
 
-    # 06 picks with each RM; 07 evaluates the listwise policy beside the ratings one
-    run06 = bon.run(s, quick=True)
-    assert {"ratings", "listwise-k", "pairwise-5way"} <= set(run06.best)
     assert "listwise-k_outputs.json" in s.manifest("best_of_n")["files"]
-    f06 = bon_findings.findings(s, run06, quick=True)
-    assert {"listwise-k RM", "pairwise-5way RM"} <= set(f06.tables["selection"].index)
-    run07 = ev.run(s, quick=True)
-    assert set(run07.evaluations) == {"ratings-RM", "listwise-k-RM"}
-    f07 = ev_findings.findings(s, run07, quick=True)
+    f06 = bon_findings.findings(s, quick=True)
+    assert {"ratings RM", "listwise-k RM", "pairwise-5way RM"} <= set(f06.tables["selection"].index)
+    assert f06.tables["reward models"]["used"].all()
+    f07 = ev_findings.findings(s, quick=True)
     assert set(f07.tables["win rates"]["policy"]) == {"ratings-RM", "listwise-k-RM"}
     assert set(f07.tables["protocol effect"]["policy"]) == {"ratings-RM", "listwise-k-RM"}
+    assert set(zip(f07.tables["policies compared"]["policy_a"], f07.tables["policies compared"]["policy_b"])) == \
+        {("ratings-RM", "listwise-k-RM")}
+    for nb in ("05_reward_models", "06_best_of_n", "07_evaluation"):
+        report = nbcheck.check(s.folder / "notebooks" / f"{nb}.ipynb")
+        assert not report["unshown"] and report["noise"] == [], (nb, report)
+    assert "listwise-k RM" in (s.folder / "notebooks" / "05_reward_models.ipynb").read_text()
 
     # 09 finds 05's answers in the store: nothing is asked again
     before = server.requests

@@ -239,10 +239,10 @@ def own_held_out(rms: dict, data: dict[str, ProtocolData], splits: dict) -> pd.D
         row = {"reward model": f"{name} RM", "protocol": name, "objective": d.kind, "conversion": d.conversion,
                "judge calls": d.asked, "valid answers": d.valid, "training rows": len(tr), "held-out rows": len(held),
                "trained": name in rms, "held-out pairs": 0, "accuracy": float("nan")}
-        if "strength" in d.table and d.kind == "rankings" and len(d.table):
-            s = (d.table["strength"].astype(float) - 0.5).abs() * 4  # |mean| on the −2..2 scale (listwise: 2)
-            row.update({"ties (left out)": int((d.table["decision"] == "equal").sum()), "strong (|mean| >= 1)":
-                        int((s >= 1).sum())})
+        if d.kind == "rankings":
+            row["ties (left out)"] = int((d.table["decision"] == "equal").sum()) if len(d.table) else 0
+        if d.conversion.startswith("5-way") and len(d.table):  # |mean strength| on the −2..2 scale
+            row["strong (|mean| >= 1)"] = int(((d.table["strength"].astype(float) - 0.5).abs() * 4 >= 1).sum())
         if name in rms and len(pairs):
             acc = pairwise_accuracy(rms[name], pairs)
             row.update({"held-out pairs": acc["n_pairs"], "accuracy": acc["pairwise_accuracy"]})
@@ -267,6 +267,7 @@ def add_findings(f, run) -> None:
 
     own = getattr(run, "protocol_held_out", None)
     if own is None or not len(own):
+        f.absent["protocol reward models"] = "the study names no reward_models.protocols (see docs/protocols.md)"
         return
     f.tables["protocol reward models"] = own
     for name, r in own.iterrows():
