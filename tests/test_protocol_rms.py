@@ -2,7 +2,7 @@
 
 Unit tests of the conversions on hand-written verdicts (listwise -> its implied pairs, 5-way -> pairs by the
 sign of the two orders' mean strength, rubric -> 1-7 scores); config validation; and, against the fake server,
-a study with ``reward_models.protocols: [listwise-k, pairwise-5way]`` through 01 -> 07 and 09: `study plan`
+a study with ``reward_models.protocols: [listwise-k, pairwise-5way, rubric]`` through 01 -> 07 and 09: `study plan`
 counts 05's protocol calls once (09's rows say "counted there"), a budget that does not cover them stops before
 05, the listwise RM trains on exactly its implied pairs, 06 picks with it, 07 evaluates it, and 09 asks nothing
 again (the server's request count does not grow)."""
@@ -119,8 +119,9 @@ def _study(tmp: Path, name="protocol-rms", budget=None, judge="fake-structured")
     cfg.update(name=name, budget_usd=budget)
     cfg["instructions"]["paths"] = [str(ROOT / "studies" / "data" / "example_instructions.jsonl")]
     cfg["policy"].update(k=3, max_new_tokens=16)
-    cfg["feedback"].update(judge=judge, verdicts="hard", protocols=["listwise-k", "pairwise-5way"])
-    cfg["reward_models"].update(max_length=64, batch_size=4, epochs=1, protocols=["listwise-k", "pairwise-5way"])
+    cfg["feedback"].update(judge=judge, verdicts="hard", protocols=["listwise-k", "pairwise-5way", "rubric"])
+    cfg["reward_models"].update(max_length=64, batch_size=4, epochs=1,
+                                protocols=["listwise-k", "pairwise-5way", "rubric"])
     cfg["best_of_n"].update(n=2, sample=3, max_new_tokens=16, reward_models=["ratings", "listwise-k", "pairwise-5way"])
     cfg["evaluation"].update(judge="fake-structured", policies=["ratings", "listwise-k"])
     (tmp / "judges").mkdir(exist_ok=True)
@@ -175,6 +176,7 @@ def test_protocol_rms_study(env):
     rm_rows = p[p["stage"] == "reward_models"].set_index("name")
     assert rm_rows.loc["fake-structured · listwise-k", "calls"] == len(k)
     assert rm_rows.loc["fake-structured · pairwise-5way", "calls"] == int((k * (k - 1)).sum())
+    assert rm_rows.loc["fake-structured · rubric", "calls"] == int(k.sum())           # one call per response
     p09_rows = p[p["stage"] == "protocols"].set_index("name")
     assert (p09_rows["calls"] == 0).all() and p09_rows["note"].str.contains("counted there").all()
     cost05 = stage_cost(p, "reward_models")
@@ -193,15 +195,15 @@ def test_protocol_rms_study(env):
     recorded = studies.load(_study(tmp, name="protocol-rms-recorded", judge="recorded"))
     recorded.save("responses", tables={"responses": s.read("responses")})
     got = P.collect(recorded)
-    assert set(got) == {"listwise-k", "pairwise-5way"} and all("recorded" in d.why for d in got.values())
+    assert set(got) == {"listwise-k", "pairwise-5way", "rubric"} and all("recorded" in d.why for d in got.values())
 
     # 05 -> 07 through the study runner (notebooks, quick mode): the two protocol RMs, trained with the same
     # trainer and split; 06 picks with each; 07 evaluates the listwise policy beside the ratings one
     studies.run(s, only="05", quick=True, progress=False, log=lambda *_: None)
-    assert server.requests == asked + len(k) + int((k * (k - 1)).sum())          # 05 asked each call once
+    assert server.requests == asked + len(k) + int((k * (k - 1)).sum()) + int(k.sum())  # 05 asked each call once
     studies.run(s, only="06,07", quick=True, progress=False, log=lambda *_: None)
     metrics = json.loads(s.path_of("reward_models", "metrics.json").read_text())
-    assert {"ratings", "rankings", "listwise-k", "pairwise-5way"} <= set(metrics["trained"])
+    assert {"ratings", "rankings", "listwise-k", "pairwise-5way", "rubric"} <= set(metrics["trained"])
     verdicts = P.collect(s)["listwise-k"]                                          # from the store: nothing asked
     assert verdicts.asked == len(k) and verdicts.valid == len(k)
     run05 = rm.load(s)
@@ -212,12 +214,15 @@ def test_protocol_rms_study(env):
     assert metrics["trained"]["listwise-k"]["counts"]["train"]["used"] == int((k[train_ids] * (k[train_ids] - 1) / 2).sum())
     rm_json = json.loads((s.path_of("reward_models", "listwise-k") / "reward_model.json").read_text())
     assert rm_json["kind"] == "rankings"
+    assert json.loads((s.path_of("reward_models", "rubric") / "reward_model.json").read_text())["kind"] == "ratings"
+    rubric = s.read("reward_models", "protocol_rubric")                            # one 1-7 score per response
+    assert len(rubric) == int(k.sum()) and rubric["score"].between(1, 7).all()
     f05 = rm_findings.findings(s, run05, quick=True)
     own = f05.tables["protocol reward models"]
-    assert list(own.index) == ["listwise-k RM", "pairwise-5way RM"] and own["trained"].all()
+    assert list(own.index) == ["listwise-k RM", "pairwise-5way RM", "rubric RM"] and own["trained"].all()
     assert (own["held-out pairs"] > 0).all() and own["accuracy"].between(0, 1).all()
     assert own.loc["listwise-k RM", "held-out pairs"] == int((k[sorted(run05.val_ids)] * (k[sorted(run05.val_ids)] - 1) / 2).sum())
-    assert {"listwise-k RM", "pairwise-5way RM"} <= set(f05.tables["held-out"].index)
+    assert {"listwise-k RM", "pairwise-5way RM", "rubric RM"} <= set(f05.tables["held-out"].index)
     assert any("not Plackett-Luce" in n for n in f05.notes)
     assert metrics["protocols"]["listwise-k"]["held-out pairs"] == own.loc["listwise-k RM", "held-out pairs"]
 
@@ -239,4 +244,4 @@ def test_protocol_rms_study(env):
     before = server.requests
     f09 = p09.run(s, progress=False)
     assert server.requests == before
-    assert set(f09.runs) == {"listwise-k", "pairwise-5way"} and not f09.skipped
+    assert set(f09.runs) == {"listwise-k", "pairwise-5way", "rubric"} and not f09.skipped
