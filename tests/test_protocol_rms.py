@@ -221,7 +221,8 @@ def test_protocol_rms_study(env):
     own = f05.tables["protocol reward models"]
     assert list(own.index) == ["listwise-k RM", "pairwise-5way RM", "rubric RM"] and own["trained"].all()
     assert (own["held-out pairs"] > 0).all() and own["accuracy"].between(0, 1).all()
-    assert own.loc["listwise-k RM", "held-out pairs"] == int((k[sorted(run05.val_ids)] * (k[sorted(run05.val_ids)] - 1) / 2).sum())
+    held_k = k[sorted(run05.val_ids)]
+    assert own.loc["listwise-k RM", "held-out pairs"] == int((held_k * (held_k - 1) / 2).sum())
     assert {"listwise-k RM", "pairwise-5way RM", "rubric RM"} <= set(f05.tables["held-out"].index)
     assert any("not Plackett-Luce" in n for n in f05.notes)
     assert metrics["protocols"]["listwise-k"]["held-out pairs"] == own.loc["listwise-k RM", "held-out pairs"]
