@@ -246,3 +246,35 @@ def test_protocol_rms_study(env):
     f09 = p09.run(s, progress=False)
     assert server.requests == before
     assert set(f09.runs) == {"listwise-k", "pairwise-5way", "rubric"} and not f09.skipped
+
+
+def test_split_table_and_notes_without_training():
+    """The protocol table splits by 05's held-out instructions; an RM that was not trained has no accuracy and
+    its reason; partly unreadable answers are said in the notes; a study without protocols says so."""
+    from types import SimpleNamespace
+
+    from sflib.core.findings import Findings
+
+    resp = _responses(k=3)
+    v = pd.DataFrame([dict(instruction_id=i, response_ids=[f"{i}r{j}" for j in range(3)], value=["A", "B", "C"],
+                           valid=True, k=3) for i in ("i1", "i2")]
+                     + [dict(instruction_id="i3", response_ids=["x", "y"], value=None, valid=False, k=2)])
+    lw = get_protocol("listwise-k")
+    data = {"listwise-k": P.ProtocolData("listwise-k", "rankings", P.conversion(lw), P.convert(lw, v, resp),
+                                         asked=3, valid=2),
+            "rubric": P.ProtocolData("rubric", "ratings", P.conversion(get_protocol("rubric")), pd.DataFrame(),
+                                     why="judge recorded has no answers for rubric")}
+    splits = P.split(data, {"i2"})
+    assert [len(t) for t in splits["listwise-k"]] == [3, 3] and [len(t) for t in splits["rubric"]] == [0, 0]
+    own = P.own_held_out({}, data, splits)
+    assert not own["trained"].any() and own["accuracy"].isna().all()
+    assert own.loc["rubric RM", "note"] == "judge recorded has no answers for rubric"
+    assert own.loc["listwise-k RM", "ties (left out)"] == 0
+    f = Findings(stage="05", title="t")
+    P.add_findings(f, SimpleNamespace(protocol_held_out=own))
+    assert f.tables["protocol reward models"] is own and not f.estimates
+    assert any(n.startswith("listwise-k: 1 of 3 answers could not be read") for n in f.notes)
+    assert any("not Plackett-Luce" in n for n in f.notes)
+    empty = Findings(stage="05", title="t")
+    P.add_findings(empty, SimpleNamespace(protocol_held_out=pd.DataFrame()))
+    assert "reward_models.protocols" in empty.absent["protocol reward models"]

@@ -276,6 +276,11 @@ def add_findings(f, run) -> None:
         if r["trained"]:
             e = accuracy_estimate(f"{name} on its own protocol's held-out pairs", r["accuracy"], int(r["held-out pairs"]))
             f.estimates.append(e)
+    for name, r in own.iterrows():
+        if 0 < r["valid answers"] < r["judge calls"]:
+            f.notes.append(f"{r['protocol']}: {r['judge calls'] - r['valid answers']} of {r['judge calls']} answers could "
+                           f"not be read or failed; {name} trained on the rest (a failed call is asked again when 05 "
+                           "runs again; the store keeps every answer).")
     for conv in dict.fromkeys(own["conversion"]):
         which = ", ".join(own.index[own["conversion"] == conv])
         f.notes.append(f"{which}: {conv}.")
