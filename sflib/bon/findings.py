@@ -123,8 +123,9 @@ def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, fig
     lengths = length_by_m(run.samples, {f"{k}_rm": s for k, s in selections.items()}) if show_lengths else pd.DataFrame()
 
     rewards = pd.DataFrame({f"{k} RM": sc["reward"] for k, sc in run.scored.items()})
-    if rewards.shape[1] == 2 and len(rewards) > 2:
-        rho = float(rewards.corr(method="spearman").iloc[0, 1])
+    pair = [c for c in ("ratings RM", "rankings RM") if c in rewards] if rewards.shape[1] > 2 else list(rewards)
+    if len(pair) == 2 and len(rewards) > 2:  # more RMs (reward_models.protocols): still the paper's two
+        rho = float(rewards[pair].corr(method="spearman").iloc[0, 1])
         f.estimates.append(Estimate("Spearman ρ of the two RMs' rewards over all samples", rho, n=len(rewards)))
     f.estimates += [gain_estimate(run.scored[k], b, k, seed) for k, b in run.best.items()]
     same = same_pick_estimate(agree)

@@ -54,19 +54,21 @@ class BestOfNRun:
 
 
 def _reward_models(study, kinds) -> tuple[dict, list, dict]:
+    from ..rm.protocols import trained_kind
     from ..study.findings import Attempt, attempt
 
     m05 = study.check("reward_models")
     rms, rows, meta = {}, [], {}
-    for kind in kinds:
+    for kind in kinds:  # ratings, rankings, or a protocol of reward_models.protocols (trained as one of the two)
         if kind in m05.get("files", []):
-            got = attempt(load_reward_model, study.path_of("reward_models", kind), kind=kind)
+            got = attempt(load_reward_model, study.path_of("reward_models", kind), kind=trained_kind(kind))
         else:
             got = Attempt(reason=(m05.get("counts") or {}).get("reason") or f"notebook 05 saved no {kind} reward model")
         if got.ok:
             rms[kind], meta[kind] = got.value, dict(got.value.meta)
         m = got.value.meta if got.ok else {}
-        rows.append({"reward model": f"{kind} RM", "backbone": m.get("backbone"), "trained on": m.get("kind"),
+        rows.append({"reward model": f"{kind} RM", "backbone": m.get("backbone"),
+                     "trained on": m.get("kind") if not m or kind == m.get("kind") else f"{kind} as {m.get('kind')}",
                      "used": got.ok, "note": got.reason or ""})
     return rms, rows, meta
 

@@ -19,6 +19,7 @@ notebook just made; else it runs the stage) and returns a :class:`~sflib.core.fi
 from __future__ import annotations
 
 import math
+from itertools import combinations
 
 import pandas as pd
 
@@ -209,8 +210,11 @@ def findings(study, run=None, *, min_n: int = MIN_N, quick: bool = False, bootst
     table = winrate_table(results, min_n)
     effects = protocol_effects(results, n_boot=run.n_boot, seed=run.seed)
     names = list(run.evaluations)
-    comparison = (compare_policies(run.evaluations[names[0]].results, run.evaluations[names[1]].results,
-                                   n_boot=run.n_boot, seed=run.seed) if len(names) >= 2 else pd.DataFrame())
+    # every pair of policies, the first two (the paper's ratings-RM vs rankings-RM) first
+    pairs = [compare_policies(run.evaluations[a].results, run.evaluations[b].results, n_boot=run.n_boot,
+                              seed=run.seed) for a, b in combinations(names, 2)]
+    pairs = [t for t in pairs if len(t)]
+    comparison = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame()
     if len(comparison):
         comparison = comparison.assign(small_n=comparison["n"] < min_n)
     by_ds = by_dataset(results, min_n)

@@ -4,7 +4,10 @@ instruction; ``pairwise-3way`` / ``pairwise-5way`` in both orders: k(k−1); ``l
 tokens are the rendered messages' characters / 4 (a response not written yet: ``max_new_tokens`` × 4
 characters); reply tokens the protocol's ``reply_tokens`` (at most the judge's ``max_tokens``).
 ``rating-1-7`` and ``pairwise-3way`` with stage 02/03's templates are those stages' very calls: a row with
-0 calls says so (they are counted once, in 02/03). A study without ``feedback.protocols`` has no rows here."""
+0 calls says so (they are counted once, in 02/03). A study without ``feedback.protocols`` has no rows here.
+The protocols of ``reward_models.protocols`` are asked by stage 05 (:mod:`sflib.rm.protocols`): their rows are
+stage ``reward_models`` (:func:`rm_plan_rows`, checked against the budget before notebook 05), and 09's row of
+the same protocol has 0 calls ("counted there"): nothing is counted twice."""
 from __future__ import annotations
 
 import math
@@ -43,45 +46,70 @@ def groups_frame(groups) -> pd.DataFrame:
 
 
 def plan_rows(study, groups, scale: float = 1.0, note: str = "") -> list[dict]:
-    """Plan rows (the planner's columns) for every protocol of the study."""
+    """Plan rows (the planner's columns) for every protocol of the study (stage ``protocols``, notebook 09). A
+    protocol stage 05 also asks (``reward_models.protocols``) is counted there: its row here has 0 calls."""
+    cfg = study.config
+    if not getattr(cfg.feedback, "protocols", None):
+        return []  # the paper's two protocols only: stages 02/03 are their calls
+    in05 = set(rm_protocols(cfg))
+    responses = groups_frame(groups)
+    return [_row(study, get_protocol(name), responses, scale, note, "protocols", "09_protocols",
+                 counted_in="reward_models" if name in in05 else None) for name in study_protocols(cfg)]
+
+
+def rm_protocols(cfg) -> list[str]:
+    """The protocols stage 05 trains reward models from (``reward_models.protocols``)."""
+    return list(getattr(getattr(cfg, "reward_models", None), "protocols", None) or [])
+
+
+def rm_plan_rows(study, groups, scale: float = 1.0, note: str = "") -> list[dict]:
+    """Stage 05's rows: one per protocol of ``reward_models.protocols`` (its answers on 01's responses, asked
+    through the store by :mod:`sflib.rm.protocols`; notebook 09 then finds them there)."""
+    responses = groups_frame(groups)
+    return [_row(study, get_protocol(name), responses, scale, note, "reward_models", "05_reward_models")
+            for name in rm_protocols(study.config)]
+
+
+def _row(study, protocol, responses, scale, note, stage, notebook, counted_in=None) -> dict:
     from ..study.config import _resolve
 
     cfg = study.config
     judge = cfg.feedback.judge
     settings = _resolve("judge", judge)
     provider = settings.get("provider") or judge.partition(":")[0]
-    responses = groups_frame(groups)
-    rows = []
-    if not getattr(cfg.feedback, "protocols", None):
-        return rows  # the paper's two protocols only: stages 02/03 are their calls
-    for name in study_protocols(cfg):
-        protocol = get_protocol(name)
-        items = list(protocol.items(responses))
-        calls = round(len(items) * scale)
-        chars = sum(len(m["content"]) for _, msgs in items for m in msgs) * scale
-        in_tok = int(math.ceil(chars / CHARS_PER_TOKEN))
-        reply = min(protocol.reply_tokens, settings.get("max_tokens") or protocol.reply_tokens)
-        out_tok = calls * reply
-        notes = [note] if note else []
-        reused = reuses_stage(protocol, cfg)
-        if provider in ("local", "recorded", "human"):
-            usd = 0.0
-            notes.append(f"{provider} judge: nothing to pay")
-        else:
-            pin, pout = settings.get("price_input_per_mtok"), settings.get("price_output_per_mtok")
-            usd = float("nan") if pin is None or pout is None else (in_tok * pin + out_tok * pout) / 1e6
-        if reused:  # stage 02/03's very calls: counted (and priced) there, not twice
-            notes.append(f"the {calls} calls of stage {reused}, counted there")
-            calls, in_tok, out_tok, usd = 0, 0, 0, 0.0
-        if provider == "recorded" and not reused:
-            notes.append("recorded answers exist only for the paper's two protocols: not collected")
-        stored = 0 if reused else stored_answers(study, protocol, judge)
-        rows.append(dict(stage="protocols", notebook="09_protocols", kind="judge", name=f"{judge} · {protocol.name}",
-                         mode="online", calls=calls, stored=min(stored, calls), input_tokens=in_tok,
-                         output_tokens=out_tok, usd=usd,
-                         usd_to_pay=0.0 if reused or not calls else usd * (calls - min(stored, calls)) / calls,
-                         note="; ".join(notes)))
-    return rows
+    items = list(protocol.items(responses))
+    calls = round(len(items) * scale)
+    chars = sum(len(m["content"]) for _, msgs in items for m in msgs) * scale
+    in_tok = int(math.ceil(chars / CHARS_PER_TOKEN))
+    reply = min(protocol.reply_tokens, settings.get("max_tokens") or protocol.reply_tokens)
+    out_tok = calls * reply
+    notes = [note] if note else []
+    reused = reuses_stage(protocol, cfg)
+    if provider in ("local", "recorded", "human"):
+        usd = 0.0
+        notes.append(f"{provider} judge: nothing to pay")
+    else:
+        pin, pout = settings.get("price_input_per_mtok"), settings.get("price_output_per_mtok")
+        usd = float("nan") if pin is None or pout is None else (in_tok * pin + out_tok * pout) / 1e6
+    if reused:  # stage 02/03's very calls: counted (and priced) there, not twice
+        notes.append(f"the {calls} calls of stage {reused}, counted there")
+    elif counted_in:  # asked by stage 05 first (reward_models.protocols): counted there, not twice
+        notes.append(f"the {calls} calls stage 05 asks for its {protocol.name} RM, counted there")
+    if reused or counted_in:
+        calls, in_tok, out_tok, usd = 0, 0, 0, 0.0
+    if provider == "recorded" and not reused:
+        notes.append("recorded answers exist only for the paper's two protocols: not collected")
+    if reused or counted_in:
+        stored = 0
+    elif stage != "protocols" and study.state(stage) in ("done", "seeded"):
+        stored = calls
+    else:
+        stored = stored_answers(study, protocol, judge)
+    return dict(stage=stage, notebook=notebook, kind="judge", name=f"{judge} · {protocol.name}",
+                mode="online", calls=calls, stored=min(stored, calls), input_tokens=in_tok,
+                output_tokens=out_tok, usd=usd,
+                usd_to_pay=0.0 if not calls else usd * (calls - min(stored, calls)) / calls,
+                note="; ".join(notes))
 
 
 def stored_answers(study, protocol, judge: str) -> int:

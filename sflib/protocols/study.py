@@ -28,8 +28,10 @@ def folder(study) -> Path:
     return study.folder / FOLDER
 
 
-def collect(study, *, quick: bool = False, quick_instructions: int = 3, progress: bool = True) -> tuple[dict, dict]:
-    """``({name: ProtocolRun}, {name: why skipped})`` for the study's protocols."""
+def collect(study, *, quick: bool = False, quick_instructions: int = 3, progress: bool = True,
+            names: list[str] | None = None) -> tuple[dict, dict]:
+    """``({name: ProtocolRun}, {name: why skipped})`` for the study's protocols (``names``: these instead of
+    ``feedback.protocols``; stage 05 asks ``reward_models.protocols`` so, and 09 finds them in the store)."""
     from ..study.acquire import is_recorded, judge as get_judge
 
     cfg = study.config
@@ -37,7 +39,7 @@ def collect(study, *, quick: bool = False, quick_instructions: int = 3, progress
     judge_name = cfg.feedback.judge
     runs, skipped = {}, {}
     j = None
-    for name in study_protocols(cfg):
+    for name in (study_protocols(cfg) if names is None else names):
         protocol = get_protocol(name)
         stage = reuses_stage(protocol, cfg)
         if stage is not None:

@@ -193,6 +193,9 @@ def findings(study, run=None, *, quick: bool = False, bootstrap: int = 2000, fig
     f.figures, f.absent = _figures(run)
     f.notes = _notes(run, mse)
     f.headline = _headline(run, mse)
+    from .protocols import add_findings
+
+    add_findings(f, run)  # reward_models.protocols' RMs: their table, own held-out accuracy, conversions
     for name in [k for k, t in f.tables.items() if hasattr(t, "empty") and t.empty]:
         f.absent.setdefault(name, "no rows for this study")   # an empty table is not shown
         del f.tables[name]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import protocols as protocol_rms
 from .metrics import evaluate, held_out_ratings
 from .objectives import instruction_ids, released_split, split_by_instruction, validation_instructions
 from .scoring import score_frame
@@ -59,6 +60,7 @@ class RewardModelsRun:
     ranking_exclusions: dict = field(default_factory=dict)        # sflib.feedback.clean's reasons for rankings
     split: dict = field(default_factory=dict)     # which split: kind "released" / "seeded", description, sizes
     torch_threads: int | None = None              # the CPU threads torch trained with (None: not recorded)
+    protocol_held_out: pd.DataFrame = field(default_factory=pd.DataFrame)  # reward_models.protocols' RMs (sflib.rm.protocols)
 
     @property
     def trained(self) -> dict:
@@ -202,7 +204,14 @@ def load(study) -> RewardModelsRun:
     rms = {k: RewardModel.load(study.path_of("reward_models", k)) for k in ("ratings", "rankings") if k in files}
     runs = {k: metrics.get("trained", {}).get(k) for k in ("ratings", "rankings")}
     notes = {k: metrics.get("not_trained", {}).get(k, "") for k in ("ratings", "rankings")}
+    proto = protocol_rms.from_saved(study, files)  # reward_models.protocols: the tables 05 saved, nothing asked
+    psplits = protocol_rms.split(proto, val_ids)
+    rms.update({k: RewardModel.load(study.path_of("reward_models", k)) for k in proto if k in files})
+    runs.update({k: metrics.get("trained", {}).get(k) for k in proto})
+    notes.update({k: metrics.get("not_trained", {}).get(k, "") for k in proto})
     held_out, held_ratings, scored = _evaluate(rms, splits, kept, val_ids)
+    protocol_held_out = protocol_rms.own_held_out({k: rms[k] for k in proto if k in rms}, proto, psplits)
+    splits.update(psplits)
     settings = metrics.get("settings", {})
     backbone = settings.get("backbone", study.config.reward_models.backbone)
     return RewardModelsRun(backbone=backbone, demo=is_demo(backbone, settings.get("max_steps", -1) > 0),
@@ -210,7 +219,7 @@ def load(study) -> RewardModelsRun:
                            rating_counts=rating_counts, rankings=rankings, val_ids=val_ids, splits=splits, runs=runs,
                            rms=rms, notes=notes, settings=settings, held_out=held_out, held_ratings=held_ratings,
                            scored=scored, counts=m.get("counts") or {}, ranking_exclusions=ranking_exclusions,
-                           split=split, torch_threads=metrics.get("torch_threads"))
+                           split=split, torch_threads=metrics.get("torch_threads"), protocol_held_out=protocol_held_out)
 
 
 def run(study, *, quick: bool = False, save: bool = True) -> RewardModelsRun:
@@ -228,6 +237,8 @@ def run(study, *, quick: bool = False, save: bool = True) -> RewardModelsRun:
     kept, rating_counts = _clean(ratings)
     rankings, ranking_exclusions = _clean_rankings(raw_rankings)
     val_ids, splits, split = _split(study, kept, rankings)
+    proto = protocol_rms.collect(study)  # reward_models.protocols: their answers, through the store
+    psplits = protocol_rms.split(proto, val_ids)
     settings = settings_for(cfg, seed, quick)
     study.folder.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".05-train-", dir=study.folder))
@@ -236,16 +247,23 @@ def run(study, *, quick: bool = False, save: bool = True) -> RewardModelsRun:
         for kind, (train, held) in splits.items():
             got = attempt_quietly(train_reward_model, kind, train, work / kind, eval=held, **settings)
             results[kind], notes[kind] = got.value, (got.reason or "; ".join(got.notes) or "")
+        got_p = protocol_rms.train(proto, psplits, work, settings)
+        results.update(got_p[0])
+        notes.update(got_p[1])
         rms = {kind: r.rm for kind, r in results.items() if r is not None}
         runs = {kind: (_info(r) if r is not None else None) for kind, r in results.items()}
         held_out, held_ratings, scored = _evaluate(rms, splits, kept, val_ids)
         threads = next((r["torch_threads"] for r in runs.values() if r and r.get("torch_threads")), threads)
         counts, metrics = record(ratings, raw_rankings, rating_counts, runs, notes, settings, len(val_ids), held_out,
                                  ranking_exclusions, split, threads)
+        protocol_held_out = protocol_rms.own_held_out({k: rms[k] for k in proto if k in rms}, proto, psplits)
+        metrics["protocols"] = protocol_rms.metrics_info(proto, protocol_held_out)
+        splits.update(psplits)
         if save:
             save_stage(study, "reward_models", files=[work / kind for kind in counts["trained"]],
                        json_files={"metrics.json": metrics},
-                       tables={"held_out": held_out.reset_index()} if len(held_out) else {}, counts=counts,
+                       tables={**({"held_out": held_out.reset_index()} if len(held_out) else {}),
+                               **{f"protocol_{k}": d.table for k, d in proto.items() if len(d.table)}}, counts=counts,
                        inputs=["ratings", "rankings"], judge=judge, notes=counts.get("reason"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -253,7 +271,8 @@ def run(study, *, quick: bool = False, save: bool = True) -> RewardModelsRun:
                            ratings_kept=kept, rating_counts=rating_counts, rankings=rankings, val_ids=val_ids,
                            splits=splits, runs=runs, rms=rms, notes=notes, settings=settings, held_out=held_out,
                            held_ratings=held_ratings, scored=scored, counts=counts,
-                           ranking_exclusions=ranking_exclusions, split=split, torch_threads=threads)
+                           ranking_exclusions=ranking_exclusions, split=split, torch_threads=threads,
+                           protocol_held_out=protocol_held_out)
 
 
 __all__ = ["RewardModelsRun", "is_demo", "load", "record", "run", "settings_for"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 from ..core.paths import root, templates_dir
 
@@ -77,6 +77,17 @@ class RewardModels(_Model):
     batch_size: int = Field(8, ge=1)
     learning_rate: Optional[float] = Field(None, gt=0)
     val_fraction: float = Field(0.25, gt=0, lt=1)
+    # more reward models, one per feedback protocol (sflib.rm.protocols): e.g. [pairwise-5way, listwise-k, rubric];
+    # each is then a name best_of_n.reward_models and evaluation.policies may use. Empty (the default): only the
+    # ratings and rankings RMs, and the section hashes as it did before the option existed.
+    protocols: list[str] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        out = handler(self)
+        if not self.protocols:  # the default leaves the study hash (and every stage written before) unchanged
+            out.pop("protocols", None)
+        return out
 
 
 class BestOfN(_Model):
@@ -93,7 +104,8 @@ class BestOfN(_Model):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(0.9, gt=0, le=1)
     max_new_tokens: int = Field(64, ge=1)
-    reward_models: list[Literal["ratings", "rankings"]] = Field(default_factory=lambda: ["ratings", "rankings"])
+    # ratings, rankings, or a protocol of reward_models.protocols
+    reward_models: list[str] = Field(default_factory=lambda: ["ratings", "rankings"])
 
 
 class Evaluation(_Model):
@@ -102,7 +114,8 @@ class Evaluation(_Model):
     verdicts: Literal["hard", "soft"] = "hard"
     protocols: list[Literal["rating", "ranking"]] = Field(default_factory=lambda: list(PROTOCOLS), min_length=1)
     policies: list[str] = Field(default_factory=lambda: ["ratings", "rankings"],
-                                description="best-of-n outputs to evaluate, by reward model")
+                                description="best-of-n outputs to evaluate, by reward model (ratings, rankings "
+                                "or a protocol of reward_models.protocols)")
 
 
 class HubSource(_Model):
@@ -221,11 +234,39 @@ def _check_files(cfg: StudyConfig, file: str, base: Path) -> None:
             get_protocol(name)
         except ProtocolError as e:
             raise StudyConfigError(f"{file}: feedback.protocols[{i}]: {e}") from None
+    _check_rm_names(cfg, file)
     for where, name in (("feedback.rating_template", cfg.feedback.rating_template),
                         ("feedback.ranking_template", cfg.feedback.ranking_template)):
         for suffix in ("", "_system"):
             if not (templates_dir() / f"{name}{suffix}.txt").exists():
                 raise StudyConfigError(f"{file}: {where}: no template {name}{suffix}.txt in {templates_dir()}")
+
+
+def _check_rm_names(cfg: StudyConfig, file: str) -> None:
+    """``reward_models.protocols`` names known protocols; ``best_of_n.reward_models`` and ``evaluation.policies``
+    name ``ratings``, ``rankings`` or one of them."""
+    from ..protocols import ProtocolError, get_protocol, known_protocols
+
+    for i, name in enumerate(cfg.reward_models.protocols):
+        try:
+            get_protocol(name)
+        except ProtocolError:
+            raise StudyConfigError(f"{file}: reward_models.protocols[{i}]: unknown protocol {name!r}; known: "
+                                   f"{', '.join(known_protocols())}") from None
+    if len(set(cfg.reward_models.protocols)) < len(cfg.reward_models.protocols):
+        raise StudyConfigError(f"{file}: reward_models.protocols: a protocol is named twice")
+    names = ["ratings", "rankings", *cfg.reward_models.protocols]
+    for where, values in (("best_of_n.reward_models", cfg.best_of_n.reward_models),
+                          ("evaluation.policies", cfg.evaluation.policies)):
+        for i, name in enumerate(values):
+            if name not in names:
+                raise StudyConfigError(f"{file}: {where}[{i}]: unknown reward model {name!r}; known: "
+                                       f"{', '.join(names)} (a protocol's RM needs it in reward_models.protocols)")
+    seeded = [n for n in cfg.best_of_n.reward_models if n not in ("ratings", "rankings")]
+    if seeded and "best_of_n" in cfg.seeded_from_data:
+        raise StudyConfigError(f"{file}: best_of_n.reward_models: {seeded[0]!r} needs stage best_of_n computed, but "
+                               "seeded_from_data names best_of_n (the paper released only the ratings and rankings "
+                               "RMs' outputs)")
 
 
 def validate(raw: Any, file: str = "<study>", base: Path | None = None) -> StudyConfig:

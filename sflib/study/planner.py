@@ -334,6 +334,10 @@ def plan(study, total: bool = True) -> pd.DataFrame:
     p.rankings(sizes, scale, note)
     p.empty("consistency", "local computation")
     p.empty("reward_models", f"local training ({study.config.reward_models.backbone})")
+    if study.config.reward_models.protocols:  # the protocol answers 05 asks for its protocol RMs
+        from ..protocols.plan import rm_plan_rows
+
+        p.rows += rm_plan_rows(study, p.feedback_groups(), scale, note)
     ev = evaluation_instructions(study)
     p.best_of_n(ev)
     p.evaluation(ev)
