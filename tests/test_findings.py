@@ -149,6 +149,7 @@ def test_report_renders_every_stage_and_says_what_is_missing(study, tmp_path):
     for stage in ("00", "01", "02", "03", "04"):
         assert f"id='stage-{stage}'" in text
     assert "not available" in text                                       # 05-07: not run here (or not in sflib)
+    assert "id='stage-09'" in text and "notebook 09 has not run" in text  # 09 says what to run
     assert "60% of cases" in text                                        # the abstract's statement, as a statement
 
 

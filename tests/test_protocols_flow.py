@@ -129,3 +129,19 @@ def test_four_protocols_study(env):
     report = nbcheck.check(executed)
     assert report["inline_images"] >= 3 and not report["unshown"] and report["noise"] == [], report
     assert (Path(os.environ["SFLIB_FIGURES"]) / "09_protocol_agreement.pdf").exists()
+
+    # read back for the study report (nothing asked): the agreement of every pair from the saved matrices (by hand:
+    # the diagonal share) and the notebook's per-protocol table
+    from sflib.protocols.study import saved_findings
+
+    asked = server.requests
+    back = saved_findings(s)
+    assert server.requests == asked
+    got = {e.name: e for e in back.estimates}
+    for x, y in combinations(PROTOCOLS, 2):
+        m = summary["matrices"][f"{x} | {y}"]
+        e = got[f"agreement {x} vs {y}"]
+        assert e.n == sum(map(sum, m)) and e.value == pytest.approx(100 * sum(m[i][i] for i in range(3)) / e.n)
+        assert e.low < e.value <= e.high
+    pd.testing.assert_frame_equal(back.tables["protocols"].set_index("protocol"), per, check_dtype=False,
+                                  check_exact=False, rtol=1e-9)

@@ -99,10 +99,41 @@ def run(study, *, quick: bool = False, progress: bool = True):
     sfio.write_table(f.tables["agreement"], out / "agreement.jsonl")
     sfio.write_table(f.tables["protocols"], out / "protocols.jsonl")
     summary = {"study": study.name, "judge": study.config.feedback.judge, "quick": bool(quick),
-               "protocols": list(runs), "skipped": skipped, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "protocols": list(runs), "skipped": skipped, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "matrices": {f"{x} | {y}": m.values.tolist() for (x, y), m in f.matrices.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     f.runs, f.skipped = runs, skipped  # type: ignore[attr-defined]
+    f.tables["reward models"] = reward_model_table(runs)
+    return f
+
+
+def saved_findings(study):
+    """Stage 09's findings read back from ``09_protocols/`` as :func:`run` wrote them (nothing is asked): the
+    study report's section 09. Raises :class:`~sflib.study.folder.StageMissing` before notebook 09 has run."""
+    from ..study.folder import StageMissing
+
+    out = folder(study)
+    try:
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StageMissing(f"study {study.name}: notebook 09 has not run (no {out / 'summary.json'}); run it first "
+                           f"(python -m sflib study run {study.spec} --only 09)") from None
+    judge = summary.get("judge") or study.config.feedback.judge
+    runs = {}
+    for name in summary.get("protocols", []):
+        verdicts = pd.read_json(out / f"{name}.verdicts.jsonl", lines=True, dtype=False)
+        for col in ("value", "response_ids"):  # run() wrote lists / dicts as JSON text
+            if col in verdicts:
+                verdicts[col] = [json.loads(x) if isinstance(x, str) and x[:1] in "[{" else x for x in verdicts[col]]
+        if "response_ids" in verdicts:
+            verdicts["response_ids"] = [tuple(x) if isinstance(x, list) else x for x in verdicts["response_ids"]]
+        pairs = pd.read_json(out / f"{name}.pairs.jsonl", lines=True, dtype=False)
+        runs[name] = ProtocolRun(get_protocol(name), verdicts, judge=_price_name(None, judge), pairs=pairs)
+    f = findings(runs, judge=judge)
+    for name, why in (summary.get("skipped") or {}).items():
+        f.notes.append(f"{name}: not collected — {why}.")
+    if summary.get("quick"):
+        f.notes.append("Written in quick mode (protocols that needed new calls asked only a few instructions).")
     f.tables["reward models"] = reward_model_table(runs)
     return f
 
