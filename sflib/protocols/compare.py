@@ -123,7 +123,7 @@ def compare(runs: dict[str, ProtocolRun], reference: str | None = None) -> dict:
 def findings(runs: dict[str, ProtocolRun], judge: str = "", reference: str | None = None) -> Findings:
     """Stage 09's findings: the comparison as a :class:`~sflib.core.findings.Findings`."""
     res = compare(runs, reference)
-    f = Findings(stage="protocols", title="Feedback protocols compared on the pairs they both imply")
+    f = Findings(stage="09", title="Feedback protocols compared on the pairs they both imply")
     per = res["protocols"]
     f.counts = {f"{r.protocol}: judge calls": int(r.calls) for r in per.itertuples()}
     f.tables = {"agreement": res["agreement"], "protocols": per}
@@ -145,5 +145,11 @@ def findings(runs: dict[str, ProtocolRun], judge: str = "", reference: str | Non
                                               if judge.startswith("recorded") else
                                               "SmolLM2-135M is far too small to judge well: these numbers only "
                                               "exercise the plumbing."))
+    agree = [f"{r.protocol_x} and {r.protocol_y} agree on {100 * r.agreement:.1f}% of {r.n_pairs} pairs"
+             + (f" (κ {r.kappa:.2f})" if not math.isnan(r.kappa) else "")
+             for r in res["agreement"].itertuples() if r.n_pairs]
+    f.headline = ("; ".join(agree[:3]) + (f"; and {len(agree) - 3} more pairs of protocols (below)" if len(agree) > 3
+                                          else "") + ".") if agree else \
+        "No two protocols imply a pair in common: no agreement to compute."
     f.matrices = res["matrices"]  # type: ignore[attr-defined]
     return f
