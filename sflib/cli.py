@@ -94,8 +94,32 @@ def interrupted_line(args, before: dict[Path, tuple[int, int]]) -> str:
     where = [str(p) for p, (n, m) in now.items() if n - before.get(p, (0, 0))[0] > 0 or m]
     hint = "re-run to finish"
     if getattr(args, "command", None) == "train-rm":
-        hint = "re-run with --resume latest to go on from the last checkpoint"
+        return _interrupted_training(args)
     return f"interrupted: {stored} stored{' in ' + ', '.join(where) if where else ''}, {flying} in flight, {hint}"
+
+
+def _interrupted_training(args) -> str:
+    """``interrupted: the last checkpoint is step N (folder); re-run with --resume latest ...``."""
+    out = getattr(args, "output", None)
+    found = sorted(Path(out).glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+                   if p.name.split("-")[-1].isdigit() else -1) if out else []
+    where = (f"the last checkpoint is step {found[-1].name.split('-')[-1]} ({found[-1]})" if found
+             else "no checkpoint was written yet (one is saved every epoch)")
+    return f"interrupted: {where}; re-run with --resume latest to go on from the last checkpoint"
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars still open (the Trainer's, tqdm's) so that they do not print again after the
+    interrupted line, which must stay the last line."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return
+    for bar in list(getattr(tqdm, "_instances", [])):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar half torn down: nothing to print
+            pass
 
 
 # ----------------------------------------------------------------------------- main
@@ -121,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # no traceback; the second Ctrl-C during the report is ignored
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _close_progress_bars()
         sys.stderr.write(interrupted_line(args, before) + "\n")
         sys.stderr.flush()
         return INTERRUPTED
