@@ -145,3 +145,9 @@ def test_four_protocols_study(env):
         assert e.low < e.value <= e.high
     pd.testing.assert_frame_equal(back.tables["protocols"].set_index("protocol"), per, check_dtype=False,
                                   check_exact=False, rtol=1e-9)
+
+    # --skip-done: 09's outputs are current with 01-03 and the feedback section, so it is not run again
+    said = []
+    studies.run(s, only="09", quick=False, progress=False, log=said.append, skip_done=True)
+    assert any("09_protocols.ipynb: its outputs are current" in line for line in said), said
+    assert server.requests == asked

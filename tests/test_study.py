@@ -558,7 +558,10 @@ def test_status_has_notebook_09s_row(tmp_path, outputs):
     assert row["detail"] == "protocols: rating-1-7, pairwise-3way"
     out = study.folder / "09_protocols"
     out.mkdir(parents=True)
+    from sflib.protocols.study import inputs_fingerprint, state
+
     (out / "summary.json").write_text(json.dumps({"time": "2026-12-05T02:00:00Z", "quick": False,
+                                                  "inputs": inputs_fingerprint(study),
                                                   "skipped": {"rubric": "judge recorded has no answers"}}))
     pd.DataFrame([{"protocol": "rating-1-7", "calls": 10, "invalid_rate": 0.0, "cost_usd": None},
                   {"protocol": "listwise-k", "calls": 4, "invalid_rate": 0.25, "cost_usd": 0.002}]
@@ -568,3 +571,7 @@ def test_status_has_notebook_09s_row(tmp_path, outputs):
     assert row["spent_usd"] == pytest.approx(0.002) and row["written"] == "2026-12-05T02:00:00Z"
     assert row["detail"] == ("protocols: rating-1-7 (02's answers: 10 calls), listwise-k (asked: 4 calls); "
                              "skipped: rubric: judge recorded has no answers")
+    assert state(study, quick=False) == "done" and state(study, quick=True) == "stale"  # --skip-done reads this
+    study.save("responses", tables={"responses": pd.DataFrame({"instruction_id": ["i1"], "response_id": ["r1"],
+                                                               "instruction": ["Q"], "input": [""], "response": ["A"]})})
+    assert status(study).set_index("stage").loc["protocols", "state"] == "stale"  # 01 changed since 09 ran

@@ -99,12 +99,32 @@ def run(study, *, quick: bool = False, progress: bool = True):
     sfio.write_table(f.tables["agreement"], out / "agreement.jsonl")
     sfio.write_table(f.tables["protocols"], out / "protocols.jsonl")
     summary = {"study": study.name, "judge": study.config.feedback.judge, "quick": bool(quick),
+               "inputs": inputs_fingerprint(study),
                "protocols": list(runs), "skipped": skipped, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "matrices": {f"{x} | {y}": m.values.tolist() for (x, y), m in f.matrices.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     f.runs, f.skipped = runs, skipped  # type: ignore[attr-defined]
     f.tables["reward models"] = reward_model_table(runs)
     return f
+
+
+def inputs_fingerprint(study) -> dict:
+    """What 09's outputs depend on: the manifests of stages 01-03 (their hashes) and the study's ``feedback``
+    section (judge, templates, protocols)."""
+    return {"manifests": {s: study.manifest_hash(s) for s in ("responses", "ratings", "rankings")},
+            "feedback": study.hash("feedback")}
+
+
+def state(study, quick: bool | None = None) -> str:
+    """``missing`` (09 has not run), ``stale`` (01-03 or the feedback section changed since, or ``quick``
+    differs from the mode it ran in) or ``done``: what ``study status`` shows and ``--skip-done`` reads."""
+    try:
+        summary = json.loads((folder(study) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "missing"
+    if summary.get("inputs") != inputs_fingerprint(study):
+        return "stale"
+    return "stale" if quick is not None and bool(summary.get("quick")) != bool(quick) else "done"
 
 
 def saved_findings(study):

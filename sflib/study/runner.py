@@ -11,7 +11,8 @@ With ``skip_done`` (``--skip-done``) a notebook whose stage is written and curre
 written in the same mode, quick or not) is not run again (an ``incomplete`` stage, with failed items
 a re-run can retry, is run again and asks only for what is missing): a re-run after a crash, an added
 instruction or a changed section recomputes only what is missing or stale (the reward models are
-not retrained). Notebooks 00 and 08 have no stage and always run.
+not retrained). Notebook 09 is skipped when what it wrote is current with 01-03 and the ``feedback``
+section (:func:`sflib.protocols.study.state`). Notebooks 00 and 08 have no stage and always run.
 
 Before each notebook the budget is checked: dollars already spent on the study's judges (the
 annotation store) + the stage's planned cost must not exceed ``budget_usd``, else the run stops
@@ -243,6 +244,12 @@ def is_current(study: Study, stage: str | None, quick: bool) -> bool:
     return mode is not None and bool(mode) == bool(quick)  # a mode not recorded: run it again
 
 
+def _protocols_current(study: Study, quick: bool) -> bool:
+    from ..protocols.study import state
+
+    return state(study, quick) == "done"
+
+
 def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, skip_done=False) -> RunResult:
     params = dict(params or {})
     check_params(params)
@@ -269,6 +276,11 @@ def _run(pm, study, only, quick, params, notebooks_dir, kernel, progress, log, s
             stage = NOTEBOOK_STAGE.get(nb.name[:2])
             if skip_done and is_current(study, stage, quick):
                 log(f"== {nb.name}: stage {stage} is done and current, not run again (--skip-done) ==")
+                rows.append({"notebook": nb.name, "seconds": 0.0})
+                continue
+            if skip_done and nb.name[:2] == "09" and _protocols_current(study, quick):
+                log(f"== {nb.name}: its outputs are current with 01-03 and the feedback section, not run again "
+                    "(--skip-done) ==")
                 rows.append({"notebook": nb.name, "seconds": 0.0})
                 continue
             budget_check(study, stage or NOTEBOOK_PLAN_STAGE.get(nb.name[:2]), plan_df, log)

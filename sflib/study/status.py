@@ -134,7 +134,9 @@ def _protocols_row(study) -> dict:
         per = pd.read_json(out / "protocols.jsonl", lines=True) if (out / "protocols.jsonl").stat().st_size else None
     except (OSError, ValueError):
         return row
-    row.update(state="done", written=str(summary.get("time", "")))
+    from ..protocols.study import state
+
+    row.update(state=state(study), written=str(summary.get("time", "")))
     if per is not None and len(per):
         calls = per["calls"].fillna(0).astype(int)
         valid = (calls * (1 - per["invalid_rate"].fillna(0))).round().astype(int)
