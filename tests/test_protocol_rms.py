@@ -278,3 +278,29 @@ def test_split_table_and_notes_without_training():
     empty = Findings(stage="05", title="t")
     P.add_findings(empty, SimpleNamespace(protocol_held_out=pd.DataFrame()))
     assert "reward_models.protocols" in empty.absent["protocol reward models"]
+
+
+def test_failed_protocol_calls_leave_05_incomplete(tmp_path, monkeypatch):
+    """Judge calls of reward_models.protocols that got no answer are counted, and 05's manifest with them is
+    `incomplete` (study run exits 3; --skip-done runs 05 again, which asks only those calls)."""
+    from sflib import study as studies
+    from sflib.protocols.compare import ProtocolRun
+    from sflib.study.folder import retryable_failures
+
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(tmp_path / "out"))
+    s = studies.load(_study(tmp_path))
+    resp = _responses(k=3)
+    s.save("responses", tables={"responses": resp})
+    lw = get_protocol("listwise-k")
+    v = pd.DataFrame([dict(instruction_id="i1", response_ids=[f"i1r{j}" for j in range(3)], value=["A", "C", "B"],
+                           valid=True, status="ok", k=3),
+                      dict(instruction_id="i2", response_ids=[f"i2r{j}" for j in range(3)], value=None, valid=False,
+                           status="failed", k=3)])
+    monkeypatch.setattr("sflib.protocols.study.collect",
+                        lambda study, names=None, progress=False: ({"listwise-k": ProtocolRun(lw, v)},
+                                                                   {"pairwise-5way": "x", "rubric": "y"}))
+    got = P.collect(s)
+    assert (got["listwise-k"].asked, got["listwise-k"].valid, got["listwise-k"].failed) == (2, 1, 1)
+    assert P.metrics_info(got, pd.DataFrame())["listwise-k"]["failed"] == 1
+    assert retryable_failures({"stage": "reward_models", "counts": {"protocol_calls_failed": 1}}) == 1
+    assert retryable_failures({"stage": "reward_models", "counts": {"n": 5, "failed": 2}}) == 0  # 05's own rows

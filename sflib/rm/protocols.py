@@ -152,6 +152,7 @@ class ProtocolData:
     table: pd.DataFrame
     asked: int = 0                 # judge calls (verdicts)
     valid: int = 0                 # with a readable answer
+    failed: int = 0                # calls without an answer (a re-run of 05 asks them again)
     why: str = ""                  # why no RM can be trained from it
     info: dict = field(default_factory=dict)
 
@@ -177,7 +178,8 @@ def collect(study, progress: bool = False) -> dict[str, ProtocolData]:
         v = runs[name].verdicts
         table = convert(protocol, v, responses)
         valid = int(v["valid"].fillna(False).astype(bool).sum()) if len(v) else 0
-        data = ProtocolData(name, kind, how, table, asked=len(v), valid=valid)
+        failed = int((v["status"] == "failed").sum()) if len(v) and "status" in v else 0
+        data = ProtocolData(name, kind, how, table, asked=len(v), valid=valid, failed=failed)
         if not len(table):
             data.why = f"no valid {name} answer from the judge ({len(v)} asked)"
         out[name] = data
@@ -253,7 +255,8 @@ def own_held_out(rms: dict, data: dict[str, ProtocolData], splits: dict) -> pd.D
 
 def metrics_info(data: dict[str, ProtocolData], own: pd.DataFrame) -> dict:
     """What ``metrics.json`` keeps of each protocol (read back by :func:`from_saved`)."""
-    return {n: {"kind": d.kind, "conversion": d.conversion, "asked": d.asked, "valid": d.valid, "rows": len(d.table),
+    return {n: {"kind": d.kind, "conversion": d.conversion, "asked": d.asked, "valid": d.valid, "failed": d.failed,
+                "rows": len(d.table),
                 "why": d.why, **({k: (None if isinstance(v, float) and np.isnan(v) else v)
                                   for k, v in own.loc[f"{n} RM"].items() if k in ("held-out pairs", "accuracy")}
                                  if len(own) and f"{n} RM" in own.index else {})}

@@ -258,6 +258,10 @@ def run(study, *, quick: bool = False, save: bool = True) -> RewardModelsRun:
                                  ranking_exclusions, split, threads)
         protocol_held_out = protocol_rms.own_held_out({k: rms[k] for k in proto if k in rms}, proto, psplits)
         metrics["protocols"] = protocol_rms.metrics_info(proto, protocol_held_out)
+        failed = sum(d.failed for d in proto.values())
+        if failed:  # judge calls of reward_models.protocols that got no answer: 05 is incomplete until re-run
+            counts["protocol_calls_failed"] = failed
+            counts.setdefault("reasons", {})["protocol judge call failed (asked again when 05 runs again)"] = failed
         splits.update(psplits)
         if save:
             save_stage(study, "reward_models", files=[work / kind for kind in counts["trained"]],

@@ -91,9 +91,12 @@ def retryable_failures(manifest: Mapping | None) -> int:
     """How many of a stage's items failed in a way a re-run can fix: its manifest's ``counts.failed``
     in a stage that sends requests (:data:`REQUESTING_STAGES`), less the items the paper's recorded run
     has no answer for (no re-run can give them); 0 for a human judge, whose unanswered items wait for
-    the annotators (the runner says so), and for the stages computed here (04, 05)."""
+    the annotators (the runner says so), and for the stages computed here (04; 05 only for the judge calls of
+    ``reward_models.protocols`` that failed: ``counts.protocol_calls_failed``)."""
     m = manifest or {}
     counts = m.get("counts") or {}
+    if m.get("stage") == "reward_models":  # 05 asks the judge only for reward_models.protocols
+        return int(counts.get("protocol_calls_failed") or 0)
     if m.get("stage") not in REQUESTING_STAGES or str(m.get("judge") or "").startswith("human:"):
         return 0
     failed = int(counts.get("failed") or 0)
