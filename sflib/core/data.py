@@ -336,28 +336,7 @@ def write_rankings_csv(df: pd.DataFrame, path: os.PathLike | str) -> Path:
 
 # ----------------------------------------------------------------------------- AlpacaEval outputs
 
-def read_model_outputs(path: os.PathLike | str) -> pd.DataFrame:
-    """AlpacaEval's outputs ``[{"instruction", "output", "generator", "dataset"}]`` (exactly those
-    columns): :func:`sflib.io.tables.read_model_outputs`.
-
-    Left only for ``sflib/study/folder.py`` (edited on another branch); use ``sflib.io`` and delete this and
-    :func:`read_table` once it does: ``core`` must not import ``io``."""
-    from ..io import tables
-
-    return tables.read_model_outputs(path)[MODEL_OUTPUT_COLUMNS]
-
-
 def write_model_outputs(df: pd.DataFrame, path: os.PathLike | str) -> Path:
     guard_empty(len(df), path)
     recs = df[MODEL_OUTPUT_COLUMNS].to_dict("records")
     return atomic_write_text(path, json.dumps(recs, ensure_ascii=False, indent=2))
-
-
-# ----------------------------------------------------------------------------- canonical storage
-
-def read_table(path: os.PathLike | str, required: Iterable[str] = ()) -> pd.DataFrame:
-    """Any table (format from the content), with the ``required`` columns: :func:`sflib.io.tables.read_table`.
-    Left only for ``sflib/study/folder.py``, like :func:`read_model_outputs`."""
-    from ..io import tables
-
-    return tables.read_table(path, required)

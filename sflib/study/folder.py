@@ -16,6 +16,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
+from .. import io as sfio
 from ..core import data as d
 from ..core.paths import outputs_dir, root
 from ..feedback.store import canonical_json
@@ -323,7 +324,7 @@ class Study:
             if (folder / f"{name}{suffix}").exists():
                 if (self.manifest(stage) or {}).get("tables", {}).get(name) == 0:  # saved empty, with its reason
                     return pd.DataFrame(columns=(self.manifest(stage) or {}).get("columns", {}).get(name, []))
-                return d.read_table(folder / f"{name}{suffix}")
+                return sfio.read_table(folder / f"{name}{suffix}")
         if (folder / f"{name}.json").exists():
             return _read_json_table(folder / f"{name}.json")
         have = sorted(p.stem for p in folder.iterdir() if p.suffix in (".jsonl", ".parquet", ".json")
@@ -335,7 +336,7 @@ def _read_json_table(path: Path) -> pd.DataFrame:
     """A ``.json`` output as a table: AlpacaEval outputs, a list of records, or one object as one row."""
     obj = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(obj, list) and obj and isinstance(obj[0], dict) and {"instruction", "output"} <= set(obj[0]):
-        return d.read_model_outputs(path)
+        return sfio.read_model_outputs(path)[d.MODEL_OUTPUT_COLUMNS]
     if isinstance(obj, list):
         return pd.DataFrame.from_records(obj)
     return pd.json_normalize(obj) if isinstance(obj, dict) else pd.DataFrame({"value": [obj]})
