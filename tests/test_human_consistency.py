@@ -186,3 +186,29 @@ def test_study_material_names_the_study_feedback_judge(tmp_path, monkeypatch):
     load(path).save("responses", tables={"responses": resp})
     material = human.study_material(str(path))
     assert material["feedback_judge"] == "human:alice" and len(material["responses"]) == 2
+
+
+def test_report_section_08_reads_the_store_without_a_session(tmp_path, monkeypatch):
+    """The study report's 08: who answered, each annotator's consistency beside the AI judge (the same numbers
+    as notebook 08's table) and their agreement; before any answer, a line saying how to collect them."""
+    from sflib import study as studies
+    from sflib.human.findings import findings
+
+    monkeypatch.setenv("SFLIB_OUTPUTS", str(tmp_path / "out"))
+    s = studies.load("paper")
+    empty = findings(s, bootstrap=50)
+    assert empty.headline.startswith("No human answers") and not empty.estimates
+    mat = human.study_material("paper")
+    store = AnnotationStore(s.store_path)
+    human.simulated_answers(store, mat, n_instructions=4, seed=0)
+    fb = human.all_feedback(store)
+    store.close()
+    f = findings(s, bootstrap=50)
+    assert set(f.tables["who answered"]["annotator"]) == {"sim-1", "sim-2", "sim-3"}
+    want = agreement.human_vs_ai(fb, {mat["ai_name"]: (mat["ai_ratings"], mat["ai_rankings"])}, bootstrap=50, seed=0)
+    got = {e.name: e for e in f.estimates}
+    for r in want[want["n_compared"] > 0].itertuples():
+        e = got[f"{r.judge} ({r.who}, {r.pairs} pairs): ratings and rankings agree"]
+        assert (e.value, e.n) == (pytest.approx(100 * r.consistency), r.n_compared)
+    assert "agreement between annotators" in f.tables
+    assert f.headline.startswith("3 human annotator(s), ")

@@ -33,6 +33,7 @@ STAGES: tuple[tuple[str, str, str, str], ...] = (
     ("05", "Reward models", "sflib.rm.findings", "findings"),
     ("06", "Best-of-n", "sflib.bon.findings", "findings"),
     ("07", "Evaluation", "sflib.evaluation.findings", "findings"),
+    ("08", "Human feedback", "sflib.human.findings", "findings"),
     ("09", "Feedback protocols compared", "sflib.protocols.study", "saved_findings"),
 )
 
