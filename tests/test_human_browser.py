@@ -327,8 +327,9 @@ def _annotate_close_reopen(lab, monkeypatch):
         wait_for(lambda: answers(store, kind) == rows, 20, f"{what}: the store to hold {rows[-3:]}… ({len(rows)} rows)")
 
     lab.open_and_run_all(NOTEBOOK)
-    assert lab.progress("ratings") == "0 / 15 done (0 answered, 0 skipped)"
-    assert "no answers yet — annotate above, then run the cells below" in lab.js("return document.body.innerText")
+    wait_for(lambda: lab.progress("ratings") == "0 / 15 done (0 answered, 0 skipped)", 20, "the ratings widget")
+    wait_for(lambda: "no answers yet — annotate above, then run the cells below" in
+             lab.js("return document.body.innerText"), TIMEOUT, "the analysis cells' 'no answers yet'")
 
     # the screen: at 1280×800 the instruction, the response, the buttons and the progress without scrolling
     lab.show("ratings")
@@ -375,7 +376,8 @@ def _annotate_close_reopen(lab, monkeypatch):
     expect("ratings", rows, "Skip")
     wait_for(lambda: "Revisit skipped" in lab.message("ratings"), 10, "the 'Revisit skipped' message")
     # after a click the keys box has the focus: keys typed now are answers
-    assert lab.js("return document.activeElement.classList.contains('sf-keys')")
+    wait_for(lambda: lab.js("return document.activeElement.classList.contains('sf-keys')"), 10,
+             "the keys box to have the focus")
     lab.keys("ratings", "5")
     rows.append((R[3][0], "", 5, "ok"))
     expect("ratings", rows, "a key")
@@ -429,10 +431,11 @@ def _annotate_close_reopen(lab, monkeypatch):
     lab.close_and_shut_down(NOTEBOOK)
     assert answers(store, "ratings") == rows and answers(store, "rankings") == pairs
     lab.open_and_run_all(NOTEBOOK)
-    assert lab.progress("ratings") == "14 / 15 done (14 answered, 0 skipped)"
-    assert lab.progress("rankings").startswith(f"5 / {len(K)} done")
-    body = lab.js("return document.body.innerText")
-    assert "Analysed below: human annotators" in body  # the analysis reads the answers given
+    wait_for(lambda: lab.progress("ratings") == "14 / 15 done (14 answered, 0 skipped)", 20, "ratings resumed")
+    wait_for(lambda: lab.progress("rankings").startswith(f"5 / {len(K)} done"), 20, "rankings resumed")
+    # the analysis reads the answers given (its cell runs after the widgets' cells: wait for its output)
+    wait_for(lambda: "Analysed below: human annotators" in lab.js("return document.body.innerText"), TIMEOUT,
+             "the analysis of the answers given")
     lab.show("ratings")
     lab.keys("ratings", "7")
     rows.append((R[14][0], "", 7, "ok"))

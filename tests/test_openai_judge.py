@@ -303,3 +303,40 @@ def test_server_without_n_gets_the_rest_one_by_one(fake_openai_factory):
     judge = OpenAIJudge("policy", base_url=server.url, api_key="sk", temperature=1.0)
     out = generate_openai(_instructions(2), judge, k=3, store=False, progress=False, n_per_request=True)
     assert len(out) == 6 and server.requests == 2 + 4
+
+
+def _refused_url() -> str:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+
+
+def test_a_server_that_is_not_there_is_not_asked_by_every_request(monkeypatch):
+    """Connection refused and no reply in the run: the requests not yet sent fail at once ("not sent: ...")
+    instead of each retrying; a call right after (a second pass) sends nothing; a later one tries again."""
+    import sflib.judges.openai_judge as oj
+
+    judge = OpenAIJudge("m", base_url=_refused_url(), concurrency=2, max_retries=1, timeout=5)
+    reqs = [Request(messages=[{"role": "user", "content": f"q{i}"}]) for i in range(10)]
+    out = dict(judge.complete(reqs))
+    sent = [c for c in out.values() if c.attempts]
+    assert len(out) == 10 and len(sent) == 2 and all(c.error.startswith("APIConnectionError") for c in sent)
+    held = [c for c in out.values() if not c.attempts]
+    assert len(held) == 8 and all(c.error.startswith(f"not sent: {judge.base_url} refused connections") for c in held)
+    again = dict(judge.complete(reqs[:3]))  # within REFUSED_MEMORY_S: nothing is sent
+    assert all(c.attempts == 0 and c.error.startswith("not sent: ") for c in again.values())
+    monkeypatch.setattr(oj, "REFUSED_MEMORY_S", 0.0)  # later: the server is asked again
+    later = dict(judge.complete(reqs[:1]))
+    assert later[0].attempts == 2 and later[0].error.startswith("APIConnectionError")
+
+
+def test_a_server_that_answered_once_keeps_being_asked(fake_openai_factory):
+    """The breaker is only for a server never reached: after a reply, failures are retried as before."""
+    server = fake_openai_factory(schedule=["ok"] + ["500"] * 200)
+    judge = OpenAIJudge("m", base_url=server.url, concurrency=1, max_retries=1, timeout=5)
+    reqs = [Request(messages=[{"role": "user", "content": f"q{i}"}]) for i in range(4)]
+    out = dict(judge.complete(reqs))
+    assert sum(c.text is not None for c in out.values()) == 1
+    assert all(c.attempts >= 1 for c in out.values())  # every request was sent

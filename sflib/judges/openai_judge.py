@@ -30,6 +30,11 @@ How it stays fast and loses nothing:
   alternatives in :attr:`Completion.logprobs` (read by :mod:`sflib.feedback.logprobs`);
 - a request with ``Request.params={"n": k}`` asks for k samples at once (the prompt is sent and
   paid once); every choice's text is in :attr:`Completion.texts`;
+- a server that is not there: when a request's connection is refused after the client's retries and
+  no request of the run has had any reply, the requests not yet sent fail at once with "not sent: ..."
+  instead of each retrying for ~20 s (a stopped ``vllm serve`` made notebook 01 wait 3.5 minutes);
+  a call that starts within :data:`REFUSED_MEMORY_S` seconds of such a verdict sends nothing (the second
+  pass of one command, e.g. ``generate``'s per-sample pass after its ``n`` pass, does not wait again);
 - whatever still fails comes back as ``Completion(error=...)`` — the engine stores it as a
   visible failure and the next run retries it.
 
@@ -66,6 +71,8 @@ _ON_SEND: contextvars.ContextVar = contextvars.ContextVar("sflib_openai_on_send"
 
 #: key sent to custom endpoints that need none (vLLM, llama.cpp, Ollama accept anything)
 DUMMY_KEY = "sk-no-key-required"
+#: seconds a judge remembers that its server refused every connection (see the module notes)
+REFUSED_MEMORY_S = 10.0
 
 
 class ConfigurationError(ValueError):
@@ -104,6 +111,7 @@ class OpenAIJudge(Judge):
         self.rate_limit_patience = float(rate_limit_patience)
         self.auto_rpm = bool(auto_rpm)
         self.params = {"temperature": temperature, "max_tokens": max_tokens, **extra_params}
+        self._refused: tuple[str, float] = ("", -1e9)  # the last "server not there" verdict and when
 
     def __repr__(self) -> str:
         return (f"OpenAIJudge({self.model!r}, base_url={self.base_url or OPENAI_URL!r}, "
@@ -143,6 +151,8 @@ class OpenAIJudge(Judge):
             return
         out: queue.Queue = queue.Queue()
         state: dict[str, Any] = {"stop": False}
+        if time.monotonic() - self._refused[1] < REFUSED_MEMORY_S:  # refused a moment ago (a second pass)
+            state["unreachable"] = self._refused[0]
 
         def emit(item):
             if not state["stop"]:
@@ -236,6 +246,7 @@ class OpenAIJudge(Judge):
                 mark()
 
         async def on_response(response) -> None:
+            state["reached"] = True  # a reply, whatever it says: the server is there
             slot = _SLOT.get(None)
             if slot is not None and slot[0] is not None:
                 if response.status_code == 429:  # kept through the backoff (released by _one)
@@ -275,6 +286,9 @@ class OpenAIJudge(Judge):
                 index = next(pending, None)  # shared iterator: each index taken by one worker
                 if index is None or state["stop"]:
                     return
+                if state.get("unreachable"):  # the server refused and never answered: do not send
+                    emit((index, Completion(error=state["unreachable"], attempts=0)))
+                    continue
                 if claim is not None and not await asyncio.to_thread(claim, index):
                     emit((index, None))  # another run asks it: not sent
                     continue
@@ -288,6 +302,11 @@ class OpenAIJudge(Judge):
                 finally:
                     if slot[0] is not None:  # cancelled, or the last attempt got no reply
                         window.release(slot[0], None)
+                if (completion.error or "").startswith("APIConnectionError") and not state.get("reached"):
+                    url = self.base_url or OPENAI_URL
+                    state["unreachable"] = scrub(f"not sent: {url} refused connections (server down?); start "
+                                                 "it or fix base_url, then run again", key)[:500]
+                    self._refused = (state["unreachable"], time.monotonic())
                 emit((index, completion))
 
         try:
