@@ -66,6 +66,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import socket
 import sys
 import threading
@@ -163,6 +165,26 @@ def _handler(api: FakeAPI):
             self._serve("POST")
 
     return Handler
+
+
+@contextlib.contextmanager
+def serving_study(out, key: str, **options):
+    """A fake server for a whole test module's study: ``SFLIB_OUTPUTS`` / ``SFLIB_FIGURES`` under ``out``,
+    ``OPENAI_API_KEY`` = ``key`` and ``OPENAI_BASE_URL`` = the server; yields ``(out, server)`` and puts the
+    environment back afterwards."""
+    names = ("SFLIB_OUTPUTS", "SFLIB_FIGURES", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+    saved = {k: os.environ.get(k) for k in names}
+    with FakeOpenAI(**{"latency": 0.0, **options}) as server:
+        os.environ.update(SFLIB_OUTPUTS=str(out / "outputs"), SFLIB_FIGURES=str(out / "figures"),
+                          OPENAI_API_KEY=key, OPENAI_BASE_URL=server.url)
+        try:
+            yield out, server
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ counts 05's protocol calls once (09's rows say "counted there"), a budget that d
 05, the listwise RM trains on exactly its implied pairs, 06 picks with it, 07 evaluates it, and 09 asks nothing
 again (the server's request count does not grow)."""
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -134,21 +133,11 @@ def _study(tmp: Path, name="protocol-rms", budget=None, judge="fake-structured")
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from fake_openai import FakeOpenAI
+    from fake_openai import serving_study
 
     out = tmp_path_factory.mktemp("protocol_rms")
-    saved = {k: os.environ.get(k) for k in ("SFLIB_OUTPUTS", "SFLIB_FIGURES", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    with FakeOpenAI(latency=0.0) as server:
-        os.environ.update(SFLIB_OUTPUTS=str(out / "outputs"), SFLIB_FIGURES=str(out / "figures"),
-                          OPENAI_API_KEY="sk-test-protocol-rms", OPENAI_BASE_URL=server.url)
-        try:
-            yield out, server
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with serving_study(out, "sk-test-protocol-rms") as env:
+        yield env
 
 
 @pytest.mark.slow

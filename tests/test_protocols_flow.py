@@ -13,7 +13,7 @@ import yaml
 pytest.importorskip("papermill")
 
 import nbcheck
-from fake_openai import FakeOpenAI
+from fake_openai import serving_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = ["rating-1-7", "pairwise-3way", "pairwise-5way", "listwise-k"]
@@ -38,18 +38,8 @@ def _study(tmp: Path) -> Path:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     out = tmp_path_factory.mktemp("protocols")
-    saved = {k: os.environ.get(k) for k in ("SFLIB_OUTPUTS", "SFLIB_FIGURES", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    with FakeOpenAI(latency=0.0) as server:
-        os.environ.update(SFLIB_OUTPUTS=str(out / "outputs"), SFLIB_FIGURES=str(out / "figures"),
-                          OPENAI_API_KEY="sk-test-protocols", OPENAI_BASE_URL=server.url)
-        try:
-            yield out, server
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with serving_study(out, "sk-test-protocols") as env:
+        yield env
 
 
 def _hand_pairs(name: str, verdicts: pd.DataFrame) -> dict:

@@ -11,7 +11,6 @@ image per saved figure, and no warnings, tracebacks, machine paths or raw log di
 """
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
@@ -24,7 +23,7 @@ pytest.importorskip("papermill")
 import fake_openai  # tests/ is on sys.path under pytest
 import fake_replies
 import nbcheck
-from fake_openai import FakeOpenAI
+from fake_openai import serving_study
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-DO-NOT-LEAK-flow-0123456789"
@@ -87,18 +86,8 @@ def _ids(df: pd.DataFrame) -> set:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     out = tmp_path_factory.mktemp("flow")
-    saved = {k: os.environ.get(k) for k in ("SFLIB_OUTPUTS", "SFLIB_FIGURES", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    with FakeOpenAI(latency=0.0) as server:
-        os.environ.update(SFLIB_OUTPUTS=str(out / "outputs"), SFLIB_FIGURES=str(out / "figures"),
-                          OPENAI_API_KEY=KEY, OPENAI_BASE_URL=server.url)
-        try:
-            yield out, server
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with serving_study(out, KEY) as env:
+        yield env
 
 
 @pytest.mark.slow
