@@ -88,14 +88,13 @@ def _stored(args) -> dict[Path, tuple[int, int]]:
 def interrupted_line(args, before: dict[Path, tuple[int, int]]) -> str:
     """``interrupted: N stored, M in flight, re-run to finish``: N answers this run stored (they are
     kept: the next run reuses them), M requests it had sent without an answer (the next run asks again)."""
+    if getattr(args, "command", None) == "train-rm":
+        return _interrupted_training(args)
     now = _stored(args)
     stored = sum(max(n - before.get(p, (0, 0))[0], 0) for p, (n, _) in now.items())
     flying = sum(m for _, m in now.values())
     where = [str(p) for p, (n, m) in now.items() if n - before.get(p, (0, 0))[0] > 0 or m]
-    hint = "re-run to finish"
-    if getattr(args, "command", None) == "train-rm":
-        return _interrupted_training(args)
-    return f"interrupted: {stored} stored{' in ' + ', '.join(where) if where else ''}, {flying} in flight, {hint}"
+    return f"interrupted: {stored} stored{' in ' + ', '.join(where) if where else ''}, {flying} in flight, re-run to finish"
 
 
 def _interrupted_training(args) -> str:

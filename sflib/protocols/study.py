@@ -115,12 +115,20 @@ def inputs_fingerprint(study) -> dict:
             "feedback": study.hash("feedback")}
 
 
-def state(study, quick: bool | None = None) -> str:
-    """``missing`` (09 has not run), ``stale`` (01-03 or the feedback section changed since, or ``quick``
-    differs from the mode it ran in) or ``done``: what ``study status`` shows and ``--skip-done`` reads."""
+def summary_of(study) -> dict | None:
+    """What :func:`run` wrote in ``09_protocols/summary.json``, or None before notebook 09 has run."""
     try:
-        summary = json.loads((folder(study) / "summary.json").read_text(encoding="utf-8"))
+        return json.loads((folder(study) / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+
+
+def state(study, quick: bool | None = None, summary: dict | None = None) -> str:
+    """``missing`` (09 has not run), ``stale`` (01-03 or the feedback section changed since, or ``quick``
+    differs from the mode it ran in) or ``done``: what ``study status`` shows and ``--skip-done`` reads.
+    ``summary``: :func:`summary_of`'s, when the caller has read it already."""
+    summary = summary if summary is not None else summary_of(study)
+    if summary is None:
         return "missing"
     if summary.get("inputs") != inputs_fingerprint(study):
         return "stale"
@@ -133,11 +141,10 @@ def saved_findings(study):
     from ..study.folder import StageMissing
 
     out = folder(study)
-    try:
-        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    summary = summary_of(study)
+    if summary is None:
         raise StageMissing(f"study {study.name}: notebook 09 has not run (no {out / 'summary.json'}); run it first "
-                           f"(python -m sflib study run {study.spec} --only 09)") from None
+                           f"(python -m sflib study run {study.spec} --only 09)")
     judge = summary.get("judge") or study.config.feedback.judge
     runs = {}
     for name in summary.get("protocols", []):

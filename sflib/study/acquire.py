@@ -130,7 +130,7 @@ def sample_responses(study, quick: bool = False, progress: bool = True) -> tuple
             failure = text.split(";")[0] + (f" ({common[0]})" if common else "")
             responses = pd.DataFrame(columns=EMPTY["responses"])
     counts = _sampled(responses, instr, k, failure, quick)
-    if cfg.name.startswith("local:") or _is_local_policy(cfg.name):
+    if _is_local_policy(cfg.name):
         from ..core.threads import available_cores
 
         counts["torch_threads"] = available_cores()  # what sampling_local.load_policy set

@@ -120,23 +120,21 @@ def _protocols_row(study) -> dict:
     """Notebook 09's row, from what it wrote (``09_protocols/summary.json`` and ``protocols.jsonl``): n = the
     judge calls of its protocols, valid / invalid = their readable / unreadable answers, the dollars of the
     calls it made itself (a protocol that reuses 02/03's answers is counted there)."""
-    import json
-
     from ..protocols.plan import study_protocols
-    from ..protocols.study import folder
+    from ..protocols.study import folder, state, summary_of
 
     out = folder(study)
     row = dict(stage="protocols", notebook="09_protocols", state="missing", n=np.nan, valid=np.nan,
                invalid=np.nan, failed=np.nan, spent_usd=0.0, written="", folder=str(out),
                detail="protocols: " + ", ".join(study_protocols(study.config)))
+    summary = summary_of(study)
     try:
-        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
         per = pd.read_json(out / "protocols.jsonl", lines=True) if (out / "protocols.jsonl").stat().st_size else None
     except (OSError, ValueError):
+        per = None
+    if summary is None:
         return row
-    from ..protocols.study import state
-
-    row.update(state=state(study), written=str(summary.get("time", "")))
+    row.update(state=state(study, summary=summary), written=str(summary.get("time", "")))
     if per is not None and len(per):
         calls = per["calls"].fillna(0).astype(int)
         valid = (calls * (1 - per["invalid_rate"].fillna(0))).round().astype(int)
