@@ -31,8 +31,9 @@ How it stays fast and loses nothing:
 - a request with ``Request.params={"n": k}`` asks for k samples at once (the prompt is sent and
   paid once); every choice's text is in :attr:`Completion.texts`;
 - a server that is not there: when a request's connection is refused after the client's retries and
-  no request of the run has had any reply, the requests not yet sent fail at once with "not sent: ..."
-  instead of each retrying for ~20 s (a stopped ``vllm serve`` made notebook 01 wait 3.5 minutes);
+  no request of the run has had any reply, the requests still retrying stop ("stopped retrying: ...")
+  and those not yet sent fail at once ("not sent: ...") instead of each retrying for ~20 s (a stopped
+  ``vllm serve`` made notebook 01 wait 3.5 minutes, ``rate`` at concurrency 16 86 s);
   a call that starts within :data:`REFUSED_MEMORY_S` seconds of such a verdict sends nothing (the second
   pass of one command, e.g. ``generate``'s per-sample pass after its ``n`` pass, does not wait again);
 - whatever still fails comes back as ``Completion(error=...)`` — the engine stores it as a
@@ -111,7 +112,7 @@ class OpenAIJudge(Judge):
         self.rate_limit_patience = float(rate_limit_patience)
         self.auto_rpm = bool(auto_rpm)
         self.params = {"temperature": temperature, "max_tokens": max_tokens, **extra_params}
-        self._refused: tuple[str, float] = ("", -1e9)  # the last "server not there" verdict and when
+        self._refused: tuple[str, float] = ("", -1e9)  # the last "server not there" reason and when
 
     def __repr__(self) -> str:
         return (f"OpenAIJudge({self.model!r}, base_url={self.base_url or OPENAI_URL!r}, "
@@ -152,7 +153,7 @@ class OpenAIJudge(Judge):
         out: queue.Queue = queue.Queue()
         state: dict[str, Any] = {"stop": False}
         if time.monotonic() - self._refused[1] < REFUSED_MEMORY_S:  # refused a moment ago (a second pass)
-            state["unreachable"] = self._refused[0]
+            state["refused"], state["unreachable"] = self._refused[0], f"not sent: {self._refused[0]}"
 
         def emit(item):
             if not state["stop"]:
@@ -279,6 +280,7 @@ class OpenAIJudge(Judge):
                                     http_client=http_client)
         pending = iter(range(len(requests)))
         credits = state["credits"] = asyncio.Semaphore(self.concurrency)
+        asking: set[asyncio.Future] = set()  # the requests being asked now (the breaker stops them)
 
         async def worker():
             while True:
@@ -296,17 +298,27 @@ class OpenAIJudge(Judge):
                     _ON_SEND.set(_once(on_start, index))
                 slot = [None, window]  # this request's slot in the window, taken per HTTP attempt
                 _SLOT.set(slot)
+                one = asyncio.ensure_future(self._one(client, requests[index], tpm_limiter, tpm_capacity, key))
+                asking.add(one)
                 try:
-                    completion = await self._one(client, requests[index], tpm_limiter,
-                                                 tpm_capacity, key)
+                    completion = await one
+                except asyncio.CancelledError:  # stopped by the breaker below, unless this worker is cancelled
+                    if asyncio.current_task().cancelling() or not state.get("unreachable"):
+                        raise
+                    completion = Completion(error=f"stopped retrying: {state['refused']}", attempts=1)
                 finally:
+                    asking.discard(one)
                     if slot[0] is not None:  # cancelled, or the last attempt got no reply
                         window.release(slot[0], None)
-                if (completion.error or "").startswith("APIConnectionError") and not state.get("reached"):
-                    url = self.base_url or OPENAI_URL
-                    state["unreachable"] = scrub(f"not sent: {url} refused connections (server down?); start "
-                                                 "it or fix base_url, then run again", key)[:500]
-                    self._refused = (state["unreachable"], time.monotonic())
+                if (completion.error or "").startswith("APIConnectionError") and not state.get("reached") \
+                        and not state.get("unreachable"):
+                    # the server is not there: the requests retrying the same refusal stop, the rest are not sent
+                    state["refused"] = scrub(f"{self.base_url or OPENAI_URL} refused connections (server down?); "
+                                             "start it or fix base_url, then run again", key)[:400]
+                    state["unreachable"] = f"not sent: {state['refused']}"
+                    self._refused = (state["refused"], time.monotonic())
+                    for other in list(asking):
+                        other.cancel()
                 emit((index, completion))
 
         try:
