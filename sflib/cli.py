@@ -99,9 +99,10 @@ def interrupted_line(args, before: dict[Path, tuple[int, int]]) -> str:
 
 def _interrupted_training(args) -> str:
     """``interrupted: the last checkpoint is step N (folder); re-run with --resume latest ...``."""
+    from .rm.training import complete_checkpoints
+
     out = getattr(args, "output", None)
-    found = sorted(Path(out).glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-                   if p.name.split("-")[-1].isdigit() else -1) if out else []
+    found = complete_checkpoints(Path(out) / "checkpoints") if out else []  # one cut off mid-save is not named
     where = (f"the last checkpoint is step {found[-1].name.split('-')[-1]} ({found[-1]})" if found
              else "no checkpoint was written yet (one is saved every epoch)")
     return f"interrupted: {where}; re-run with --resume latest to go on from the last checkpoint"

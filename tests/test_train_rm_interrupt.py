@@ -49,3 +49,35 @@ def test_sigint_during_train_rm_is_130_and_resume_goes_on(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     final = json.loads(_checkpoints(out)[-1].read_text())
     assert final["global_step"] == step + 5  # went on from the checkpoint: 5 more steps, not from 0
+
+
+def test_a_checkpoint_cut_off_mid_save_is_neither_named_nor_resumed_from(tmp_path):
+    """Ctrl-C can land while the Trainer writes a checkpoint: the folder exists but has no trainer_state.json
+    (seen in CI). It is not named as the last checkpoint, ``--resume latest`` takes the one before it, and a
+    folder named explicitly is refused with what to do."""
+    import argparse
+
+    import pytest
+
+    from sflib.cli import interrupted_line
+    from sflib.rm.training import RewardModelError, _resume_point, complete_checkpoints
+
+    checkpoints = tmp_path / "rm" / "checkpoints"
+    for step in (20, 40):
+        (checkpoints / f"checkpoint-{step}").mkdir(parents=True)
+        (checkpoints / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    cut = checkpoints / "checkpoint-60"
+    cut.mkdir()
+    (cut / "model.safetensors").write_bytes(b"half")
+    assert [p.name for p in complete_checkpoints(checkpoints)] == ["checkpoint-20", "checkpoint-40"]
+    line = interrupted_line(argparse.Namespace(command="train-rm", output=str(tmp_path / "rm")), {})
+    assert "the last checkpoint is step 40 (" in line, line
+    with pytest.raises(RewardModelError, match="not a complete checkpoint"):
+        _resume_point(str(cut), checkpoints)
+    assert _resume_point(True, checkpoints) == str(checkpoints / "checkpoint-40")
+    assert not cut.exists()  # deleted, so the Trainer's rotation and a later save do not trip on it
+    assert _resume_point(None, checkpoints) is None
+    for step in (20, 40):
+        (checkpoints / f"checkpoint-{step}" / "trainer_state.json").unlink()
+    with pytest.raises(RewardModelError, match="no complete checkpoint"):
+        _resume_point(True, checkpoints)

@@ -102,6 +102,45 @@ def _check_config(kind: str, config: TrainConfig) -> None:
         raise ValueError(f"tokens_per_batch must be at least 1, not {config.tokens_per_batch}")
 
 
+def complete_checkpoints(checkpoints: os.PathLike | str) -> list[Path]:
+    """The checkpoint folders under ``checkpoints`` that were saved to the end (the Trainer writes
+    ``trainer_state.json`` last), oldest step first. A folder cut off mid-save (Ctrl-C, a killed job) is not one."""
+    found = [p for p in Path(checkpoints).glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def drop_incomplete_checkpoints(checkpoints: os.PathLike | str) -> list[Path]:
+    """Delete the checkpoint folders cut off mid-save, so that neither ``--resume latest`` nor the Trainer's
+    rotation takes one for a checkpoint; returns what was deleted."""
+    import shutil
+
+    complete = set(complete_checkpoints(checkpoints))
+    dropped = [p for p in Path(checkpoints).glob("checkpoint-*") if p.is_dir() and p not in complete]
+    for path in dropped:
+        shutil.rmtree(path, ignore_errors=True)
+    return dropped
+
+
+def _resume_point(resume_from_checkpoint: str | bool | None, checkpoints: Path) -> str | None:
+    """``True`` -> the last checkpoint saved to the end (the Trainer's own "latest" would take a folder cut off
+    mid-save); a folder is checked to be complete."""
+    if resume_from_checkpoint is None or resume_from_checkpoint is False:
+        return None
+    if resume_from_checkpoint is True:
+        drop_incomplete_checkpoints(checkpoints)
+        found = complete_checkpoints(checkpoints)
+        if not found:
+            raise RewardModelError(f"--resume latest: no complete checkpoint in {checkpoints} to resume from; "
+                                   "train without --resume")
+        return str(found[-1])
+    folder = Path(resume_from_checkpoint)
+    if not (folder / "trainer_state.json").is_file():
+        raise RewardModelError(f"--resume {folder}: not a complete checkpoint (no trainer_state.json there; "
+                               "it may have been cut off mid-save); use --resume latest")
+    return str(folder)
+
+
 def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike | str, *,
                        eval: pd.DataFrame | None = None, config: TrainConfig | None = None,
                        resume_from_checkpoint: str | bool | None = None, **overrides) -> TrainResult:
@@ -179,6 +218,7 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
     lr = config.learning_rate if config.learning_rate is not None else (2e-4 if config.lora else 5e-5)
     checkpoints = output_dir / "checkpoints"
     had_checkpoints = checkpoints.exists()
+    resume_from_checkpoint = _resume_point(resume_from_checkpoint, checkpoints)
     args = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs, max_steps=config.max_steps,
@@ -214,6 +254,9 @@ def train_reward_model(kind: str, train: pd.DataFrame, output_dir: os.PathLike |
         hf_logging.disable_progress_bar()  # no "writing shards" bars for every checkpoint
     try:
         trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    except KeyboardInterrupt:
+        drop_incomplete_checkpoints(checkpoints)  # a save cut off by Ctrl-C is not a checkpoint
+        raise
     finally:
         if bars:
             hf_logging.enable_progress_bar()
