@@ -220,6 +220,10 @@ def test_protocol_rms_study(env):
     f06 = bon_findings.findings(s, quick=True)
     assert {"ratings RM", "listwise-k RM", "pairwise-5way RM"} <= set(f06.tables["selection"].index)
     assert f06.tables["reward models"]["used"].all()
+    # read back from 06's folder, the table still says what each RM was trained on (from 05's reward_model.json)
+    assert f06.tables["reward models"].loc["listwise-k RM", "trained on"] == "listwise-k as rankings"
+    assert f06.tables["reward models"].loc["ratings RM", "trained on"] == "ratings"
+    assert f06.tables["reward models"]["backbone"].notna().all()
     f07 = ev_findings.findings(s, quick=True)
     assert set(f07.tables["win rates"]["policy"]) == {"ratings-RM", "listwise-k-RM"}
     assert set(f07.tables["protocol effect"]["policy"]) == {"ratings-RM", "listwise-k-RM"}

@@ -66,11 +66,28 @@ def _reward_models(study, kinds) -> tuple[dict, list, dict]:
             got = Attempt(reason=(m05.get("counts") or {}).get("reason") or f"notebook 05 saved no {kind} reward model")
         if got.ok:
             rms[kind], meta[kind] = got.value, dict(got.value.meta)
-        m = got.value.meta if got.ok else {}
-        rows.append({"reward model": f"{kind} RM", "backbone": m.get("backbone"),
-                     "trained on": m.get("kind") if not m or kind == m.get("kind") else f"{kind} as {m.get('kind')}",
-                     "used": got.ok, "note": got.reason or ""})
+        rows.append(_rm_row(kind, got.value.meta if got.ok else {}, got.ok, got.reason or ""))
     return rms, rows, meta
+
+
+def _rm_row(kind: str, meta: dict, used: bool, note: str) -> dict:
+    """One row of 06's reward-model table: its backbone, the objective it was trained on, whether it was used."""
+    trained = meta.get("kind") if not meta or kind == meta.get("kind") else f"{kind} as {meta.get('kind')}"
+    return {"reward model": f"{kind} RM", "backbone": meta.get("backbone"), "trained on": trained, "used": used,
+            "note": note}
+
+
+def _saved_meta(study, kind: str) -> dict:
+    """``reward_model.json`` of 05's ``kind`` RM, read without loading its weights ({} when there is none)."""
+    import json
+
+    from ..rm import META_NAME
+    from ..study.folder import StudyError
+
+    try:
+        return json.loads((Path(study.path_of("reward_models", kind)) / META_NAME).read_text())
+    except (OSError, ValueError, StudyError):
+        return {}
 
 
 def run(study, *, quick: bool = False, demo_policy: str = "local:smollm2", demo_instructions: int = 12,
@@ -161,7 +178,7 @@ def load(study) -> BestOfNRun:
     n = int(counts.get("samples_per_instruction") or (samples.groupby("instruction_id").size().max() if len(samples) else 0))
     best = {kind: select_best(sc, n) for kind, sc in scored.items()}
     asked = samples.drop_duplicates("instruction_id")[["instruction"]] if len(samples) else pd.DataFrame(columns=["instruction"])
-    rows = [{"reward model": f"{k} RM", "used": k in scored, "note": "" if k in scored else "no rewards saved"}
+    rows = [_rm_row(k, _saved_meta(study, k), k in scored, "" if k in scored else "no rewards saved")
             for k in cfg.reward_models] if not seeded else []
     return BestOfNRun(seeded=seeded, released=released, asked=asked, policy=m.get("policy") or "",
                       generator=samples["generator"].iloc[0] if len(samples) and "generator" in samples else "",
