@@ -31,6 +31,19 @@ def test_live_claims_are_respected_and_released_on_close(tmp_path):
     assert a_store.execute("SELECT COUNT(*) FROM runs")[0][0] == 0
 
 
+def test_an_answer_stored_just_before_the_run_started_is_not_asked_again(tmp_path):
+    """The caller reads the store, then starts its run: an answer another run stored in between is older than
+    this run's start but must still count as landed (seen under load in tests/test_two_runs.py: 2 paid twice)."""
+    store = AnnotationStore(tmp_path / "s.sqlite")
+    _put(store, "ok-before")  # stored after the caller's read, before the run started
+    store.put("failed-before", judge="j", model="m", template_version="v", params={}, messages=[],
+              status="failed", error="timeout")  # an old failure: the caller means to ask it again
+    time.sleep(0.01)
+    with ClaimRun(store, "j") as run:
+        assert not run.claim(["ok-before"]) and run.claim_each(["ok-before", "failed-before"]) == {"failed-before"}
+        assert set(run.landed(["ok-before", "failed-before"])) == {"ok-before"}
+
+
 def test_a_dead_runs_claims_and_in_flight_requests_are_taken_over(tmp_path):
     store = AnnotationStore(tmp_path / "s.sqlite")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

@@ -7,7 +7,10 @@ of cluster jobs sharing an outputs folder). Each acquisition run registers itsel
 the request's key in the ``claims`` table, in one ``BEGIN IMMEDIATE`` transaction that first checks
 that
 
-- no other run stored an answer for it since this run started (it *landed*: taken from the store);
+- no other run stored an answer for it (it *landed*: taken from the store). An ``ok`` answer counts
+  whenever it was stored: the caller read the store before this run started, and an answer another run
+  stored between that read and this run's start would otherwise be asked (and paid) again; any other
+  row (failed, invalid) counts when it was stored since this run started;
 - no other *live* run holds a claim on it (it is *busy*: left to that run, picked up from the
   store when it lands, or taken over if that run dies).
 
@@ -43,6 +46,8 @@ HEARTBEAT_S = float(os.environ.get("SFLIB_CLAIM_HEARTBEAT_S", "2"))
 STALE_S = float(os.environ.get("SFLIB_CLAIM_STALE_S", "30"))
 #: seconds between two looks at the store while waiting for items another run is asking
 POLL_S = 0.5
+#: a stored row another run wrote for a key this run was going to ask (see the module's docstring)
+LANDED = "(status = 'ok' OR created_at >= ?)"
 
 
 def _proc_start(pid: int) -> str | None:
@@ -159,8 +164,8 @@ class ClaimRun:
         refused: set[str] = set()
         with self.store.transaction() as conn:
             refused.update(k for (k,) in conn.execute(
-                f"SELECT key FROM annotations WHERE key IN ({marks}) AND created_at >= ?",
-                (*keys, self.started_at)))  # landed: answered by another run since we started
+                f"SELECT key FROM annotations WHERE key IN ({marks}) AND {LANDED}",
+                (*keys, self.started_at)))  # landed: answered by another run
             if refused and all_or_none:
                 return set()
             taken_over: set[str] = set()
@@ -199,9 +204,10 @@ class ClaimRun:
                                  (k, self.judge, self.run_id, now)) for k in keys])
 
     def landed(self, keys: list[str]) -> dict[str, dict]:
-        """The stored rows of ``keys`` written since this run started (another run's answers)."""
+        """Another run's stored rows of ``keys``: ``ok`` answers whenever stored, others stored since this run
+        started (the rule :meth:`claim` refuses by: what it refuses is found here)."""
         rows = self.store.get_many(keys)
-        return {k: r for k, r in rows.items() if r["created_at"] >= self.started_at}
+        return {k: r for k, r in rows.items() if r["status"] == "ok" or r["created_at"] >= self.started_at}
 
     def free(self, keys: list[str]) -> list[str]:
         """The keys no live run (other than this one) holds a claim or an in-flight request on."""
